@@ -1,0 +1,265 @@
+"""Per-packet fan-out of one track (audio or video) of a session to its viewers.
+
+The publisher's packets are mapped once into a continuous *relay* sequence/timestamp space
+(so a publisher that reconnects with new SSRCs continues the same stream), then written to
+every viewer with its own SSRC, payload type, sequence offset and header-extension block.
+No decoding, no per-packet logging, one header pack per viewer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from media.cache import PacketCache
+from media.keyframes import KeyframeRequester
+from media.rtp import HEADER, build_extensions
+
+PackFn = Callable[..., bytes]
+
+
+class SourceMapper:
+    """Maps (ssrc, seq, ts) of successive publisher sources into one continuous space."""
+
+    __slots__ = ("clock_rate", "ssrc", "seq_off", "ts_off", "last_rseq", "last_rts", "last_at")
+
+    def __init__(self, clock_rate: int) -> None:
+        self.clock_rate = clock_rate
+        self.ssrc: int | None = None
+        self.seq_off = 0
+        self.ts_off = 0
+        self.last_rseq: int | None = None
+        self.last_rts = 0
+        self.last_at = 0.0
+
+    def new_generation(self) -> None:
+        """The publisher changed: remap at its next packet even if its SSRC is unchanged."""
+        self.ssrc = None
+
+    def rebase(self, ssrc: int, seq: int, ts: int, now: float) -> None:
+        self.ssrc = ssrc
+        if self.last_rseq is None:
+            self.seq_off = 0
+            self.ts_off = 0
+            return
+        gap = max(now - self.last_at, 0.0)
+        # Continue right after the last packet; timestamps advance by the wall time between.
+        self.seq_off = (self.last_rseq + 1 - seq) & 0xFFFF
+        self.ts_off = (self.last_rts + max(int(gap * self.clock_rate), 1) - ts) & 0xFFFFFFFF
+
+
+class Downtrack:
+    """One viewer's copy of one track: the rewrite parameters and the bound send path."""
+
+    __slots__ = (
+        "ssrc",
+        "pt",
+        "b0",
+        "ext",
+        "seq_off",
+        "next_seq",
+        "protect",
+        "sendto",
+        "addr",
+        "packets",
+        "octets",
+        "errors",
+        "paused",
+        "rr",
+        "on_keyframe_request",
+    )
+
+    def __init__(self, ssrc: int, pt: int, extensions: list[tuple[int, bytes]] | None = None):
+        self.ssrc = ssrc
+        self.pt = pt
+        self.ext = build_extensions(extensions) if extensions else b""
+        self.b0 = 0x90 if self.ext else 0x80
+        self.seq_off = 0
+        self.next_seq = ssrc & 0x7FFF  # any start; the lower half avoids early wrap
+        self.protect: Callable[[bytes], bytes] | None = None
+        self.sendto: Callable[[bytes, tuple], None] | None = None
+        self.addr: tuple | None = None
+        self.packets = 0
+        self.octets = 0
+        self.errors = 0
+        self.paused = False
+        # Latest receiver report: (highest seq, fraction lost /256, cumulative lost, jitter, at)
+        self.rr: tuple[int, int, int, int, float] | None = None
+
+    def bind(self, protect: Callable[[bytes], bytes], sendto: Callable, addr: tuple) -> None:
+        self.protect = protect
+        self.sendto = sendto
+        self.addr = addr
+
+    def build(self, rseq: int, marker: int, rts: int, payload: bytes) -> bytes:
+        b1 = (0x80 if marker else 0) | self.pt
+        hdr = HEADER.pack(self.b0, b1, (rseq + self.seq_off) & 0xFFFF, rts, self.ssrc)
+        return hdr + self.ext + payload
+
+
+class Forwarder:
+    """Fans one publisher track out to many downtracks."""
+
+    def __init__(
+        self,
+        kind: str,
+        clock_rate: int,
+        is_keyframe: Callable[[bytes], bool] | None = None,
+        keyframes: KeyframeRequester | None = None,
+        cache_size: int = 1024,
+    ) -> None:
+        self.kind = kind
+        self.mapper = SourceMapper(clock_rate)
+        self.is_keyframe = is_keyframe
+        self.keyframes = keyframes or KeyframeRequester(lambda: None)
+        self.cache = PacketCache(cache_size)
+        self._active: list[Downtrack] = []
+        self._waiting: list[Downtrack] = []
+        self._all: set[Downtrack] = set()
+        # Sender-report anchor in relay timestamp space: (rts, monotonic time it was true)
+        self._sr_anchor: tuple[int, float] | None = None
+        self.packets_in = 0
+        self.bytes_in = 0
+        self.packets_out = 0
+        self.bytes_out = 0
+        self.send_errors = 0
+        self.retransmits = 0
+        self.keyframes_seen = 0
+
+    # -- membership ----------------------------------------------------------------------
+    def add(self, dt: Downtrack) -> None:
+        """Start sending to a bound downtrack: audio at once, video from the next keyframe."""
+        self._all.add(dt)
+        self._admit_later(dt)
+
+    def remove(self, dt: Downtrack) -> None:
+        self._all.discard(dt)
+        if dt in self._active:
+            self._active.remove(dt)
+        if dt in self._waiting:
+            self._waiting.remove(dt)
+
+    def pause(self, dt: Downtrack) -> None:
+        if dt in self._active:
+            self._active.remove(dt)
+            dt.next_seq = (self.mapper.last_rseq or 0) + dt.seq_off + 1
+        if dt in self._waiting:
+            self._waiting.remove(dt)
+        dt.paused = True
+
+    def resume(self, dt: Downtrack) -> None:
+        if dt.paused and dt in self._all:
+            dt.paused = False
+            self._admit_later(dt)
+
+    def _admit_later(self, dt: Downtrack) -> None:
+        if dt not in self._waiting and dt not in self._active:
+            self._waiting.append(dt)
+            if self.is_keyframe is not None:
+                self.keyframes.request()
+
+    @property
+    def viewers(self) -> int:
+        return len(self._all)
+
+    # -- the hot path --------------------------------------------------------------------
+    def push(self, ssrc: int, seq: int, ts: int, marker: int, payload: bytes) -> None:
+        """Forward one publisher packet (already unwrapped from RTX) to every viewer."""
+        m = self.mapper
+        now = time.monotonic()
+        if ssrc != m.ssrc:
+            m.rebase(ssrc, seq, ts, now)
+        rseq = (seq + m.seq_off) & 0xFFFF
+        rts = (ts + m.ts_off) & 0xFFFFFFFF
+        last = m.last_rseq
+        if last is None or ((rseq - last) & 0xFFFF) < 0x8000:
+            m.last_rseq = rseq
+            m.last_rts = rts
+            m.last_at = now
+        plen = len(payload)
+        self.packets_in += 1
+        self.bytes_in += plen
+        self.cache.put(rseq, marker, rts, payload)
+
+        if self._waiting:
+            self._admit(rseq, payload)
+
+        active = self._active
+        if not active:
+            return
+        b1 = 0x80 if marker else 0
+        pack = HEADER.pack
+        for dt in active:
+            try:
+                dt.sendto(
+                    dt.protect(
+                        pack(dt.b0, b1 | dt.pt, (rseq + dt.seq_off) & 0xFFFF, rts, dt.ssrc)
+                        + dt.ext
+                        + payload
+                    ),
+                    dt.addr,
+                )
+                dt.packets += 1
+                dt.octets += plen
+            except Exception:  # noqa: BLE001 - one viewer's failure never stops the others
+                dt.errors += 1
+                self.send_errors += 1
+        n = len(active)
+        self.packets_out += n
+        self.bytes_out += n * plen
+
+    def _admit(self, rseq: int, payload: bytes) -> None:
+        if self.is_keyframe is not None:
+            if not self.is_keyframe(payload):
+                return
+            self.keyframes_seen += 1
+            self.keyframes.on_keyframe()
+        for dt in self._waiting:
+            # The first packet this viewer gets follows its last one without a gap.
+            dt.seq_off = (dt.next_seq - rseq) & 0xFFFF
+            self._active.append(dt)
+        self._waiting.clear()
+
+    # -- feedback from viewers -------------------------------------------------------------
+    def retransmit(self, dt: Downtrack, out_seqs: list[int]) -> int:
+        """Answer a viewer's NACK from the cache; returns how many packets were resent."""
+        if dt.sendto is None or dt not in self._active:
+            return 0
+        sent = 0
+        for out_seq in out_seqs:
+            entry = self.cache.get((out_seq - dt.seq_off) & 0xFFFF)
+            if entry is None:
+                continue
+            rseq, marker, rts, payload = entry
+            try:
+                dt.sendto(dt.protect(dt.build(rseq, marker, rts, payload)), dt.addr)
+                sent += 1
+            except Exception:  # noqa: BLE001
+                dt.errors += 1
+                self.send_errors += 1
+        self.retransmits += sent
+        return sent
+
+    def note_sender_report(self, rtp_ts: int) -> None:
+        """The publisher's SR says rtp_ts is 'now': keep it as the clock anchor for our SRs."""
+        rts = (rtp_ts + self.mapper.ts_off) & 0xFFFFFFFF
+        self._sr_anchor = (rts, time.monotonic())
+
+    def rtp_timestamp_now(self) -> int:
+        """The relay timestamp that corresponds to this moment, for sender reports."""
+        now = time.monotonic()
+        anchor = self._sr_anchor
+        m = self.mapper
+        if anchor is None or anchor[1] < m.last_at - 5.0:
+            anchor = (m.last_rts, m.last_at)
+        return (anchor[0] + int((now - anchor[1]) * m.clock_rate)) & 0xFFFFFFFF
+
+    def new_publisher(self) -> None:
+        self.mapper.new_generation()
+        self._sr_anchor = None
+        # Viewers keep their connection; video resumes from the new publisher's first keyframe.
+        if self.is_keyframe is not None:
+            for dt in self._active:
+                dt.next_seq = ((self.mapper.last_rseq or 0) + dt.seq_off + 1) & 0xFFFF
+            self._waiting.extend(self._active)
+            self._active.clear()

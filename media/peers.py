@@ -1,0 +1,235 @@
+"""A publisher (WHIP) and a viewer (WHEP) connection: aiortc peers wired to forwarders."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable
+
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.clock import current_ntp_time
+from aiortc.rtp import RtcpSdesPacket, RtcpSenderInfo, RtcpSourceInfo, RtcpSrPacket
+
+from media.codecs import capabilities
+from media.fastpath import IngestTap, SendPath, ViewerFeedback, send_pli, take_over_sender
+from media.forwarder import Downtrack, Forwarder
+
+log = logging.getLogger(__name__)
+
+MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
+
+
+class PeerRefused(ValueError):
+    """aiortc could not negotiate the offer (no common codec, bad direction...)."""
+
+
+class _Peer:
+    def __init__(self, config: RTCConfiguration, on_gone: Callable[[_Peer], None]) -> None:
+        self.id = secrets.token_urlsafe(12)
+        self.pc = RTCPeerConnection(configuration=config)
+        self.path: SendPath | None = None
+        self.connected = asyncio.Event()
+        self.closed = False
+        self.connected_hook: asyncio.Future | None = None  # owned by SessionMedia
+        self._on_gone = on_gone
+        self.pc.on("connectionstatechange", self._state_changed)
+
+    async def _state_changed(self) -> None:
+        state = self.pc.connectionState
+        if state == "connected" and self.path is None:
+            try:
+                self.path = SendPath(self._dtls())
+            except ConnectionError:
+                log.warning("peer %s connected without a nominated pair", self.id)
+                return
+            self._on_connected()
+            self.connected.set()
+        elif state in ("failed", "closed"):
+            await self.close()
+
+    def _dtls(self):
+        return self.pc.getTransceivers()[0].receiver.transport
+
+    def _on_connected(self) -> None: ...
+
+    async def _negotiate(self, offer_sdp: str, before_answer: Callable[[], None]) -> str:
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+        except Exception as exc:  # aiortc: OperationError, ValueError, InvalidAccessError
+            await self.pc.close()
+            raise PeerRefused(str(exc) or type(exc).__name__) from None
+        before_answer()
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        return self.pc.localDescription.sdp
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.path is not None:
+            self.path.close()
+        self._on_gone(self)
+        await self.pc.close()
+
+
+class Publisher(_Peer):
+    """The lecturer's connection: receives audio + video and feeds the forwarders."""
+
+    def __init__(
+        self,
+        config: RTCConfiguration,
+        audio: Forwarder,
+        video: Forwarder,
+        video_codec: str,
+        on_gone: Callable[[_Peer], None],
+    ) -> None:
+        super().__init__(config, on_gone)
+        self.audio = audio
+        self.video = video
+        self.video_codec = video_codec
+        self._video_receiver = None
+        ta = self.pc.addTransceiver("audio", direction="recvonly")
+        ta.setCodecPreferences(capabilities("audio", "opus", with_rtx=False))
+        tv = self.pc.addTransceiver("video", direction="recvonly")
+        tv.setCodecPreferences(capabilities("video", video_codec, with_rtx=True))
+
+    async def answer(self, offer_sdp: str, ssrc_groups: list[tuple[int, int]]) -> str:
+        tap = IngestTap(self.pc)
+        for rtx_ssrc, media_ssrc in ssrc_groups:
+            tap.map_rtx_ssrc(rtx_ssrc, media_ssrc)
+
+        def wire() -> None:
+            for t in self.pc.getTransceivers():
+                if t.mid is None or not t._codecs:
+                    continue
+                fwd = self.audio if t.kind == "audio" else self.video
+                main = t._codecs[0]
+                rtx = next(
+                    (
+                        c.payloadType
+                        for c in t._codecs
+                        if c.mimeType.lower().endswith("/rtx")
+                        and c.parameters.get("apt") == main.payloadType
+                    ),
+                    None,
+                )
+                tap.route(main.payloadType, fwd.push, rtx)
+                tap.on_sender_report(t.receiver, fwd.note_sender_report)
+                if t.kind == "video":
+                    self._video_receiver = t.receiver
+            tap.install()
+
+        return await self._negotiate(offer_sdp, wire)
+
+    def _on_connected(self) -> None:
+        receiver, path, video = self._video_receiver, self.path, self.video
+        if receiver is not None:
+            video.keyframes.set_sender(lambda: send_pli(receiver, path, video.mapper.ssrc or 0))
+            video.keyframes.request()
+
+
+class _TrackFeedback(ViewerFeedback):
+    def __init__(self, forwarder: Forwarder, dt: Downtrack) -> None:
+        self.forwarder = forwarder
+        self.dt = dt
+        self.remb: int | None = None
+
+    def on_receiver_report(self, report) -> None:
+        self.dt.rr = (
+            report.highest_sequence,
+            report.fraction_lost,
+            report.packets_lost,
+            report.jitter,
+            asyncio.get_running_loop().time(),
+        )
+
+    def on_nack(self, lost: list[int]) -> None:
+        self.forwarder.retransmit(self.dt, lost)
+
+    def on_keyframe_request(self) -> None:
+        self.forwarder.keyframes.request()
+
+    def on_remb(self, bitrate: int) -> None:
+        self.remb = bitrate
+
+
+class Viewer(_Peer):
+    """One viewer's connection: send-only audio + video, fed by the forwarders."""
+
+    def __init__(
+        self,
+        config: RTCConfiguration,
+        audio: Forwarder,
+        video: Forwarder,
+        video_codec: str,
+        on_gone: Callable[[_Peer], None],
+        audio_only: bool = False,
+    ) -> None:
+        super().__init__(config, on_gone)
+        self.forwarders = {"audio": audio, "video": video}
+        self.audio_only = audio_only
+        self.tracks: dict[str, tuple[Forwarder, Downtrack]] = {}
+        self.cname = self.pc._RTCPeerConnection__cname  # the cname aiortc puts in the SDP
+        ta = self.pc.addTransceiver("audio", direction="sendonly")
+        ta.setCodecPreferences(capabilities("audio", "opus", with_rtx=False))
+        tv = self.pc.addTransceiver("video", direction="sendonly")
+        tv.setCodecPreferences(capabilities("video", video_codec, with_rtx=False))
+
+    async def answer(self, offer_sdp: str) -> str:
+        def wire() -> None:
+            for t in self.pc.getTransceivers():
+                if t.mid is None or not t._codecs:
+                    continue
+                mid_id = next((e.id for e in t._headerExtensions if e.uri == MID_URI), None)
+                ext = [(mid_id, t.mid.encode())] if mid_id else None
+                dt = Downtrack(t.sender._ssrc, t._codecs[0].payloadType, ext)
+                fwd = self.forwarders[t.kind]
+                self.tracks[t.kind] = (fwd, dt)
+                take_over_sender(t.sender, _TrackFeedback(fwd, dt))
+
+        return await self._negotiate(offer_sdp, wire)
+
+    def _on_connected(self) -> None:
+        path = self.path
+        for kind, (fwd, dt) in self.tracks.items():
+            dt.bind(path.protect, path.sendto, path.addr)
+            fwd.add(dt)
+            if kind == "video" and self.audio_only:
+                fwd.pause(dt)
+
+    def set_audio_only(self, audio_only: bool) -> None:
+        self.audio_only = audio_only
+        if "video" in self.tracks and self.path is not None:
+            fwd, dt = self.tracks["video"]
+            (fwd.pause if audio_only else fwd.resume)(dt)
+
+    def detach(self) -> None:
+        for fwd, dt in self.tracks.values():
+            fwd.remove(dt)
+
+    def send_reports(self) -> None:
+        """RTCP sender report + SDES per track, so the viewer can sync audio and video."""
+        path = self.path
+        if path is None or self.closed:
+            return
+        ntp = current_ntp_time()
+        for fwd, dt in self.tracks.values():
+            if dt.packets == 0:
+                continue
+            sr = RtcpSrPacket(
+                ssrc=dt.ssrc,
+                sender_info=RtcpSenderInfo(
+                    ntp_timestamp=ntp,
+                    rtp_timestamp=fwd.rtp_timestamp_now(),
+                    packet_count=dt.packets & 0xFFFFFFFF,
+                    octet_count=dt.octets & 0xFFFFFFFF,
+                ),
+            )
+            sdes = RtcpSdesPacket(
+                chunks=[RtcpSourceInfo(ssrc=dt.ssrc, items=[(1, self.cname.encode())])]
+            )
+            try:
+                path.send_rtcp(bytes(sr) + bytes(sdes))
+            except Exception:  # noqa: BLE001 - a dead viewer is reaped by its state change
+                dt.errors += 1

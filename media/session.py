@@ -1,0 +1,175 @@
+"""The media of one live session: its two forwarders, its publisher and its viewers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiortc import RTCConfiguration
+
+from media.codecs import CodecMismatch, keyframe_detector, offered_video_codecs, parse_offer
+from media.forwarder import Forwarder
+from media.keyframes import KeyframeRequester
+from media.peers import Publisher, Viewer, _Peer
+
+log = logging.getLogger(__name__)
+
+REPORT_INTERVAL_S = 1.0
+
+
+@dataclass
+class MediaEvent:
+    """Something a listener (metrics, attendance, pages) may care about."""
+
+    kind: str  # publisher_connected, publisher_gone, viewer_connected, viewer_gone
+    session_id: str
+    peer_id: str
+    identity: object = None
+
+
+class SessionMedia:
+    def __init__(
+        self,
+        session_id: str,
+        video_codec: str,
+        rtc_config: RTCConfiguration,
+        keyframe_interval_s: float = 0.5,
+        listener: Callable[[MediaEvent], None] | None = None,
+    ) -> None:
+        self.session_id = session_id
+        self.video_codec = video_codec
+        self.rtc_config = rtc_config
+        self.audio = Forwarder("audio", 48000)
+        self.video = Forwarder(
+            "video",
+            90000,
+            keyframe_detector(f"video/{video_codec}"),
+            KeyframeRequester(lambda: None, keyframe_interval_s),
+        )
+        self.publisher: Publisher | None = None
+        self.viewers: dict[str, Viewer] = {}
+        self.identities: dict[str, object] = {}
+        self.publishers_total = 0
+        self._listener = listener or (lambda event: None)
+        self._ticker: asyncio.Task | None = None
+
+    # -- publishing ----------------------------------------------------------------------
+    async def publish(self, offer_sdp: str) -> tuple[str, str]:
+        """Answer a WHIP offer; a new publisher takes over from the previous one."""
+        desc = parse_offer(offer_sdp)
+        if not any(m.kind == "video" for m in desc.media) and not any(
+            m.kind == "audio" for m in desc.media
+        ):
+            raise ValueError("offer has no media")
+        offered = offered_video_codecs(desc)
+        has_video = any(m.kind == "video" for m in desc.media)
+        if has_video:
+            self._choose_codec(offered)
+        groups = [
+            (g.items[1], g.items[0])
+            for m in desc.media
+            for g in m.ssrc_group
+            if g.semantic == "FID" and len(g.items) == 2
+        ]
+        publisher = Publisher(
+            self.rtc_config, self.audio, self.video, self.video_codec, self._peer_gone
+        )
+        answer = await publisher.answer(offer_sdp, groups)
+        previous, self.publisher = self.publisher, publisher
+        self.publishers_total += 1
+        self.audio.new_publisher()
+        self.video.new_publisher()
+        if previous is not None:
+            await previous.close()
+        publisher.connected_hook = asyncio.ensure_future(self._announce(publisher))
+        self._ensure_ticker()
+        return publisher.id, answer
+
+    def _choose_codec(self, offered: list[str]) -> None:
+        if self.video_codec in offered:
+            return
+        if self.viewers:
+            raise CodecMismatch(
+                f"viewers are watching in {self.video_codec}; the publisher offers "
+                f"{', '.join(offered) or 'no forwardable video codec'}"
+            )
+        if not offered:
+            raise CodecMismatch("the offer has no video codec the relay forwards (VP8, H264)")
+        self.video_codec = offered[0]
+        self.video.is_keyframe = keyframe_detector(f"video/{self.video_codec}")
+
+    async def _announce(self, peer: _Peer) -> None:
+        await peer.connected.wait()
+        kind = "publisher_connected" if isinstance(peer, Publisher) else "viewer_connected"
+        self._listener(MediaEvent(kind, self.session_id, peer.id, self.identities.get(peer.id)))
+
+    # -- viewing -------------------------------------------------------------------------
+    async def subscribe(
+        self, offer_sdp: str, identity: object = None, audio_only: bool = False
+    ) -> tuple[str, str]:
+        desc = parse_offer(offer_sdp)
+        if any(m.kind == "video" for m in desc.media):
+            offered = offered_video_codecs(desc)
+            if self.video_codec not in offered:
+                raise CodecMismatch(
+                    f"this lecture is sent in {self.video_codec}; the viewer offers "
+                    f"{', '.join(offered) or 'no forwardable video codec'}"
+                )
+        viewer = Viewer(
+            self.rtc_config, self.audio, self.video, self.video_codec, self._peer_gone, audio_only
+        )
+        answer = await viewer.answer(offer_sdp)
+        self.viewers[viewer.id] = viewer
+        self.identities[viewer.id] = identity
+        viewer.connected_hook = asyncio.ensure_future(self._announce(viewer))
+        self._ensure_ticker()
+        return viewer.id, answer
+
+    def _peer_gone(self, peer: _Peer) -> None:
+        hook = getattr(peer, "connected_hook", None)
+        if hook is not None:
+            hook.cancel()
+        if isinstance(peer, Viewer):
+            peer.detach()
+            if self.viewers.pop(peer.id, None) is not None:
+                identity = self.identities.pop(peer.id, None)
+                self._listener(MediaEvent("viewer_gone", self.session_id, peer.id, identity))
+        elif peer is self.publisher:
+            self.publisher = None
+            self._listener(MediaEvent("publisher_gone", self.session_id, peer.id))
+
+    async def stop_peer(self, peer_id: str) -> bool:
+        peer = self.viewers.get(peer_id)
+        if peer is None and self.publisher is not None and self.publisher.id == peer_id:
+            peer = self.publisher
+        if peer is None:
+            return False
+        await peer.close()
+        return True
+
+    # -- housekeeping --------------------------------------------------------------------
+    def _ensure_ticker(self) -> None:
+        if self._ticker is None or self._ticker.done():
+            self._ticker = asyncio.ensure_future(self._tick())
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(REPORT_INTERVAL_S)
+            self.video.keyframes.tick()
+            for viewer in list(self.viewers.values()):
+                viewer.send_reports()
+
+    async def close(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
+        peers: list[_Peer] = list(self.viewers.values())
+        if self.publisher is not None:
+            peers.append(self.publisher)
+        await asyncio.gather(*(p.close() for p in peers), return_exceptions=True)
+
+    @property
+    def live(self) -> bool:
+        return self.publisher is not None and self.publisher.connected.is_set()

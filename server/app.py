@@ -1,0 +1,36 @@
+"""``create_app(config)``: the one place the application is assembled."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from media.fastpath import restrict_host_addresses
+from server.auth import TokenSigner, load_or_create_secret
+from server.config import Config
+from server.errors import error_middleware
+from server.live import LiveSessions
+from server.metrics import metrics_handler
+from server.routes import api, pages, whip
+from server.state import STATE, AppState
+from server.store import Store
+
+
+def create_app(config: Config) -> web.Application:
+    restrict_host_addresses(config.ice_host_addresses)
+    store = Store(config.data_dir / "relay.sqlite3")
+    secret = config.secret.encode() if config.secret else load_or_create_secret(config.data_dir)
+    state = AppState(config, store, TokenSigner(secret), LiveSessions(config, store))
+
+    app = web.Application(middlewares=[error_middleware], client_max_size=1024 * 1024)
+    app[STATE] = state
+    whip.add_routes(app)
+    api.add_routes(app)
+    pages.add_routes(app)
+    app.router.add_get("/metrics", metrics_handler)
+
+    async def cleanup(app: web.Application) -> None:
+        await state.live.close()
+        store.close()
+
+    app.on_cleanup.append(cleanup)
+    return app

@@ -1,0 +1,113 @@
+"""Signed, expiring tokens: ``base64url(json payload) . base64url(HMAC-SHA256)``.
+
+Roles: ``admin`` (no session), ``lecturer``, ``viewer`` (the open session link), ``room``
+(one township classroom) and ``member`` (one person). A token names its session, so a
+lecturer's token for one lecture opens nothing of another.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from server.errors import HTTPProblem
+
+ROLES = ("admin", "lecturer", "viewer", "room", "member")
+
+
+@dataclass(frozen=True)
+class Claims:
+    role: str
+    session: str | None
+    subject: str | None
+    expires: int
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class TokenSigner:
+    def __init__(self, secret: bytes) -> None:
+        if len(secret) < 16:
+            raise ValueError("token secret must be at least 16 bytes")
+        self._key = secret
+
+    def issue(
+        self, role: str, session: str | None, subject: str | None = None, ttl_s: int = 3600
+    ) -> str:
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}")
+        body = {"r": role, "s": session, "u": subject, "e": int(time.time()) + ttl_s}
+        payload = _b64(json.dumps(body, separators=(",", ":")).encode())
+        return payload + "." + _b64(self._mac(payload))
+
+    def verify(self, token: str, now: float | None = None) -> Claims:
+        """Return the claims, or raise HTTPProblem 401 (malformed, forged, expired)."""
+        try:
+            payload, mac = token.split(".")
+            good = hmac.compare_digest(_unb64(mac), self._mac(payload))
+        except ValueError:
+            raise HTTPProblem(401, "malformed token") from None
+        if not good:
+            raise HTTPProblem(401, "invalid token signature")
+        try:
+            body = json.loads(_unb64(payload))
+            claims = Claims(body["r"], body["s"], body["u"], int(body["e"]))
+        except (ValueError, KeyError, TypeError):
+            raise HTTPProblem(401, "malformed token") from None
+        if claims.expires < (time.time() if now is None else now):
+            raise HTTPProblem(401, "token expired")
+        return claims
+
+    def _mac(self, payload: str) -> bytes:
+        return hmac.new(self._key, payload.encode(), hashlib.sha256).digest()
+
+
+def load_or_create_secret(data_dir: Path) -> bytes:
+    """The install's signing secret, created once with mode 0600; never in git."""
+    path = data_dir / "secret.key"
+    if path.exists():
+        return path.read_bytes()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_bytes(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(secret)
+    return secret
+
+
+def bearer_token(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header[:7].lower() == "bearer ":
+        return header[7:].strip() or None
+    return request.query.get("token") or None
+
+
+def require(
+    request: web.Request, signer: TokenSigner, roles: tuple[str, ...], session: str | None = None
+) -> Claims:
+    """Check the request's bearer token: 401 when missing or bad, 403 when the role or session
+    does not fit."""
+    token = bearer_token(request)
+    if token is None:
+        raise HTTPProblem(401, "missing bearer token", {"WWW-Authenticate": "Bearer"})
+    claims = signer.verify(token)
+    if claims.role not in roles:
+        raise HTTPProblem(403, f"role {claims.role} may not do this")
+    if session is not None and claims.role != "admin" and claims.session != session:
+        raise HTTPProblem(403, "token is for another session")
+    return claims

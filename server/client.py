@@ -1,0 +1,170 @@
+"""A WHIP/WHEP client on aiortc: the tests' and benchmarks' lecturer and viewers.
+
+It gathers only the host addresses the process was told about (see
+``media.fastpath.restrict_host_addresses``) and uses no STUN server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+
+class SignallingError(Exception):
+    def __init__(self, status: int, body: str) -> None:
+        super().__init__(f"HTTP {status}: {body}")
+        self.status = status
+        self.body = body
+
+
+async def _exchange(
+    http: aiohttp.ClientSession, url: str, token: str, pc: RTCPeerConnection
+) -> str:
+    await pc.setLocalDescription(await pc.createOffer())
+    async with http.post(
+        url,
+        data=pc.localDescription.sdp,
+        headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"},
+    ) as resp:
+        body = await resp.text()
+        if resp.status != 201:
+            await pc.close()
+            raise SignallingError(resp.status, body)
+        location = resp.headers["Location"]
+    await pc.setRemoteDescription(RTCSessionDescription(body, "answer"))
+    return location
+
+
+def _prefer(pc: RTCPeerConnection, kind: str, codec: str) -> None:
+    caps = [
+        c
+        for c in RTCRtpSender.getCapabilities(kind).codecs
+        if c.mimeType.split("/")[1].lower() in (codec.lower(), "rtx")
+    ]
+    for t in pc.getTransceivers():
+        if t.kind == kind:
+            t.setCodecPreferences(caps)
+
+
+@dataclass
+class Publication:
+    pc: RTCPeerConnection
+    location: str
+    base_url: str
+    token: str
+
+    async def stop(self, http: aiohttp.ClientSession | None = None) -> None:
+        if http is not None:
+            async with http.delete(
+                self.base_url + self.location, headers={"Authorization": f"Bearer {self.token}"}
+            ):
+                pass
+        await self.pc.close()
+
+
+async def publish(
+    http: aiohttp.ClientSession,
+    base_url: str,
+    session: str,
+    token: str,
+    tracks: list[MediaStreamTrack],
+    video_codec: str | None = None,
+) -> Publication:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    for track in tracks:
+        pc.addTransceiver(track, direction="sendonly")
+    if video_codec:
+        _prefer(pc, "video", video_codec)
+    location = await _exchange(http, f"{base_url}/whip/{session}", token, pc)
+    return Publication(pc, location, base_url, token)
+
+
+@dataclass
+class TrackStats:
+    frames: int = 0
+    first_at: float | None = None
+    last_at: float | None = None
+    width: int | None = None
+    height: int | None = None
+    sizes: set = field(default_factory=set)
+
+
+class Viewing:
+    """A receive-only viewer that decodes what it gets and counts it."""
+
+    def __init__(self, pc: RTCPeerConnection, started: float) -> None:
+        self.pc = pc
+        self.started = started
+        self.location = ""
+        self.base_url = ""
+        self.token = ""
+        self.stats = {"audio": TrackStats(), "video": TrackStats()}
+        self._tasks: list[asyncio.Task] = []
+        self._changed = asyncio.Condition()
+        pc.on("track", self._on_track)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        self._tasks.append(asyncio.ensure_future(self._consume(track)))
+
+    async def _consume(self, track: MediaStreamTrack) -> None:
+        stats = self.stats[track.kind]
+        try:
+            while True:
+                frame = await track.recv()
+                now = time.monotonic()
+                stats.frames += 1
+                stats.last_at = now
+                if stats.first_at is None:
+                    stats.first_at = now
+                if track.kind == "video":
+                    stats.width, stats.height = frame.width, frame.height
+                    stats.sizes.add((frame.width, frame.height))
+                async with self._changed:
+                    self._changed.notify_all()
+        except (MediaStreamError, asyncio.CancelledError):
+            pass
+
+    async def wait_frames(self, kind: str, count: int, timeout: float = 10.0) -> TrackStats:
+        """Wait until ``count`` frames of ``kind`` have been decoded in total."""
+        stats = self.stats[kind]
+
+        async def reached() -> None:
+            async with self._changed:
+                await self._changed.wait_for(lambda: stats.frames >= count)
+
+        await asyncio.wait_for(reached(), timeout)
+        return stats
+
+    async def stop(self, http: aiohttp.ClientSession | None = None) -> None:
+        if http is not None and self.location:
+            async with http.delete(
+                self.base_url + self.location, headers={"Authorization": f"Bearer {self.token}"}
+            ):
+                pass
+        for task in self._tasks:
+            task.cancel()
+        await self.pc.close()
+
+
+async def watch(
+    http: aiohttp.ClientSession,
+    base_url: str,
+    session: str,
+    token: str,
+    audio_only: bool = False,
+    kinds: tuple[str, ...] = ("audio", "video"),
+) -> Viewing:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    for kind in kinds:
+        pc.addTransceiver(kind, direction="recvonly")
+    viewing = Viewing(pc, time.monotonic())
+    url = f"{base_url}/whep/{session}" + ("?audio_only=1" if audio_only else "")
+    viewing.location = await _exchange(http, url, token, pc)
+    viewing.base_url = base_url
+    viewing.token = token
+    return viewing

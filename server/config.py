@@ -1,0 +1,98 @@
+"""One typed configuration object, built once from the environment and the CLI.
+
+No other module reads ``os.environ``: everything is passed down from here.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class IceServer:
+    """A STUN or TURN server offered to pages and used by the relay's own peers."""
+
+    urls: str
+    username: str | None = None
+    credential: str | None = None
+
+    def as_json(self) -> dict:
+        out: dict = {"urls": self.urls}
+        if self.username:
+            out["username"] = self.username
+        if self.credential:
+            out["credential"] = self.credential
+        return out
+
+
+@dataclass(frozen=True)
+class Config:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path("data")
+    # Public base URL printed in links; defaults to http://host:port.
+    public_url: str | None = None
+    # None: aioice's own choice (every interface but loopback). A list: offer exactly these.
+    ice_host_addresses: tuple[str, ...] | None = None
+    # No STUN/TURN unless configured: deployments sit on government intranets.
+    ice_servers: tuple[IceServer, ...] = ()
+    # Secret for signing tokens; when None, one is created in data_dir (mode 0600).
+    secret: str | None = None
+    token_ttl_s: int = 14 * 24 * 3600
+    max_sdp_bytes: int = 64 * 1024
+    # Least time between two keyframe requests sent to the publisher.
+    keyframe_interval_s: float = 0.5
+    log_level: str = "INFO"
+
+    @property
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return f"http://{host}:{self.port}"
+
+    def with_overrides(self, **changes: object) -> Config:
+        clean = {k: v for k, v in changes.items() if v is not None}
+        return replace(self, **clean)
+
+
+def _parse_ice_servers(text: str) -> tuple[IceServer, ...]:
+    """``stun:host:3478,turn:user:pass@host:3478`` → IceServer tuple."""
+    servers = []
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        scheme, _, rest = item.partition(":")
+        username = credential = None
+        if "@" in rest:
+            auth, _, rest = rest.rpartition("@")
+            username, _, credential = auth.partition(":")
+        servers.append(IceServer(f"{scheme}:{rest}", username or None, credential or None))
+    return tuple(servers)
+
+
+def config_from_env(env: dict[str, str] | None = None) -> Config:
+    env = dict(os.environ if env is None else env)
+    kwargs: dict = {}
+    if "LR_HOST" in env:
+        kwargs["host"] = env["LR_HOST"]
+    if "LR_PORT" in env:
+        kwargs["port"] = int(env["LR_PORT"])
+    if "LR_DATA" in env:
+        kwargs["data_dir"] = Path(env["LR_DATA"])
+    if "LR_PUBLIC_URL" in env:
+        kwargs["public_url"] = env["LR_PUBLIC_URL"]
+    if env.get("LR_ICE_HOSTS"):
+        kwargs["ice_host_addresses"] = tuple(a.strip() for a in env["LR_ICE_HOSTS"].split(","))
+    if env.get("LR_ICE_SERVERS"):
+        kwargs["ice_servers"] = _parse_ice_servers(env["LR_ICE_SERVERS"])
+    if env.get("LR_SECRET"):
+        kwargs["secret"] = env["LR_SECRET"]
+    if "LR_TOKEN_TTL" in env:
+        kwargs["token_ttl_s"] = int(env["LR_TOKEN_TTL"])
+    if "LR_LOG_LEVEL" in env:
+        kwargs["log_level"] = env["LR_LOG_LEVEL"]
+    return Config(**kwargs)
+
+
+__all__ = ["Config", "IceServer", "config_from_env", "field"]

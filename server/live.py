@@ -1,0 +1,68 @@
+"""Live sessions in this process: session id -> SessionMedia, created on first use."""
+
+from __future__ import annotations
+
+import logging
+
+from aiortc import RTCConfiguration, RTCIceServer
+
+from media.session import MediaEvent, SessionMedia
+from server.config import Config
+from server.errors import HTTPProblem
+from server.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def rtc_configuration(config: Config) -> RTCConfiguration:
+    """Only the ICE servers we are told about: aiortc's default names a public STUN server."""
+    return RTCConfiguration(
+        iceServers=[
+            RTCIceServer(urls=s.urls, username=s.username, credential=s.credential)
+            for s in config.ice_servers
+        ]
+    )
+
+
+class LiveSessions:
+    def __init__(self, config: Config, store: Store) -> None:
+        self._config = config
+        self._store = store
+        self._rtc = rtc_configuration(config)
+        self.sessions: dict[str, SessionMedia] = {}
+        self.events: list[MediaEvent] = []
+
+    def get(self, session_id: str) -> SessionMedia:
+        media = self.sessions.get(session_id)
+        if media is not None:
+            return media
+        session = self._store.get_session(session_id)
+        if session is None:
+            raise HTTPProblem(404, f"unknown session {session_id}")
+        if session.status == "ended":
+            raise HTTPProblem(410, "this session has ended")
+        media = SessionMedia(
+            session_id,
+            session.video_codec,
+            self._rtc,
+            self._config.keyframe_interval_s,
+            self._on_event,
+        )
+        self.sessions[session_id] = media
+        return media
+
+    def find(self, session_id: str) -> SessionMedia | None:
+        return self.sessions.get(session_id)
+
+    def _on_event(self, event: MediaEvent) -> None:
+        log.info("%s session=%s peer=%s", event.kind, event.session_id, event.peer_id)
+        if event.kind == "publisher_connected":
+            self._store.set_status(event.session_id, "live")
+            media = self.sessions.get(event.session_id)
+            if media is not None:
+                self._store.set_video_codec(event.session_id, media.video_codec)
+
+    async def close(self) -> None:
+        for media in list(self.sessions.values()):
+            await media.close()
+        self.sessions.clear()

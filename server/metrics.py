@@ -1,0 +1,66 @@
+"""Prometheus text exposition of the relay's counters, gathered at scrape time."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from server.state import STATE, AppState
+
+
+def render(state: AppState) -> str:
+    media = list(state.live.sessions.values())
+    forwarders = [f for m in media for f in (m.audio, m.video)]
+
+    def total(attr: str, kind: str | None = None) -> int:
+        return sum(getattr(f, attr) for f in forwarders if kind is None or f.kind == kind)
+
+    lines: list[str] = []
+
+    def metric(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
+        lines.append(f"# HELP {name} {help_text}")
+        lines.append(f"# TYPE {name} {kind}")
+        for labels, value in samples:
+            lines.append(f"{name}{labels} {value}")
+
+    metric("lr_sessions", "gauge", "Sessions with media state in this process.", [("", len(media))])
+    metric(
+        "lr_publishers",
+        "gauge",
+        "Connected publishers.",
+        [("", sum(1 for m in media if m.live))],
+    )
+    metric(
+        "lr_subscribers",
+        "gauge",
+        "Viewer connections.",
+        [("", sum(len(m.viewers) for m in media))],
+    )
+    metric("lr_whep_joins_total", "counter", "WHEP joins answered.", [("", state.metrics.joins)])
+    for attr, name, help_text in (
+        ("packets_in", "lr_packets_received_total", "RTP packets received from publishers."),
+        ("packets_out", "lr_packets_forwarded_total", "RTP packets sent to viewers."),
+        ("bytes_out", "lr_bytes_forwarded_total", "RTP payload bytes sent to viewers."),
+        ("retransmits", "lr_nack_retransmits_total", "Packets resent from the cache on NACK."),
+        ("send_errors", "lr_send_errors_total", "Failed sends to viewers."),
+    ):
+        metric(
+            name,
+            "counter",
+            help_text,
+            [(f'{{kind="{k}"}}', total(attr, k)) for k in ("audio", "video")],
+        )
+    metric(
+        "lr_keyframe_requests_total",
+        "counter",
+        "Keyframe requests: sent upstream, or merged into one already sent.",
+        [
+            ('{result="sent"}', sum(m.video.keyframes.sent for m in media)),
+            ('{result="merged"}', sum(m.video.keyframes.merged for m in media)),
+        ],
+    )
+    return "\n".join(lines) + "\n"
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    body = render(request.app[STATE])
+    return web.Response(text=body, content_type="text/plain", charset="utf-8")

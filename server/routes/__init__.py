@@ -1,0 +1,1 @@
+"""HTTP surface: WHIP/WHEP signalling, the JSON API, pages and metrics."""

@@ -1,0 +1,137 @@
+"""The JSON API behind the pages."""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+
+from server.auth import require
+from server.errors import HTTPProblem
+from server.links import session_links
+from server.state import STATE, AppState
+from server.store import TOWNSHIPS
+
+ANY_ROLE = ("viewer", "room", "member", "lecturer", "admin")
+
+
+async def read_json(request: web.Request, limit: int = 16 * 1024) -> dict:
+    if request.content_type != "application/json":
+        raise HTTPProblem(415, "Content-Type must be application/json")
+    body = await request.content.read(limit + 1)
+    if len(body) > limit:
+        raise HTTPProblem(413, f"body larger than {limit} bytes")
+    try:
+        data = json.loads(body or b"null")
+    except ValueError:
+        raise HTTPProblem(400, "body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise HTTPProblem(400, "body must be a JSON object")
+    return data
+
+
+def _session_or_404(state: AppState, sid: str):
+    session = state.store.get_session(sid)
+    if session is None:
+        raise HTTPProblem(404, f"unknown session {sid}")
+    return session
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"ok": True})
+
+
+async def session_info(request: web.Request) -> web.Response:
+    """What a page needs to start: title, state, ICE servers. Any token of the session."""
+    state: AppState = request.app[STATE]
+    sid = request.match_info["session"]
+    claims = require(request, state.signer, ANY_ROLE, sid)
+    session = _session_or_404(state, sid)
+    media = state.live.find(sid)
+    info = {
+        "session_id": sid,
+        "title": session.title,
+        "status": session.status,
+        "live": bool(media and media.live),
+        "video_codec": media.video_codec if media else session.video_codec,
+        "role": claims.role,
+        "ice_servers": [s.as_json() for s in state.config.ice_servers],
+    }
+    if claims.role == "room":
+        room = next((r for r in session.rooms if r.code == claims.subject), None)
+        info["room"] = room.name if room else None
+    return web.json_response(info)
+
+
+async def session_stats(request: web.Request) -> web.Response:
+    """Live audience for the lecturer page: viewers, rooms connected, headcounts."""
+    state: AppState = request.app[STATE]
+    sid = request.match_info["session"]
+    require(request, state.signer, ("lecturer", "admin"), sid)
+    session = _session_or_404(state, sid)
+    media = state.live.find(sid)
+    identities = list(media.identities.values()) if media else []
+    rooms_live = {c.subject for c in identities if getattr(c, "role", None) == "room"}
+    heads = state.store.latest_headcounts(sid)
+    return web.json_response(
+        {
+            "live": bool(media and media.live),
+            "viewers": len(media.viewers) if media else 0,
+            "rooms_connected": len(rooms_live),
+            "rooms": [
+                {"name": r.name, "connected": r.code in rooms_live, "headcount": heads.get(r.code)}
+                for r in session.rooms
+            ],
+            "headcount_total": sum(heads.values()),
+        }
+    )
+
+
+async def room_join(request: web.Request) -> web.Response:
+    """Exchange a township room's code for its token and page URL."""
+    state: AppState = request.app[STATE]
+    data = await read_json(request)
+    code = str(data.get("code", "")).strip()
+    if not code.isdigit() or len(code) != 8:
+        raise HTTPProblem(400, "room code is 8 digits")
+    found = state.store.room_by_code(code)
+    if found is None:
+        raise HTTPProblem(404, "no room has this code")
+    sid, room = found
+    token = state.signer.issue("room", sid, room.code, state.config.token_ttl_s)
+    return web.json_response({"session_id": sid, "room": room.name, "token": token})
+
+
+async def headcount(request: web.Request) -> web.Response:
+    state: AppState = request.app[STATE]
+    sid = request.match_info["session"]
+    claims = require(request, state.signer, ("room",), sid)
+    data = await read_json(request)
+    count = data.get("count")
+    if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= 10000:
+        raise HTTPProblem(400, "count must be an integer from 0 to 10000")
+    state.store.record_headcount(sid, claims.subject, count)
+    return web.json_response({"room": claims.subject, "count": count})
+
+
+async def create_session(request: web.Request) -> web.Response:
+    state: AppState = request.app[STATE]
+    require(request, state.signer, ("admin",))
+    data = await read_json(request)
+    title = str(data.get("title", "")).strip()
+    if not title:
+        raise HTTPProblem(400, "title is required")
+    codec = str(data.get("video_codec", "VP8")).upper()
+    if codec not in ("VP8", "H264"):
+        raise HTTPProblem(400, "video_codec is VP8 or H264")
+    session = state.store.create_session(title, TOWNSHIPS, codec)
+    return web.json_response(session_links(state.config, state.signer, session), status=201)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/health", health)
+    app.router.add_post("/api/sessions", create_session)
+    app.router.add_get("/api/sessions/{session}", session_info)
+    app.router.add_get("/api/sessions/{session}/stats", session_stats)
+    app.router.add_post("/api/sessions/{session}/headcount", headcount)
+    app.router.add_post("/api/rooms/join", room_join)

@@ -1,0 +1,30 @@
+"""The pages, served by the product itself (no CDN: deployments are on intranets)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+STATIC = Path(__file__).resolve().parent.parent.parent / "static"
+PAGES = {
+    "/": "index.html",
+    "/lecturer": "lecturer.html",
+    "/room": "room.html",
+    "/watch": "watch.html",
+}
+
+
+def _page(name: str):
+    async def handler(request: web.Request) -> web.FileResponse:
+        response = web.FileResponse(STATIC / name)
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+    return handler
+
+
+def add_routes(app: web.Application) -> None:
+    for path, name in PAGES.items():
+        app.router.add_get(path, _page(name))
+    app.router.add_static("/static/", STATIC, append_version=False)

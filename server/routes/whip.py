@@ -1,0 +1,141 @@
+"""WHIP ingest (RFC 9725) and WHEP playback: the same resource shape, two directions."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from media.codecs import CodecMismatch
+from media.peers import PeerRefused
+from server.auth import require
+from server.errors import HTTPProblem
+from server.state import STATE, AppState
+
+SDP = "application/sdp"
+PUBLISH_ROLES = ("lecturer", "admin")
+VIEW_ROLES = ("viewer", "room", "member", "lecturer", "admin")
+
+
+def ice_link_headers(state: AppState) -> list[str]:
+    links = []
+    for server in state.config.ice_servers:
+        link = f'<{server.urls}>; rel="ice-server"'
+        if server.username and server.credential:
+            link += (
+                f'; username="{server.username}"; credential="{server.credential}"'
+                '; credential-type="password"'
+            )
+        links.append(link)
+    return links
+
+
+async def read_offer(request: web.Request, state: AppState) -> str:
+    if request.content_type != SDP:
+        raise HTTPProblem(415, f"Content-Type must be {SDP}", {"Accept-Post": SDP})
+    length = request.content_length
+    limit = state.config.max_sdp_bytes
+    if length is not None and length > limit:
+        raise HTTPProblem(413, f"SDP offer larger than {limit} bytes")
+    body = await request.content.read(limit + 1)
+    if len(body) > limit:
+        raise HTTPProblem(413, f"SDP offer larger than {limit} bytes")
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise HTTPProblem(400, "SDP offer is not UTF-8") from None
+
+
+def created(request: web.Request, state: AppState, location: str, answer: str) -> web.Response:
+    response = web.Response(status=201, text=answer, content_type=SDP)
+    response.headers["Location"] = location
+    for link in ice_link_headers(state):
+        response.headers.add("Link", link)
+    return response
+
+
+async def whip_post(request: web.Request) -> web.Response:
+    state: AppState = request.app[STATE]
+    sid = request.match_info["session"]
+    require(request, state.signer, PUBLISH_ROLES, sid)
+    offer = await read_offer(request, state)
+    media = state.live.get(sid)
+    try:
+        rid, answer = await media.publish(offer)
+    except CodecMismatch as exc:
+        raise HTTPProblem(406, str(exc)) from None
+    except (ValueError, PeerRefused) as exc:
+        raise HTTPProblem(400, str(exc)) from None
+    return created(request, state, f"/whip/{sid}/{rid}", answer)
+
+
+async def whep_post(request: web.Request) -> web.Response:
+    state: AppState = request.app[STATE]
+    sid = request.match_info["session"]
+    claims = require(request, state.signer, VIEW_ROLES, sid)
+    offer = await read_offer(request, state)
+    media = state.live.get(sid)
+    audio_only = request.query.get("audio_only") in ("1", "true", "yes")
+    try:
+        rid, answer = await media.subscribe(offer, identity=claims, audio_only=audio_only)
+    except CodecMismatch as exc:
+        raise HTTPProblem(406, str(exc)) from None
+    except (ValueError, PeerRefused) as exc:
+        raise HTTPProblem(400, str(exc)) from None
+    state.metrics.joins += 1
+    return created(request, state, f"/whep/{sid}/{rid}", answer)
+
+
+async def resource_delete(request: web.Request) -> web.Response:
+    state: AppState = request.app[STATE]
+    sid = request.match_info["session"]
+    roles = PUBLISH_ROLES if request.path.startswith("/whip/") else VIEW_ROLES
+    require(request, state.signer, roles, sid)
+    media = state.live.find(sid)
+    if media is None or not await media.stop_peer(request.match_info["resource"]):
+        raise HTTPProblem(404, "unknown resource")
+    return web.Response(status=200)
+
+
+async def viewer_mode(request: web.Request) -> web.Response:
+    """``POST /whep/{session}/{resource}/mode`` with ``{"audio_only": true|false}``."""
+    state: AppState = request.app[STATE]
+    sid = request.match_info["session"]
+    require(request, state.signer, VIEW_ROLES, sid)
+    media = state.live.find(sid)
+    viewer = media.viewers.get(request.match_info["resource"]) if media else None
+    if viewer is None:
+        raise HTTPProblem(404, "unknown resource")
+    if request.content_type != "application/json":
+        raise HTTPProblem(415, "Content-Type must be application/json")
+    try:
+        body = await request.json()
+        audio_only = body["audio_only"]
+    except (ValueError, KeyError, TypeError):
+        raise HTTPProblem(400, 'body must be {"audio_only": true|false}') from None
+    if not isinstance(audio_only, bool):
+        raise HTTPProblem(400, "audio_only must be a boolean")
+    viewer.set_audio_only(audio_only)
+    return web.json_response({"audio_only": audio_only})
+
+
+async def patch_unsupported(request: web.Request) -> web.Response:
+    raise HTTPProblem(
+        405, "trickle ICE and ICE restart are not supported; send a full offer", {"Allow": "DELETE"}
+    )
+
+
+async def options(request: web.Request) -> web.Response:
+    state: AppState = request.app[STATE]
+    response = web.Response(status=204)
+    response.headers["Accept-Post"] = SDP
+    for link in ice_link_headers(state):
+        response.headers.add("Link", link)
+    return response
+
+
+def add_routes(app: web.Application) -> None:
+    for kind, post in (("whip", whip_post), ("whep", whep_post)):
+        app.router.add_post(f"/{kind}/{{session}}", post)
+        app.router.add_route("OPTIONS", f"/{kind}/{{session}}", options)
+        app.router.add_delete(f"/{kind}/{{session}}/{{resource}}", resource_delete)
+        app.router.add_patch(f"/{kind}/{{session}}/{{resource}}", patch_unsupported)
+    app.router.add_post("/whep/{session}/{resource}/mode", viewer_mode)

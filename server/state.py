@@ -1,0 +1,30 @@
+"""What the handlers share: built once by ``create_app`` and stored as ``app["state"]``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from server.auth import TokenSigner
+from server.config import Config
+from server.live import LiveSessions
+from server.store import Store
+
+
+@dataclass
+class Counters:
+    joins: int = 0
+    http_errors: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass
+class AppState:
+    config: Config
+    store: Store
+    signer: TokenSigner
+    live: LiveSessions
+    metrics: Counters = field(default_factory=Counters)
+
+
+STATE = web.AppKey("state", AppState)

@@ -1,0 +1,153 @@
+"""SQLite storage for the embedded default: lecture sessions, their township rooms, headcounts.
+
+WAL mode so readers never block the writer; the database lives in the data directory.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    title TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'scheduled',
+    video_codec TEXT NOT NULL DEFAULT 'VP8',
+    created_at REAL NOT NULL,
+    started_at REAL,
+    ended_at REAL
+);
+CREATE TABLE IF NOT EXISTS rooms (
+    session_id TEXT NOT NULL REFERENCES sessions(id),
+    code TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    PRIMARY KEY (session_id, name)
+);
+CREATE TABLE IF NOT EXISTS headcounts (
+    session_id TEXT NOT NULL,
+    room_code TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    at REAL NOT NULL
+);
+"""
+
+# The 15 township schools of the model county (利川市), one classroom each.
+TOWNSHIPS = (
+    "都亭街道",
+    "东城街道",
+    "凉雾乡",
+    "南坪乡",
+    "元堡乡",
+    "沙溪乡",
+    "文斗乡",
+    "汪营镇",
+    "团堡镇",
+    "柏杨坝镇",
+    "谋道镇",
+    "建南镇",
+    "忠路镇",
+    "毛坝镇",
+    "经济开发区",
+)
+
+
+@dataclass(frozen=True)
+class Room:
+    code: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Session:
+    id: str
+    title: str
+    status: str
+    video_codec: str
+    created_at: float
+    rooms: tuple[Room, ...] = ()
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def create_session(
+        self, title: str, rooms: tuple[str, ...] = TOWNSHIPS, video_codec: str = "VP8"
+    ) -> Session:
+        sid = secrets.token_hex(4)
+        now = time.time()
+        made = []
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute(
+                "INSERT INTO sessions (id, title, video_codec, created_at) VALUES (?, ?, ?, ?)",
+                (sid, title, video_codec, now),
+            )
+            for name in rooms:
+                code = f"{secrets.randbelow(10**8):08d}"
+                self._db.execute(
+                    "INSERT INTO rooms (session_id, code, name) VALUES (?, ?, ?)", (sid, code, name)
+                )
+                made.append(Room(code, name))
+        return Session(sid, title, "scheduled", video_codec, now, tuple(made))
+
+    def get_session(self, sid: str) -> Session | None:
+        row = self._db.execute(
+            "SELECT id, title, status, video_codec, created_at FROM sessions WHERE id = ?", (sid,)
+        ).fetchone()
+        if row is None:
+            return None
+        rooms = tuple(
+            Room(code, name)
+            for code, name in self._db.execute(
+                "SELECT code, name FROM rooms WHERE session_id = ? ORDER BY rowid", (sid,)
+            )
+        )
+        return Session(*row, rooms=rooms)
+
+    def list_sessions(self) -> list[Session]:
+        ids = [r[0] for r in self._db.execute("SELECT id FROM sessions ORDER BY created_at DESC")]
+        return [s for s in map(self.get_session, ids) if s is not None]
+
+    def room_by_code(self, code: str) -> tuple[str, Room] | None:
+        row = self._db.execute("SELECT session_id, code, name FROM rooms WHERE code = ?", (code,))
+        found = row.fetchone()
+        return None if found is None else (found[0], Room(found[1], found[2]))
+
+    def set_status(self, sid: str, status: str) -> None:
+        column = {"live": "started_at", "ended": "ended_at"}.get(status)
+        with self._db:
+            self._db.execute("UPDATE sessions SET status = ? WHERE id = ?", (status, sid))
+            if column:
+                self._db.execute(
+                    f"UPDATE sessions SET {column} = COALESCE({column}, ?) WHERE id = ?",
+                    (time.time(), sid),
+                )
+
+    def set_video_codec(self, sid: str, codec: str) -> None:
+        with self._db:
+            self._db.execute("UPDATE sessions SET video_codec = ? WHERE id = ?", (codec, sid))
+
+    def record_headcount(self, sid: str, room_code: str, count: int) -> None:
+        with self._db:
+            self._db.execute(
+                "INSERT INTO headcounts (session_id, room_code, count, at) VALUES (?, ?, ?, ?)",
+                (sid, room_code, count, time.time()),
+            )
+
+    def latest_headcounts(self, sid: str) -> dict[str, int]:
+        rows = self._db.execute(
+            "SELECT room_code, count FROM headcounts WHERE session_id = ? ORDER BY at", (sid,)
+        )
+        return {code: count for code, count in rows}

@@ -1,0 +1,60 @@
+"""Fixtures: a real relay on 127.0.0.1 with a real SQLite file, real aiortc peers.
+
+Every peer in the test process gathers 127.0.0.1 alone and uses no STUN server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from media.fastpath import restrict_host_addresses
+from server.app import create_app
+from server.config import Config
+from server.links import session_links
+from server.state import STATE
+from server.store import TOWNSHIPS
+
+restrict_host_addresses(("127.0.0.1",))
+
+
+@dataclass
+class Relay:
+    base_url: str
+    app: web.Application
+    http: aiohttp.ClientSession
+    config: Config
+
+    @property
+    def state(self):
+        return self.app[STATE]
+
+    def new_session(self, title: str = "测试讲座", video_codec: str = "VP8") -> dict:
+        session = self.state.store.create_session(title, TOWNSHIPS, video_codec)
+        return session_links(self.config, self.state.signer, session)
+
+    def token(self, role: str, session: str | None, subject: str | None = None, ttl: int = 600):
+        return self.state.signer.issue(role, session, subject, ttl)
+
+
+@pytest.fixture
+async def relay(tmp_path):
+    config = Config(
+        host="127.0.0.1",
+        port=0,
+        data_dir=tmp_path / "data",
+        ice_host_addresses=("127.0.0.1",),
+        secret="test-secret-not-for-production",
+        keyframe_interval_s=0.3,
+    )
+    app = create_app(config)
+    server = TestServer(app, host="127.0.0.1", port=0)
+    await server.start_server()
+    config = config.with_overrides(port=server.port)
+    async with aiohttp.ClientSession() as http:
+        yield Relay(f"http://127.0.0.1:{server.port}", app, http, config)
+    await server.close()
