@@ -34,6 +34,15 @@ def parse_offer(sdp_text: str) -> SessionDescription:
     return desc
 
 
+def media_kinds(desc: SessionDescription) -> tuple[str, ...]:
+    """The audio/video sections of an offer, in order, one of each kind."""
+    kinds: list[str] = []
+    for m in desc.media:
+        if m.kind in ("audio", "video") and m.kind not in kinds:
+            kinds.append(m.kind)
+    return tuple(kinds)
+
+
 def offered_video_codecs(desc: SessionDescription) -> list[str]:
     """Names of the forwardable video codecs offered, in the offer's order."""
     names: list[str] = []
@@ -71,6 +80,7 @@ __all__ = [
     "CodecMismatch",
     "capabilities",
     "keyframe_detector",
+    "media_kinds",
     "mime_of",
     "offered_video_codecs",
     "parse_offer",

@@ -48,6 +48,17 @@ class _Peer:
         elif state in ("failed", "closed"):
             await self.close()
 
+    def _add_transceivers(
+        self, kinds: tuple[str, ...], direction: str, video_codec: str, video_rtx: bool
+    ) -> None:
+        """One transceiver per kind the offer has, in the offer's order, codec preset."""
+        for kind in kinds:
+            t = self.pc.addTransceiver(kind, direction=direction)
+            if kind == "audio":
+                t.setCodecPreferences(capabilities("audio", "opus", with_rtx=False))
+            else:
+                t.setCodecPreferences(capabilities("video", video_codec, with_rtx=video_rtx))
+
     def _dtls(self):
         return self.pc.getTransceivers()[0].receiver.transport
 
@@ -83,16 +94,14 @@ class Publisher(_Peer):
         video: Forwarder,
         video_codec: str,
         on_gone: Callable[[_Peer], None],
+        kinds: tuple[str, ...] = ("audio", "video"),
     ) -> None:
         super().__init__(config, on_gone)
         self.audio = audio
         self.video = video
         self.video_codec = video_codec
         self._video_receiver = None
-        ta = self.pc.addTransceiver("audio", direction="recvonly")
-        ta.setCodecPreferences(capabilities("audio", "opus", with_rtx=False))
-        tv = self.pc.addTransceiver("video", direction="recvonly")
-        tv.setCodecPreferences(capabilities("video", video_codec, with_rtx=True))
+        self._add_transceivers(kinds, "recvonly", video_codec, video_rtx=True)
 
     async def answer(self, offer_sdp: str, ssrc_groups: list[tuple[int, int]]) -> str:
         tap = IngestTap(self.pc)
@@ -165,16 +174,14 @@ class Viewer(_Peer):
         video_codec: str,
         on_gone: Callable[[_Peer], None],
         audio_only: bool = False,
+        kinds: tuple[str, ...] = ("audio", "video"),
     ) -> None:
         super().__init__(config, on_gone)
         self.forwarders = {"audio": audio, "video": video}
         self.audio_only = audio_only
         self.tracks: dict[str, tuple[Forwarder, Downtrack]] = {}
         self.cname = self.pc._RTCPeerConnection__cname  # the cname aiortc puts in the SDP
-        ta = self.pc.addTransceiver("audio", direction="sendonly")
-        ta.setCodecPreferences(capabilities("audio", "opus", with_rtx=False))
-        tv = self.pc.addTransceiver("video", direction="sendonly")
-        tv.setCodecPreferences(capabilities("video", video_codec, with_rtx=False))
+        self._add_transceivers(kinds, "sendonly", video_codec, video_rtx=False)
 
     async def answer(self, offer_sdp: str) -> str:
         def wire() -> None:

@@ -9,7 +9,13 @@ from dataclasses import dataclass
 
 from aiortc import RTCConfiguration
 
-from media.codecs import CodecMismatch, keyframe_detector, offered_video_codecs, parse_offer
+from media.codecs import (
+    CodecMismatch,
+    keyframe_detector,
+    media_kinds,
+    offered_video_codecs,
+    parse_offer,
+)
 from media.forwarder import Forwarder
 from media.keyframes import KeyframeRequester
 from media.peers import Publisher, Viewer, _Peer
@@ -59,14 +65,9 @@ class SessionMedia:
     async def publish(self, offer_sdp: str) -> tuple[str, str]:
         """Answer a WHIP offer; a new publisher takes over from the previous one."""
         desc = parse_offer(offer_sdp)
-        if not any(m.kind == "video" for m in desc.media) and not any(
-            m.kind == "audio" for m in desc.media
-        ):
-            raise ValueError("offer has no media")
-        offered = offered_video_codecs(desc)
-        has_video = any(m.kind == "video" for m in desc.media)
-        if has_video:
-            self._choose_codec(offered)
+        kinds = media_kinds(desc)
+        if "video" in kinds:
+            self._choose_codec(offered_video_codecs(desc))
         groups = [
             (g.items[1], g.items[0])
             for m in desc.media
@@ -74,7 +75,7 @@ class SessionMedia:
             if g.semantic == "FID" and len(g.items) == 2
         ]
         publisher = Publisher(
-            self.rtc_config, self.audio, self.video, self.video_codec, self._peer_gone
+            self.rtc_config, self.audio, self.video, self.video_codec, self._peer_gone, kinds
         )
         answer = await publisher.answer(offer_sdp, groups)
         previous, self.publisher = self.publisher, publisher
@@ -110,7 +111,8 @@ class SessionMedia:
         self, offer_sdp: str, identity: object = None, audio_only: bool = False
     ) -> tuple[str, str]:
         desc = parse_offer(offer_sdp)
-        if any(m.kind == "video" for m in desc.media):
+        kinds = media_kinds(desc)
+        if "video" in kinds:
             offered = offered_video_codecs(desc)
             if self.video_codec not in offered:
                 raise CodecMismatch(
@@ -118,7 +120,13 @@ class SessionMedia:
                     f"{', '.join(offered) or 'no forwardable video codec'}"
                 )
         viewer = Viewer(
-            self.rtc_config, self.audio, self.video, self.video_codec, self._peer_gone, audio_only
+            self.rtc_config,
+            self.audio,
+            self.video,
+            self.video_codec,
+            self._peer_gone,
+            audio_only,
+            kinds,
         )
         answer = await viewer.answer(offer_sdp)
         self.viewers[viewer.id] = viewer

@@ -3,6 +3,8 @@ and decode what the relay forwards without decoding it itself."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from media.sources import PatternVideoTrack, ToneAudioTrack
@@ -39,4 +41,141 @@ async def test_viewers_decode_the_lecture_in_its_codec(relay, codec):
     finally:
         for v in viewers:
             await v.stop()
+        await pub.stop()
+
+
+async def wait_until(predicate, timeout=10.0, interval=0.05):
+    """Poll a cheap in-process condition until it holds (fails the test on timeout)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(interval)
+
+
+async def inbound_lost(viewer) -> dict[str, int]:
+    lost = {}
+    for t in viewer.pc.getTransceivers():
+        for s in (await t.receiver.getStats()).values():
+            if s.type == "inbound-rtp":
+                lost[t.kind] = s.packetsLost
+    return lost
+
+
+async def test_late_joiner_gets_keyframe_within_a_second(relay):
+    links = relay.new_session()
+    pub = await start_lecture(relay, links)
+    sid = links["session_id"]
+    first = await watch(relay.http, relay.base_url, sid, links["viewer_token"])
+    await first.wait_frames("video", 30, timeout=15)
+    media = relay.state.live.find(sid)
+    requests_before = media.video.keyframes.sent
+    # aiortc's encoder makes a keyframe only every 3000 frames unless asked: the late joiner
+    # can only decode because the relay asks the publisher for one.
+    late = await watch(relay.http, relay.base_url, sid, links["viewer_token"])
+    try:
+        stats = await late.wait_frames("video", 1, timeout=10)
+        assert media.video.keyframes.sent > requests_before
+        print(f"late joiner: first frame {stats.first_at - late.started:.2f} s after its offer")
+    finally:
+        await late.stop()
+        await first.stop()
+        await pub.stop()
+
+
+async def test_viewer_leaving_leaves_the_others_untouched(relay):
+    links = relay.new_session()
+    sid = links["session_id"]
+    pub = await start_lecture(relay, links)
+    a = await watch(relay.http, relay.base_url, sid, links["viewer_token"])
+    b = await watch(relay.http, relay.base_url, sid, links["viewer_token"])
+    media = relay.state.live.find(sid)
+    try:
+        await a.wait_frames("video", 10, timeout=15)
+        await b.wait_frames("video", 10, timeout=15)
+        await a.stop(relay.http)  # DELETE
+        assert len(media.viewers) == 1
+        seen = b.stats["video"].frames
+        await b.wait_frames("video", seen + 30, timeout=10)
+        assert (await inbound_lost(b))["video"] <= 5
+    finally:
+        await b.stop()
+        await pub.stop()
+
+
+async def test_vanished_viewer_is_reaped_and_the_others_continue(relay):
+    links = relay.new_session()
+    sid = links["session_id"]
+    pub = await start_lecture(relay, links)
+    a = await watch(relay.http, relay.base_url, sid, links["viewer_token"])
+    b = await watch(relay.http, relay.base_url, sid, links["viewer_token"])
+    media = relay.state.live.find(sid)
+    try:
+        await a.wait_frames("video", 5, timeout=15)
+        await a.pc.close()  # no DELETE: the page died
+        await wait_until(lambda: len(media.viewers) == 1, timeout=40)
+        seen = b.stats["video"].frames
+        await b.wait_frames("video", seen + 20, timeout=10)
+    finally:
+        await a.stop()
+        await b.stop()
+        await pub.stop()
+
+
+async def test_publisher_reconnecting_resumes_every_viewer_without_renegotiation(relay):
+    links = relay.new_session()
+    sid = links["session_id"]
+    pub = await start_lecture(relay, links)
+    viewers = [
+        await watch(relay.http, relay.base_url, sid, links["viewer_token"]) for _ in range(2)
+    ]
+    try:
+        for v in viewers:
+            await v.wait_frames("video", 20, timeout=15)
+        answers = [v.pc.remoteDescription.sdp for v in viewers]
+        await pub.pc.close()  # the lecturer's network dropped: no DELETE
+        pub = await start_lecture(relay, links)
+        for v, answer in zip(viewers, answers, strict=True):
+            seen_video, seen_audio = v.stats["video"].frames, v.stats["audio"].frames
+            await v.wait_frames("video", seen_video + 30, timeout=15)
+            await v.wait_frames("audio", seen_audio + 30, timeout=15)
+            assert v.pc.remoteDescription.sdp == answer and v.pc.connectionState == "connected"
+            lost = await inbound_lost(v)
+            # sequence numbers continue across the new publisher's SSRCs: a jump would show
+            # as thousands of packets lost
+            assert lost["video"] <= 20 and lost["audio"] <= 20, lost
+            assert v.stats["video"].sizes == {(320, 240)}
+    finally:
+        for v in viewers:
+            await v.stop()
+        await pub.stop()
+
+
+async def test_audio_only_viewer_gets_no_video_until_it_asks_again(relay):
+    links = relay.new_session()
+    sid = links["session_id"]
+    pub = await start_lecture(relay, links)
+    v = await watch(relay.http, relay.base_url, sid, links["viewer_token"], audio_only=True)
+    media = relay.state.live.find(sid)
+    try:
+        await v.wait_frames("audio", 50, timeout=15)
+        assert v.stats["video"].frames == 0
+        viewer = media.viewers[v.location.rsplit("/", 1)[1]]
+        assert viewer.tracks["video"][1].packets == 0
+        async with relay.http.post(
+            relay.base_url + v.location + "/mode",
+            json={"audio_only": False},
+            headers={"Authorization": f"Bearer {links['viewer_token']}"},
+        ) as resp:
+            assert resp.status == 200
+        await v.wait_frames("video", 10, timeout=10)
+        async with relay.http.post(
+            relay.base_url + v.location + "/mode",
+            json={"audio_only": "yes"},
+            headers={"Authorization": f"Bearer {links['viewer_token']}"},
+        ) as resp:
+            assert resp.status == 400
+    finally:
+        await v.stop()
         await pub.stop()

@@ -1,0 +1,176 @@
+"""The WHIP/WHEP contract: status codes, headers, and every refusal with a reason."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender
+
+from media.sources import PatternVideoTrack, ToneAudioTrack
+from server.client import publish, watch
+
+
+async def make_offer(kinds=("audio", "video"), direction="recvonly", video_codec=None) -> str:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    for kind in kinds:
+        if direction == "sendonly":
+            track = ToneAudioTrack() if kind == "audio" else PatternVideoTrack()
+            pc.addTransceiver(track, direction="sendonly")
+        else:
+            pc.addTransceiver(kind, direction=direction)
+    if video_codec:
+        caps = [
+            c
+            for c in RTCRtpSender.getCapabilities("video").codecs
+            if c.mimeType.lower() == f"video/{video_codec.lower()}"
+        ]
+        for t in pc.getTransceivers():
+            if t.kind == "video":
+                t.setCodecPreferences(caps)
+    await pc.setLocalDescription(await pc.createOffer())
+    sdp = pc.localDescription.sdp
+    await pc.close()
+    return sdp
+
+
+async def post(relay, path, body, token, content_type="application/sdp"):
+    headers = {"Content-Type": content_type}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    async with relay.http.post(relay.base_url + path, data=body, headers=headers) as resp:
+        return resp.status, resp.headers, await resp.text()
+
+
+async def test_whep_answers_201_with_location_and_sdp_offering_loopback_only(relay):
+    links = relay.new_session()
+    status, headers, body = await post(
+        relay, f"/whep/{links['session_id']}", await make_offer(), links["viewer_token"]
+    )
+    assert status == 201
+    assert headers["Content-Type"].startswith("application/sdp")
+    assert re.fullmatch(rf"/whep/{links['session_id']}/[\w-]+", headers["Location"])
+    candidates = re.findall(r"a=candidate:\S+ \d+ \w+ \d+ (\S+) ", body)
+    assert candidates and set(candidates) == {"127.0.0.1"}
+    assert "a=sendonly" in body
+    async with relay.http.delete(
+        relay.base_url + headers["Location"],
+        headers={"Authorization": f"Bearer {links['viewer_token']}"},
+    ) as resp:
+        assert resp.status == 200
+    async with relay.http.delete(
+        relay.base_url + headers["Location"],
+        headers={"Authorization": f"Bearer {links['viewer_token']}"},
+    ) as resp:
+        assert resp.status == 404
+
+
+async def test_wrong_content_type_is_415(relay):
+    links = relay.new_session()
+    status, headers, body = await post(
+        relay,
+        f"/whep/{links['session_id']}",
+        await make_offer(),
+        links["viewer_token"],
+        "text/plain",
+    )
+    assert status == 415 and "application/sdp" in body
+
+
+@pytest.mark.parametrize("kind", ["whip", "whep"])
+async def test_missing_or_bad_token_is_401(relay, kind):
+    links = relay.new_session()
+    offer = await make_offer()
+    assert (await post(relay, f"/{kind}/{links['session_id']}", offer, None))[0] == 401
+    forged = links["lecturer_token"][:-3] + "AAA"
+    status, _, body = await post(relay, f"/{kind}/{links['session_id']}", offer, forged)
+    assert status == 401 and "signature" in body
+    expired = relay.token("lecturer", links["session_id"], ttl=-5)
+    status, _, body = await post(relay, f"/{kind}/{links['session_id']}", offer, expired)
+    assert status == 401 and "expired" in body
+
+
+async def test_viewer_token_cannot_publish_and_tokens_stay_in_their_session(relay):
+    links = relay.new_session()
+    other = relay.new_session("另一讲座")
+    offer = await make_offer(direction="sendonly")
+    status, _, body = await post(
+        relay, f"/whip/{links['session_id']}", offer, links["viewer_token"]
+    )
+    assert status == 403 and "role" in body
+    status, _, body = await post(
+        relay, f"/whip/{other['session_id']}", offer, links["lecturer_token"]
+    )
+    assert status == 403 and "another session" in body
+
+
+async def test_unknown_session_is_404(relay):
+    admin = relay.token("admin", None)
+    status, _, body = await post(relay, "/whep/nosuchsession", await make_offer(), admin)
+    assert status == 404 and "unknown session" in body
+
+
+@pytest.mark.parametrize(
+    "sdp",
+    ["", "hello", "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n", "v=0\r\nm=video 9 UDP\r\n"],
+)
+async def test_malformed_sdp_is_400(relay, sdp):
+    links = relay.new_session()
+    status, _, body = await post(relay, f"/whep/{links['session_id']}", sdp, links["viewer_token"])
+    assert status == 400, body
+    assert "SDP" in body or "sdp" in body
+
+
+async def test_oversized_offer_is_413(relay):
+    links = relay.new_session()
+    body = "v=0\r\n" + "a=x-padding:" + "x" * (relay.config.max_sdp_bytes + 10) + "\r\n"
+    status, _, text = await post(relay, f"/whep/{links['session_id']}", body, links["viewer_token"])
+    assert status == 413 and "larger" in text
+
+
+async def test_viewer_that_cannot_decode_the_lecture_codec_gets_406(relay):
+    links = relay.new_session(video_codec="H264")
+    offer = await make_offer(video_codec="VP8")
+    status, _, body = await post(
+        relay, f"/whep/{links['session_id']}", offer, links["viewer_token"]
+    )
+    assert status == 406 and "H264" in body
+
+
+async def test_patch_is_405_and_unknown_resource_delete_is_404(relay):
+    links = relay.new_session()
+    auth = {"Authorization": f"Bearer {links['viewer_token']}"}
+    url = f"{relay.base_url}/whep/{links['session_id']}/nope"
+    async with relay.http.patch(url, data="x", headers=auth) as resp:
+        assert resp.status == 405
+    async with relay.http.delete(url, headers=auth) as resp:
+        assert resp.status == 404
+
+
+async def test_second_publisher_with_the_lecturer_token_takes_over(relay):
+    links = relay.new_session()
+    sid = links["session_id"]
+    first = await publish(
+        relay.http, relay.base_url, sid, links["lecturer_token"], [ToneAudioTrack()]
+    )
+    second = await publish(
+        relay.http, relay.base_url, sid, links["lecturer_token"], [ToneAudioTrack()]
+    )
+    media = relay.state.live.find(sid)
+    assert media.publisher is not None and second.location.endswith(media.publisher.id)
+    assert first.location != second.location
+    await first.stop()
+    await second.stop(relay.http)
+    assert media.publisher is None
+
+
+async def test_metrics_are_prometheus_text(relay):
+    links = relay.new_session()
+    viewer = await watch(relay.http, relay.base_url, links["session_id"], links["viewer_token"])
+    async with relay.http.get(relay.base_url + "/metrics") as resp:
+        text = await resp.text()
+        assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/plain")
+    assert "lr_subscribers 1" in text
+    assert "# TYPE lr_packets_forwarded_total counter" in text
+    assert re.search(r'lr_keyframe_requests_total\{result="sent"\} \d+', text)
+    await viewer.stop()
