@@ -36,6 +36,8 @@ class Config:
     public_url: str | None = None
     # None: aioice's own choice (every interface but loopback). A list: offer exactly these.
     ice_host_addresses: tuple[str, ...] | None = None
+    # None: try every candidate a peer offers (but mDNS ones). A tuple of networks: only those.
+    ice_peer_networks: tuple[str, ...] | None = None
     # No STUN/TURN unless configured: deployments sit on government intranets.
     ice_servers: tuple[IceServer, ...] = ()
     # Secret for signing tokens; when None, one is created in data_dir (mode 0600).
@@ -84,6 +86,10 @@ def config_from_env(env: dict[str, str] | None = None) -> Config:
         kwargs["public_url"] = env["LR_PUBLIC_URL"]
     if env.get("LR_ICE_HOSTS"):
         kwargs["ice_host_addresses"] = tuple(a.strip() for a in env["LR_ICE_HOSTS"].split(","))
+    if env.get("LR_ICE_PEER_NETWORKS"):
+        kwargs["ice_peer_networks"] = tuple(
+            n.strip() for n in env["LR_ICE_PEER_NETWORKS"].split(",")
+        )
     if env.get("LR_ICE_SERVERS"):
         kwargs["ice_servers"] = _parse_ice_servers(env["LR_ICE_SERVERS"])
     if env.get("LR_SECRET"):

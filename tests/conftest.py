@@ -48,6 +48,7 @@ async def relay(tmp_path):
         port=0,
         data_dir=tmp_path / "data",
         ice_host_addresses=("127.0.0.1",),
+        ice_peer_networks=("127.0.0.0/8",),
         secret="test-secret-not-for-production",
         keyframe_interval_s=0.3,
     )

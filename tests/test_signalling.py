@@ -7,6 +7,7 @@ import re
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender
 
+from media.candidates import filter_candidates
 from media.sources import PatternVideoTrack, ToneAudioTrack
 from server.client import publish, watch
 
@@ -174,3 +175,18 @@ async def test_metrics_are_prometheus_text(relay):
     assert "# TYPE lr_packets_forwarded_total counter" in text
     assert re.search(r'lr_keyframe_requests_total\{result="sent"\} \d+', text)
     await viewer.stop()
+
+
+def test_candidate_filter_drops_mdns_and_addresses_outside_the_allowed_networks():
+    sdp = (
+        "v=0\r\n"
+        "a=candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host\r\n"
+        "a=candidate:2 1 udp 2122260223 10.1.2.3 50001 typ host\r\n"
+        "a=candidate:3 1 udp 2122260223 0b6c5a6e-1b7e.local 50002 typ host\r\n"
+        "a=end-of-candidates\r\n"
+    )
+    only_loopback = filter_candidates(sdp, ("127.0.0.0/8",))
+    assert "127.0.0.1 50000" in only_loopback
+    assert "10.1.2.3" not in only_loopback and ".local" not in only_loopback
+    everything = filter_candidates(sdp, None)
+    assert "10.1.2.3" in everything and ".local" not in everything

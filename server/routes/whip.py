@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from media.candidates import filter_candidates
 from media.codecs import CodecMismatch
 from media.peers import PeerRefused
 from server.auth import require
@@ -39,9 +40,10 @@ async def read_offer(request: web.Request, state: AppState) -> str:
     if len(body) > limit:
         raise HTTPProblem(413, f"SDP offer larger than {limit} bytes")
     try:
-        return body.decode("utf-8")
+        text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise HTTPProblem(400, "SDP offer is not UTF-8") from None
+    return filter_candidates(text, state.config.ice_peer_networks)
 
 
 def created(request: web.Request, state: AppState, location: str, answer: str) -> web.Response:

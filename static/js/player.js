@@ -1,0 +1,102 @@
+// A viewer that stays joined: plays the lecture, re-joins after a network change or a dead
+// connection, and handles autoplay rules (sound needs a tap on most phones).
+import { watch, connectionDead, inboundBytes, fmtError, RelayError } from "/static/js/relay.js";
+
+export class Player {
+  constructor(video, { session, token, iceServers = [], onStatus = () => {}, onSoundBlocked = () => {} }) {
+    Object.assign(this, { video, session, token, iceServers, onStatus, onSoundBlocked });
+    this.view = null;
+    this.audioOnly = false;
+    this.rejoins = 0;
+    this.running = false;
+    this._lastBytes = 0;
+    this._lastChange = 0;
+    this._timer = null;
+  }
+
+  async start() {
+    this.running = true;
+    window.addEventListener("online", () => this.check(true));
+    if (navigator.connection) navigator.connection.addEventListener("change", () => this.check(true));
+    await this.join();
+    this._timer = setInterval(() => this.check(false), 2000);
+  }
+
+  async join() {
+    let delay = 1000;
+    while (this.running) {
+      try {
+        this.onStatus("正在连接……");
+        const view = await watch(this.session, this.token, { iceServers: this.iceServers, audioOnly: this.audioOnly });
+        if (this.view) this.view.pc.close();
+        this.view = view;
+        this._lastBytes = 0;
+        this._lastChange = Date.now();
+        this.video.srcObject = view.stream;
+        await this.play();
+        this.onStatus(this.audioOnly ? "正在收听（仅声音）" : "正在观看", "ok");
+        return;
+      } catch (e) {
+        this.onStatus(fmtError(e), "error");
+        if (e instanceof RelayError && [401, 403, 404, 406, 410].includes(e.status)) {
+          this.running = false;
+          return;
+        }
+        await new Promise((r) => setTimeout(r, delay));
+        delay = Math.min(delay * 2, 10000);
+      }
+    }
+  }
+
+  async play() {
+    this.video.muted = false;
+    try {
+      await this.video.play();
+    } catch (e) {
+      if (e.name !== "NotAllowedError") return; // e.g. AbortError: a newer load took over
+      // Autoplay with sound refused: play muted and ask for a tap.
+      this.video.muted = true;
+      await this.video.play().catch(() => {});
+      this.onSoundBlocked();
+    }
+  }
+
+  unmute() {
+    this.video.muted = false;
+    this.video.play().catch(() => {});
+  }
+
+  async check(networkChanged) {
+    if (!this.running || !this.view || this._checking) return;
+    this._checking = true;
+    try {
+      const pc = this.view.pc;
+      const { bytes } = await inboundBytes(pc);
+      if (bytes > this._lastBytes) {
+        this._lastBytes = bytes;
+        this._lastChange = Date.now();
+      }
+      const stalled = Date.now() - this._lastChange > 8000;
+      if (networkChanged || connectionDead(pc) || stalled) {
+        this.rejoins += 1;
+        this.onStatus("网络变化，正在重新连接……", "error");
+        await this.join();
+      }
+    } finally {
+      this._checking = false;
+    }
+  }
+
+  async setAudioOnly(value) {
+    this.audioOnly = value;
+    if (this.view) await this.view.setAudioOnly(value);
+    this.onStatus(value ? "正在收听（仅声音）" : "正在观看", "ok");
+  }
+
+  async stop() {
+    this.running = false;
+    clearInterval(this._timer);
+    if (this.view) await this.view.stop();
+    this.view = null;
+  }
+}

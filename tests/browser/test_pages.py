@@ -1,0 +1,87 @@
+"""The pages in real headless Chromium: a lecturer publishes, a phone plays, a room joins."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.browser.conftest import pytestmark as browser_only
+
+pytestmark = [browser_only, pytest.mark.browser]
+
+PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
+
+FRAMES_DECODED = """async () => {
+  const p = window.relayState;
+  if (!p || !p.view) return 0;
+  let n = 0;
+  (await p.view.pc.getStats()).forEach((s) => {
+    if (s.type === "inbound-rtp" && s.kind === "video") n += s.framesDecoded || 0;
+  });
+  return n;
+}"""
+
+
+async def open_lecturer(browser, links):
+    context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    page = await context.new_page()
+    await page.goto(links["urls"]["lecturer"])
+    await page.click("#camera")
+    await page.wait_for_function("document.getElementById('preview').videoWidth > 0", timeout=15000)
+    await page.click("#go")
+    await page.wait_for_function(
+        "window.relayState.pub && window.relayState.pub.pc.connectionState === 'connected'",
+        timeout=15000,
+    )
+    return page
+
+
+async def test_lecturer_publishes_and_a_phone_plays_it(relay, browser, artifacts):
+    links = relay.new_session("不忘初心 牢记使命（浏览器测试）")
+    lecturer = await open_lecturer(browser, links)
+    phone_ctx = await browser.new_context(**PHONE)
+    phone = await phone_ctx.new_page()
+    await phone.goto(links["urls"]["watch"])
+    await phone.wait_for_function("document.getElementById('video').videoWidth > 0", timeout=20000)
+    first = await phone.evaluate(FRAMES_DECODED)
+    await phone.wait_for_function(
+        f"({FRAMES_DECODED})().then(n => n > {first} + 10)", timeout=15000
+    )
+    media = relay.state.live.find(links["session_id"])
+    assert media.video.packets_out > 0 and len(media.viewers) == 1
+    # Where the phone refused autoplay with sound, one tap turns the sound on
+    if await phone.is_visible("#unmute"):
+        await phone.tap("#unmute")
+        await phone.wait_for_function("!document.getElementById('video').muted", timeout=5000)
+    # The lecturer page shows the audience
+    await lecturer.wait_for_function(
+        "document.getElementById('viewers').textContent === '1'", timeout=10000
+    )
+    await lecturer.screenshot(path=str(artifacts / "lecturer.png"))
+    await phone.screenshot(path=str(artifacts / "watch-phone.png"))
+    # Audio only from the phone stops its video on the relay
+    await phone.click("#audioonly")
+    await phone.wait_for_function(
+        "document.getElementById('audioonly').textContent.includes('恢复视频')", timeout=5000
+    )
+    viewer = next(iter(media.viewers.values()))
+    assert viewer.audio_only
+
+
+async def test_room_joins_by_code_and_reports_headcount(relay, browser, artifacts):
+    links = relay.new_session("乡镇教室测试")
+    await open_lecturer(browser, links)
+    room = links["rooms"][3]
+    ctx = await browser.new_context(viewport={"width": 1280, "height": 720})
+    page = await ctx.new_page()
+    await page.goto(links["urls"]["room_join"])
+    await page.fill("#code", room["code"])
+    await page.click("#join button")
+    await page.wait_for_function("document.getElementById('video').videoWidth > 0", timeout=20000)
+    assert room["name"] in await page.inner_text("#roomname")
+    await page.fill("#count", "37")
+    await page.click("#report")
+    await page.wait_for_function(
+        "document.getElementById('status').textContent.includes('37')", timeout=5000
+    )
+    assert relay.state.store.latest_headcounts(links["session_id"]) == {room["code"]: 37}
+    await page.screenshot(path=str(artifacts / "room.png"))
