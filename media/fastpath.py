@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import socket
 from collections import deque
 from collections.abc import Awaitable, Callable
 
@@ -65,7 +66,12 @@ class SendPath:
         self.addr: tuple = pair.remote_addr
         proto = pair.protocol
         if type(proto) is aioice.ice.StunProtocol:
-            self.sendto: Callable[[bytes, tuple], None] = proto.transport.sendto
+            # The raw non-blocking socket: asyncio's DatagramTransport.sendto adds a Python
+            # layer per packet and queues when the kernel is full; media would rather drop.
+            sock = getattr(proto.transport, "_sock", None)
+            self.sendto: Callable[[bytes, tuple], None] = (
+                sock.sendto if isinstance(sock, socket.socket) else proto.transport.sendto
+            )
             self.direct = True
         else:
             self._send_data: Callable[[bytes, tuple], Awaitable[None]] = proto.send_data
