@@ -41,9 +41,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    ssl_context = None
+    if config.tls_cert:
+        import ssl
+
+        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            ssl_context.load_cert_chain(config.tls_cert, config.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            print(f"lecture-relay: cannot load TLS certificate: {exc}", file=sys.stderr)
+            return 2
     app = create_app(config)
     print(f"Lecture Relay listening on {config.base_url}", flush=True)
-    web.run_app(app, host=config.host, port=config.port, print=None, access_log=None)
+    web.run_app(
+        app,
+        host=config.host,
+        port=config.port,
+        ssl_context=ssl_context,
+        print=None,
+        access_log=None,
+    )
     return 0
 
 

@@ -47,13 +47,17 @@ class Config:
     # Least time between two keyframe requests sent to the publisher.
     keyframe_interval_s: float = 0.5
     log_level: str = "INFO"
+    # HTTPS: browsers open the camera only on https:// (or http://localhost).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
     @property
     def base_url(self) -> str:
         if self.public_url:
             return self.public_url.rstrip("/")
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
-        return f"http://{host}:{self.port}"
+        scheme = "https" if self.tls_cert else "http"
+        return f"{scheme}://{host}:{self.port}"
 
     def with_overrides(self, **changes: object) -> Config:
         clean = {k: v for k, v in changes.items() if v is not None}
@@ -96,6 +100,10 @@ def config_from_env(env: dict[str, str] | None = None) -> Config:
         kwargs["secret"] = env["LR_SECRET"]
     if "LR_TOKEN_TTL" in env:
         kwargs["token_ttl_s"] = int(env["LR_TOKEN_TTL"])
+    if env.get("LR_TLS_CERT"):
+        kwargs["tls_cert"] = Path(env["LR_TLS_CERT"])
+    if env.get("LR_TLS_KEY"):
+        kwargs["tls_key"] = Path(env["LR_TLS_KEY"])
     if "LR_LOG_LEVEL" in env:
         kwargs["log_level"] = env["LR_LOG_LEVEL"]
     return Config(**kwargs)

@@ -1,0 +1,85 @@
+"""The CLI as a newcomer uses it: create a session, serve it, read its links."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args: str, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "server", *args],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        **kw,
+    )
+
+
+def test_session_create_prints_tokens_rooms_and_urls(tmp_path):
+    out = run_cli("session", "create", "--title", "党史学习", "--data", str(tmp_path), "--json")
+    assert out.returncode == 0, out.stderr
+    links = json.loads(out.stdout)
+    assert links["title"] == "党史学习"
+    assert len(links["rooms"]) == 15 and len({r["code"] for r in links["rooms"]}) == 15
+    assert all(len(r["code"]) == 8 and r["token"] for r in links["rooms"])
+    assert links["lecturer_token"] != links["viewer_token"]
+    assert links["urls"]["watch"].startswith("http://127.0.0.1:8080/watch?session=")
+    assert (tmp_path / "secret.key").stat().st_mode & 0o777 == 0o600
+    listed = run_cli("session", "list", "--data", str(tmp_path))
+    assert links["session_id"] in listed.stdout
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_answers_on_the_given_port_and_stops(tmp_path):
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "server", "serve", "--port", str(port), "--data", str(tmp_path)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert f"127.0.0.1:{port}" in proc.stdout.readline()
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health") as resp:
+                    assert json.load(resp) == {"ok": True}
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/watch") as resp:
+            assert "观看直播" in resp.read().decode()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_serve_refuses_a_missing_tls_certificate_clearly(tmp_path):
+    out = run_cli(
+        "serve",
+        "--data",
+        str(tmp_path),
+        env={"LR_TLS_CERT": str(tmp_path / "none.pem"), "LR_TLS_KEY": str(tmp_path / "k.pem")},
+    )
+    assert out.returncode == 2
+    assert "TLS certificate" in out.stderr
