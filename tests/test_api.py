@@ -68,3 +68,10 @@ async def test_stats_need_the_lecturer_and_sessions_need_an_admin(relay):
     assert status == 400
     status, body = await call(relay, "GET", "/api/sessions/nope", admin)
     assert status == 404
+
+
+async def test_unknown_routes_and_methods_answer_json_not_tracebacks(relay):
+    status, body = await call(relay, "GET", "/no/such/page")
+    assert status == 404 and body["status"] == 404
+    status, body = await call(relay, "PUT", "/api/rooms/join")
+    assert status == 405 and body["error"]

@@ -85,3 +85,26 @@ async def test_room_joins_by_code_and_reports_headcount(relay, browser, artifact
     )
     assert relay.state.store.latest_headcounts(links["session_id"]) == {room["code"]: 37}
     await page.screenshot(path=str(artifacts / "room.png"))
+
+
+async def test_phone_rejoins_by_itself_when_the_relay_drops_it(relay, browser, artifacts):
+    links = relay.new_session("断线重连测试")
+    await open_lecturer(browser, links)
+    ctx = await browser.new_context(**PHONE)
+    phone = await ctx.new_page()
+    await phone.goto(links["urls"]["watch"])
+    await phone.wait_for_function("document.getElementById('video').videoWidth > 0", timeout=20000)
+    media = relay.state.live.find(links["session_id"])
+    (old_id,) = media.viewers
+    await phone.evaluate("window.oldView = window.relayState.view")
+    await media.stop_peer(old_id)  # the relay ends this viewer (DTLS close) without the page
+    await phone.wait_for_function(
+        "window.relayState.rejoins >= 1 && window.relayState.view !== window.oldView"
+        " && window.relayState.view.pc.connectionState === 'connected'",
+        timeout=30000,
+    )
+    assert len(media.viewers) == 1 and old_id not in media.viewers
+    first = await phone.evaluate(FRAMES_DECODED)
+    await phone.wait_for_function(
+        f"({FRAMES_DECODED})().then(n => n > {first} + 10)", timeout=15000
+    )
