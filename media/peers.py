@@ -9,11 +9,11 @@ from collections.abc import Callable
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.clock import current_ntp_time
-from aiortc.rtp import RtcpSdesPacket, RtcpSenderInfo, RtcpSourceInfo, RtcpSrPacket
 
 from media.codecs import capabilities
 from media.fastpath import IngestTap, SendPath, ViewerFeedback, send_pli, take_over_sender
 from media.forwarder import Downtrack, Forwarder
+from media.rtcp import sdes_cname, sender_report
 
 log = logging.getLogger(__name__)
 
@@ -221,22 +221,12 @@ class Viewer(_Peer):
         if path is None or self.closed:
             return
         ntp = current_ntp_time()
+        cname = self.cname.encode()
         for fwd, dt in self.tracks.values():
             if dt.packets == 0:
                 continue
-            sr = RtcpSrPacket(
-                ssrc=dt.ssrc,
-                sender_info=RtcpSenderInfo(
-                    ntp_timestamp=ntp,
-                    rtp_timestamp=fwd.rtp_timestamp_now(),
-                    packet_count=dt.packets & 0xFFFFFFFF,
-                    octet_count=dt.octets & 0xFFFFFFFF,
-                ),
-            )
-            sdes = RtcpSdesPacket(
-                chunks=[RtcpSourceInfo(ssrc=dt.ssrc, items=[(1, self.cname.encode())])]
-            )
+            report = sender_report(dt.ssrc, ntp, fwd.rtp_timestamp_now(), dt.packets, dt.octets)
             try:
-                path.send_rtcp(bytes(sr) + bytes(sdes))
+                path.send_rtcp(report + sdes_cname(dt.ssrc, cname))
             except Exception:  # noqa: BLE001 - a dead viewer is reaped by its state change
                 dt.errors += 1

@@ -22,6 +22,43 @@ async def start_lecture(relay, links, codec="VP8", width=320, height=240):
     )
 
 
+async def wait_until(predicate, timeout=10.0, interval=0.05):
+    """Poll a cheap in-process condition until it holds (fails the test on timeout)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(interval)
+
+
+async def sender_reports_seen(viewer) -> bool:
+    kinds = set()
+    for t in viewer.pc.getTransceivers():
+        for s in (await t.receiver.getStats()).values():
+            if s.type == "remote-outbound-rtp":
+                kinds.add(t.kind)
+    return kinds == {"audio", "video"}
+
+
+async def wait_until_async(predicate, timeout=10.0, interval=0.1):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await predicate():
+        if loop.time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(interval)
+
+
+async def inbound_lost(viewer) -> dict[str, int]:
+    lost = {}
+    for t in viewer.pc.getTransceivers():
+        for s in (await t.receiver.getStats()).values():
+            if s.type == "inbound-rtp":
+                lost[t.kind] = s.packetsLost
+    return lost
+
+
 @pytest.mark.parametrize("codec", ["VP8", "H264"])
 async def test_viewers_decode_the_lecture_in_its_codec(relay, codec):
     links = relay.new_session(video_codec=codec)
@@ -38,29 +75,13 @@ async def test_viewers_decode_the_lecture_in_its_codec(relay, codec):
         media = relay.state.live.find(links["session_id"])
         assert media.video_codec == codec
         assert media.video.packets_out > 0 and media.audio.packets_out > 0
+        # the relay's sender reports reach every viewer (what lip sync rests on)
+        for v in viewers:
+            await wait_until_async(lambda v=v: sender_reports_seen(v), timeout=5)
     finally:
         for v in viewers:
             await v.stop()
         await pub.stop()
-
-
-async def wait_until(predicate, timeout=10.0, interval=0.05):
-    """Poll a cheap in-process condition until it holds (fails the test on timeout)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(interval)
-
-
-async def inbound_lost(viewer) -> dict[str, int]:
-    lost = {}
-    for t in viewer.pc.getTransceivers():
-        for s in (await t.receiver.getStats()).values():
-            if s.type == "inbound-rtp":
-                lost[t.kind] = s.packetsLost
-    return lost
 
 
 async def test_late_joiner_gets_keyframe_within_a_second(relay):
