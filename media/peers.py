@@ -31,6 +31,7 @@ class _Peer:
         self.path: SendPath | None = None
         self.connected = asyncio.Event()
         self.closed = False
+        self.close_reason = ""
         self.connected_hook: asyncio.Future | None = None  # owned by SessionMedia
         self._on_gone = on_gone
         self.pc.on("connectionstatechange", self._state_changed)
@@ -46,7 +47,7 @@ class _Peer:
             self._on_connected()
             self.connected.set()
         elif state in ("failed", "closed"):
-            await self.close()
+            await self.close("ice_failure")
 
     def _add_transceivers(
         self, kinds: tuple[str, ...], direction: str, video_codec: str, video_rtx: bool
@@ -74,10 +75,12 @@ class _Peer:
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         return self.pc.localDescription.sdp
 
-    async def close(self) -> None:
+    async def close(self, reason: str = "delete") -> None:
+        """End the connection; ``reason`` says why (it goes into the attendance record)."""
         if self.closed:
             return
         self.closed = True
+        self.close_reason = reason
         if self.path is not None:
             self.path.close()
         self._on_gone(self)

@@ -33,6 +33,7 @@ class MediaEvent:
     session_id: str
     peer_id: str
     identity: object = None
+    reason: str = ""
 
 
 class SessionMedia:
@@ -83,7 +84,7 @@ class SessionMedia:
         self.audio.new_publisher()
         self.video.new_publisher()
         if previous is not None:
-            await previous.close()
+            await previous.close("replaced")
         publisher.connected_hook = asyncio.ensure_future(self._announce(publisher))
         self._ensure_ticker()
         return publisher.id, answer
@@ -143,18 +144,22 @@ class SessionMedia:
             peer.detach()
             if self.viewers.pop(peer.id, None) is not None:
                 identity = self.identities.pop(peer.id, None)
-                self._listener(MediaEvent("viewer_gone", self.session_id, peer.id, identity))
+                self._listener(
+                    MediaEvent("viewer_gone", self.session_id, peer.id, identity, peer.close_reason)
+                )
         elif peer is self.publisher:
             self.publisher = None
-            self._listener(MediaEvent("publisher_gone", self.session_id, peer.id))
+            self._listener(
+                MediaEvent("publisher_gone", self.session_id, peer.id, None, peer.close_reason)
+            )
 
-    async def stop_peer(self, peer_id: str) -> bool:
+    async def stop_peer(self, peer_id: str, reason: str = "delete") -> bool:
         peer = self.viewers.get(peer_id)
         if peer is None and self.publisher is not None and self.publisher.id == peer_id:
             peer = self.publisher
         if peer is None:
             return False
-        await peer.close()
+        await peer.close(reason)
         return True
 
     # -- housekeeping --------------------------------------------------------------------
@@ -169,14 +174,14 @@ class SessionMedia:
             for viewer in list(self.viewers.values()):
                 viewer.send_reports()
 
-    async def close(self) -> None:
+    async def close(self, reason: str = "session_end") -> None:
         if self._ticker is not None:
             self._ticker.cancel()
             self._ticker = None
         peers: list[_Peer] = list(self.viewers.values())
         if self.publisher is not None:
             peers.append(self.publisher)
-        await asyncio.gather(*(p.close() for p in peers), return_exceptions=True)
+        await asyncio.gather(*(p.close(reason) for p in peers), return_exceptions=True)
 
     @property
     def live(self) -> bool:

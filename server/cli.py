@@ -105,6 +105,116 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ledger(config: Config):
+    from server.attendance.ledger import Ledger
+
+    path = config.data_dir / "ledger.sqlite3"
+    if not path.exists():
+        raise SystemExit(f"lecture-relay: no ledger at {path}")
+    return Ledger(path)
+
+
+def cmd_keys_show(args: argparse.Namespace) -> int:
+    from server.attendance.signing import LedgerKey, public_key_text
+
+    config = _config(args)
+    key = LedgerKey.load_or_create(config.ledger_key_path)
+    print(f"public key:  {public_key_text(key.public)}")
+    print(f"fingerprint: {key.fingerprint}")
+    print(f"key file:    {config.ledger_key_path}")
+    return 0
+
+
+def _text_or_file(value: str) -> str:
+    path = Path(value)
+    return path.read_text() if path.is_file() else value
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from server.attendance.offline import verify_export
+    from server.attendance.signing import (
+        CheckpointLog,
+        LedgerKey,
+        checkpoint_from,
+        parse_public_key,
+    )
+    from server.attendance.verify import verify
+
+    config = _config(args)
+    if args.export:
+        if not args.pubkey:
+            print("lecture-relay: --export needs --pubkey (text or a file)", file=sys.stderr)
+            return 2
+        key_text = Path(args.pubkey).read_text() if Path(args.pubkey).exists() else args.pubkey
+        verdict = verify_export(
+            json.loads(Path(args.export).read_text()), parse_public_key(key_text)
+        )
+    else:
+        if not args.session:
+            print("lecture-relay: name a SESSION or give --export FILE", file=sys.stderr)
+            return 2
+        key = LedgerKey.load_or_create(config.ledger_key_path)
+        public = parse_public_key(_text_or_file(args.pubkey)) if args.pubkey else key.public
+        ledger = _ledger(config)
+        try:
+            rows = list(ledger.rows(args.session))
+            checkpoints = ledger.checkpoints(args.session)
+        finally:
+            ledger.close()
+        checkpoints += CheckpointLog(config.data_dir / "checkpoints.jsonl").read(args.session)
+        receipt = None
+        if args.receipt:
+            receipt = checkpoint_from(json.loads(Path(args.receipt).read_text()))
+        if not rows:
+            print(f"lecture-relay: no events for session {args.session}", file=sys.stderr)
+            return 2
+        verdict = verify(args.session, rows, checkpoints, public, receipt)
+    print(verdict.summary())
+    return 0 if verdict.ok else 1
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from server.attendance.events import Export
+    from server.attendance.report import build_report, to_csv, to_json, to_xlsx
+    from server.attendance.signing import LedgerKey, receipt
+    from server.store import Store
+
+    config = _config(args)
+    store = Store(config.data_dir / "relay.sqlite3")
+    ledger = _ledger(config)
+    try:
+        session = store.get_session(args.session)
+        if session is None:
+            print(f"lecture-relay: unknown session {args.session}", file=sys.stderr)
+            return 2
+        ledger.append_now(args.session, Export("cli", args.format, args.phones))
+        rows = list(ledger.rows(args.session))
+        names = {m.member_id: (m.name, m.township) for m in store.members()}
+        rooms = {r.code: r.name for r in session.rooms}
+        report = build_report(
+            args.session, rows, store.credit_threshold(args.session), names, rooms
+        )
+        checkpoints = ledger.checkpoints(args.session)
+        key = LedgerKey.load_or_create(config.ledger_key_path)
+        finals = [c for c in checkpoints if c.final]
+        rec = receipt(finals[-1], key.public) if finals else None
+        if args.format == "csv":
+            body = to_csv(report, rec)
+        elif args.format == "xlsx":
+            body = to_xlsx(report, rec)
+        else:
+            body = to_json(report, rows, [c.as_json() for c in checkpoints], rec)
+    finally:
+        ledger.close()
+        store.close()
+    if args.out:
+        Path(args.out).write_bytes(body)
+        print(f"wrote {len(report.participants)} participants to {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.buffer.write(body)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lecture-relay", description="Lecture Relay")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -131,6 +241,28 @@ def build_parser() -> argparse.ArgumentParser:
     listing = ssub.add_parser("list", help="list sessions")
     _common(listing)
     listing.set_defaults(func=cmd_session_list)
+
+    keys = sub.add_parser("keys", help="the ledger signing key")
+    ksub = keys.add_subparsers(dest="keys_command", required=True)
+    show = ksub.add_parser("show", help="print the public key and its fingerprint")
+    _common(show)
+    show.set_defaults(func=cmd_keys_show)
+
+    ver = sub.add_parser("verify", help="verify a session's attendance record")
+    ver.add_argument("session", nargs="?")
+    ver.add_argument("--receipt", help="a receipt file kept outside the server")
+    ver.add_argument("--export", help="verify an exported JSON file offline")
+    ver.add_argument("--pubkey", help="the server's public key (text or file)")
+    _common(ver)
+    ver.set_defaults(func=cmd_verify)
+
+    audit = sub.add_parser("audit", help="export a session's attendance")
+    audit.add_argument("session")
+    audit.add_argument("--format", choices=["csv", "json", "xlsx"], default="csv")
+    audit.add_argument("--out", help="file to write (default: standard output)")
+    audit.add_argument("--phones", action="store_true", help="include phone numbers unmasked")
+    _common(audit)
+    audit.set_defaults(func=cmd_audit)
 
     token = sub.add_parser("token", help="issue a signed token")
     token.add_argument("role", choices=["admin", "lecturer", "viewer", "room", "member"])

@@ -140,6 +140,30 @@ class Viewing:
         await asyncio.wait_for(reached(), timeout)
         return stats
 
+    async def heartbeat(
+        self,
+        http: aiohttp.ClientSession,
+        frames_decoded: int | None = None,
+        audio_playing: bool | None = None,
+        visible: bool = True,
+    ) -> tuple[int, dict]:
+        """What a page says every 10-15 s; by default the truth of what was decoded."""
+        if frames_decoded is None:
+            frames_decoded = self.stats["video"].frames
+        if audio_playing is None:
+            audio = self.stats["audio"]
+            audio_playing = audio.last_at is not None and time.monotonic() - audio.last_at < 2
+        async with http.post(
+            f"{self.base_url}{self.location}/heartbeat",
+            json={
+                "frames_decoded": frames_decoded,
+                "audio_playing": audio_playing,
+                "visible": visible,
+            },
+            headers={"Authorization": f"Bearer {self.token}"},
+        ) as resp:
+            return resp.status, await resp.json()
+
     async def stop(self, http: aiohttp.ClientSession | None = None) -> None:
         if http is not None and self.location:
             async with http.delete(

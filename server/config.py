@@ -47,6 +47,14 @@ class Config:
     # Least time between two keyframe requests sent to the publisher.
     keyframe_interval_s: float = 0.5
     log_level: str = "INFO"
+    # The Ed25519 key that signs ledger checkpoints, kept outside data_dir.
+    # None: ~/.lecture-relay/ledger-ed25519.pem
+    ledger_key: Path | None = None
+    # A viewer whose page sends no heartbeat for this long is ended (0: never).
+    heartbeat_timeout_s: float = 45.0
+    checkpoint_interval_s: float = 60.0
+    # Share of the lecture's length a member must watch to be credited.
+    credit_threshold: float = 0.8
     # HTTPS: browsers open the camera only on https:// (or http://localhost).
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -58,6 +66,10 @@ class Config:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
         scheme = "https" if self.tls_cert else "http"
         return f"{scheme}://{host}:{self.port}"
+
+    @property
+    def ledger_key_path(self) -> Path:
+        return self.ledger_key or Path.home() / ".lecture-relay" / "ledger-ed25519.pem"
 
     def with_overrides(self, **changes: object) -> Config:
         clean = {k: v for k, v in changes.items() if v is not None}
@@ -104,6 +116,14 @@ def config_from_env(env: dict[str, str] | None = None) -> Config:
         kwargs["tls_cert"] = Path(env["LR_TLS_CERT"])
     if env.get("LR_TLS_KEY"):
         kwargs["tls_key"] = Path(env["LR_TLS_KEY"])
+    if env.get("LR_LEDGER_KEY"):
+        kwargs["ledger_key"] = Path(env["LR_LEDGER_KEY"])
+    if "LR_HEARTBEAT_TIMEOUT" in env:
+        kwargs["heartbeat_timeout_s"] = float(env["LR_HEARTBEAT_TIMEOUT"])
+    if "LR_CHECKPOINT_INTERVAL" in env:
+        kwargs["checkpoint_interval_s"] = float(env["LR_CHECKPOINT_INTERVAL"])
+    if "LR_CREDIT_THRESHOLD" in env:
+        kwargs["credit_threshold"] = float(env["LR_CREDIT_THRESHOLD"])
     if "LR_LOG_LEVEL" in env:
         kwargs["log_level"] = env["LR_LOG_LEVEL"]
     return Config(**kwargs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from aiortc import RTCConfiguration, RTCIceServer
 
@@ -30,7 +31,7 @@ class LiveSessions:
         self._store = store
         self._rtc = rtc_configuration(config)
         self.sessions: dict[str, SessionMedia] = {}
-        self.events: list[MediaEvent] = []
+        self.listeners: list[Callable[[MediaEvent], None]] = []
 
     def get(self, session_id: str) -> SessionMedia:
         media = self.sessions.get(session_id)
@@ -54,8 +55,21 @@ class LiveSessions:
     def find(self, session_id: str) -> SessionMedia | None:
         return self.sessions.get(session_id)
 
+    async def stop_peer(self, session_id: str, peer_id: str, reason: str) -> bool:
+        media = self.sessions.get(session_id)
+        return media is not None and await media.stop_peer(peer_id, reason)
+
+    async def end(self, session_id: str) -> None:
+        """Close every connection of a session for good (its record stays)."""
+        media = self.sessions.pop(session_id, None)
+        if media is not None:
+            await media.close("session_end")
+        self._store.set_status(session_id, "ended")
+
     def _on_event(self, event: MediaEvent) -> None:
         log.info("%s session=%s peer=%s", event.kind, event.session_id, event.peer_id)
+        for listener in self.listeners:
+            listener(event)
         if event.kind == "publisher_connected":
             self._store.set_status(event.session_id, "live")
             media = self.sessions.get(event.session_id)
@@ -63,6 +77,7 @@ class LiveSessions:
                 self._store.set_video_codec(event.session_id, media.video_codec)
 
     async def close(self) -> None:
+        """Server shutdown: viewers leave with reason server_restart; sessions stay open."""
         for media in list(self.sessions.values()):
-            await media.close()
+            await media.close("server_restart")
         self.sessions.clear()

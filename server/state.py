@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from server.attendance.tracker import Attendance
 from server.auth import TokenSigner
 from server.config import Config
 from server.live import LiveSessions
@@ -24,6 +25,7 @@ class AppState:
     store: Store
     signer: TokenSigner
     live: LiveSessions
+    attendance: Attendance
     metrics: Counters = field(default_factory=Counters)
 
 

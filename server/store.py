@@ -17,6 +17,7 @@ CREATE TABLE IF NOT EXISTS sessions (
     title TEXT NOT NULL,
     status TEXT NOT NULL DEFAULT 'scheduled',
     video_codec TEXT NOT NULL DEFAULT 'VP8',
+    credit_threshold REAL NOT NULL DEFAULT 0.8,
     created_at REAL NOT NULL,
     started_at REAL,
     ended_at REAL
@@ -26,6 +27,13 @@ CREATE TABLE IF NOT EXISTS rooms (
     code TEXT NOT NULL UNIQUE,
     name TEXT NOT NULL,
     PRIMARY KEY (session_id, name)
+);
+CREATE TABLE IF NOT EXISTS members (
+    member_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    township TEXT NOT NULL,
+    phone TEXT NOT NULL DEFAULT '',
+    category TEXT NOT NULL DEFAULT 'other'
 );
 CREATE TABLE IF NOT EXISTS headcounts (
     session_id TEXT NOT NULL,
@@ -59,6 +67,15 @@ TOWNSHIPS = (
 class Room:
     code: str
     name: str
+
+
+@dataclass(frozen=True)
+class Member:
+    member_id: str
+    name: str
+    township: str
+    phone: str = ""
+    category: str = "other"
 
 
 @dataclass(frozen=True)
@@ -138,6 +155,39 @@ class Store:
     def set_video_codec(self, sid: str, codec: str) -> None:
         with self._db:
             self._db.execute("UPDATE sessions SET video_codec = ? WHERE id = ?", (codec, sid))
+
+    # -- roster --------------------------------------------------------------------------
+    def upsert_members(self, members: list[Member]) -> int:
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT INTO members (member_id, name, township, phone, category)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT(member_id) DO UPDATE SET"
+                " name=excluded.name, township=excluded.township, phone=excluded.phone,"
+                " category=excluded.category",
+                [(m.member_id, m.name, m.township, m.phone, m.category) for m in members],
+            )
+        return len(members)
+
+    def member(self, member_id: str) -> Member | None:
+        row = self._db.execute(
+            "SELECT member_id, name, township, phone, category FROM members WHERE member_id = ?",
+            (member_id,),
+        ).fetchone()
+        return None if row is None else Member(*row)
+
+    def members(self, township: str | None = None) -> list[Member]:
+        query = "SELECT member_id, name, township, phone, category FROM members"
+        args: tuple = ()
+        if township is not None:
+            query += " WHERE township = ?"
+            args = (township,)
+        return [Member(*r) for r in self._db.execute(query + " ORDER BY member_id", args)]
+
+    def credit_threshold(self, sid: str) -> float:
+        row = self._db.execute("SELECT credit_threshold FROM sessions WHERE id = ?", (sid,))
+        found = row.fetchone()
+        return 0.8 if found is None else float(found[0])
 
     def record_headcount(self, sid: str, room_code: str, count: int) -> None:
         with self._db:

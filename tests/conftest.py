@@ -51,6 +51,7 @@ async def relay(tmp_path):
         ice_peer_networks=("127.0.0.0/8",),
         secret="test-secret-not-for-production",
         keyframe_interval_s=0.3,
+        ledger_key=tmp_path / "keys" / "ledger.pem",
     )
     app = create_app(config)
     server = TestServer(app, host="127.0.0.1", port=0)

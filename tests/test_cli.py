@@ -14,11 +14,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_cli(*args: str, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
+def cli_env(tmp_path: Path, extra: dict | None = None) -> dict:
+    """Keep the ledger key out of the user's home."""
+    return {**os.environ, "LR_LEDGER_KEY": str(tmp_path / "keys" / "ledger.pem"), **(extra or {})}
+
+
+def run_cli(tmp_path: Path, *args: str, env: dict | None = None, **kw):
     return subprocess.run(
         [sys.executable, "-m", "server", *args],
         cwd=ROOT,
-        env={**os.environ, **(env or {})},
+        env=cli_env(tmp_path, env),
         capture_output=True,
         text=True,
         timeout=60,
@@ -27,7 +32,9 @@ def run_cli(*args: str, env: dict | None = None, **kw) -> subprocess.CompletedPr
 
 
 def test_session_create_prints_tokens_rooms_and_urls(tmp_path):
-    out = run_cli("session", "create", "--title", "党史学习", "--data", str(tmp_path), "--json")
+    out = run_cli(
+        tmp_path, "session", "create", "--title", "党史学习", "--data", str(tmp_path), "--json"
+    )
     assert out.returncode == 0, out.stderr
     links = json.loads(out.stdout)
     assert links["title"] == "党史学习"
@@ -36,7 +43,7 @@ def test_session_create_prints_tokens_rooms_and_urls(tmp_path):
     assert links["lecturer_token"] != links["viewer_token"]
     assert links["urls"]["watch"].startswith("http://127.0.0.1:8080/watch?session=")
     assert (tmp_path / "secret.key").stat().st_mode & 0o777 == 0o600
-    listed = run_cli("session", "list", "--data", str(tmp_path))
+    listed = run_cli(tmp_path, "session", "list", "--data", str(tmp_path))
     assert links["session_id"] in listed.stdout
 
 
@@ -51,6 +58,7 @@ def test_serve_answers_on_the_given_port_and_stops(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "server", "serve", "--port", str(port), "--data", str(tmp_path)],
         cwd=ROOT,
+        env=cli_env(tmp_path),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -76,6 +84,7 @@ def test_serve_answers_on_the_given_port_and_stops(tmp_path):
 
 def test_serve_refuses_a_missing_tls_certificate_clearly(tmp_path):
     out = run_cli(
+        tmp_path,
         "serve",
         "--data",
         str(tmp_path),

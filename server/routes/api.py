@@ -102,18 +102,6 @@ async def room_join(request: web.Request) -> web.Response:
     return web.json_response({"session_id": sid, "room": room.name, "token": token})
 
 
-async def headcount(request: web.Request) -> web.Response:
-    state: AppState = request.app[STATE]
-    sid = request.match_info["session"]
-    claims = require(request, state.signer, ("room",), sid)
-    data = await read_json(request)
-    count = data.get("count")
-    if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= 10000:
-        raise HTTPProblem(400, "count must be an integer from 0 to 10000")
-    state.store.record_headcount(sid, claims.subject, count)
-    return web.json_response({"room": claims.subject, "count": count})
-
-
 async def create_session(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     require(request, state.signer, ("admin",))
@@ -133,5 +121,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/sessions", create_session)
     app.router.add_get("/api/sessions/{session}", session_info)
     app.router.add_get("/api/sessions/{session}/stats", session_stats)
-    app.router.add_post("/api/sessions/{session}/headcount", headcount)
     app.router.add_post("/api/rooms/join", room_join)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import secrets
+
 from aiohttp import web
 
 from media.candidates import filter_candidates
 from media.codecs import CodecMismatch
 from media.peers import PeerRefused
-from server.auth import require
+from server.attendance.tracker import Identity
+from server.auth import Claims, require
 from server.errors import HTTPProblem
 from server.state import STATE, AppState
 
@@ -76,8 +79,9 @@ async def whep_post(request: web.Request) -> web.Response:
     offer = await read_offer(request, state)
     media = state.live.get(sid)
     audio_only = request.query.get("audio_only") in ("1", "true", "yes")
+    identity = identity_of(claims, request.remote or "", audio_only)
     try:
-        rid, answer = await media.subscribe(offer, identity=claims, audio_only=audio_only)
+        rid, answer = await media.subscribe(offer, identity=identity, audio_only=audio_only)
     except CodecMismatch as exc:
         raise HTTPProblem(406, str(exc)) from None
     except (ValueError, PeerRefused) as exc:
@@ -86,14 +90,27 @@ async def whep_post(request: web.Request) -> web.Response:
     return created(request, state, f"/whep/{sid}/{rid}", answer)
 
 
+def identity_of(claims: Claims, address: str, audio_only: bool) -> Identity:
+    if claims.role == "member":
+        participant, how = f"member:{claims.subject}", "token"
+    elif claims.role == "room":
+        participant, how = f"room:{claims.subject}", "token"
+    elif claims.role == "viewer":
+        participant, how = "viewer:" + secrets.token_hex(6), "none"
+    else:
+        participant, how = f"staff:{claims.role}", "token"
+    return Identity(participant, how, claims.role, claims.subject, address, audio_only)
+
+
 async def resource_delete(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
     roles = PUBLISH_ROLES if request.path.startswith("/whip/") else VIEW_ROLES
     require(request, state.signer, roles, sid)
     media = state.live.find(sid)
-    if media is None or not await media.stop_peer(request.match_info["resource"]):
+    if media is None or not await media.stop_peer(request.match_info["resource"], "delete"):
         raise HTTPProblem(404, "unknown resource")
+    await state.attendance.drain()  # the leave is on disk before we answer
     return web.Response(status=200)
 
 

@@ -20,6 +20,28 @@ export class Player {
     if (navigator.connection) navigator.connection.addEventListener("change", () => this.check(true));
     await this.join();
     this._timer = setInterval(() => this.check(false), 2000);
+    this._beat = setInterval(() => this.heartbeat(), 10000);
+  }
+
+  // Attendance: what this page can say about playback, every 10 s. The relay adds its own
+  // evidence (the receiver reports of this connection) before it records anything.
+  async heartbeat() {
+    const view = this.view;
+    if (!view) return;
+    try {
+      const { audioBytes, framesDecoded } = await inboundBytes(view.pc);
+      const audioPlaying = !this.video.paused && audioBytes > (this._lastAudio || 0);
+      this._lastAudio = audioBytes;
+      await fetch(`${view.location}/heartbeat`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Authorization: `Bearer ${this.token}` },
+        body: JSON.stringify({
+          frames_decoded: framesDecoded,
+          audio_playing: audioPlaying,
+          visible: document.visibilityState === "visible",
+        }),
+      });
+    } catch (e) { /* the next one will do */ }
   }
 
   async join() {
@@ -96,6 +118,7 @@ export class Player {
   async stop() {
     this.running = false;
     clearInterval(this._timer);
+    clearInterval(this._beat);
     if (this.view) await this.view.stop();
     this.view = null;
   }

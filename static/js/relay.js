@@ -131,15 +131,17 @@ export function connectionDead(pc) {
 
 export async function inboundBytes(pc) {
   let bytes = 0;
+  let audioBytes = 0;
   let framesDecoded = 0;
   const stats = await pc.getStats();
   stats.forEach((s) => {
     if (s.type === "inbound-rtp") {
       bytes += s.bytesReceived || 0;
       if (s.kind === "video") framesDecoded += s.framesDecoded || 0;
+      if (s.kind === "audio") audioBytes += s.bytesReceived || 0;
     }
   });
-  return { bytes, framesDecoded };
+  return { bytes, audioBytes, framesDecoded };
 }
 
 export function fmtError(err) {

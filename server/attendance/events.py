@@ -1,0 +1,123 @@
+"""Ledger event types, one frozen dataclass each, and their canonical form (defined once).
+
+The canonical form is UTF-8 JSON with sorted keys and no spaces over
+``{"at_ms", "data", "kind", "seq", "session"}``; the chain hash of an event is
+``sha256(previous hash bytes + canonical bytes)``, the first event's previous hash being 32
+zero bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import ClassVar
+
+GENESIS = "0" * 64
+
+LEAVE_REASONS = (
+    "delete",
+    "ice_failure",
+    "heartbeat_timeout",
+    "server_restart",
+    "session_end",
+    "replaced",
+)
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: ClassVar[str] = ""
+
+    def data(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Start(Event):
+    """The lecture went live (its publisher's media first flowed)."""
+
+    kind: ClassVar[str] = "start"
+    publisher: str
+
+
+@dataclass(frozen=True)
+class End(Event):
+    kind: ClassVar[str] = "end"
+    by: str
+
+
+@dataclass(frozen=True)
+class Join(Event):
+    """Media started flowing to a participant's connection (``peer``)."""
+
+    kind: ClassVar[str] = "join"
+    participant: str  # "member:<id>", "room:<code>", "viewer:<peer>", "lecturer"
+    peer: str
+    identified_by: str  # "token" (personal link) or "open" (id entered on an open link)
+    address: str
+    audio_only: bool
+
+
+@dataclass(frozen=True)
+class Heartbeat(Event):
+    """Both kinds of evidence for the time since the peer's previous heartbeat.
+
+    Page side: what the page says (frames decoded, audio playing, visible). Relay side: the
+    highest sequence numbers the viewer's receiver reports acknowledged, per track
+    (``-1``: no report yet) — the relay's own proof that media reached the viewer.
+    """
+
+    kind: ClassVar[str] = "heartbeat"
+    peer: str
+    frames_decoded: int
+    audio_playing: bool
+    visible: bool
+    video_rr: int
+    audio_rr: int
+
+
+@dataclass(frozen=True)
+class Leave(Event):
+    kind: ClassVar[str] = "leave"
+    peer: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Headcount(Event):
+    kind: ClassVar[str] = "headcount"
+    room: str
+    count: int
+
+
+@dataclass(frozen=True)
+class Checkin(Event):
+    kind: ClassVar[str] = "checkin"
+    room: str
+    member: str
+
+
+@dataclass(frozen=True)
+class Export(Event):
+    """Someone read personal data out of the ledger."""
+
+    kind: ClassVar[str] = "export"
+    by: str
+    format: str
+    phones: bool
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.kind: cls for cls in (Start, End, Join, Heartbeat, Leave, Headcount, Checkin, Export)
+}
+
+
+def canonical(session: str, seq: int, at_ms: int, kind: str, data: dict) -> bytes:
+    body = {"at_ms": at_ms, "data": data, "kind": kind, "seq": seq, "session": session}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def chain_hash(prev_hash: str, canonical_bytes: bytes) -> str:
+    return hashlib.sha256(bytes.fromhex(prev_hash) + canonical_bytes).hexdigest()

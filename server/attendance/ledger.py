@@ -1,0 +1,248 @@
+"""The attendance ledger: append-only SQLite table, one hash chain per session.
+
+Durable before acknowledged: appends are group-committed by one writer thread (every append
+that arrives while a commit is in flight joins the next one), with ``synchronous=FULL`` in WAL
+mode, so an acknowledged event survives a crash of the process *and* of the machine. See
+docs/DECISIONS.md for why FULL rather than NORMAL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from server.attendance.events import GENESIS, Event, canonical, chain_hash
+from server.attendance.signing import Checkpoint
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    session TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    at_ms INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    data TEXT NOT NULL,
+    prev TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    PRIMARY KEY (session, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checkpoints (
+    session TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    head TEXT NOT NULL,
+    at_ms INTEGER NOT NULL,
+    final INTEGER NOT NULL,
+    key_fp TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    PRIMARY KEY (session, seq, final)
+);
+CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
+BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
+BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
+"""
+
+
+@dataclass(frozen=True)
+class Row:
+    session: str
+    seq: int
+    at_ms: int
+    kind: str
+    data: dict
+    prev: str
+    hash: str
+
+
+@dataclass(frozen=True)
+class Appended:
+    seq: int
+    hash: str
+    at_ms: int
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    return db
+
+
+class Ledger:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = _connect(path)
+        self._db.executescript(SCHEMA)
+        self._read = _connect(path)
+        self._read_lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger")
+        self._pending: list[tuple[str, Event, int, asyncio.Future]] = []
+        self._flusher: asyncio.Task | None = None
+        self.appended = 0
+        self.batches = 0
+
+    # -- writing -------------------------------------------------------------------------
+    async def append(self, session: str, event: Event, at_ms: int | None = None) -> Appended:
+        """Append and return once the event is on disk."""
+        return await self.submit(session, event, at_ms)
+
+    def submit(self, session: str, event: Event, at_ms: int | None = None) -> asyncio.Future:
+        """Queue an append now (order is the order of calls); the future resolves once it is
+        on disk."""
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append((session, event, at_ms or now_ms(), future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.ensure_future(self._flush())
+        return future
+
+    def append_now(self, session: str, event: Event, at_ms: int | None = None) -> Appended:
+        """Synchronous append, for the CLI and start-up recovery (no event loop needed)."""
+        return self._executor.submit(self._write, [(session, event, at_ms or now_ms())]).result()[0]
+
+    async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                results = await loop.run_in_executor(
+                    self._executor, self._write, [(s, e, t) for s, e, t, _ in batch]
+                )
+            except Exception as exc:  # noqa: BLE001 - every waiter hears of the failure
+                for *_, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (*_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+
+    def _write(self, batch: list[tuple[str, Event, int]]) -> list[Appended]:
+        db = self._db
+        out: list[Appended] = []
+        touched: dict[str, tuple[int, str]] = {}
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for session, event, at_ms in batch:
+                seq, prev = touched.get(session) or self._head(session)
+                seq += 1
+                data = event.data()
+                digest = chain_hash(prev, canonical(session, seq, at_ms, event.kind, data))
+                db.execute(
+                    "INSERT INTO events (session, seq, at_ms, kind, data, prev, hash)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (session, seq, at_ms, event.kind, _data_json(data), prev, digest),
+                )
+                touched[session] = (seq, digest)
+                out.append(Appended(seq, digest, at_ms))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        self.appended += len(batch)
+        self.batches += 1
+        return out
+
+    def _head(self, session: str) -> tuple[int, str]:
+        # Read inside the write transaction, not from a cache: another process (the CLI
+        # recording an export) may have appended since.
+        row = self._db.execute(
+            "SELECT seq, hash FROM events WHERE session = ? ORDER BY seq DESC LIMIT 1",
+            (session,),
+        ).fetchone()
+        return (row[0], row[1]) if row else (0, GENESIS)
+
+    def save_checkpoint(self, cp: Checkpoint) -> None:
+        self._executor.submit(self._save_checkpoint, cp).result()
+
+    def _save_checkpoint(self, cp: Checkpoint) -> None:
+        self._db.execute(
+            "INSERT OR IGNORE INTO checkpoints"
+            " (session, seq, head, at_ms, final, key_fp, signature) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (cp.session, cp.seq, cp.head, cp.at_ms, int(cp.final), cp.key_fp, cp.signature),
+        )
+
+    # -- reading -------------------------------------------------------------------------
+    def rows(self, session: str) -> Iterator[Row]:
+        with self._read_lock:
+            cursor = self._read.execute(
+                "SELECT session, seq, at_ms, kind, data, prev, hash FROM events"
+                " WHERE session = ? ORDER BY seq",
+                (session,),
+            )
+            rows = cursor.fetchall()
+        for s, seq, at_ms, kind, data, prev, digest in rows:
+            yield Row(s, seq, at_ms, kind, json.loads(data), prev, digest)
+
+    def head(self, session: str) -> tuple[int, str]:
+        with self._read_lock:
+            row = self._read.execute(
+                "SELECT seq, hash FROM events WHERE session = ? ORDER BY seq DESC LIMIT 1",
+                (session,),
+            ).fetchone()
+        return (row[0], row[1]) if row else (0, GENESIS)
+
+    def checkpoints(self, session: str) -> list[Checkpoint]:
+        with self._read_lock:
+            rows = self._read.execute(
+                "SELECT session, seq, head, at_ms, final, key_fp, signature FROM checkpoints"
+                " WHERE session = ? ORDER BY seq, final",
+                (session,),
+            ).fetchall()
+        return [Checkpoint(s, seq, h, at, bool(f), fp, sig) for s, seq, h, at, f, fp, sig in rows]
+
+    def sessions(self) -> list[str]:
+        with self._read_lock:
+            return [r[0] for r in self._read.execute("SELECT DISTINCT session FROM events")]
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+        self._db.close()
+        self._read.close()
+
+
+def _data_json(data: dict) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class ChainCheck:
+    ok: bool
+    events: int
+    head: str
+    first_bad_seq: int | None = None
+    reason: str = ""
+
+
+def check_chain(rows: list[Row] | Iterator[Row], session: str) -> ChainCheck:
+    """Recompute the chain; name the first sequence number where it breaks."""
+    prev = GENESIS
+    expected = 1
+    count = 0
+    for row in rows:
+        if row.seq != expected:
+            if row.seq > expected:
+                return ChainCheck(False, count, prev, expected, f"event {expected} is missing")
+            return ChainCheck(False, count, prev, row.seq, f"event {row.seq} appears twice")
+        if row.prev != prev:
+            bad = row.seq - 1 if row.seq > 1 else row.seq
+            return ChainCheck(
+                False, count, prev, bad, f"event {bad} was altered (the chain breaks after it)"
+            )
+        digest = chain_hash(prev, canonical(session, row.seq, row.at_ms, row.kind, row.data))
+        if digest != row.hash:
+            return ChainCheck(False, count, prev, row.seq, f"event {row.seq} was altered")
+        prev = digest
+        expected += 1
+        count += 1
+    return ChainCheck(True, count, prev)

@@ -1,0 +1,309 @@
+"""What the ledger says happened, per participant: intervals, seconds watched, credit.
+
+A span between two evidence points of a connection counts as watched only when the page said
+it was playing (frames decoded advanced, or audio playing) *and* the relay's receiver reports
+from that connection advanced over the same span. A member's connections count once (union);
+a member checked in at a room is credited with the room's watched time after the check-in.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import io
+import json
+from dataclasses import dataclass, field
+
+from server.attendance.ledger import Row
+
+MAX_SPAN_MS = 30_000  # a heartbeat vouches for at most this much time before it
+
+
+@dataclass
+class ParticipantReport:
+    participant: str
+    member_id: str = ""
+    name: str = ""
+    place: str = ""  # township (members) or room name (rooms)
+    identified_by: str = ""
+    address: str = ""
+    first_join_ms: int | None = None
+    last_leave_ms: int | None = None
+    intervals: list[tuple[int, int]] = field(default_factory=list)  # connected, merged
+    watched: list[tuple[int, int]] = field(default_factory=list)  # counted, merged
+    unverified_s: float = 0.0  # page said playing, relay saw nothing reach it
+    joins: int = 0
+    leave_reasons: list[str] = field(default_factory=list)
+    via_room: str = ""
+    credited: bool = False
+
+    @property
+    def seconds_watched(self) -> float:
+        return sum(b - a for a, b in self.watched) / 1000
+
+    @property
+    def reconnects(self) -> int:
+        return max(self.joins - 1, 0)
+
+
+@dataclass
+class SessionReport:
+    session: str
+    start_ms: int | None
+    end_ms: int | None
+    threshold: float
+    participants: dict[str, ParticipantReport]
+    headcounts: dict[str, int]
+    checkins: dict[str, list[tuple[str, int]]]  # room -> [(member, at)]
+
+    @property
+    def length_s(self) -> float:
+        if self.start_ms is None or self.end_ms is None:
+            return 0.0
+        return (self.end_ms - self.start_ms) / 1000
+
+
+def merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(s for s in spans if s[1] > s[0]):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
+def intersect(spans: list[tuple[int, int]], start: int) -> list[tuple[int, int]]:
+    return [(max(a, start), b) for a, b in spans if b > start]
+
+
+def build_report(
+    session: str,
+    rows: list[Row],
+    threshold: float = 0.8,
+    names: dict[str, tuple[str, str]] | None = None,
+    rooms: dict[str, str] | None = None,
+    now_ms: int | None = None,
+) -> SessionReport:
+    """``names``: member id -> (name, township); ``rooms``: room code -> room name."""
+    names = names or {}
+    rooms = rooms or {}
+    start = end = None
+    peers: dict[str, dict] = {}
+    headcounts: dict[str, int] = {}
+    checkins: dict[str, list[tuple[str, int]]] = {}
+    last_ms = 0
+    for row in rows:
+        d = row.data
+        last_ms = row.at_ms
+        if row.kind == "start" and start is None:
+            start = row.at_ms
+        elif row.kind == "end":
+            end = row.at_ms
+        elif row.kind == "join":
+            peers[d["peer"]] = {
+                "participant": d["participant"],
+                "identified_by": d["identified_by"],
+                "address": d["address"],
+                "join": row.at_ms,
+                "leave": None,
+                "reason": None,
+                "last": (row.at_ms, 0, -1, -1),  # (at, frames, video_rr, audio_rr)
+                "watched": [],
+                "unverified": 0,
+            }
+        elif row.kind == "heartbeat" and d["peer"] in peers:
+            p = peers[d["peer"]]
+            if p["leave"] is not None:
+                continue
+            at0, frames0, vrr0, arr0 = p["last"]
+            span = (max(at0, row.at_ms - MAX_SPAN_MS), row.at_ms)
+            page = d["audio_playing"] or d["frames_decoded"] > frames0
+            relay = (d["video_rr"] >= 0 and d["video_rr"] != vrr0) or (
+                d["audio_rr"] >= 0 and d["audio_rr"] != arr0
+            )
+            if page and relay:
+                p["watched"].append(span)
+            elif page:
+                p["unverified"] += span[1] - span[0]
+            p["last"] = (row.at_ms, d["frames_decoded"], d["video_rr"], d["audio_rr"])
+        elif row.kind == "leave" and d["peer"] in peers:
+            peers[d["peer"]]["leave"] = row.at_ms
+            peers[d["peer"]]["reason"] = d["reason"]
+        elif row.kind == "headcount":
+            headcounts[d["room"]] = d["count"]
+        elif row.kind == "checkin":
+            checkins.setdefault(d["room"], []).append((d["member"], row.at_ms))
+    close_at = end or now_ms or last_ms
+
+    people: dict[str, ParticipantReport] = {}
+    for p in peers.values():
+        pid = p["participant"]
+        rep = people.get(pid)
+        if rep is None:
+            rep = people[pid] = _participant(pid, names, rooms)
+            rep.identified_by = p["identified_by"]
+            rep.address = p["address"]
+        leave = p["leave"] if p["leave"] is not None else close_at
+        rep.joins += 1
+        rep.intervals.append((p["join"], leave))
+        rep.watched.extend(p["watched"])
+        rep.unverified_s += p["unverified"] / 1000
+        if p["reason"]:
+            rep.leave_reasons.append(p["reason"])
+        rep.first_join_ms = (
+            p["join"] if rep.first_join_ms is None else min(rep.first_join_ms, p["join"])
+        )
+        rep.last_leave_ms = leave if rep.last_leave_ms is None else max(rep.last_leave_ms, leave)
+
+    # members checked in at a room get the room's watched time after their check-in
+    for code, entries in checkins.items():
+        room = people.get(f"room:{code}")
+        for member, at in entries:
+            rep = people.get(f"member:{member}")
+            if rep is None:
+                rep = people[f"member:{member}"] = _participant(f"member:{member}", names, rooms)
+                rep.identified_by = "checkin"
+            rep.via_room = rooms.get(code, code)
+            if room is not None:
+                rep.watched.extend(intersect(merge(room.watched), at))
+                rep.intervals.extend(intersect(room.intervals, at))
+                if rep.first_join_ms is None:
+                    rep.first_join_ms = max(at, room.first_join_ms or at)
+                    rep.last_leave_ms = room.last_leave_ms
+
+    report = SessionReport(session, start, end, threshold, people, headcounts, checkins)
+    length = (close_at - start) / 1000 if start is not None else 0.0
+    for rep in people.values():
+        rep.intervals = merge(rep.intervals)
+        rep.watched = merge(rep.watched)
+        rep.credited = (
+            rep.participant.startswith("member:")
+            and length > 0
+            and rep.seconds_watched >= threshold * length
+        )
+    return report
+
+
+def _participant(pid: str, names: dict, rooms: dict) -> ParticipantReport:
+    kind, _, ident = pid.partition(":")
+    rep = ParticipantReport(pid)
+    if kind == "member":
+        rep.member_id = ident
+        rep.name, rep.place = names.get(ident, ("", ""))
+    elif kind == "room":
+        rep.place = rooms.get(ident, ident)
+        rep.name = rep.place
+    return rep
+
+
+# -- exports ---------------------------------------------------------------------------------
+COLUMNS = (
+    ("member_id", "党员编号"),
+    ("name", "姓名"),
+    ("place", "乡镇/教室"),
+    ("first_join", "首次进入"),
+    ("last_leave", "最后离开"),
+    ("seconds_watched", "观看秒数"),
+    ("intervals", "在线时段"),
+    ("reconnects", "重连次数"),
+    ("credited", "计入学时"),
+    ("participant", "参与者"),
+    ("identified_by", "身份来源"),
+    ("unverified_seconds", "未经核实秒数"),
+)
+
+
+def _iso(ms: int | None) -> str:
+    if ms is None:
+        return ""
+    return datetime.datetime.fromtimestamp(ms / 1000).astimezone().isoformat(timespec="seconds")
+
+
+def rows_for_export(report: SessionReport) -> list[dict]:
+    out = []
+    for rep in sorted(report.participants.values(), key=lambda r: (r.place, r.participant)):
+        out.append(
+            {
+                "member_id": rep.member_id,
+                "name": rep.name,
+                "place": rep.place,
+                "first_join": _iso(rep.first_join_ms),
+                "last_leave": _iso(rep.last_leave_ms),
+                "seconds_watched": round(rep.seconds_watched),
+                "intervals": [[_iso(a), _iso(b)] for a, b in rep.intervals],
+                "reconnects": rep.reconnects,
+                "credited": rep.credited,
+                "participant": rep.participant,
+                "identified_by": rep.identified_by,
+                "unverified_seconds": round(rep.unverified_s),
+            }
+        )
+    return out
+
+
+def flat_rows(report: SessionReport) -> list[list]:
+    """Export rows as spreadsheet cells: intervals joined, credit as 是/否."""
+    out = []
+    for row in rows_for_export(report):
+        values = []
+        for key, _ in COLUMNS:
+            v = row[key]
+            if key == "intervals":
+                v = "; ".join(f"{a}~{b}" for a, b in v)
+            elif key == "credited":
+                v = "是" if v else "否"
+            values.append(v)
+        out.append(values)
+    return out
+
+
+def to_csv(report: SessionReport, receipt: dict | None) -> bytes:
+    """UTF-8 with a BOM so that Excel opens it in Chinese; the receipt follows the rows."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow([zh for _, zh in COLUMNS])
+    for values in flat_rows(report):
+        w.writerow(values)
+    if receipt:
+        w.writerow([])
+        w.writerow(["签名回执 (receipt)", json.dumps(receipt, ensure_ascii=False)])
+    return ("\ufeff" + buf.getvalue()).encode("utf-8")
+
+
+def to_json(report: SessionReport, rows: list[Row], checkpoints: list[dict], receipt) -> bytes:
+    """The participants, and everything an offline check needs: every event, every
+    checkpoint and the receipt."""
+    body = {
+        "format": "lecture-relay attendance export v1",
+        "session": report.session,
+        "start": _iso(report.start_ms),
+        "end": _iso(report.end_ms),
+        "credit_threshold": report.threshold,
+        "participants": rows_for_export(report),
+        "events": [
+            {"seq": r.seq, "at_ms": r.at_ms, "kind": r.kind, "data": r.data, "hash": r.hash}
+            for r in rows
+        ],
+        "checkpoints": checkpoints,
+        "receipt": receipt,
+    }
+    return json.dumps(body, ensure_ascii=False, indent=1).encode()
+
+
+def to_xlsx(report: SessionReport, receipt: dict | None) -> bytes:
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "考勤"
+    ws.append([zh for _, zh in COLUMNS])
+    for values in flat_rows(report):
+        ws.append(values)
+    if receipt:
+        sheet = wb.create_sheet("签名回执")
+        for key, value in receipt.items():
+            sheet.append([key, str(value)])
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()

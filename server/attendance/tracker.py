@@ -1,0 +1,203 @@
+"""Turns what the relay sees (connections, receiver reports) and what pages say (heartbeats)
+into ledger events; signs checkpoints; ends sessions with a receipt; recovers after a crash."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from media.session import MediaEvent
+from server.attendance.events import End, Event, Heartbeat, Join, Leave, Start
+from server.attendance.ledger import Appended, Ledger, now_ms
+from server.attendance.signing import Checkpoint, CheckpointLog, LedgerKey, receipt
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a viewer connection stands for, fixed when it joins."""
+
+    participant: str  # "member:<id>", "room:<code>", "viewer:<peer>", "staff:<role>"
+    identified_by: str  # "token", "open" or "none"
+    role: str
+    subject: str | None
+    address: str
+    audio_only: bool
+
+
+@dataclass
+class _Peer:
+    session: str
+    identity: Identity
+    last_evidence_ms: int
+
+
+ClosePeer = Callable[[str, str, str], Awaitable[bool]]  # (session, peer, reason)
+
+
+class Attendance:
+    def __init__(
+        self,
+        ledger: Ledger,
+        key: LedgerKey,
+        checkpoint_log: CheckpointLog,
+        close_peer: ClosePeer,
+        heartbeat_timeout_s: float = 45.0,
+        checkpoint_interval_s: float = 60.0,
+    ) -> None:
+        self.ledger = ledger
+        self.key = key
+        self.checkpoint_log = checkpoint_log
+        self._close_peer = close_peer
+        self.heartbeat_timeout_s = heartbeat_timeout_s
+        self.checkpoint_interval_s = checkpoint_interval_s
+        self.peers: dict[str, _Peer] = {}
+        self._started: set[str] = set()
+        self._signed: dict[str, int] = {}  # session -> seq of its last checkpoint
+        self._writes: set[asyncio.Future] = set()
+        self._tasks: list[asyncio.Task] = []
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def recover(self) -> int:
+        """After a crash: close every interval left open at its last evidence."""
+        closed = 0
+        for session in self.ledger.sessions():
+            open_peers: dict[str, int] = {}
+            for row in self.ledger.rows(session):
+                if row.kind == "join":
+                    open_peers[row.data["peer"]] = row.at_ms
+                elif row.kind == "heartbeat" and row.data["peer"] in open_peers:
+                    open_peers[row.data["peer"]] = row.at_ms
+                elif row.kind == "leave":
+                    open_peers.pop(row.data["peer"], None)
+                elif row.kind == "start":
+                    self._started.add(session)
+            for peer, last_ms in open_peers.items():
+                self.ledger.append_now(session, Leave(peer, "server_restart"), last_ms)
+                closed += 1
+        if closed:
+            log.warning("closed %d attendance intervals left open by a restart", closed)
+        return closed
+
+    def start(self) -> None:
+        self._tasks.append(asyncio.ensure_future(self._checkpoint_loop()))
+        if self.heartbeat_timeout_s > 0:
+            self._tasks.append(asyncio.ensure_future(self._timeout_loop()))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.drain()
+        for session in list(self._started):
+            self.checkpoint(session)
+
+    async def drain(self) -> None:
+        """Wait until every event handed to the ledger is on disk."""
+        while self._writes:
+            await asyncio.gather(*list(self._writes), return_exceptions=True)
+
+    # -- events from the media plane -----------------------------------------------------
+    def on_media_event(self, event: MediaEvent) -> None:
+        if event.kind == "viewer_connected" and isinstance(event.identity, Identity):
+            ident = event.identity
+            self.peers[event.peer_id] = _Peer(event.session_id, ident, now_ms())
+            self._submit(
+                event.session_id,
+                Join(
+                    ident.participant,
+                    event.peer_id,
+                    ident.identified_by,
+                    ident.address,
+                    ident.audio_only,
+                ),
+            )
+        elif event.kind == "viewer_gone":
+            peer = self.peers.pop(event.peer_id, None)
+            if peer is not None:  # a viewer that never got media never joined
+                self._submit(event.session_id, Leave(event.peer_id, event.reason or "delete"))
+        elif event.kind == "publisher_connected" and event.session_id not in self._started:
+            self._started.add(event.session_id)
+            self._submit(event.session_id, Start(event.peer_id))
+
+    def _submit(self, session: str, event: Event) -> None:
+        future = self.ledger.submit(session, event)
+        self._writes.add(future)
+        future.add_done_callback(self._written)
+
+    def _written(self, future: asyncio.Future) -> None:
+        self._writes.discard(future)
+        if not future.cancelled() and future.exception() is not None:
+            log.error("ledger append failed: %s", future.exception())
+
+    # -- heartbeats from pages -----------------------------------------------------------
+    async def heartbeat(
+        self,
+        peer_id: str,
+        frames_decoded: int,
+        audio_playing: bool,
+        visible: bool,
+        rr: dict[str, int],
+    ) -> Appended:
+        peer = self.peers[peer_id]
+        peer.last_evidence_ms = now_ms()
+        event = Heartbeat(
+            peer_id,
+            frames_decoded,
+            audio_playing,
+            visible,
+            rr.get("video", -1),
+            rr.get("audio", -1),
+        )
+        return await self.ledger.append(peer.session, event)
+
+    async def append(self, session: str, event: Event) -> Appended:
+        return await self.ledger.append(session, event)
+
+    # -- signing -------------------------------------------------------------------------
+    def checkpoint(self, session: str, final: bool = False) -> dict | None:
+        seq, head = self.ledger.head(session)
+        if seq == 0 or (not final and self._signed.get(session) == seq):
+            return None
+        cp = self.key.sign(session, seq, head, now_ms(), final)
+        self.ledger.save_checkpoint(cp)
+        self.checkpoint_log.append(cp)
+        self._signed[session] = seq
+        return receipt(cp, self.key.public)
+
+    async def end_session(self, session: str, by: str) -> dict:
+        await self.drain()
+        await self.ledger.append(session, End(by))
+        self._started.discard(session)
+        return self.checkpoint(session, final=True)
+
+    def final_receipt(self, session: str) -> dict | None:
+        finals = [c for c in self.ledger.checkpoints(session) if c.final]
+        return receipt(finals[-1], self.key.public) if finals else None
+
+    def all_checkpoints(self, session: str) -> list[Checkpoint]:
+        """The database's checkpoints and the separate log's (a rewrite may spare one)."""
+        return self.ledger.checkpoints(session) + self.checkpoint_log.read(session)
+
+    # -- background ----------------------------------------------------------------------
+    async def _checkpoint_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.checkpoint_interval_s)
+            await self.drain()
+            for session in list(self._started):
+                try:
+                    self.checkpoint(session)
+                except Exception:  # noqa: BLE001 - try again at the next tick
+                    log.exception("checkpoint of %s failed", session)
+
+    async def _timeout_loop(self) -> None:
+        interval = min(5.0, self.heartbeat_timeout_s / 3)
+        while True:
+            await asyncio.sleep(interval)
+            deadline = now_ms() - int(self.heartbeat_timeout_s * 1000)
+            for peer_id, peer in list(self.peers.items()):
+                if peer.last_evidence_ms < deadline:
+                    await self._close_peer(peer.session, peer_id, "heartbeat_timeout")

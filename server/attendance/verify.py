@@ -1,0 +1,99 @@
+"""Verify a session's record: the hash chain, every signed checkpoint, and a receipt kept
+elsewhere. Works on the server's database or on an exported JSON file alone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from server.attendance.ledger import Row, check_chain
+from server.attendance.signing import Checkpoint, fingerprint, signature_valid
+
+
+@dataclass
+class Verdict:
+    session: str
+    ok: bool
+    events: int
+    head: str
+    first_bad_seq: int | None = None
+    problems: list[str] = field(default_factory=list)
+    checkpoints: int = 0
+    receipt_checked: bool = False
+
+    def summary(self) -> str:
+        if self.ok:
+            extra = ", receipt matches" if self.receipt_checked else ""
+            return (
+                f"OK: session {self.session}, {self.events} events, head {self.head[:16]}…, "
+                f"{self.checkpoints} signed checkpoints valid{extra}"
+            )
+        return (
+            f"FAILED: session {self.session}, first bad sequence number {self.first_bad_seq}: "
+            + "; ".join(self.problems)
+        )
+
+    def as_json(self) -> dict:
+        return {
+            "session": self.session,
+            "ok": self.ok,
+            "events": self.events,
+            "head": self.head,
+            "first_bad_seq": self.first_bad_seq,
+            "problems": self.problems,
+            "checkpoints": self.checkpoints,
+            "receipt_checked": self.receipt_checked,
+        }
+
+
+def verify(
+    session: str,
+    rows: list[Row],
+    checkpoints: list[Checkpoint],
+    key: Ed25519PublicKey,
+    receipt: Checkpoint | None = None,
+) -> Verdict:
+    chain = check_chain(rows, session)
+    verdict = Verdict(session, chain.ok, chain.events, chain.head)
+
+    def bad(seq: int | None, problem: str) -> None:
+        verdict.ok = False
+        verdict.problems.append(problem)
+        if seq is not None and (verdict.first_bad_seq is None or seq < verdict.first_bad_seq):
+            verdict.first_bad_seq = seq
+
+    if not chain.ok:
+        bad(chain.first_bad_seq, chain.reason)
+    hashes = {r.seq: r.hash for r in rows}
+    fp = fingerprint(key)
+    signed = list({(c.seq, c.final, c.signature): c for c in checkpoints}.values())
+    if receipt is not None:
+        signed.append(receipt)
+    for cp in sorted(signed, key=lambda c: c.seq):
+        label = "receipt" if cp is receipt else "checkpoint"
+        if cp.session != session:
+            bad(None, f"{label} is for session {cp.session}")
+            continue
+        if cp.key_fp != fp or not signature_valid(cp, key):
+            bad(None, f"{label} at event {cp.seq} has no valid signature by key {fp}")
+            continue
+        if cp is not receipt:
+            verdict.checkpoints += 1
+        if cp.seq not in hashes:
+            bad(cp.seq, f"event {cp.seq}, signed in a {label}, is missing")
+        elif hashes[cp.seq] != cp.head:
+            bad(
+                _first_divergence(rows, cp.seq),
+                f"the events up to {cp.seq} differ from those signed in the {label}"
+                " (the ledger was rewritten)",
+            )
+    if receipt is not None:
+        verdict.receipt_checked = True
+    return verdict
+
+
+def _first_divergence(rows: list[Row], upto: int) -> int:
+    """Without the original events we can only bound the rewrite: the first event at or
+    before ``upto`` is where it may start; name the earliest signed point we can't vouch for."""
+    return min((r.seq for r in rows if r.seq <= upto), default=upto)

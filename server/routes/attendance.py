@@ -1,0 +1,143 @@
+"""Attendance over HTTP: heartbeats from pages, room headcounts and check-ins, ending a
+session with its receipt, exports and verification (admin only)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from server.attendance.events import Checkin, Export, Headcount
+from server.attendance.report import build_report, to_csv, to_json
+from server.attendance.verify import verify
+from server.auth import require
+from server.errors import HTTPProblem
+from server.routes.api import read_json
+from server.state import STATE, AppState
+
+VIEW_ROLES = ("viewer", "room", "member", "lecturer", "admin")
+
+
+def _viewer(state: AppState, sid: str, rid: str):
+    media = state.live.find(sid)
+    viewer = media.viewers.get(rid) if media else None
+    if viewer is None:
+        raise HTTPProblem(404, "unknown resource")
+    return media, viewer
+
+
+async def heartbeat(request: web.Request) -> web.Response:
+    """``POST /whep/{session}/{resource}/heartbeat`` every 10-15 s from the page."""
+    state: AppState = request.app[STATE]
+    sid, rid = request.match_info["session"], request.match_info["resource"]
+    claims = require(request, state.signer, VIEW_ROLES, sid)
+    media, viewer = _viewer(state, sid, rid)
+    ident = media.identities.get(rid)
+    if ident is None or (ident.role, ident.subject) != (claims.role, claims.subject):
+        raise HTTPProblem(403, "this connection belongs to someone else")
+    if rid not in state.attendance.peers:
+        raise HTTPProblem(409, "media has not reached this connection yet")
+    body = await read_json(request)
+    frames = body.get("frames_decoded")
+    flags = (body.get("audio_playing"), body.get("visible"))
+    if not isinstance(frames, int) or isinstance(frames, bool) or frames < 0:
+        raise HTTPProblem(400, "frames_decoded must be a non-negative integer")
+    if not all(isinstance(f, bool) for f in flags):
+        raise HTTPProblem(400, "audio_playing and visible must be booleans")
+    rr = {kind: dt.rr[0] for kind, (_, dt) in viewer.tracks.items() if dt.rr is not None}
+    done = await state.attendance.heartbeat(rid, frames, flags[0], flags[1], rr)
+    return web.json_response({"seq": done.seq})
+
+
+async def headcount(request: web.Request) -> web.Response:
+    state: AppState = request.app[STATE]
+    sid = request.match_info["session"]
+    claims = require(request, state.signer, ("room",), sid)
+    data = await read_json(request)
+    count = data.get("count")
+    if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= 10000:
+        raise HTTPProblem(400, "count must be an integer from 0 to 10000")
+    state.store.record_headcount(sid, claims.subject, count)
+    done = await state.attendance.append(sid, Headcount(claims.subject, count))
+    return web.json_response({"room": claims.subject, "count": count, "seq": done.seq})
+
+
+async def checkin(request: web.Request) -> web.Response:
+    """A room operator checks a member in: ``{"member_id": "..."}``."""
+    state: AppState = request.app[STATE]
+    sid = request.match_info["session"]
+    claims = require(request, state.signer, ("room",), sid)
+    data = await read_json(request)
+    member_id = str(data.get("member_id", "")).strip()
+    member = state.store.member(member_id) if member_id else None
+    if member is None:
+        raise HTTPProblem(404, f"no member {member_id!r} in the roster")
+    done = await state.attendance.append(sid, Checkin(claims.subject, member_id))
+    return web.json_response({"member_id": member_id, "name": member.name, "seq": done.seq})
+
+
+async def end_session(request: web.Request) -> web.Response:
+    state: AppState = request.app[STATE]
+    sid = request.match_info["session"]
+    claims = require(request, state.signer, ("lecturer", "admin"), sid)
+    session = state.store.get_session(sid)
+    if session is None:
+        raise HTTPProblem(404, f"unknown session {sid}")
+    if session.status == "ended":
+        raise HTTPProblem(409, "this session has already ended")
+    await state.live.end(sid)
+    receipt = await state.attendance.end_session(sid, claims.role)
+    return web.json_response({"session_id": sid, "status": "ended", "receipt": receipt})
+
+
+def session_report(state: AppState, sid: str):
+    session = state.store.get_session(sid)
+    if session is None:
+        raise HTTPProblem(404, f"unknown session {sid}")
+    rows = list(state.attendance.ledger.rows(sid))
+    names = {m.member_id: (m.name, m.township) for m in state.store.members()}
+    rooms = {r.code: r.name for r in session.rooms}
+    report = build_report(sid, rows, state.store.credit_threshold(sid), names, rooms)
+    return report, rows
+
+
+async def export(request: web.Request) -> web.Response:
+    """``GET /api/sessions/{id}/attendance?format=csv|json`` (admin): itself a ledger event."""
+    state: AppState = request.app[STATE]
+    sid = request.match_info["session"]
+    claims = require(request, state.signer, ("admin",))
+    fmt = request.query.get("format", "json")
+    if fmt not in ("csv", "json"):
+        raise HTTPProblem(400, "format is csv or json")
+    session_report(state, sid)  # 404 before recording an export of nothing
+    await state.attendance.append(sid, Export(claims.subject or claims.role, fmt, False))
+    report, rows = session_report(state, sid)
+    receipt = state.attendance.final_receipt(sid)
+    if fmt == "csv":
+        body, ctype = to_csv(report, receipt), "text/csv"
+    else:
+        cps = [c.as_json() for c in state.attendance.ledger.checkpoints(sid)]
+        body, ctype = to_json(report, rows, cps, receipt), "application/json"
+    return web.Response(
+        body=body,
+        content_type=ctype,
+        charset="utf-8",
+        headers={"Content-Disposition": f'attachment; filename="attendance-{sid}.{fmt}"'},
+    )
+
+
+async def verify_session(request: web.Request) -> web.Response:
+    state: AppState = request.app[STATE]
+    sid = request.match_info["session"]
+    require(request, state.signer, ("admin",))
+    attendance = state.attendance
+    rows = list(attendance.ledger.rows(sid))
+    verdict = verify(sid, rows, attendance.all_checkpoints(sid), attendance.key.public)
+    return web.json_response(verdict.as_json(), status=200)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/whep/{session}/{resource}/heartbeat", heartbeat)
+    app.router.add_post("/api/sessions/{session}/headcount", headcount)
+    app.router.add_post("/api/sessions/{session}/checkin", checkin)
+    app.router.add_post("/api/sessions/{session}/end", end_session)
+    app.router.add_get("/api/sessions/{session}/attendance", export)
+    app.router.add_get("/api/sessions/{session}/verify", verify_session)

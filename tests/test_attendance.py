@@ -1,0 +1,221 @@
+"""Attendance end to end: real aiortc viewers, their receiver reports and their heartbeats."""
+
+from __future__ import annotations
+
+import asyncio
+
+from media.sources import PatternVideoTrack, ToneAudioTrack
+from server.attendance.report import build_report
+from server.client import publish, watch
+from server.store import Member
+
+
+async def lecture(relay, links):
+    return await publish(
+        relay.http,
+        relay.base_url,
+        links["session_id"],
+        links["lecturer_token"],
+        [ToneAudioTrack(), PatternVideoTrack()],
+    )
+
+
+def server_viewer(relay, sid, viewing):
+    return relay.state.live.find(sid).viewers[viewing.location.rsplit("/", 1)[1]]
+
+
+async def next_report(relay, sid, viewing, timeout=5.0):
+    """Wait until the relay holds a receiver report from this viewer newer than now."""
+    dt = server_viewer(relay, sid, viewing).tracks["video"][1]
+    seen = dt.rr[4] if dt.rr else None
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while dt.rr is None or dt.rr[4] == seen:
+        if loop.time() > deadline:
+            raise AssertionError("no receiver report from the viewer")
+        await asyncio.sleep(0.05)
+    return dt.rr
+
+
+async def joined(relay, viewing, timeout=10.0):
+    rid = viewing.location.rsplit("/", 1)[1]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while rid not in relay.state.attendance.peers:
+        if loop.time() > deadline:
+            raise AssertionError("the viewer never joined")
+        await asyncio.sleep(0.02)
+    return rid
+
+
+def report(relay, sid):
+    return build_report(sid, list(relay.state.attendance.ledger.rows(sid)))
+
+
+async def call(relay, method, path, token, json=None):
+    async with relay.http.request(
+        method, relay.base_url + path, json=json, headers={"Authorization": f"Bearer {token}"}
+    ) as resp:
+        return resp.status, await resp.json()
+
+
+async def test_reconnecting_member_is_one_participant_with_two_intervals(relay, tmp_path):
+    links = relay.new_session()
+    sid = links["session_id"]
+    relay.state.store.upsert_members([Member("M001", "张三", "团堡镇", "13800000001", "mobile")])
+    member = relay.token("member", sid, "M001")
+    pub = await lecture(relay, links)
+    try:
+        for _ in range(2):  # watch, leave, come back
+            v = await watch(relay.http, relay.base_url, sid, member)
+            await joined(relay, v)
+            await v.wait_frames("video", 5, timeout=15)
+            for _ in range(2):
+                await next_report(relay, sid, v)
+                status, body = await v.heartbeat(relay.http)
+                assert status == 200 and body["seq"] > 0
+            await v.stop(relay.http)
+        status, body = await call(
+            relay, "POST", f"/api/sessions/{sid}/end", links["lecturer_token"]
+        )
+        assert status == 200 and body["receipt"]["final"] is True
+    finally:
+        await pub.stop()
+
+    admin = relay.token("admin", None)
+    status, doc = await call(relay, "GET", f"/api/sessions/{sid}/attendance?format=json", admin)
+    assert status == 200
+    (row,) = [p for p in doc["participants"] if p["participant"] == "member:M001"]
+    assert row["name"] == "张三" and row["place"] == "团堡镇"
+    assert len(row["intervals"]) == 2 and row["reconnects"] == 1
+    assert row["seconds_watched"] >= 1
+    kinds = [e["kind"] for e in doc["events"]]
+    assert kinds[0] == "start" and kinds.count("join") == 2 and kinds.count("leave") == 2
+    assert "end" in kinds and kinds[-1] == "export"
+    leaves = [e["data"]["reason"] for e in doc["events"] if e["kind"] == "leave"]
+    assert leaves == ["delete", "delete"]
+    status, verdict = await call(relay, "GET", f"/api/sessions/{sid}/verify", admin)
+    assert status == 200 and verdict["ok"] and verdict["checkpoints"] >= 1
+
+
+async def test_page_claiming_playback_after_its_media_was_cut_earns_nothing(relay):
+    links = relay.new_session()
+    sid = links["session_id"]
+    member = relay.token("member", sid, "M002")
+    pub = await lecture(relay, links)
+    v = await watch(relay.http, relay.base_url, sid, member)
+    try:
+        rid = await joined(relay, v)
+        await v.wait_frames("video", 5, timeout=15)
+        await next_report(relay, sid, v)
+        assert (await v.heartbeat(relay.http))[0] == 200
+        before = report(relay, sid).participants["member:M002"]
+        assert before.seconds_watched > 0
+
+        # cut: the viewer's transport drops every packet before its receiver sees it
+        dtls = v.pc.getTransceivers()[0].receiver.transport
+
+        async def drop(data: bytes, arrival_time_ms: int) -> None:
+            return None
+
+        dtls._handle_rtp_data = drop
+        await next_report(relay, sid, v)  # may still carry packets from before the cut
+        frames = v.stats["video"].frames
+        await v.heartbeat(relay.http, frames + 100, True)
+        await next_report(relay, sid, v)
+        await v.heartbeat(relay.http, frames + 200, True)  # the page lies: "still playing"
+        after = report(relay, sid).participants["member:M002"]
+        assert after.unverified_s > 0
+        rows = [r for r in relay.state.attendance.ledger.rows(sid) if r.kind == "heartbeat"]
+        assert rows[-1].data["peer"] == rid
+        assert rows[-1].data["video_rr"] == rows[-2].data["video_rr"]
+        last_span = (rows[-1].at_ms - rows[-2].at_ms) / 1000
+        assert after.seconds_watched <= before.seconds_watched + (
+            (rows[-2].at_ms - rows[-3].at_ms) / 1000
+        )
+        assert after.unverified_s >= last_span - 0.01
+    finally:
+        await v.stop()
+        await pub.stop()
+
+
+async def test_room_checkins_are_credited_from_the_rooms_watched_time(relay):
+    links = relay.new_session()
+    sid = links["session_id"]
+    store = relay.state.store
+    store.upsert_members([Member("M010", "李四", "团堡镇"), Member("M011", "王五", "团堡镇")])
+    room = links["rooms"][8]
+    pub = await lecture(relay, links)
+    v = await watch(relay.http, relay.base_url, sid, room["token"])
+    try:
+        await joined(relay, v)
+        await v.wait_frames("video", 5, timeout=15)
+        status, _ = await call(
+            relay, "POST", f"/api/sessions/{sid}/headcount", room["token"], {"count": 1}
+        )
+        assert status == 200
+        status, body = await call(
+            relay, "POST", f"/api/sessions/{sid}/checkin", room["token"], {"member_id": "M010"}
+        )
+        assert status == 200 and body["name"] == "李四"
+        head = relay.state.attendance.ledger.head(sid)
+        status, body = await call(
+            relay, "POST", f"/api/sessions/{sid}/checkin", room["token"], {"member_id": "X9"}
+        )
+        assert status == 404 and "roster" in body["error"]
+        assert relay.state.attendance.ledger.head(sid) == head  # nothing recorded
+        for _ in range(2):
+            await next_report(relay, sid, v)
+            assert (await v.heartbeat(relay.http))[0] == 200
+    finally:
+        await v.stop(relay.http)
+        await pub.stop()
+    rep = report(relay, sid)
+    member = rep.participants["member:M010"]
+    room_rep = rep.participants[f"room:{room['code']}"]
+    assert member.via_room == room["code"] or member.via_room == room["name"]
+    assert 0 < member.seconds_watched <= room_rep.seconds_watched
+    assert "member:M011" not in rep.participants
+    assert rep.headcounts == {room["code"]: 1}
+
+
+async def test_heartbeat_and_export_refusals_leave_the_ledger_consistent(relay):
+    links = relay.new_session()
+    sid = links["session_id"]
+    pub = await lecture(relay, links)
+    a = relay.token("member", sid, "A")
+    b = relay.token("member", sid, "B")
+    va = await watch(relay.http, relay.base_url, sid, a)
+    vb = await watch(relay.http, relay.base_url, sid, a)  # the same member on a second device
+    try:
+        await joined(relay, va)
+        await joined(relay, vb)
+        head = relay.state.attendance.ledger.head(sid)
+        path = f"{va.location}/heartbeat"
+        body = {"frames_decoded": 1, "audio_playing": True, "visible": True}
+        assert (await call(relay, "POST", path, b, body))[0] == 403  # someone else's connection
+        expired = relay.token("member", sid, "A", ttl=-1)
+        assert (await call(relay, "POST", path, expired, body))[0] == 401
+        status, err = await call(relay, "POST", path, a, {"frames_decoded": -3})
+        assert status == 400 and "frames_decoded" in err["error"]
+        status, err = await call(relay, "POST", path.replace(va.location, "/whep/x/y"), a, body)
+        assert status == 403  # a token of this session is no key to another
+        assert relay.state.attendance.ledger.head(sid) == head
+        status, _ = await call(relay, "GET", f"/api/sessions/{sid}/attendance", a)
+        assert status == 403
+        status, _ = await call(
+            relay, "GET", f"/api/sessions/{sid}/attendance?format=pdf", relay.token("admin", None)
+        )
+        assert status == 400
+        # the duplicate join: both connections count for one participant
+        await next_report(relay, sid, va)
+        await va.heartbeat(relay.http)
+        await next_report(relay, sid, vb)
+        await vb.heartbeat(relay.http)
+        rep = report(relay, sid)
+        assert set(rep.participants) == {"member:A"}
+        assert rep.participants["member:A"].joins == 2
+    finally:
+        await va.stop(relay.http)
+        await vb.stop(relay.http)
+        await pub.stop()

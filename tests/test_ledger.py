@@ -1,0 +1,295 @@
+"""The ledger on its own: durable appends, the chain, tampering, signatures, derived reports."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+
+import pytest
+
+from server.attendance.events import End, Heartbeat, Join, Leave, Start, canonical
+from server.attendance.ledger import Ledger, check_chain
+from server.attendance.offline import verify_export
+from server.attendance.report import build_report, to_csv, to_json
+from server.attendance.signing import CheckpointLog, LedgerKey, checkpoint_from, receipt
+from server.attendance.verify import verify
+
+S = "sess1"
+
+
+def test_canonical_form_is_fixed():
+    data = Join("member:7", "p1", "token", "127.0.0.1", False).data()
+    assert canonical(S, 3, 1000, "join", data) == (
+        b'{"at_ms":1000,"data":{"address":"127.0.0.1","audio_only":false,"identified_by":'
+        b'"token","participant":"member:7","peer":"p1"},"kind":"join","seq":3,"session":"sess1"}'
+    )
+
+
+@pytest.fixture
+def ledger(tmp_path):
+    lg = Ledger(tmp_path / "ledger.sqlite3")
+    yield lg
+    lg.close()
+
+
+@pytest.fixture
+def key(tmp_path):
+    return LedgerKey.load_or_create(tmp_path / "keys" / "ledger.pem")
+
+
+def fill(ledger: Ledger, n_beats: int = 5) -> None:
+    t = 1_000_000
+    ledger.append_now(S, Start("pub"), t)
+    ledger.append_now(S, Join("member:1", "p1", "token", "127.0.0.1", False), t + 100)
+    for i in range(n_beats):
+        ledger.append_now(
+            S, Heartbeat("p1", 30 * (i + 1), True, True, 100 + i, 50 + i), t + 10_000 * (i + 1)
+        )
+    ledger.append_now(S, Leave("p1", "delete"), t + 10_000 * n_beats + 500)
+    ledger.append_now(S, End("lecturer"), t + 10_000 * n_beats + 1000)
+
+
+async def test_concurrent_appends_are_group_committed_in_order(ledger):
+    beats = [Heartbeat(f"p{i}", i, True, True, i, i) for i in range(200)]
+    done = await asyncio.gather(*(ledger.append(S, b) for b in beats))
+    assert [d.seq for d in done] == list(range(1, 201))
+    assert ledger.batches < 200  # several appends shared a commit
+    rows = list(ledger.rows(S))
+    assert [r.data["peer"] for r in rows] == [f"p{i}" for i in range(200)]
+    assert check_chain(rows, S).ok
+
+
+def test_the_ledger_refuses_updates_and_deletes_through_sql(ledger):
+    fill(ledger)
+    db = sqlite3.connect(ledger.path)
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        db.execute("UPDATE events SET data = '{}' WHERE seq = 2")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        db.execute("DELETE FROM events WHERE seq = 2")
+    db.close()
+
+
+def tamper(path, *statements):
+    """What someone with the database file can do: drop the guards, change rows."""
+    db = sqlite3.connect(path)
+    db.execute("DROP TRIGGER IF EXISTS events_no_update")
+    db.execute("DROP TRIGGER IF EXISTS events_no_delete")
+    for sql, args in statements:
+        db.execute(sql, args)
+    db.commit()
+    db.close()
+
+
+def test_an_edited_row_is_caught_and_named(ledger):
+    fill(ledger)
+    row = next(r for r in ledger.rows(S) if r.seq == 4)
+    edited = dict(row.data, frames_decoded=9999)
+    tamper(ledger.path, ("UPDATE events SET data = ? WHERE seq = 4", (json.dumps(edited),)))
+    result = check_chain(list(ledger.rows(S)), S)
+    assert not result.ok and result.first_bad_seq == 4
+
+
+def test_a_deleted_row_is_caught_and_named(ledger):
+    fill(ledger)
+    tamper(ledger.path, ("DELETE FROM events WHERE seq = 3", ()))
+    result = check_chain(list(ledger.rows(S)), S)
+    assert not result.ok and result.first_bad_seq == 3 and "missing" in result.reason
+
+
+def test_an_inserted_row_is_caught_and_named(ledger):
+    fill(ledger)
+    rows = list(ledger.rows(S))
+    # shift events 4.. up by one and slip a forged heartbeat in at 4
+    stmts = [("UPDATE events SET seq = seq + 1000 WHERE seq >= 4", ())]
+    stmts += [("UPDATE events SET seq = seq - 999 WHERE seq >= 1000", ())]
+    stmts += [
+        (
+            "INSERT INTO events VALUES (?, 4, ?, 'heartbeat', ?, ?, ?)",
+            (S, rows[2].at_ms + 1, json.dumps(rows[2].data), rows[2].hash, "ab" * 32),
+        )
+    ]
+    tamper(ledger.path, *stmts)
+    result = check_chain(list(ledger.rows(S)), S)
+    assert not result.ok and result.first_bad_seq == 4
+
+
+def rewrite_everything(ledger: Ledger, change) -> None:
+    """A full rewrite: change an event and recompute every hash after it."""
+    from server.attendance.events import GENESIS, chain_hash
+
+    rows = list(ledger.rows(S))
+    prev = GENESIS
+    stmts = [("DELETE FROM events WHERE session = ?", (S,))]
+    for r in rows:
+        data = change(r)
+        digest = chain_hash(prev, canonical(S, r.seq, r.at_ms, r.kind, data))
+        stmts.append(
+            (
+                "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (S, r.seq, r.at_ms, r.kind, json.dumps(data, sort_keys=True), prev, digest),
+            )
+        )
+        prev = digest
+    tamper(ledger.path, *stmts)
+
+
+def forge(r):
+    if r.kind == "heartbeat":
+        return dict(r.data, peer="p1", frames_decoded=r.data["frames_decoded"] + 1)
+    return r.data
+
+
+def test_a_full_rewrite_passes_the_chain_but_not_the_signatures(ledger, key, tmp_path):
+    fill(ledger)
+    seq, head = ledger.head(S)
+    cp = key.sign(S, seq, head, 1, final=True)
+    ledger.save_checkpoint(cp)
+    kept = receipt(cp, key.public)  # the admin keeps this outside the server
+    assert verify(S, list(ledger.rows(S)), ledger.checkpoints(S), key.public).ok
+
+    rewrite_everything(ledger, forge)
+    rows = list(ledger.rows(S))
+    assert check_chain(rows, S).ok  # the chain alone is fooled
+    verdict = verify(S, rows, ledger.checkpoints(S), key.public)
+    assert not verdict.ok and "rewritten" in verdict.summary()
+
+    # even with the checkpoints table emptied too, the receipt kept elsewhere catches it
+    tamper(ledger.path, ("DELETE FROM checkpoints", ()))
+    assert verify(S, rows, ledger.checkpoints(S), key.public).ok  # nothing left to compare
+    verdict = verify(S, rows, [], key.public, checkpoint_from(kept))
+    assert not verdict.ok and verdict.receipt_checked
+
+
+def test_a_forged_signature_is_refused(ledger, key, tmp_path):
+    fill(ledger)
+    seq, head = ledger.head(S)
+    other = LedgerKey.load_or_create(tmp_path / "other.pem")
+    forged = other.sign(S, seq, head, 1, final=True)
+    verdict = verify(S, list(ledger.rows(S)), [forged], key.public)
+    assert not verdict.ok and "no valid signature" in verdict.summary()
+
+
+def test_key_file_is_private_and_stable(tmp_path):
+    path = tmp_path / "k" / "ledger.pem"
+    a = LedgerKey.load_or_create(path)
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert LedgerKey.load_or_create(path).fingerprint == a.fingerprint
+    path.chmod(0o644)
+    with pytest.raises(PermissionError):
+        LedgerKey.load_or_create(path)
+
+
+def test_checkpoint_log_is_append_only_json_lines(tmp_path, key):
+    log = CheckpointLog(tmp_path / "cp.jsonl")
+    log.append(key.sign(S, 1, "aa" * 32, 5, False))
+    log.append(key.sign("other", 2, "bb" * 32, 6, True))
+    assert [c.seq for c in log.read(S)] == [1]
+    assert len((tmp_path / "cp.jsonl").read_text().splitlines()) == 2
+
+
+def test_an_exported_file_verifies_offline_and_an_edit_to_it_does_not(ledger, key):
+    fill(ledger)
+    seq, head = ledger.head(S)
+    cp = key.sign(S, seq, head, 1, final=True)
+    rows = list(ledger.rows(S))
+    report = build_report(S, rows)
+    doc = json.loads(to_json(report, rows, [cp.as_json()], receipt(cp, key.public)))
+    assert verify_export(doc, key.public).ok
+    doc["events"][3]["data"]["frames_decoded"] += 100
+    verdict = verify_export(doc, key.public)
+    assert not verdict.ok and verdict.first_bad_seq == 4
+
+
+def ev(kind, at, **data):
+    from server.attendance.ledger import Row
+
+    return Row(S, 0, at, kind, data, "", "")
+
+
+def beat(peer, at, frames, vrr, arr=-1, audio=False):
+    return ev(
+        "heartbeat",
+        at,
+        peer=peer,
+        frames_decoded=frames,
+        audio_playing=audio,
+        visible=True,
+        video_rr=vrr,
+        audio_rr=arr,
+    )
+
+
+def join(peer, at, who):
+    return ev(
+        "join", at, participant=who, peer=peer, identified_by="token", address="x", audio_only=False
+    )
+
+
+def test_seconds_count_only_with_both_page_and_relay_evidence():
+    rows = [
+        ev("start", 0, publisher="pub"),
+        join("a", 0, "member:1"),
+        beat("a", 10_000, 250, 100),  # page and relay both advanced: 10 s
+        beat("a", 20_000, 500, 200),  # 10 s more
+        beat("a", 30_000, 750, 200),  # page says playing, relay saw nothing: 0
+        beat("a", 40_000, 1000, 200),  # again nothing
+        ev("leave", 41_000, peer="a", reason="delete"),
+        ev("end", 50_000, by="lecturer"),
+    ]
+    rep = build_report(S, rows).participants["member:1"]
+    assert rep.seconds_watched == 20
+    assert rep.unverified_s == 20
+
+
+def test_two_devices_count_once_and_reconnects_make_intervals():
+    rows = [
+        ev("start", 0, publisher="pub"),
+        join("phone", 0, "member:1"),
+        join("pc", 5_000, "member:1"),
+        beat("phone", 10_000, 250, 10),
+        beat("pc", 15_000, 250, 10),
+        ev("leave", 16_000, peer="phone", reason="ice_failure"),
+        ev("leave", 16_000, peer="pc", reason="delete"),
+        join("phone2", 30_000, "member:1"),
+        beat("phone2", 40_000, 200, 5),
+        ev("leave", 41_000, peer="phone2", reason="delete"),
+        ev("end", 50_000, by="x"),
+    ]
+    rep = build_report(S, rows).participants["member:1"]
+    assert rep.seconds_watched == 15 + 10  # [0,15] union, then [30,40]
+    assert rep.intervals == [(0, 16_000), (30_000, 41_000)]
+    assert rep.reconnects == 2 and rep.joins == 3
+
+
+def test_threshold_decides_credit_and_room_checkins_are_credited():
+    rows = [
+        ev("start", 0, publisher="pub"),
+        join("room", 0, "room:11112222"),
+        join("late", 80_000, "member:2"),
+    ]
+    rows += [beat("room", t, t // 40, t // 20) for t in range(10_000, 100_001, 10_000)]
+    rows += [ev("checkin", 5_000, room="11112222", member="1")]
+    rows += [ev("checkin", 60_000, room="11112222", member="3")]
+    rows += [beat("late", 90_000, 10, 1), beat("late", 100_000, 20, 2)]
+    rows += [ev("end", 100_000, by="x")]
+    report = build_report(S, rows, threshold=0.8, rooms={"11112222": "团堡镇"})
+    p = report.participants
+    assert p["member:1"].credited and p["member:1"].via_room == "团堡镇"
+    assert p["member:1"].seconds_watched == 95  # from its check-in at 5 s
+    assert not p["member:3"].credited and p["member:3"].seconds_watched == 40
+    assert not p["member:2"].credited and p["member:2"].seconds_watched == 20
+    lax = build_report(S, rows, threshold=0.35).participants
+    assert lax["member:3"].credited and not lax["member:2"].credited
+    assert not p["room:11112222"].credited  # rooms stand for members, they earn nothing
+
+
+def test_csv_has_a_bom_chinese_headers_and_the_receipt(ledger, key):
+    fill(ledger)
+    seq, head = ledger.head(S)
+    rec = receipt(key.sign(S, seq, head, 1, True), key.public)
+    body = to_csv(build_report(S, list(ledger.rows(S))), rec)
+    assert body.startswith("\ufeff".encode())
+    text = body.decode("utf-8-sig")
+    assert text.splitlines()[0].startswith("党员编号,姓名,乡镇/教室")
+    assert "签名回执" in text and key.fingerprint in text
