@@ -50,6 +50,8 @@ class Config:
     # The Ed25519 key that signs ledger checkpoints, kept outside data_dir.
     # None: ~/.lecture-relay/ledger-ed25519.pem
     ledger_key: Path | None = None
+    # How often pages report playback (the ledger's page-side evidence).
+    heartbeat_interval_s: float = 10.0
     # A viewer whose page sends no heartbeat for this long is ended (0: never).
     heartbeat_timeout_s: float = 45.0
     checkpoint_interval_s: float = 60.0
@@ -118,6 +120,8 @@ def config_from_env(env: dict[str, str] | None = None) -> Config:
         kwargs["tls_key"] = Path(env["LR_TLS_KEY"])
     if env.get("LR_LEDGER_KEY"):
         kwargs["ledger_key"] = Path(env["LR_LEDGER_KEY"])
+    if "LR_HEARTBEAT_INTERVAL" in env:
+        kwargs["heartbeat_interval_s"] = float(env["LR_HEARTBEAT_INTERVAL"])
     if "LR_HEARTBEAT_TIMEOUT" in env:
         kwargs["heartbeat_timeout_s"] = float(env["LR_HEARTBEAT_TIMEOUT"])
     if "LR_CHECKPOINT_INTERVAL" in env:

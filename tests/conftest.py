@@ -52,6 +52,7 @@ async def relay(tmp_path):
         secret="test-secret-not-for-production",
         keyframe_interval_s=0.3,
         ledger_key=tmp_path / "keys" / "ledger.pem",
+        heartbeat_interval_s=1.0,
     )
     app = create_app(config)
     server = TestServer(app, host="127.0.0.1", port=0)

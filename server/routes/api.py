@@ -56,6 +56,7 @@ async def session_info(request: web.Request) -> web.Response:
         "video_codec": media.video_codec if media else session.video_codec,
         "role": claims.role,
         "ice_servers": [s.as_json() for s in state.config.ice_servers],
+        "heartbeat_interval_s": state.config.heartbeat_interval_s,
     }
     if claims.role == "room":
         room = next((r for r in session.rooms if r.code == claims.subject), None)

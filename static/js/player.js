@@ -3,8 +3,8 @@
 import { watch, connectionDead, inboundBytes, fmtError, RelayError } from "/static/js/relay.js";
 
 export class Player {
-  constructor(video, { session, token, iceServers = [], onStatus = () => {}, onSoundBlocked = () => {} }) {
-    Object.assign(this, { video, session, token, iceServers, onStatus, onSoundBlocked });
+  constructor(video, { session, token, iceServers = [], heartbeatS = 10, onStatus = () => {}, onSoundBlocked = () => {} }) {
+    Object.assign(this, { video, session, token, iceServers, heartbeatS, onStatus, onSoundBlocked });
     this.view = null;
     this.audioOnly = false;
     this.rejoins = 0;
@@ -20,7 +20,7 @@ export class Player {
     if (navigator.connection) navigator.connection.addEventListener("change", () => this.check(true));
     await this.join();
     this._timer = setInterval(() => this.check(false), 2000);
-    this._beat = setInterval(() => this.heartbeat(), 10000);
+    this._beat = setInterval(() => this.heartbeat(), this.heartbeatS * 1000);
   }
 
   // Attendance: what this page can say about playback, every 10 s. The relay adds its own

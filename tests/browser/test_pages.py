@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from tests.browser.conftest import pytestmark as browser_only
@@ -65,10 +67,32 @@ async def test_lecturer_publishes_and_a_phone_plays_it(relay, browser, artifacts
     )
     viewer = next(iter(media.viewers.values()))
     assert viewer.audio_only
+    # the page's heartbeats reach the ledger, each with the relay's own evidence beside it
+    sid = links["session_id"]
+
+    def beats():
+        rows = relay.state.attendance.ledger.rows(sid)
+        return [r for r in rows if r.kind == "heartbeat"]
+
+    deadline = asyncio.get_running_loop().time() + 15
+    while not any(b.data["video_rr"] >= 0 and b.data["frames_decoded"] > 0 for b in beats()):
+        assert asyncio.get_running_loop().time() < deadline, "no heartbeat with evidence"
+        await phone.wait_for_timeout(200)
+    # the lecturer ends the lecture and is shown the receipt
+    lecturer.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    await lecturer.click("#end")
+    await lecturer.wait_for_selector("#receipt:not([hidden])", timeout=10000)
+    assert relay.state.attendance.key.fingerprint in await lecturer.inner_text("#receipttext")
+    await lecturer.screenshot(path=str(artifacts / "lecturer-ended.png"), full_page=True)
 
 
-async def test_room_joins_by_code_and_reports_headcount(relay, browser, artifacts):
+async def test_room_joins_by_code_reports_headcount_and_checks_members_in(
+    relay, browser, artifacts
+):
+    from server.store import Member
+
     links = relay.new_session("乡镇教室测试")
+    relay.state.store.upsert_members([Member("LC0001", "赵六", "团堡镇")])
     await open_lecturer(browser, links)
     room = links["rooms"][3]
     ctx = await browser.new_context(viewport={"width": 1280, "height": 720})
@@ -84,6 +108,18 @@ async def test_room_joins_by_code_and_reports_headcount(relay, browser, artifact
         "document.getElementById('status').textContent.includes('37')", timeout=5000
     )
     assert relay.state.store.latest_headcounts(links["session_id"]) == {room["code"]: 37}
+    await page.fill("#member", "LC0001")
+    await page.click("#checkin")
+    await page.wait_for_function(
+        "document.getElementById('checkins').textContent.includes('赵六')", timeout=5000
+    )
+    await page.fill("#member", "NOPE")
+    await page.click("#checkin")
+    await page.wait_for_function(
+        "document.getElementById('status').textContent.includes('花名册')", timeout=5000
+    )
+    kinds = [r.kind for r in relay.state.attendance.ledger.rows(links["session_id"])]
+    assert kinds.count("checkin") == 1 and kinds.count("headcount") == 1
     await page.screenshot(path=str(artifacts / "room.png"))
 
 
