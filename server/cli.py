@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
 from server.config import Config, config_from_env
@@ -189,7 +190,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
             return 2
         ledger.append_now(args.session, Export("cli", args.format, args.phones))
         rows = list(ledger.rows(args.session))
-        names = {m.member_id: (m.name, m.township) for m in store.members()}
+        names = {m.member_id: (m.name, m.township, m.phone) for m in store.members()}
         rooms = {r.code: r.name for r in session.rooms}
         report = build_report(
             args.session, rows, store.credit_threshold(args.session), names, rooms
@@ -199,17 +200,69 @@ def cmd_audit(args: argparse.Namespace) -> int:
         finals = [c for c in checkpoints if c.final]
         rec = receipt(finals[-1], key.public) if finals else None
         if args.format == "csv":
-            body = to_csv(report, rec)
+            body = to_csv(report, rec, args.phones)
         elif args.format == "xlsx":
-            body = to_xlsx(report, rec)
+            body = to_xlsx(report, rec, args.phones)
         else:
-            body = to_json(report, rows, [c.as_json() for c in checkpoints], rec)
+            body = to_json(report, rows, [c.as_json() for c in checkpoints], rec, args.phones)
     finally:
         ledger.close()
         store.close()
     if args.out:
         Path(args.out).write_bytes(body)
         print(f"wrote {len(report.participants)} participants to {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.buffer.write(body)
+    return 0
+
+
+def cmd_roster_import(args: argparse.Namespace) -> int:
+    from server.roster import import_file
+    from server.store import Store
+
+    config = _config(args)
+    store = Store(config.data_dir / "relay.sqlite3")
+
+    def progress(n: int) -> None:
+        width = 30
+        done = min(n * width // max(args.expect, n, 1), width)
+        print(f"\r[{'#' * done}{'.' * (width - done)}] {n} rows", end="", file=sys.stderr)
+
+    started = time.monotonic()
+    try:
+        result = import_file(store, Path(args.file), progress)
+    finally:
+        store.close()
+    print(file=sys.stderr)
+    for number, reason in result.errors[: args.max_errors]:
+        print(f"row {number}: {reason}", file=sys.stderr)
+    if len(result.errors) > args.max_errors:
+        print(f"... and {len(result.errors) - args.max_errors} more errors", file=sys.stderr)
+    print(
+        f"imported {result.imported} of {result.rows} rows, {len(result.errors)} errors, "
+        f"{time.monotonic() - started:.1f} s"
+    )
+    return 0 if result.imported or not result.errors else 1
+
+
+def cmd_links(args: argparse.Namespace) -> int:
+    from server.links import member_links, to_csv_bytes, to_xlsx_bytes
+    from server.store import Store
+
+    config = _config(args)
+    store = Store(config.data_dir / "relay.sqlite3")
+    try:
+        session = store.get_session(args.session)
+        if session is None:
+            print(f"lecture-relay: unknown session {args.session}", file=sys.stderr)
+            return 2
+        rows = member_links(config, _signer(config), session, store.members(args.township))
+    finally:
+        store.close()
+    body = to_xlsx_bytes(rows) if args.format == "xlsx" else to_csv_bytes(rows)
+    if args.out:
+        Path(args.out).write_bytes(body)
+        print(f"wrote {len(rows)} personal links to {args.out}", file=sys.stderr)
     else:
         sys.stdout.buffer.write(body)
     return 0
@@ -241,6 +294,23 @@ def build_parser() -> argparse.ArgumentParser:
     listing = ssub.add_parser("list", help="list sessions")
     _common(listing)
     listing.set_defaults(func=cmd_session_list)
+
+    roster = sub.add_parser("roster", help="the member roster")
+    rsub = roster.add_subparsers(dest="roster_command", required=True)
+    imp = rsub.add_parser("import", help="import members from CSV or XLSX")
+    imp.add_argument("file")
+    imp.add_argument("--expect", type=int, default=30000, help="rows expected (progress bar)")
+    imp.add_argument("--max-errors", type=int, default=50, help="errors to print")
+    _common(imp)
+    imp.set_defaults(func=cmd_roster_import)
+
+    links = sub.add_parser("links", help="personal join links for the roster's members")
+    links.add_argument("session")
+    links.add_argument("--format", choices=["csv", "xlsx"], default="csv")
+    links.add_argument("--township", help="only this township's members")
+    links.add_argument("--out")
+    _common(links)
+    links.set_defaults(func=cmd_links)
 
     keys = sub.add_parser("keys", help="the ledger signing key")
     ksub = keys.add_subparsers(dest="keys_command", required=True)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from urllib.parse import quote
 
 from server.auth import TokenSigner
 from server.config import Config
-from server.store import Session
+from server.store import Member, Session
 
 
 def session_links(config: Config, signer: TokenSigner, session: Session) -> dict:
@@ -41,3 +43,52 @@ def session_links(config: Config, signer: TokenSigner, session: Session) -> dict
             "whep": f"{base}/whep/{sid}",
         },
     }
+
+
+def member_links(
+    config: Config, signer: TokenSigner, session: Session, members: list[Member]
+) -> list[dict]:
+    """One signed, expiring watch link per member, for distribution by message."""
+    base = config.base_url
+    out = []
+    for m in members:
+        token = signer.issue("member", session.id, m.member_id, config.token_ttl_s)
+        out.append(
+            {
+                "member_id": m.member_id,
+                "name": m.name,
+                "township": m.township,
+                "url": f"{base}/watch?session={session.id}&token={quote(token)}",
+            }
+        )
+    return out
+
+
+LINK_COLUMNS = (
+    ("member_id", "党员编号"),
+    ("name", "姓名"),
+    ("township", "乡镇"),
+    ("url", "观看链接"),
+)
+
+
+def to_csv_bytes(rows: list[dict]) -> bytes:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow([zh for _, zh in LINK_COLUMNS])
+    for r in rows:
+        w.writerow([r[k] for k, _ in LINK_COLUMNS])
+    return ("\ufeff" + buf.getvalue()).encode("utf-8")
+
+
+def to_xlsx_bytes(rows: list[dict]) -> bytes:
+    from openpyxl import Workbook
+
+    wb = Workbook(write_only=True)
+    ws = wb.create_sheet("观看链接")
+    ws.append([zh for _, zh in LINK_COLUMNS])
+    for r in rows:
+        ws.append([r[k] for k, _ in LINK_COLUMNS])
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()

@@ -25,6 +25,7 @@ class ParticipantReport:
     member_id: str = ""
     name: str = ""
     place: str = ""  # township (members) or room name (rooms)
+    phone: str = ""
     identified_by: str = ""
     address: str = ""
     first_join_ms: int | None = None
@@ -85,7 +86,7 @@ def build_report(
     rooms: dict[str, str] | None = None,
     now_ms: int | None = None,
 ) -> SessionReport:
-    """``names``: member id -> (name, township); ``rooms``: room code -> room name."""
+    """``names``: member id -> (name, township, phone); ``rooms``: room code -> room name."""
     names = names or {}
     rooms = rooms or {}
     start = end = None
@@ -190,7 +191,7 @@ def _participant(pid: str, names: dict, rooms: dict) -> ParticipantReport:
     rep = ParticipantReport(pid)
     if kind == "member":
         rep.member_id = ident
-        rep.name, rep.place = names.get(ident, ("", ""))
+        rep.name, rep.place, rep.phone = names.get(ident, ("", "", ""))
     elif kind == "room":
         rep.place = rooms.get(ident, ident)
         rep.name = rep.place
@@ -202,6 +203,7 @@ COLUMNS = (
     ("member_id", "党员编号"),
     ("name", "姓名"),
     ("place", "乡镇/教室"),
+    ("phone", "手机"),
     ("first_join", "首次进入"),
     ("last_leave", "最后离开"),
     ("seconds_watched", "观看秒数"),
@@ -220,7 +222,10 @@ def _iso(ms: int | None) -> str:
     return datetime.datetime.fromtimestamp(ms / 1000).astimezone().isoformat(timespec="seconds")
 
 
-def rows_for_export(report: SessionReport) -> list[dict]:
+def rows_for_export(report: SessionReport, phones: bool = False) -> list[dict]:
+    """One row per participant; phone numbers masked unless ``phones``."""
+    from server.roster import mask_phone
+
     out = []
     for rep in sorted(report.participants.values(), key=lambda r: (r.place, r.participant)):
         out.append(
@@ -228,6 +233,7 @@ def rows_for_export(report: SessionReport) -> list[dict]:
                 "member_id": rep.member_id,
                 "name": rep.name,
                 "place": rep.place,
+                "phone": rep.phone if phones or not rep.phone else mask_phone(rep.phone),
                 "first_join": _iso(rep.first_join_ms),
                 "last_leave": _iso(rep.last_leave_ms),
                 "seconds_watched": round(rep.seconds_watched),
@@ -242,10 +248,10 @@ def rows_for_export(report: SessionReport) -> list[dict]:
     return out
 
 
-def flat_rows(report: SessionReport) -> list[list]:
+def flat_rows(report: SessionReport, phones: bool = False) -> list[list]:
     """Export rows as spreadsheet cells: intervals joined, credit as 是/否."""
     out = []
-    for row in rows_for_export(report):
+    for row in rows_for_export(report, phones):
         values = []
         for key, _ in COLUMNS:
             v = row[key]
@@ -258,12 +264,12 @@ def flat_rows(report: SessionReport) -> list[list]:
     return out
 
 
-def to_csv(report: SessionReport, receipt: dict | None) -> bytes:
+def to_csv(report: SessionReport, receipt: dict | None, phones: bool = False) -> bytes:
     """UTF-8 with a BOM so that Excel opens it in Chinese; the receipt follows the rows."""
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow([zh for _, zh in COLUMNS])
-    for values in flat_rows(report):
+    for values in flat_rows(report, phones):
         w.writerow(values)
     if receipt:
         w.writerow([])
@@ -271,7 +277,13 @@ def to_csv(report: SessionReport, receipt: dict | None) -> bytes:
     return ("\ufeff" + buf.getvalue()).encode("utf-8")
 
 
-def to_json(report: SessionReport, rows: list[Row], checkpoints: list[dict], receipt) -> bytes:
+def to_json(
+    report: SessionReport,
+    rows: list[Row],
+    checkpoints: list[dict],
+    receipt: dict | None,
+    phones: bool = False,
+) -> bytes:
     """The participants, and everything an offline check needs: every event, every
     checkpoint and the receipt."""
     body = {
@@ -280,7 +292,7 @@ def to_json(report: SessionReport, rows: list[Row], checkpoints: list[dict], rec
         "start": _iso(report.start_ms),
         "end": _iso(report.end_ms),
         "credit_threshold": report.threshold,
-        "participants": rows_for_export(report),
+        "participants": rows_for_export(report, phones),
         "events": [
             {"seq": r.seq, "at_ms": r.at_ms, "kind": r.kind, "data": r.data, "hash": r.hash}
             for r in rows
@@ -291,14 +303,14 @@ def to_json(report: SessionReport, rows: list[Row], checkpoints: list[dict], rec
     return json.dumps(body, ensure_ascii=False, indent=1).encode()
 
 
-def to_xlsx(report: SessionReport, receipt: dict | None) -> bytes:
+def to_xlsx(report: SessionReport, receipt: dict | None, phones: bool = False) -> bytes:
     from openpyxl import Workbook
 
     wb = Workbook()
     ws = wb.active
     ws.title = "考勤"
     ws.append([zh for _, zh in COLUMNS])
-    for values in flat_rows(report):
+    for values in flat_rows(report, phones):
         ws.append(values)
     if receipt:
         sheet = wb.create_sheet("签名回执")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from server.attendance.events import Checkin, Export, Headcount
-from server.attendance.report import build_report, to_csv, to_json
+from server.attendance.report import build_report, rows_for_export, to_csv, to_json, to_xlsx
 from server.attendance.verify import verify
 from server.auth import require
 from server.errors import HTTPProblem
@@ -93,7 +93,7 @@ def session_report(state: AppState, sid: str):
     if session is None:
         raise HTTPProblem(404, f"unknown session {sid}")
     rows = list(state.attendance.ledger.rows(sid))
-    names = {m.member_id: (m.name, m.township) for m in state.store.members()}
+    names = {m.member_id: (m.name, m.township, m.phone) for m in state.store.members()}
     rooms = {r.code: r.name for r in session.rooms}
     report = build_report(sid, rows, state.store.credit_threshold(sid), names, rooms)
     return report, rows
@@ -105,21 +105,24 @@ async def export(request: web.Request) -> web.Response:
     sid = request.match_info["session"]
     claims = require(request, state.signer, ("admin",))
     fmt = request.query.get("format", "json")
-    if fmt not in ("csv", "json"):
-        raise HTTPProblem(400, "format is csv or json")
+    if fmt not in ("csv", "json", "xlsx"):
+        raise HTTPProblem(400, "format is csv, json or xlsx")
+    phones = request.query.get("phones") in ("1", "true")
     session_report(state, sid)  # 404 before recording an export of nothing
-    await state.attendance.append(sid, Export(claims.subject or claims.role, fmt, False))
+    await state.attendance.append(sid, Export(claims.subject or claims.role, fmt, phones))
     report, rows = session_report(state, sid)
     receipt = state.attendance.final_receipt(sid)
     if fmt == "csv":
-        body, ctype = to_csv(report, receipt), "text/csv"
+        body, ctype = to_csv(report, receipt, phones), "text/csv"
+    elif fmt == "xlsx":
+        body = to_xlsx(report, receipt, phones)
+        ctype = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
     else:
         cps = [c.as_json() for c in state.attendance.ledger.checkpoints(sid)]
-        body, ctype = to_json(report, rows, cps, receipt), "application/json"
+        body, ctype = to_json(report, rows, cps, receipt, phones), "application/json"
     return web.Response(
         body=body,
         content_type=ctype,
-        charset="utf-8",
         headers={"Content-Disposition": f'attachment; filename="attendance-{sid}.{fmt}"'},
     )
 
@@ -134,7 +137,25 @@ async def verify_session(request: web.Request) -> web.Response:
     return web.json_response(verdict.as_json(), status=200)
 
 
+async def my_record(request: web.Request) -> web.Response:
+    """``GET /api/sessions/{id}/me``: a member reads their own record, and nobody else's."""
+    state: AppState = request.app[STATE]
+    sid = request.match_info["session"]
+    claims = require(request, state.signer, ("member",), sid)
+    report, _ = session_report(state, sid)
+    mine = [r for r in rows_for_export(report) if r["participant"] == f"member:{claims.subject}"]
+    if not mine:
+        return web.json_response(
+            {"member_id": claims.subject, "seconds_watched": 0, "credited": False, "intervals": []}
+        )
+    row = mine[0]
+    row.pop("phone", None)
+    row.pop("address", None)
+    return web.json_response(row)
+
+
 def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/sessions/{session}/me", my_record)
     app.router.add_post("/whep/{session}/{resource}/heartbeat", heartbeat)
     app.router.add_post("/api/sessions/{session}/headcount", headcount)
     app.router.add_post("/api/sessions/{session}/checkin", checkin)
