@@ -25,16 +25,16 @@ def server_viewer(relay, sid, viewing):
 
 
 async def next_report(relay, sid, viewing, timeout=5.0):
-    """Wait until the relay holds a receiver report from this viewer newer than now."""
-    dt = server_viewer(relay, sid, viewing).tracks["video"][1]
-    seen = dt.rr[4] if dt.rr else None
+    """Wait until the relay holds receiver reports from this viewer, for every track, that are
+    newer than now (audio and video report on their own schedules)."""
+    tracks = [dt for _, dt in server_viewer(relay, sid, viewing).tracks.values()]
+    seen = [dt.rr[4] if dt.rr else None for dt in tracks]
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while dt.rr is None or dt.rr[4] == seen:
+    while any(dt.rr is None or dt.rr[4] == s for dt, s in zip(tracks, seen, strict=True)):
         if loop.time() > deadline:
             raise AssertionError("no receiver report from the viewer")
         await asyncio.sleep(0.05)
-    return dt.rr
 
 
 async def joined(relay, viewing, timeout=10.0):
