@@ -319,3 +319,70 @@ def to_xlsx(report: SessionReport, receipt: dict | None, phones: bool = False) -
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()
+
+
+def concurrency(rows: list[Row], max_points: int = 400) -> list[tuple[int, int]]:
+    """Connected viewers over time, as (ms, count) steps, thinned to at most max_points."""
+    points: list[tuple[int, int]] = []
+    open_peers: set[str] = set()
+    for row in rows:
+        if row.kind == "join":
+            open_peers.add(row.data["peer"])
+        elif row.kind == "leave":
+            open_peers.discard(row.data["peer"])
+        else:
+            continue
+        points.append((row.at_ms, len(open_peers)))
+    if len(points) > max_points:
+        step = len(points) / max_points
+        points = [points[int(i * step)] for i in range(max_points)] + [points[-1]]
+    return points
+
+
+def audit_summary(
+    report: SessionReport,
+    rows: list[Row],
+    roster: list,  # server.store.Member
+    rooms: dict[str, str],
+) -> dict:
+    """What the audit page shows: per township expected/present/credited and absentees,
+    rooms' headcounts against check-ins, viewers over time."""
+    townships: dict[str, dict] = {}
+    for m in roster:
+        t = townships.setdefault(
+            m.township, {"expected": 0, "present": 0, "credited": 0, "absent": []}
+        )
+        t["expected"] += 1
+        rep = report.participants.get(f"member:{m.member_id}")
+        if rep is not None and (rep.intervals or rep.watched):
+            t["present"] += 1
+            t["credited"] += int(rep.credited)
+        else:
+            t["absent"].append({"member_id": m.member_id, "name": m.name})
+    room_rows = []
+    for code, name in rooms.items():
+        checked = len({m for m, _ in report.checkins.get(code, [])})
+        head = report.headcounts.get(code)
+        room_rows.append(
+            {
+                "room": name,
+                "headcount": head,
+                "checkins": checked,
+                "flag": head is not None and checked > head,
+                "connected": f"room:{code}" in report.participants,
+            }
+        )
+    return {
+        "session": report.session,
+        "start": _iso(report.start_ms),
+        "end": _iso(report.end_ms),
+        "length_s": round(report.length_s),
+        "participants": len(report.participants),
+        "credited": sum(1 for r in report.participants.values() if r.credited),
+        "unverified_participants": sum(
+            1 for r in report.participants.values() if r.unverified_s > 0
+        ),
+        "concurrency": concurrency(rows),
+        "townships": [{"township": k, **v} for k, v in sorted(townships.items())],
+        "rooms": room_rows,
+    }

@@ -3,10 +3,20 @@ session with its receipt, exports and verification (admin only)."""
 
 from __future__ import annotations
 
+import json
+
+import segno
 from aiohttp import web
 
 from server.attendance.events import Checkin, Export, Headcount
-from server.attendance.report import build_report, rows_for_export, to_csv, to_json, to_xlsx
+from server.attendance.report import (
+    audit_summary,
+    build_report,
+    rows_for_export,
+    to_csv,
+    to_json,
+    to_xlsx,
+)
 from server.attendance.verify import verify
 from server.auth import require
 from server.errors import HTTPProblem
@@ -154,7 +164,32 @@ async def my_record(request: web.Request) -> web.Response:
     return web.json_response(row)
 
 
+async def audit(request: web.Request) -> web.Response:
+    """``GET /api/sessions/{id}/audit`` (admin): what the audit page draws. It names absentees,
+    so reading it is recorded like any export of personal data."""
+    state: AppState = request.app[STATE]
+    sid = request.match_info["session"]
+    claims = require(request, state.signer, ("admin",))
+    session = state.store.get_session(sid)
+    if session is None:
+        raise HTTPProblem(404, f"unknown session {sid}")
+    await state.attendance.append(sid, Export(claims.subject or claims.role, "audit-page", False))
+    report, rows = session_report(state, sid)
+    rooms = {r.code: r.name for r in session.rooms}
+    body = audit_summary(report, rows, state.store.members(), rooms)
+    body["title"] = session.title
+    receipt = state.attendance.final_receipt(sid)
+    body["receipt"] = receipt
+    if receipt:
+        text = json.dumps(receipt, sort_keys=True, separators=(",", ":"))
+        body["receipt_qr_svg"] = segno.make(text, error="m").svg_inline(scale=3)
+    verdict = verify(sid, rows, state.attendance.all_checkpoints(sid), state.attendance.key.public)
+    body["verify"] = verdict.as_json()
+    return web.json_response(body)
+
+
 def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/sessions/{session}/audit", audit)
     app.router.add_get("/api/sessions/{session}/me", my_record)
     app.router.add_post("/whep/{session}/{resource}/heartbeat", heartbeat)
     app.router.add_post("/api/sessions/{session}/headcount", headcount)

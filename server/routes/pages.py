@@ -12,6 +12,7 @@ PAGES = {
     "/lecturer": "lecturer.html",
     "/room": "room.html",
     "/watch": "watch.html",
+    "/audit": "audit.html",
 }
 
 

@@ -144,3 +144,61 @@ async def test_phone_rejoins_by_itself_when_the_relay_drops_it(relay, browser, a
     await phone.wait_for_function(
         f"({FRAMES_DECODED})().then(n => n > {first} + 10)", timeout=15000
     )
+
+
+async def test_audit_page_draws_its_chart_tables_and_receipt(relay, browser, artifacts):
+    from server.attendance.events import Checkin, End, Headcount, Heartbeat, Join, Leave, Start
+    from server.store import TOWNSHIPS, Member
+
+    links = relay.new_session("审计页面测试")
+    sid = links["session_id"]
+    store = relay.state.store
+    store.upsert_members(
+        [Member(f"A{i:03d}", f"党员{i}", TOWNSHIPS[i % 3], "13900000000") for i in range(30)]
+    )
+    att = relay.state.attendance
+    room = links["rooms"][0]
+    t = 1_700_000_000_000
+    await att.ledger.append(sid, Start("pub"), t - 1000)
+    events = []
+    for i in range(12):
+        peer = f"p{i}"
+        events.append((Join(f"member:A{i:03d}", peer, "token", "127.0.0.1", False), t + i * 5000))
+        for k in range(1, 8):
+            beat = Heartbeat(peer, k * 250, True, True, k * 300, k * 50)
+            events.append((beat, t + i * 5000 + k * 10_000))
+        events.append((Leave(peer, "delete"), t + i * 5000 + 75_000))
+    events.append((Join(f"room:{room['code']}", "roomconn", "token", "127.0.0.1", False), t))
+    events.append((Headcount(room["code"], 1), t + 1000))
+    events.append((Checkin(room["code"], "A020"), t + 2000))
+    events.append((Checkin(room["code"], "A021"), t + 3000))
+    for event, at in sorted(events, key=lambda e: e[1]):
+        await att.ledger.append(sid, event, at)
+    await att.ledger.append(sid, End("lecturer"), t + 140_000)
+    att.checkpoint(sid, final=True)
+
+    admin = relay.token("admin", None, "组织部")
+    ctx = await browser.new_context(viewport={"width": 1200, "height": 900})
+    page = await ctx.new_page()
+    await page.goto(f"{relay.base_url}/audit?session={sid}&token={admin}")
+    await page.wait_for_function(
+        "document.getElementById('status').textContent.includes('记录完整')", timeout=10000
+    )
+    assert await page.inner_text("#participants") == "15"  # 12 phones, a room, 2 checked in
+    assert await page.inner_text("#length") == "2 分钟"
+    assert await page.locator("#townships tbody tr").count() == 3
+    assert "多于报到人数" in await page.inner_text("#rooms")
+    assert await page.locator("#qr svg").count() == 1
+    red = await page.evaluate(
+        """() => {
+          const c = document.getElementById('chart');
+          const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+          let n = 0;
+          for (let i = 0; i < d.length; i += 4) if (d[i] > 150 && d[i + 1] < 60) n++;
+          return n;
+        }"""
+    )
+    assert red > 100  # the line of viewers over time was drawn
+    await page.screenshot(path=str(artifacts / "audit.png"), full_page=True)
+    kinds = [r.kind for r in att.ledger.rows(sid)]
+    assert kinds[-1] == "export"  # reading names of absentees is recorded
