@@ -42,7 +42,10 @@ class Relay:
 
 
 @pytest.fixture
-async def relay(tmp_path):
+async def relay(tmp_path, request):
+    """A relay; ``@pytest.mark.relay_config(name=value)`` overrides its settings."""
+    marker = request.node.get_closest_marker("relay_config")
+    overrides = marker.kwargs if marker else {}
     config = Config(
         host="127.0.0.1",
         port=0,
@@ -53,7 +56,7 @@ async def relay(tmp_path):
         keyframe_interval_s=0.3,
         ledger_key=tmp_path / "keys" / "ledger.pem",
         heartbeat_interval_s=1.0,
-    )
+    ).with_overrides(**overrides)
     app = create_app(config)
     server = TestServer(app, host="127.0.0.1", port=0)
     await server.start_server()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from media.sources import PatternVideoTrack, ToneAudioTrack
 from server.attendance.report import build_report
 from server.client import publish, watch
@@ -218,4 +220,47 @@ async def test_heartbeat_and_export_refusals_leave_the_ledger_consistent(relay):
     finally:
         await va.stop(relay.http)
         await vb.stop(relay.http)
+        await pub.stop()
+
+
+@pytest.mark.relay_config(heartbeat_timeout_s=1.5)
+async def test_a_viewer_whose_page_falls_silent_is_ended_for_heartbeat_timeout(relay):
+    links = relay.new_session()
+    sid = links["session_id"]
+    pub = await lecture(relay, links)
+    v = await watch(relay.http, relay.base_url, sid, relay.token("member", sid, "S1"))
+    try:
+        rid = await joined(relay, v)
+        media = relay.state.live.find(sid)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 15
+        while rid in media.viewers:  # no heartbeat is ever sent
+            assert loop.time() < deadline, "the silent viewer was never ended"
+            await asyncio.sleep(0.1)
+        await relay.state.attendance.drain()
+        leaves = [r.data for r in relay.state.attendance.ledger.rows(sid) if r.kind == "leave"]
+        assert leaves == [{"peer": rid, "reason": "heartbeat_timeout"}]
+    finally:
+        await v.stop()
+        await pub.stop()
+
+
+async def test_a_vanished_viewer_leaves_with_reason_ice_failure(relay):
+    links = relay.new_session()
+    sid = links["session_id"]
+    pub = await lecture(relay, links)
+    v = await watch(relay.http, relay.base_url, sid, relay.token("member", sid, "S2"))
+    try:
+        rid = await joined(relay, v)
+        await v.pc.close()  # the phone lost its network: no DELETE
+        media = relay.state.live.find(sid)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 40
+        while rid in media.viewers:
+            assert loop.time() < deadline, "the vanished viewer was never reaped"
+            await asyncio.sleep(0.1)
+        await relay.state.attendance.drain()
+        leaves = [r.data for r in relay.state.attendance.ledger.rows(sid) if r.kind == "leave"]
+        assert leaves == [{"peer": rid, "reason": "ice_failure"}]
+    finally:
         await pub.stop()
