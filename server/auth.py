@@ -30,6 +30,9 @@ class Claims:
     session: str | None
     subject: str | None
     expires: int
+    # How the subject was identified: "token" (a personal link) or "open" (the member typed
+    # their id and name on the session's open link, checked against the roster).
+    via: str = "token"
 
 
 def _b64(data: bytes) -> str:
@@ -47,11 +50,18 @@ class TokenSigner:
         self._key = secret
 
     def issue(
-        self, role: str, session: str | None, subject: str | None = None, ttl_s: int = 3600
+        self,
+        role: str,
+        session: str | None,
+        subject: str | None = None,
+        ttl_s: int = 3600,
+        via: str = "token",
     ) -> str:
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}")
         body = {"r": role, "s": session, "u": subject, "e": int(time.time()) + ttl_s}
+        if via != "token":
+            body["v"] = via
         payload = _b64(json.dumps(body, separators=(",", ":")).encode())
         return payload + "." + _b64(self._mac(payload))
 
@@ -66,7 +76,7 @@ class TokenSigner:
             raise HTTPProblem(401, "invalid token signature")
         try:
             body = json.loads(_unb64(payload))
-            claims = Claims(body["r"], body["s"], body["u"], int(body["e"]))
+            claims = Claims(body["r"], body["s"], body["u"], int(body["e"]), body.get("v", "token"))
         except (ValueError, KeyError, TypeError):
             raise HTTPProblem(401, "malformed token") from None
         if claims.expires < (time.time() if now is None else now):

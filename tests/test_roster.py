@@ -111,3 +111,26 @@ async def test_members_see_their_own_record_and_exports_mask_phones(relay):
     assert doc["participants"][0]["phone"] == "13812345678"
     exports = [e["data"] for e in doc["events"] if e["kind"] == "export"]
     assert [e["phones"] for e in exports] == [False, True]
+
+
+async def test_open_link_identifies_members_against_the_roster(relay):
+    from server.store import Member
+
+    links = relay.new_session()
+    sid = links["session_id"]
+    relay.state.store.upsert_members([Member("Q1", "郑一", "谋道镇")])
+    url = f"{relay.base_url}/api/sessions/{sid}/identify"
+    auth = {"Authorization": f"Bearer {links['viewer_token']}"}
+    async with relay.http.post(url, json={"member_id": "Q1", "name": "郑二"}, headers=auth) as r:
+        assert r.status == 404
+    async with relay.http.post(url, json={"member_id": "Q1", "name": "郑一"}, headers=auth) as r:
+        assert r.status == 200
+        token = (await r.json())["token"]
+    claims = relay.state.signer.verify(token)
+    assert (claims.role, claims.subject, claims.via) == ("member", "Q1", "open")
+    member = {"Authorization": f"Bearer {token}"}
+    async with relay.http.post(url, json={"member_id": "Q1", "name": "郑一"}, headers=member) as r:
+        assert r.status == 403  # only the open link identifies
+    from server.routes.whip import identity_of
+
+    assert identity_of(claims, "127.0.0.1", False).identified_by == "open"

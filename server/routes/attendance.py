@@ -4,6 +4,7 @@ session with its receipt, exports and verification (admin only)."""
 from __future__ import annotations
 
 import json
+import time
 
 import segno
 from aiohttp import web
@@ -188,7 +189,25 @@ async def audit(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
+async def identify(request: web.Request) -> web.Response:
+    """On the session's open link a member types id and name; checked against the roster,
+    they get a member token for this session that says it was identified this way."""
+    state: AppState = request.app[STATE]
+    sid = request.match_info["session"]
+    claims = require(request, state.signer, ("viewer",), sid)
+    data = await read_json(request)
+    member_id = str(data.get("member_id", "")).strip()
+    name = str(data.get("name", "")).strip()
+    member = state.store.member(member_id) if member_id else None
+    if member is None or member.name != name:
+        raise HTTPProblem(404, "no member with this id and name in the roster")
+    ttl = max(min(claims.expires - int(time.time()), state.config.token_ttl_s), 60)
+    token = state.signer.issue("member", sid, member_id, ttl, via="open")
+    return web.json_response({"token": token, "member_id": member_id, "name": member.name})
+
+
 def add_routes(app: web.Application) -> None:
+    app.router.add_post("/api/sessions/{session}/identify", identify)
     app.router.add_get("/api/sessions/{session}/audit", audit)
     app.router.add_get("/api/sessions/{session}/me", my_record)
     app.router.add_post("/whep/{session}/{resource}/heartbeat", heartbeat)

@@ -92,7 +92,7 @@ async def whep_post(request: web.Request) -> web.Response:
 
 def identity_of(claims: Claims, address: str, audio_only: bool) -> Identity:
     if claims.role == "member":
-        participant, how = f"member:{claims.subject}", "token"
+        participant, how = f"member:{claims.subject}", claims.via
     elif claims.role == "room":
         participant, how = f"room:{claims.subject}", "token"
     elif claims.role == "viewer":

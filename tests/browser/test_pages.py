@@ -38,11 +38,18 @@ async def open_lecturer(browser, links):
 
 
 async def test_lecturer_publishes_and_a_phone_plays_it(relay, browser, artifacts):
+    from server.store import Member
+
     links = relay.new_session("不忘初心 牢记使命（浏览器测试）")
+    relay.state.store.upsert_members([Member("LC0100", "陈二", "汪营镇")])
     lecturer = await open_lecturer(browser, links)
     phone_ctx = await browser.new_context(**PHONE)
     phone = await phone_ctx.new_page()
-    await phone.goto(links["urls"]["watch"])
+    await phone.goto(links["urls"]["watch"])  # the open link: the member identifies first
+    await phone.fill("#mid", "LC0100")
+    await phone.fill("#mname", "陈二")
+    await phone.screenshot(path=str(artifacts / "watch-identify.png"))
+    await phone.click("#identify button[type=submit]")
     await phone.wait_for_function("document.getElementById('video').videoWidth > 0", timeout=20000)
     first = await phone.evaluate(FRAMES_DECODED)
     await phone.wait_for_function(
@@ -67,6 +74,8 @@ async def test_lecturer_publishes_and_a_phone_plays_it(relay, browser, artifacts
     )
     viewer = next(iter(media.viewers.values()))
     assert viewer.audio_only
+    (ident,) = media.identities.values()
+    assert (ident.participant, ident.identified_by) == ("member:LC0100", "open")
     # the page's heartbeats reach the ledger, each with the relay's own evidence beside it
     sid = links["session_id"]
 
@@ -129,6 +138,7 @@ async def test_phone_rejoins_by_itself_when_the_relay_drops_it(relay, browser, a
     ctx = await browser.new_context(**PHONE)
     phone = await ctx.new_page()
     await phone.goto(links["urls"]["watch"])
+    await phone.click("#skip")  # watch without identifying
     await phone.wait_for_function("document.getElementById('video').videoWidth > 0", timeout=20000)
     media = relay.state.live.find(links["session_id"])
     (old_id,) = media.viewers
