@@ -293,3 +293,14 @@ def test_csv_has_a_bom_chinese_headers_and_the_receipt(ledger, key):
     text = body.decode("utf-8-sig")
     assert text.splitlines()[0].startswith("党员编号,姓名,乡镇/教室")
     assert "签名回执" in text and key.fingerprint in text
+
+
+def test_canonical_form_equals_sorted_compact_json_of_the_whole_event():
+    cases = [
+        ("s1", {"peer": "p", "n": None, "ok": True, "f": 1.5}),
+        ('会话"x', {"名字": "张三", "list": [1, "二"], "esc": "a\\nb"}),
+    ]
+    for session, data in cases:
+        whole = {"at_ms": 7, "data": data, "kind": "join", "seq": 3, "session": session}
+        expected = json.dumps(whole, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        assert canonical(session, 3, 7, "join", data) == expected.encode()

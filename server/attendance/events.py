@@ -31,7 +31,8 @@ class Event:
     kind: ClassVar[str] = ""
 
     def data(self) -> dict:
-        return dataclasses.asdict(self)
+        # Flat fields only, so no deep copy is needed (dataclasses.asdict makes one).
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
 @dataclass(frozen=True)
@@ -114,9 +115,24 @@ EVENT_TYPES: dict[str, type[Event]] = {
 }
 
 
-def canonical(session: str, seq: int, at_ms: int, kind: str, data: dict) -> bytes:
-    body = {"at_ms": at_ms, "data": data, "kind": kind, "seq": seq, "session": session}
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+def data_json(data: dict) -> str:
+    """The canonical JSON of an event's data (sorted keys, no spaces, UTF-8 as is)."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def canonical(
+    session: str, seq: int, at_ms: int, kind: str, data: dict, encoded: str | None = None
+) -> bytes:
+    """The canonical bytes of an event; ``encoded`` is ``data_json(data)`` if already made.
+
+    Equal to ``json.dumps`` of the whole object with sorted keys: the keys below are in order.
+    """
+    dumps = json.dumps
+    return (
+        f'{{"at_ms":{at_ms},"data":{encoded if encoded is not None else data_json(data)},'
+        f'"kind":{dumps(kind, ensure_ascii=False)},"seq":{seq},'
+        f'"session":{dumps(session, ensure_ascii=False)}}}'
+    ).encode()
 
 
 def chain_hash(prev_hash: str, canonical_bytes: bytes) -> str:

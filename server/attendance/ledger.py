@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from server.attendance.events import GENESIS, Event, canonical, chain_hash
+from server.attendance.events import GENESIS, Event, canonical, chain_hash, data_json
 from server.attendance.signing import Checkpoint
 
 SCHEMA = """
@@ -132,12 +132,12 @@ class Ledger:
             for session, event, at_ms in batch:
                 seq, prev = touched.get(session) or self._head(session)
                 seq += 1
-                data = event.data()
-                digest = chain_hash(prev, canonical(session, seq, at_ms, event.kind, data))
+                encoded = data_json(event.data())
+                digest = chain_hash(prev, canonical(session, seq, at_ms, event.kind, {}, encoded))
                 db.execute(
                     "INSERT INTO events (session, seq, at_ms, kind, data, prev, hash)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (session, seq, at_ms, event.kind, _data_json(data), prev, digest),
+                    (session, seq, at_ms, event.kind, encoded, prev, digest),
                 )
                 touched[session] = (seq, digest)
                 out.append(Appended(seq, digest, at_ms))
@@ -205,10 +205,6 @@ class Ledger:
         self._executor.shutdown(wait=True)
         self._db.close()
         self._read.close()
-
-
-def _data_json(data: dict) -> str:
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def now_ms() -> int:
