@@ -148,12 +148,12 @@ class IngestTap:
 
             dtls._handle_rtp_data = handle_rtp_data
 
-    def on_sender_report(self, receiver: RTCRtpReceiver, sink: Callable[[int], None]) -> None:
+    def on_sender_report(self, receiver: RTCRtpReceiver, sink: Callable[[int, int], None]) -> None:
         original = receiver._handle_rtcp_packet
 
         async def handle_rtcp(packet, _orig=original) -> None:
             if isinstance(packet, RtcpSrPacket):
-                sink(packet.sender_info.rtp_timestamp)
+                sink(packet.sender_info.rtp_timestamp, packet.sender_info.ntp_timestamp)
             await _orig(packet)
 
         receiver._handle_rtcp_packet = handle_rtcp

@@ -118,6 +118,10 @@ class Forwarder:
         self._all: set[Downtrack] = set()
         # Sender-report anchor in relay timestamp space: (rts, monotonic time it was true)
         self._sr_anchor: tuple[int, float] | None = None
+        # The publisher's own clock: (rts, its NTP time in seconds) from its last SR
+        self.sr_ntp: tuple[int, float] | None = None
+        # Per-packet listeners beside the viewers (the recorder): (rseq, rts, marker, payload)
+        self.taps: list[Callable[[int, int, int, bytes], None]] = []
         self.packets_in = 0
         self.bytes_in = 0
         self.packets_out = 0
@@ -180,6 +184,9 @@ class Forwarder:
         self.packets_in += 1
         self.bytes_in += plen
         self.cache.put(rseq, marker, rts, payload)
+        if self.taps:
+            for tap in self.taps:
+                tap(rseq, rts, marker, payload)
 
         if self._waiting:
             self._admit(rseq, payload)
@@ -240,10 +247,13 @@ class Forwarder:
         self.retransmits += sent
         return sent
 
-    def note_sender_report(self, rtp_ts: int) -> None:
-        """The publisher's SR says rtp_ts is 'now': keep it as the clock anchor for our SRs."""
+    def note_sender_report(self, rtp_ts: int, ntp: int = 0) -> None:
+        """The publisher's SR says rtp_ts is 'now' (its NTP time ``ntp``): keep it as the clock
+        anchor for our SRs, and for placing audio and video on one clock when recording."""
         rts = (rtp_ts + self.mapper.ts_off) & 0xFFFFFFFF
         self._sr_anchor = (rts, time.monotonic())
+        if ntp:
+            self.sr_ntp = (rts, ntp / (1 << 32))
 
     def rtp_timestamp_now(self) -> int:
         """The relay timestamp that corresponds to this moment, for sender reports."""
@@ -257,6 +267,7 @@ class Forwarder:
     def new_publisher(self) -> None:
         self.mapper.new_generation()
         self._sr_anchor = None
+        self.sr_ntp = None
         # Viewers keep their connection; video resumes from the new publisher's first keyframe.
         if self.is_keyframe is not None:
             for dt in self._active:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiortc import RTCConfiguration
 
@@ -19,6 +21,7 @@ from media.codecs import (
 from media.forwarder import Forwarder
 from media.keyframes import KeyframeRequester
 from media.peers import Publisher, Viewer, _Peer
+from media.recorder import SessionRecorder
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,7 @@ class SessionMedia:
         rtc_config: RTCConfiguration,
         keyframe_interval_s: float = 0.5,
         listener: Callable[[MediaEvent], None] | None = None,
+        record_dir: Path | None = None,
     ) -> None:
         self.session_id = session_id
         self.video_codec = video_codec
@@ -61,6 +65,9 @@ class SessionMedia:
         self.publishers_total = 0
         self._listener = listener or (lambda event: None)
         self._ticker: asyncio.Task | None = None
+        self.record_dir = record_dir
+        self.recorder: SessionRecorder | None = None
+        self.recordings: list[Path] = []
 
     # -- publishing ----------------------------------------------------------------------
     async def publish(self, offer_sdp: str) -> tuple[str, str]:
@@ -81,6 +88,7 @@ class SessionMedia:
         answer = await publisher.answer(offer_sdp, groups)
         previous, self.publisher = self.publisher, publisher
         self.publishers_total += 1
+        self._ensure_recorder()
         self.audio.new_publisher()
         self.video.new_publisher()
         if previous is not None:
@@ -88,6 +96,17 @@ class SessionMedia:
         publisher.connected_hook = asyncio.ensure_future(self._announce(publisher))
         self._ensure_ticker()
         return publisher.id, answer
+
+    def _ensure_recorder(self) -> None:
+        """One recording per session while it runs here: a publisher that reconnects
+        continues the same file (the forwarders keep one continuous stream)."""
+        if self.record_dir is None or self.recorder is not None:
+            return
+        ext = "webm" if self.video_codec == "VP8" else "mkv"
+        path = self.record_dir / f"{self.session_id}-{int(time.time())}.{ext}"
+        self.recorder = SessionRecorder(path, self.audio, self.video, self.video_codec)
+        self.recorder.start()
+        self.recordings.append(path)
 
     def _choose_codec(self, offered: list[str]) -> None:
         if self.video_codec in offered:
@@ -178,6 +197,8 @@ class SessionMedia:
         if self._ticker is not None:
             self._ticker.cancel()
             self._ticker = None
+        if self.recorder is not None:
+            self.recorder.close()
         peers: list[_Peer] = list(self.viewers.values())
         if self.publisher is not None:
             peers.append(self.publisher)

@@ -5,12 +5,18 @@ Frames are built from a handful of precomputed planes so the source itself costs
 
 from __future__ import annotations
 
+import asyncio
 import fractions
 import math
+import random
 import struct
+import time
 
 import av
-from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
+from aiortc.mediastreams import AudioStreamTrack, MediaStreamTrack, VideoStreamTrack
+
+VIDEO_TB = fractions.Fraction(1, 90000)
+AUDIO_TB = fractions.Fraction(1, 48000)
 
 
 class PatternVideoTrack(VideoStreamTrack):
@@ -76,3 +82,139 @@ class ToneAudioTrack(AudioStreamTrack):
         tone.sample_rate = 48000
         tone.time_base = fractions.Fraction(1, 48000)
         return tone
+
+
+def encode_video_clip(
+    seconds: float = 6.0,
+    width: int = 640,
+    height: int = 360,
+    fps: int = 30,
+    bitrate: int = 950_000,
+    codec_name: str = "vp8",
+) -> list[bytes]:
+    """A clip with a keyframe every 2 s, encoded once so that publishing costs no encode.
+    H264 comes out as Annex B, constrained baseline, SPS/PPS before each keyframe."""
+    codec = av.CodecContext.create("libvpx" if codec_name == "vp8" else "libx264", "w")
+    codec.width, codec.height = width, height
+    codec.pix_fmt = "yuv420p"
+    codec.time_base = fractions.Fraction(1, fps)
+    codec.framerate = fractions.Fraction(fps, 1)
+    codec.bit_rate = bitrate
+    codec.gop_size = 2 * fps
+    if codec_name == "vp8":
+        codec.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
+    else:
+        codec.profile = "baseline"
+        codec.options = {
+            "preset": "ultrafast",
+            "tune": "zerolatency",
+            "x264-params": "repeat-headers=1:bframes=0",
+        }
+    # A gradient with a moving noisy band: libvpx holds ~1 Mbit/s on it (pure noise overshoots).
+    rng = random.Random(7)
+    band = width * height // 20
+    noise = [bytes(rng.getrandbits(8) for _ in range(band)) for _ in range(4)]
+    gradient = bytes((x * 255) // width for x in range(width)) * height
+    frames: list[bytes] = []
+    for i in range(int(seconds * fps)):
+        frame = av.VideoFrame(width, height, "yuv420p")
+        luma = bytearray(gradient)
+        at = (i * width * 2) % (width * height - band)
+        luma[at : at + band] = noise[i % 4]
+        frame.planes[0].update(bytes(luma))
+        frame.planes[1].update(bytes([128]) * (frame.planes[1].line_size * height // 2))
+        frame.planes[2].update(bytes([128]) * (frame.planes[2].line_size * height // 2))
+        frame.pts = i
+        frame.time_base = codec.time_base
+        for packet in codec.encode(frame):
+            frames.append(bytes(packet))
+    for packet in codec.encode(None):
+        frames.append(bytes(packet))
+    return frames
+
+
+def encode_opus_clip(seconds: float = 6.0) -> list[bytes]:
+    codec = av.CodecContext.create("libopus", "w")
+    codec.sample_rate = 48000
+    codec.layout = "stereo"
+    codec.format = "s16"
+    codec.bit_rate = 64000
+    out: list[bytes] = []
+    samples = 960
+    for i in range(int(seconds * 50)):
+        pcm = b"".join(
+            struct.pack("<hh", v, v)
+            for v in (
+                int(6000 * math.sin(2 * math.pi * 440 * (i * samples + n) / 48000))
+                for n in range(samples)
+            )
+        )
+        frame = av.AudioFrame(format="s16", layout="stereo", samples=samples)
+        frame.planes[0].update(pcm)
+        frame.sample_rate = 48000
+        frame.pts = i * samples
+        frame.time_base = AUDIO_TB
+        out.extend(bytes(p) for p in codec.encode(frame))
+    return out
+
+
+class ClipTrack(MediaStreamTrack):
+    """Plays pre-encoded packets in real time, looping; aiortc only packetizes them.
+
+    Tracks given the same ``start`` (a one-element list) share their clock: packet i of each
+    is due at start + i * interval, from the first recv of either. With no encoder in the way,
+    what the tracks say about time is true, which A/V sync tests need."""
+
+    def __init__(
+        self,
+        kind: str,
+        packets: list[bytes],
+        interval: float,
+        ticks: int,
+        start: list[float | None] | None = None,
+    ) -> None:
+        super().__init__()
+        self.kind = kind
+        self._packets = packets
+        self._interval = interval
+        self._ticks = ticks
+        self._index = 0
+        self._start = start if start is not None else [None]
+
+    @staticmethod
+    def shared_start() -> list[float | None]:
+        return [None]
+
+    @property
+    def started_at(self) -> float | None:
+        return self._start[0]
+
+    @property
+    def sent(self) -> int:
+        return self._index
+
+    async def recv(self) -> av.Packet:
+        if self._start[0] is None:
+            self._start[0] = time.monotonic()
+        due = self._start[0] + self._index * self._interval
+        delay = due - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        packet = av.Packet(self._packets[self._index % len(self._packets)])
+        packet.pts = self._index * self._ticks
+        packet.time_base = VIDEO_TB if self.kind == "video" else AUDIO_TB
+        self._index += 1
+        return packet
+
+
+def clip_tracks(
+    seconds: float = 6.0, codec_name: str = "vp8", width: int = 640, height: int = 360
+) -> list[MediaStreamTrack]:
+    """Audio + video that start on one clock (see ClipTrack.shared_start)."""
+    video = encode_video_clip(seconds, width, height, codec_name=codec_name)
+    audio = encode_opus_clip(seconds)
+    start = ClipTrack.shared_start()
+    return [
+        ClipTrack("audio", audio, 0.02, 960, start),
+        ClipTrack("video", video, 1 / 30, 3000, start),
+    ]

@@ -31,9 +31,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import aiohttp  # noqa: E402
-from benchlib import PacketCounter, clip_tracks, cpu_seconds  # noqa: E402
+from benchlib import PacketCounter, cpu_seconds  # noqa: E402
 
 from media.fastpath import restrict_host_addresses  # noqa: E402
+from media.sources import clip_tracks  # noqa: E402
 from server.client import publish, watch  # noqa: E402
 
 PY = sys.executable

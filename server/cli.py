@@ -73,6 +73,8 @@ def cmd_session_create(args: argparse.Namespace) -> int:
     store = Store(config.data_dir / "relay.sqlite3")
     try:
         session = store.create_session(args.title, TOWNSHIPS, args.video_codec.upper())
+        if args.no_record:
+            store.set_record(session.id, False)
     finally:
         store.close()
     links = session_links(config, _signer(config), session)
@@ -289,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--title", required=True)
     create.add_argument("--video-codec", default="VP8", choices=["VP8", "H264", "vp8", "h264"])
     create.add_argument("--json", action="store_true", help="print JSON")
+    create.add_argument("--no-record", action="store_true", help="do not record this lecture")
     _common(create)
     create.set_defaults(func=cmd_session_create)
     listing = ssub.add_parser("list", help="list sessions")

@@ -58,6 +58,21 @@ def render(state: AppState) -> str:
             ('{result="merged"}', sum(m.video.keyframes.merged for m in media)),
         ],
     )
+    recorders = [m.recorder for m in media if m.recorder is not None]
+    metric(
+        "lr_recordings_active",
+        "gauge",
+        "Sessions being recorded.",
+        [("", sum(1 for r in recorders if not r.closed))],
+    )
+    for attr, name, help_text in (
+        ("packets", "lr_recording_packets_total", "RTP packets handed to recorders."),
+        ("bytes", "lr_recording_bytes_total", "Media bytes written to recordings."),
+        ("cpu_s", "lr_recording_cpu_seconds_total", "CPU spent depacketizing and muxing."),
+    ):
+        metric(
+            name, "counter", help_text, [("", round(sum(getattr(r, attr) for r in recorders), 6))]
+        )
     return "\n".join(lines) + "\n"
 
 

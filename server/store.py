@@ -18,6 +18,7 @@ CREATE TABLE IF NOT EXISTS sessions (
     status TEXT NOT NULL DEFAULT 'scheduled',
     video_codec TEXT NOT NULL DEFAULT 'VP8',
     credit_threshold REAL NOT NULL DEFAULT 0.8,
+    record INTEGER NOT NULL DEFAULT 1,
     created_at REAL NOT NULL,
     started_at REAL,
     ended_at REAL
@@ -183,6 +184,14 @@ class Store:
             query += " WHERE township = ?"
             args = (township,)
         return [Member(*r) for r in self._db.execute(query + " ORDER BY member_id", args)]
+
+    def records(self, sid: str) -> bool:
+        row = self._db.execute("SELECT record FROM sessions WHERE id = ?", (sid,)).fetchone()
+        return bool(row and row[0])
+
+    def set_record(self, sid: str, record: bool) -> None:
+        with self._db:
+            self._db.execute("UPDATE sessions SET record = ? WHERE id = ?", (int(record), sid))
 
     def credit_threshold(self, sid: str) -> float:
         row = self._db.execute("SELECT credit_threshold FROM sessions WHERE id = ?", (sid,))
