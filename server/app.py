@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from aiohttp import web
 
 from media.fastpath import restrict_host_addresses
@@ -13,8 +15,10 @@ from server.config import Config
 from server.errors import error_middleware
 from server.live import LiveSessions
 from server.metrics import metrics_handler
+from server.replay import ReplayJobs
 from server.routes import api, pages, whip
 from server.routes import attendance as attendance_routes
+from server.routes import replay as replay_routes
 from server.state import STATE, AppState
 from server.store import Store
 
@@ -34,13 +38,15 @@ def create_app(config: Config) -> web.Application:
         config.checkpoint_interval_s,
     )
     live.listeners.append(attendance.on_media_event)
-    state = AppState(config, store, TokenSigner(secret), live, attendance)
+    replays = ReplayJobs(config.data_dir, sys.executable)
+    state = AppState(config, store, TokenSigner(secret), live, attendance, replays)
 
     app = web.Application(middlewares=[error_middleware], client_max_size=1024 * 1024)
     app[STATE] = state
     whip.add_routes(app)
     api.add_routes(app)
     attendance_routes.add_routes(app)
+    replay_routes.add_routes(app)
     pages.add_routes(app)
     app.router.add_get("/metrics", metrics_handler)
 
@@ -49,6 +55,7 @@ def create_app(config: Config) -> web.Application:
         attendance.start()
 
     async def cleanup(app: web.Application) -> None:
+        await replays.close()
         await state.live.close()
         await attendance.close()
         ledger.close()

@@ -195,7 +195,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
         names = {m.member_id: (m.name, m.township, m.phone) for m in store.members()}
         rooms = {r.code: r.name for r in session.rooms}
         report = build_report(
-            args.session, rows, store.credit_threshold(args.session), names, rooms
+            args.session,
+            rows,
+            store.credit_threshold(args.session),
+            names,
+            rooms,
+            replay_credit=store.replay_credit(args.session),
         )
         checkpoints = ledger.checkpoints(args.session)
         key = LedgerKey.load_or_create(config.ledger_key_path)
@@ -270,6 +275,34 @@ def cmd_links(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay_build(args: argparse.Namespace) -> int:
+    from server.replay import run_job
+
+    config = _config(args)
+    state = run_job(config.data_dir, args.session)
+    print(
+        f"replay of {args.session}: {state.state}"
+        + (
+            f" ({state.media_seconds} s of media in {state.took_seconds} s)"
+            if state.state == "done"
+            else ""
+        )
+        + (f": {state.error}" if state.error else "")
+    )
+    return 0 if state.state == "done" else 1
+
+
+def cmd_replay_status(args: argparse.Namespace) -> int:
+    from server.replay import ReplayState, replay_paths
+
+    state = ReplayState.load(replay_paths(_config(args).data_dir, args.session)[2])
+    if state is None:
+        print(f"no replay job for {args.session}")
+        return 1
+    print(json.dumps(state.__dict__, ensure_ascii=False))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lecture-relay", description="Lecture Relay")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -314,6 +347,17 @@ def build_parser() -> argparse.ArgumentParser:
     links.add_argument("--out")
     _common(links)
     links.set_defaults(func=cmd_links)
+
+    replay = sub.add_parser("replay", help="the replay file of an ended session")
+    rpsub = replay.add_subparsers(dest="replay_command", required=True)
+    rb = rpsub.add_parser("build", help="make the H.264 + AAC MP4 (normally run by the server)")
+    rb.add_argument("session")
+    _common(rb)
+    rb.set_defaults(func=cmd_replay_build)
+    rs = rpsub.add_parser("status", help="the replay job's state")
+    rs.add_argument("session")
+    _common(rs)
+    rs.set_defaults(func=cmd_replay_status)
 
     keys = sub.add_parser("keys", help="the ledger signing key")
     ksub = keys.add_subparsers(dest="keys_command", required=True)

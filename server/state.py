@@ -10,6 +10,7 @@ from server.attendance.tracker import Attendance
 from server.auth import TokenSigner
 from server.config import Config
 from server.live import LiveSessions
+from server.replay import ReplayJobs
 from server.store import Store
 
 
@@ -26,6 +27,7 @@ class AppState:
     signer: TokenSigner
     live: LiveSessions
     attendance: Attendance
+    replays: ReplayJobs
     metrics: Counters = field(default_factory=Counters)
 
 

@@ -19,6 +19,7 @@ CREATE TABLE IF NOT EXISTS sessions (
     video_codec TEXT NOT NULL DEFAULT 'VP8',
     credit_threshold REAL NOT NULL DEFAULT 0.8,
     record INTEGER NOT NULL DEFAULT 1,
+    replay_credit INTEGER NOT NULL DEFAULT 1,
     created_at REAL NOT NULL,
     started_at REAL,
     ended_at REAL
@@ -192,6 +193,17 @@ class Store:
     def set_record(self, sid: str, record: bool) -> None:
         with self._db:
             self._db.execute("UPDATE sessions SET record = ? WHERE id = ?", (int(record), sid))
+
+    def replay_credit(self, sid: str) -> bool:
+        row = self._db.execute("SELECT replay_credit FROM sessions WHERE id = ?", (sid,))
+        found = row.fetchone()
+        return bool(found and found[0])
+
+    def set_replay_credit(self, sid: str, credit: bool) -> None:
+        with self._db:
+            self._db.execute(
+                "UPDATE sessions SET replay_credit = ? WHERE id = ?", (int(credit), sid)
+            )
 
     def credit_threshold(self, sid: str) -> float:
         row = self._db.execute("SELECT credit_threshold FROM sessions WHERE id = ?", (sid,))

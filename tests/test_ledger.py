@@ -304,3 +304,44 @@ def test_canonical_form_equals_sorted_compact_json_of_the_whole_event():
         whole = {"at_ms": 7, "data": data, "kind": "join", "seq": 3, "session": session}
         expected = json.dumps(whole, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         assert canonical(session, 3, 7, "join", data) == expected.encode()
+
+
+def rp(at, pos_s, playing=True, view="v1", who="member:1"):
+    return ev(
+        "replay",
+        at,
+        participant=who,
+        view=view,
+        position_ms=int(pos_s * 1000),
+        playing=playing,
+        visible=True,
+    )
+
+
+def test_replay_counts_distinct_media_seconds_actually_played():
+    from server.attendance.report import replay_spans
+
+    rows = [
+        rp(0, 0),
+        rp(10_000, 10),
+        rp(20_000, 20),  # 0-20 played
+        rp(21_000, 60),
+        rp(31_000, 70),  # a seek ahead to 60: 20-60 earns nothing; 60-70 does
+        rp(32_000, 5),
+        rp(42_000, 15),  # watching 5-15 again counts once
+        rp(43_000, 15, playing=False),
+        rp(90_000, 15, playing=False),  # paused: nothing
+        rp(0, 100, view="phone2", who="member:2"),
+        rp(10_000, 110, view="phone2", who="member:2"),
+    ]
+    spans = replay_spans(rows)
+    assert spans["member:1"] == [(0, 20_000), (60_000, 70_000)]
+    assert spans["member:2"] == [(100_000, 110_000)]
+
+
+def test_the_session_setting_decides_whether_replay_earns_credit():
+    rows = [ev("start", 0, publisher="p"), ev("end", 100_000, by="x")]
+    rows += [rp(i * 10_000, i * 10) for i in range(10)]  # 90 s of the 100 s lecture
+    assert build_report(S, rows, 0.8, replay_credit=True).participants["member:1"].credited
+    off = build_report(S, rows, 0.8, replay_credit=False).participants["member:1"]
+    assert not off.credited and off.replay_seconds == 90 and off.total_seconds == 90

@@ -110,8 +110,22 @@ class Export(Event):
     phones: bool
 
 
+@dataclass(frozen=True)
+class Replay(Event):
+    """Replay progress from a page: where the playhead is in the recording, and whether it
+    plays. ``view`` tells apart two pages of one member."""
+
+    kind: ClassVar[str] = "replay"
+    participant: str
+    view: str
+    position_ms: int
+    playing: bool
+    visible: bool
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
-    cls.kind: cls for cls in (Start, End, Join, Heartbeat, Leave, Headcount, Checkin, Export)
+    cls.kind: cls
+    for cls in (Start, End, Join, Heartbeat, Leave, Headcount, Checkin, Export, Replay)
 }
 
 

@@ -36,11 +36,20 @@ class ParticipantReport:
     joins: int = 0
     leave_reasons: list[str] = field(default_factory=list)
     via_room: str = ""
+    replayed: list[tuple[int, int]] = field(default_factory=list)  # media ms, merged
     credited: bool = False
 
     @property
     def seconds_watched(self) -> float:
         return sum(b - a for a, b in self.watched) / 1000
+
+    @property
+    def replay_seconds(self) -> float:
+        return sum(b - a for a, b in self.replayed) / 1000
+
+    @property
+    def total_seconds(self) -> float:
+        return self.seconds_watched + self.replay_seconds
 
     @property
     def reconnects(self) -> int:
@@ -78,6 +87,33 @@ def intersect(spans: list[tuple[int, int]], start: int) -> list[tuple[int, int]]
     return [(max(a, start), b) for a, b in spans if b > start]
 
 
+REPLAY_SLACK_MS = 2_000  # a position may run this much ahead of the wall clock and still count
+
+
+def replay_spans(rows: list[Row]) -> dict[str, list[tuple[int, int]]]:
+    """Per participant, the media spans a replay page actually played: between two reports of
+    one page that both say playing, when the position advanced no faster than the wall clock
+    (plus slack). A seek ahead earns nothing for what it skipped; spans watched twice merge."""
+    last: dict[tuple[str, str], Row] = {}
+    spans: dict[str, list[tuple[int, int]]] = {}
+    for row in rows:
+        if row.kind != "replay":
+            continue
+        d = row.data
+        key = (d["participant"], d["view"])
+        prev = last.get(key)
+        last[key] = row
+        if prev is None or not (prev.data["playing"] and d["playing"]):
+            continue
+        advanced = d["position_ms"] - prev.data["position_ms"]
+        elapsed = row.at_ms - prev.at_ms
+        if 0 < advanced <= elapsed * 1.25 + REPLAY_SLACK_MS:
+            spans.setdefault(d["participant"], []).append(
+                (prev.data["position_ms"], d["position_ms"])
+            )
+    return {p: merge(s) for p, s in spans.items()}
+
+
 def build_report(
     session: str,
     rows: list[Row],
@@ -85,6 +121,7 @@ def build_report(
     names: dict[str, tuple[str, str]] | None = None,
     rooms: dict[str, str] | None = None,
     now_ms: int | None = None,
+    replay_credit: bool = True,
 ) -> SessionReport:
     """``names``: member id -> (name, township, phone); ``rooms``: room code -> room name."""
     names = names or {}
@@ -173,15 +210,23 @@ def build_report(
                     rep.first_join_ms = max(at, room.first_join_ms or at)
                     rep.last_leave_ms = room.last_leave_ms
 
+    for pid, spans in replay_spans(rows).items():
+        rep = people.get(pid)
+        if rep is None:
+            rep = people[pid] = _participant(pid, names, rooms)
+            rep.identified_by = "token"
+        rep.replayed = spans
+
     report = SessionReport(session, start, end, threshold, people, headcounts, checkins)
     length = (close_at - start) / 1000 if start is not None else 0.0
     for rep in people.values():
         rep.intervals = merge(rep.intervals)
         rep.watched = merge(rep.watched)
+        counted = rep.seconds_watched + (rep.replay_seconds if replay_credit else 0.0)
         rep.credited = (
             rep.participant.startswith("member:")
             and length > 0
-            and rep.seconds_watched >= threshold * length
+            and min(counted, length) >= threshold * length
         )
     return report
 
@@ -207,6 +252,8 @@ COLUMNS = (
     ("first_join", "首次进入"),
     ("last_leave", "最后离开"),
     ("seconds_watched", "观看秒数"),
+    ("replay_seconds", "回放秒数"),
+    ("total_seconds", "合计秒数"),
     ("intervals", "在线时段"),
     ("reconnects", "重连次数"),
     ("credited", "计入学时"),
@@ -237,6 +284,8 @@ def rows_for_export(report: SessionReport, phones: bool = False) -> list[dict]:
                 "first_join": _iso(rep.first_join_ms),
                 "last_leave": _iso(rep.last_leave_ms),
                 "seconds_watched": round(rep.seconds_watched),
+                "replay_seconds": round(rep.replay_seconds),
+                "total_seconds": round(rep.total_seconds),
                 "intervals": [[_iso(a), _iso(b)] for a, b in rep.intervals],
                 "reconnects": rep.reconnects,
                 "credited": rep.credited,

@@ -9,7 +9,7 @@ import time
 import segno
 from aiohttp import web
 
-from server.attendance.events import Checkin, Export, Headcount
+from server.attendance.events import Checkin, Export, Headcount, Replay
 from server.attendance.report import (
     audit_summary,
     build_report,
@@ -21,6 +21,7 @@ from server.attendance.report import (
 from server.attendance.verify import verify
 from server.auth import require
 from server.errors import HTTPProblem
+from server.replay import recordings_of
 from server.routes.api import read_json
 from server.state import STATE, AppState
 
@@ -96,7 +97,12 @@ async def end_session(request: web.Request) -> web.Response:
         raise HTTPProblem(409, "this session has already ended")
     await state.live.end(sid)
     receipt = await state.attendance.end_session(sid, claims.role)
-    return web.json_response({"session_id": sid, "status": "ended", "receipt": receipt})
+    replay = None
+    if recordings_of(state.config.data_dir, sid):
+        replay = state.replays.schedule(sid).state
+    return web.json_response(
+        {"session_id": sid, "status": "ended", "receipt": receipt, "replay": replay}
+    )
 
 
 def session_report(state: AppState, sid: str):
@@ -106,7 +112,14 @@ def session_report(state: AppState, sid: str):
     rows = list(state.attendance.ledger.rows(sid))
     names = {m.member_id: (m.name, m.township, m.phone) for m in state.store.members()}
     rooms = {r.code: r.name for r in session.rooms}
-    report = build_report(sid, rows, state.store.credit_threshold(sid), names, rooms)
+    report = build_report(
+        sid,
+        rows,
+        state.store.credit_threshold(sid),
+        names,
+        rooms,
+        replay_credit=state.store.replay_credit(sid),
+    )
     return report, rows
 
 
@@ -206,7 +219,29 @@ async def identify(request: web.Request) -> web.Response:
     return web.json_response({"token": token, "member_id": member_id, "name": member.name})
 
 
+async def replay_progress(request: web.Request) -> web.Response:
+    """``POST /api/sessions/{id}/replay/progress`` every 10-15 s from the replay page."""
+    state: AppState = request.app[STATE]
+    sid = request.match_info["session"]
+    claims = require(request, state.signer, ("member", "viewer"), sid)
+    data = await read_json(request)
+    position = data.get("position")
+    view = str(data.get("view", ""))[:32]
+    flags = (data.get("playing"), data.get("visible"))
+    if isinstance(position, bool) or not isinstance(position, int | float) or position < 0:
+        raise HTTPProblem(400, "position must be a non-negative number of seconds")
+    if not view or not all(isinstance(f, bool) for f in flags):
+        raise HTTPProblem(400, "view is required; playing and visible must be booleans")
+    if state.replays.state(sid) is None:
+        raise HTTPProblem(404, "this session has no replay")
+    who = f"member:{claims.subject}" if claims.role == "member" else "viewer:replay"
+    event = Replay(who, view, int(position * 1000), flags[0], flags[1])
+    done = await state.attendance.append(sid, event)
+    return web.json_response({"seq": done.seq})
+
+
 def add_routes(app: web.Application) -> None:
+    app.router.add_post("/api/sessions/{session}/replay/progress", replay_progress)
     app.router.add_post("/api/sessions/{session}/identify", identify)
     app.router.add_get("/api/sessions/{session}/audit", audit)
     app.router.add_get("/api/sessions/{session}/me", my_record)

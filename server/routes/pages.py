@@ -13,6 +13,7 @@ PAGES = {
     "/room": "room.html",
     "/watch": "watch.html",
     "/audit": "audit.html",
+    "/replay": "replay.html",
 }
 
 

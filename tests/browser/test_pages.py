@@ -212,3 +212,26 @@ async def test_audit_page_draws_its_chart_tables_and_receipt(relay, browser, art
     await page.screenshot(path=str(artifacts / "audit.png"), full_page=True)
     kinds = [r.kind for r in att.ledger.rows(sid)]
     assert kinds[-1] == "export"  # reading names of absentees is recorded
+
+
+async def test_phone_plays_the_replay_and_seeks(relay, browser, artifacts):
+    from tests.test_replay import ended_with_replay
+
+    links, _ = await ended_with_replay(relay, "VP8", 120)
+    sid = links["session_id"]
+    member = relay.token("member", sid, "RPL1")
+    ctx = await browser.new_context(**PHONE)
+    page = await ctx.new_page()
+    await page.goto(f"{relay.base_url}/replay?session={sid}&token={member}")
+    await page.wait_for_function("window.relayReplay.video.readyState >= 1", timeout=15000)
+    await page.tap("#play")
+    await page.wait_for_function("window.relayReplay.video.currentTime > 0.5", timeout=15000)
+    await page.evaluate("window.relayReplay.video.currentTime = 0.2")
+    await page.wait_for_function(
+        "window.relayReplay.video.currentTime < 1.0 && !window.relayReplay.video.seeking",
+        timeout=10000,
+    )
+    await page.wait_for_function("window.relayReplay.reports >= 2", timeout=15000)
+    await page.screenshot(path=str(artifacts / "replay-phone.png"))
+    kinds = [r.kind for r in relay.state.attendance.ledger.rows(sid)]
+    assert kinds.count("replay") >= 2

@@ -1,0 +1,89 @@
+"""After the lecture: the replay job, range requests, and replay attendance."""
+
+from __future__ import annotations
+
+import asyncio
+
+import av
+
+from server.attendance.report import build_report
+from tests.test_recording import record
+
+
+async def ended_with_replay(relay, codec="VP8", frames=90):
+    links = relay.new_session(video_codec=codec)
+    sid = links["session_id"]
+    pub, _, _ = await record(relay, links, codec, frames)
+    await pub.stop()
+    async with relay.http.post(
+        f"{relay.base_url}/api/sessions/{sid}/end",
+        headers={"Authorization": f"Bearer {links['lecturer_token']}"},
+    ) as resp:
+        body = await resp.json()
+        assert resp.status == 200 and body["replay"] == "queued"
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    while True:
+        job = relay.state.replays.state(sid)
+        if job is not None and job.state in ("done", "failed"):
+            break
+        assert loop.time() < deadline, "the replay job did not finish"
+        await asyncio.sleep(0.1)
+    assert job.state == "done", job.error
+    return links, job
+
+
+async def test_replay_is_h264_aac_faststart_and_served_with_ranges(relay, tmp_path):
+    links, job = await ended_with_replay(relay)
+    sid = links["session_id"]
+    assert job.media_seconds >= 2 and job.attempts == 1
+    url = f"{relay.base_url}/replays/{sid}.mp4?token={links['viewer_token']}"
+    async with relay.http.get(url, headers={"Range": "bytes=0-99"}) as resp:
+        assert resp.status == 206
+        assert resp.headers["Content-Range"].startswith("bytes 0-99/")
+        assert len(await resp.read()) == 100
+    async with relay.http.get(url) as resp:
+        assert resp.status == 200
+        data = await resp.read()
+    assert data.find(b"moov") < data.find(b"mdat")  # the index first: playable while loading
+    path = tmp_path / "replay.mp4"
+    path.write_bytes(data)
+    with av.open(str(path)) as c:
+        assert {s.type: s.codec_context.name for s in c.streams} == {
+            "video": "h264",
+            "audio": "aac",
+        }
+    async with relay.http.get(url.replace(".mp4", ".jpg")) as resp:
+        assert resp.status == 200 and (await resp.read())[:2] == b"\xff\xd8"
+    async with relay.http.get(f"{relay.base_url}/replays/{sid}.mp4") as resp:
+        assert resp.status == 401
+    other = relay.new_session()
+    async with relay.http.get(
+        f"{relay.base_url}/replays/{sid}.mp4?token={other['viewer_token']}"
+    ) as resp:
+        assert resp.status == 403
+
+
+async def test_h264_lectures_are_remuxed_not_transcoded(relay):
+    links, job = await ended_with_replay(relay, "H264", 60)
+    assert job.state == "done"
+    # no video encoder ran: the replay job took a fraction of the media's length
+    assert job.took_seconds < job.media_seconds
+
+
+async def test_replay_progress_goes_into_the_ledger_and_the_report(relay):
+    links, _ = await ended_with_replay(relay)
+    sid = links["session_id"]
+    member = relay.token("member", sid, "RP1")
+    url = f"{relay.base_url}/api/sessions/{sid}/replay/progress"
+    auth = {"Authorization": f"Bearer {member}"}
+    for pos, playing in ((0.0, True), (1.0, True), (2.0, True), (2.5, False)):
+        body = {"position": pos, "playing": playing, "visible": True, "view": "abc"}
+        async with relay.http.post(url, json=body, headers=auth) as resp:
+            assert resp.status == 200
+    async with relay.http.post(url, json={"position": -1, "view": "a"}, headers=auth) as resp:
+        assert resp.status == 400
+    rows = list(relay.state.attendance.ledger.rows(sid))
+    assert [r.kind for r in rows].count("replay") == 4
+    rep = build_report(sid, rows).participants["member:RP1"]
+    assert rep.replayed and rep.replay_seconds > 0
