@@ -256,7 +256,7 @@ def collect(viewers: list[subprocess.Popen]) -> int:
     return total
 
 
-async def bench_relay(args, children: Children) -> dict:
+async def bench_relay(args, children: Children, record: bool = True) -> dict:
     data = Path(tempfile.mkdtemp(prefix="lr-bench-"))
     port = free_port()
     env = dict(
@@ -268,8 +268,9 @@ async def bench_relay(args, children: Children) -> dict:
         LR_LOG_LEVEL="WARNING",
     )
     cli = [str(ROOT / ".venv/bin/lecture-relay")]
+    create = [*cli, "session", "create", "--title", "bench", "--json"]
     links = json.loads(
-        subprocess.check_output([*cli, "session", "create", "--title", "bench", "--json"], env=env)
+        subprocess.check_output(create + ([] if record else ["--no-record"]), env=env)
     )
     server = subprocess.Popen([*cli, "serve"], env=env)
     children.procs.append(server)
@@ -344,11 +345,24 @@ async def bench_mediarelay(args, children: Children) -> dict:
 async def orchestrate(args) -> None:
     floor = measure_floor(args.viewers)
     print(f"floor: SRTP protect + sendto {floor:.1f} us/pkt", flush=True)
+    if args.recording in ("off", "both"):
+        children = Children()
+        try:
+            off = await bench_relay(args, children, record=False)
+        finally:
+            children.stop()
+        print(f"recording off: {off['us_per_pkt']:.1f} us/egress pkt", flush=True)
     children = Children()
     try:
-        ours = await bench_relay(args, children)
+        ours = await bench_relay(args, children, record=args.recording != "off")
     finally:
         children.stop()
+    if args.recording == "both":
+        print(
+            f"recording on: {ours['us_per_pkt']:.1f} us/egress pkt "
+            f"({(ours['us_per_pkt'] / off['us_per_pkt'] - 1) * 100:+.1f}% against off)",
+            flush=True,
+        )
     print(
         f"relay: {args.viewers} viewers, cpu {ours['cpu'] * 100:.0f}% of a core, "
         f"{ours['us_per_pkt']:.1f} us/egress pkt, {ours['pkts_per_viewer_s']:.0f} pkt/s and "
@@ -394,6 +408,12 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=10.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--baseline-viewers", type=int, default=2)
+    parser.add_argument(
+        "--recording",
+        choices=["on", "off", "both"],
+        default="both",
+        help="measure the relay with the live recorder on, off, or both (the summary: on)",
+    )
     asyncio.run(orchestrate(parser.parse_args()))
 
 
