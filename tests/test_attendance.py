@@ -132,8 +132,10 @@ async def test_page_claiming_playback_after_its_media_was_cut_earns_nothing(rela
         assert rows[-1].data["peer"] == rid
         assert rows[-1].data["video_rr"] == rows[-2].data["video_rr"]
         last_span = (rows[-1].at_ms - rows[-2].at_ms) / 1000
+        # the heartbeat just after the cut may still count (its reports can carry packets
+        # from before the cut); the one after that may not
         assert after.seconds_watched <= before.seconds_watched + (
-            (rows[-2].at_ms - rows[-3].at_ms) / 1000
+            (rows[-2].at_ms - rows[-3].at_ms) / 1000 + 0.01
         )
         assert after.unverified_s >= last_span - 0.01
     finally:
