@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import sys
 
 from aiohttp import web
@@ -10,7 +12,7 @@ from media.fastpath import restrict_host_addresses
 from server.attendance.ledger import Ledger
 from server.attendance.signing import CheckpointLog, LedgerKey
 from server.attendance.tracker import Attendance
-from server.auth import TokenSigner, load_or_create_secret
+from server.auth import signer_for
 from server.config import Config
 from server.errors import error_middleware
 from server.live import LiveSessions
@@ -20,26 +22,31 @@ from server.routes import api, pages, whip
 from server.routes import attendance as attendance_routes
 from server.routes import replay as replay_routes
 from server.state import STATE, AppState
+from server.storage import sweep
 from server.store import Store
+
+log = logging.getLogger(__name__)
+RETENTION_SWEEP_S = 6 * 3600
 
 
 def create_app(config: Config) -> web.Application:
     restrict_host_addresses(config.ice_host_addresses)
-    store = Store(config.data_dir / "relay.sqlite3")
-    secret = config.secret.encode() if config.secret else load_or_create_secret(config.data_dir)
+    store = Store(config.store_path)
     live = LiveSessions(config, store)
-    ledger = Ledger(config.data_dir / "ledger.sqlite3")
+    ledger = Ledger(config.ledger_path)
     attendance = Attendance(
         ledger,
         LedgerKey.load_or_create(config.ledger_key_path),
-        CheckpointLog(config.data_dir / "checkpoints.jsonl"),
+        CheckpointLog(config.checkpoint_log_path),
         live.stop_peer,
         config.heartbeat_timeout_s,
         config.checkpoint_interval_s,
     )
     live.listeners.append(attendance.on_media_event)
-    replays = ReplayJobs(config.data_dir, sys.executable)
-    state = AppState(config, store, TokenSigner(secret), live, attendance, replays)
+    replays = ReplayJobs(config.media_root, sys.executable)
+    state = AppState(
+        config, store, signer_for(config.secret, config.data_dir), live, attendance, replays
+    )
 
     app = web.Application(middlewares=[error_middleware], client_max_size=1024 * 1024)
     app[STATE] = state
@@ -50,11 +57,28 @@ def create_app(config: Config) -> web.Application:
     pages.add_routes(app)
     app.router.add_get("/metrics", metrics_handler)
 
+    sweeper: list[asyncio.Task] = []
+
+    async def retention() -> None:
+        """Apply the retention policy now and then (off when both periods are 0)."""
+        while True:
+            removed = sweep(
+                config.media_root, config.recording_retention_days, config.replay_retention_days
+            )
+            if removed:
+                log.info("retention removed %d files", len(removed))
+            await asyncio.sleep(RETENTION_SWEEP_S)
+
     async def startup(app: web.Application) -> None:
         attendance.recover()
         attendance.start()
+        if config.recording_retention_days > 0 or config.replay_retention_days > 0:
+            sweeper.append(asyncio.ensure_future(retention()))
 
     async def cleanup(app: web.Application) -> None:
+        for task in sweeper:
+            task.cancel()
+        await asyncio.gather(*sweeper, return_exceptions=True)
         await replays.close()
         await state.live.close()
         await attendance.close()

@@ -100,6 +100,11 @@ def load_or_create_secret(data_dir: Path) -> bytes:
     return secret
 
 
+def signer_for(secret: str | None, data_dir: Path) -> TokenSigner:
+    """The configured secret, else the install's own (created on first use)."""
+    return TokenSigner(secret.encode() if secret else load_or_create_secret(data_dir))
+
+
 def bearer_token(request: web.Request) -> str | None:
     header = request.headers.get("Authorization", "")
     if header[:7].lower() == "bearer ":

@@ -18,7 +18,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def _config(args: argparse.Namespace) -> Config:
     config = config_from_env()
-    overrides: dict = {"data_dir": getattr(args, "data", None)}
+    overrides: dict = {
+        "data_dir": getattr(args, "data", None),
+        "media_dir": getattr(args, "media", None),
+    }
     for name in ("host", "port"):
         overrides[name] = getattr(args, name, None)
     if getattr(args, "ice_host", None):
@@ -27,10 +30,9 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def _signer(config: Config):
-    from server.auth import TokenSigner, load_or_create_secret
+    from server.auth import signer_for
 
-    secret = config.secret.encode() if config.secret else load_or_create_secret(config.data_dir)
-    return TokenSigner(secret)
+    return signer_for(config.secret, config.data_dir)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -70,7 +72,7 @@ def cmd_session_create(args: argparse.Namespace) -> int:
     from server.store import TOWNSHIPS, Store
 
     config = _config(args)
-    store = Store(config.data_dir / "relay.sqlite3")
+    store = Store(config.store_path)
     try:
         session = store.create_session(args.title, TOWNSHIPS, args.video_codec.upper())
         if args.no_record:
@@ -93,7 +95,7 @@ def cmd_session_create(args: argparse.Namespace) -> int:
 def cmd_session_list(args: argparse.Namespace) -> int:
     from server.store import Store
 
-    store = Store(_config(args).data_dir / "relay.sqlite3")
+    store = Store(_config(args).store_path)
     try:
         for s in store.list_sessions():
             print(f"{s.id}\t{s.status}\t{s.video_codec}\t{s.title}")
@@ -111,7 +113,7 @@ def cmd_token(args: argparse.Namespace) -> int:
 def _ledger(config: Config):
     from server.attendance.ledger import Ledger
 
-    path = config.data_dir / "ledger.sqlite3"
+    path = config.ledger_path
     if not path.exists():
         raise SystemExit(f"lecture-relay: no ledger at {path}")
     return Ledger(path)
@@ -164,7 +166,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             checkpoints = ledger.checkpoints(args.session)
         finally:
             ledger.close()
-        checkpoints += CheckpointLog(config.data_dir / "checkpoints.jsonl").read(args.session)
+        checkpoints += CheckpointLog(config.checkpoint_log_path).read(args.session)
         receipt = None
         if args.receipt:
             receipt = checkpoint_from(json.loads(Path(args.receipt).read_text()))
@@ -183,7 +185,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from server.store import Store
 
     config = _config(args)
-    store = Store(config.data_dir / "relay.sqlite3")
+    store = Store(config.store_path)
     ledger = _ledger(config)
     try:
         session = store.get_session(args.session)
@@ -228,7 +230,7 @@ def cmd_roster_import(args: argparse.Namespace) -> int:
     from server.store import Store
 
     config = _config(args)
-    store = Store(config.data_dir / "relay.sqlite3")
+    store = Store(config.store_path)
 
     def progress(n: int) -> None:
         width = 30
@@ -257,7 +259,7 @@ def cmd_links(args: argparse.Namespace) -> int:
     from server.store import Store
 
     config = _config(args)
-    store = Store(config.data_dir / "relay.sqlite3")
+    store = Store(config.store_path)
     try:
         session = store.get_session(args.session)
         if session is None:
@@ -279,7 +281,7 @@ def cmd_replay_build(args: argparse.Namespace) -> int:
     from server.replay import run_job
 
     config = _config(args)
-    state = run_job(config.data_dir, args.session)
+    state = run_job(config.media_root, args.session)
     print(
         f"replay of {args.session}: {state.state}"
         + (
@@ -295,7 +297,7 @@ def cmd_replay_build(args: argparse.Namespace) -> int:
 def cmd_replay_status(args: argparse.Namespace) -> int:
     from server.replay import ReplayState, replay_paths
 
-    state = ReplayState.load(replay_paths(_config(args).data_dir, args.session)[2])
+    state = ReplayState.load(replay_paths(_config(args).media_root, args.session)[2])
     if state is None:
         print(f"no replay job for {args.session}")
         return 1
@@ -352,6 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     rpsub = replay.add_subparsers(dest="replay_command", required=True)
     rb = rpsub.add_parser("build", help="make the H.264 + AAC MP4 (normally run by the server)")
     rb.add_argument("session")
+    rb.add_argument("--media", type=Path, help="recordings and replays directory")
     _common(rb)
     rb.set_defaults(func=cmd_replay_build)
     rs = rpsub.add_parser("status", help="the replay job's state")

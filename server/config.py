@@ -57,6 +57,11 @@ class Config:
     checkpoint_interval_s: float = 60.0
     # Share of the lecture's length a member must watch to be credited.
     credit_threshold: float = 0.8
+    # Recordings and replays (recordings/, replays/); None: the data directory.
+    media_dir: Path | None = None
+    # Days to keep recordings once their replay is made, and replays (0: forever).
+    recording_retention_days: float = 0
+    replay_retention_days: float = 0
     # HTTPS: browsers open the camera only on https:// (or http://localhost).
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -68,6 +73,22 @@ class Config:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
         scheme = "https" if self.tls_cert else "http"
         return f"{scheme}://{host}:{self.port}"
+
+    @property
+    def store_path(self) -> Path:
+        return self.data_dir / "relay.sqlite3"
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.data_dir / "ledger.sqlite3"
+
+    @property
+    def checkpoint_log_path(self) -> Path:
+        return self.data_dir / "checkpoints.jsonl"
+
+    @property
+    def media_root(self) -> Path:
+        return self.media_dir or self.data_dir
 
     @property
     def ledger_key_path(self) -> Path:
@@ -128,6 +149,12 @@ def config_from_env(env: dict[str, str] | None = None) -> Config:
         kwargs["checkpoint_interval_s"] = float(env["LR_CHECKPOINT_INTERVAL"])
     if "LR_CREDIT_THRESHOLD" in env:
         kwargs["credit_threshold"] = float(env["LR_CREDIT_THRESHOLD"])
+    if env.get("LR_MEDIA_DIR"):
+        kwargs["media_dir"] = Path(env["LR_MEDIA_DIR"])
+    if "LR_RECORDING_RETENTION_DAYS" in env:
+        kwargs["recording_retention_days"] = float(env["LR_RECORDING_RETENTION_DAYS"])
+    if "LR_REPLAY_RETENTION_DAYS" in env:
+        kwargs["replay_retention_days"] = float(env["LR_REPLAY_RETENTION_DAYS"])
     if "LR_LOG_LEVEL" in env:
         kwargs["log_level"] = env["LR_LOG_LEVEL"]
     return Config(**kwargs)

@@ -11,9 +11,12 @@ from server.config import Config
 from server.store import Member, Session
 
 
-def session_links(config: Config, signer: TokenSigner, session: Session) -> dict:
+def session_links(
+    config: Config, signer: TokenSigner, session: Session, base_url: str | None = None
+) -> dict:
+    """``base_url``: where the asker reached us (an API call), else the configured URL."""
     ttl = config.token_ttl_s
-    base = config.base_url
+    base = config.public_url.rstrip("/") if config.public_url else (base_url or config.base_url)
     sid = session.id
     lecturer = signer.issue("lecturer", sid, "lecturer", ttl)
     viewer = signer.issue("viewer", sid, None, ttl)

@@ -48,7 +48,7 @@ class LiveSessions:
             self._rtc,
             self._config.keyframe_interval_s,
             self._on_event,
-            self._config.data_dir / "recordings" if self._store.records(session_id) else None,
+            self._config.media_root / "recordings" if self._store.records(session_id) else None,
         )
         self.sessions[session_id] = media
         return media

@@ -48,15 +48,15 @@ class ReplayState:
             return None
 
 
-def replay_paths(data_dir: Path, session: str) -> tuple[Path, Path, Path]:
+def replay_paths(media_dir: Path, session: str) -> tuple[Path, Path, Path]:
     """(mp4, poster jpg, state json)."""
-    base = data_dir / "replays"
+    base = media_dir / "replays"
     return base / f"{session}.mp4", base / f"{session}.jpg", base / f"{session}.json"
 
 
-def recordings_of(data_dir: Path, session: str) -> list[Path]:
+def recordings_of(media_dir: Path, session: str) -> list[Path]:
     """A session's recordings in the order they were made (a server restart starts another)."""
-    folder = data_dir / "recordings"
+    folder = media_dir / "recordings"
     found = list(folder.glob(f"{session}-*.webm")) + list(folder.glob(f"{session}-*.mkv"))
     return sorted(found, key=lambda p: int(p.stem.rsplit("-", 1)[1]))
 
@@ -220,12 +220,12 @@ def save_jpeg(frame: av.VideoFrame, path: Path) -> bool:
         return False
 
 
-def run_job(data_dir: Path, session: str, attempts: int = 3) -> ReplayState:
+def run_job(media_dir: Path, session: str, attempts: int = 3) -> ReplayState:
     """Build with retries; the state file says how it goes. The recordings are never touched."""
-    mp4, poster, state_path = replay_paths(data_dir, session)
+    mp4, poster, state_path = replay_paths(media_dir, session)
     mp4.parent.mkdir(parents=True, exist_ok=True)
     state = ReplayState.load(state_path) or ReplayState(session)
-    sources = recordings_of(data_dir, session)
+    sources = recordings_of(media_dir, session)
     state.sources = [p.name for p in sources]
     if not sources:
         state.state, state.error = "failed", "no recording of this session"
@@ -256,8 +256,8 @@ def run_job(data_dir: Path, session: str, attempts: int = 3) -> ReplayState:
 class ReplayJobs:
     """Runs replay builds in their own process under ``nice``, one at a time, and owns them."""
 
-    def __init__(self, data_dir: Path, python: str, niceness: int = 10) -> None:
-        self.data_dir = data_dir
+    def __init__(self, media_dir: Path, python: str, niceness: int = 10) -> None:
+        self.media_dir = media_dir
         self._python = python
         self._niceness = niceness
         self._queue: list[str] = []
@@ -265,12 +265,12 @@ class ReplayJobs:
         self._wake = None
 
     def state(self, session: str) -> ReplayState | None:
-        return ReplayState.load(replay_paths(self.data_dir, session)[2])
+        return ReplayState.load(replay_paths(self.media_dir, session)[2])
 
     def schedule(self, session: str) -> ReplayState:
         import asyncio
 
-        _, _, state_path = replay_paths(self.data_dir, session)
+        _, _, state_path = replay_paths(self.media_dir, session)
         state_path.parent.mkdir(parents=True, exist_ok=True)
         state = ReplayState(session)
         state.save(state_path)
@@ -301,8 +301,8 @@ class ReplayJobs:
                     "replay",
                     "build",
                     session,
-                    "--data",
-                    str(self.data_dir),
+                    "--media",
+                    str(self.media_dir),
                     stdout=asyncio.subprocess.DEVNULL,
                     stderr=asyncio.subprocess.DEVNULL,
                 )

@@ -75,3 +75,14 @@ async def test_unknown_routes_and_methods_answer_json_not_tracebacks(relay):
     assert status == 404 and body["status"] == 404
     status, body = await call(relay, "PUT", "/api/rooms/join")
     assert status == 405 and body["error"]
+
+
+async def test_links_made_through_the_api_point_where_the_caller_reached_us(relay):
+    admin = relay.token("admin", None)
+    async with relay.http.post(
+        f"{relay.base_url}/api/sessions",
+        json={"title": "链接地址"},
+        headers={"Authorization": f"Bearer {admin}"},
+    ) as resp:
+        body = await resp.json()
+    assert body["urls"]["watch"].startswith(relay.base_url + "/watch?session=")

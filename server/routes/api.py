@@ -10,6 +10,7 @@ from server.auth import require
 from server.errors import HTTPProblem
 from server.links import session_links
 from server.state import STATE, AppState
+from server.storage import recording_bytes, usage
 from server.store import TOWNSHIPS
 
 ANY_ROLE = ("viewer", "room", "member", "lecturer", "admin")
@@ -113,8 +114,40 @@ async def create_session(request: web.Request) -> web.Response:
     codec = str(data.get("video_codec", "VP8")).upper()
     if codec not in ("VP8", "H264"):
         raise HTTPProblem(400, "video_codec is VP8 or H264")
+    flags = {k: data.get(k, True) for k in ("record", "replay_credit")}
+    if not all(isinstance(v, bool) for v in flags.values()):
+        raise HTTPProblem(400, "record and replay_credit are booleans")
     session = state.store.create_session(title, TOWNSHIPS, codec)
-    return web.json_response(session_links(state.config, state.signer, session), status=201)
+    state.store.set_record(session.id, flags["record"])
+    state.store.set_replay_credit(session.id, flags["replay_credit"])
+    base = f"{request.scheme}://{request.host}"
+    return web.json_response(session_links(state.config, state.signer, session, base), status=201)
+
+
+async def admin_overview(request: web.Request) -> web.Response:
+    """Sessions with their state, replay jobs and disk use, for the admin page."""
+    state: AppState = request.app[STATE]
+    require(request, state.signer, ("admin",))
+    media_dir = state.config.media_root
+    sessions = []
+    for s in state.store.list_sessions():
+        job = state.replays.state(s.id)
+        live = state.live.find(s.id)
+        sessions.append(
+            {
+                "id": s.id,
+                "title": s.title,
+                "status": s.status,
+                "video_codec": s.video_codec,
+                "created_at": s.created_at,
+                "record": state.store.records(s.id),
+                "replay_credit": state.store.replay_credit(s.id),
+                "viewers": len(live.viewers) if live else 0,
+                "recording_bytes": recording_bytes(media_dir, s.id),
+                "replay": job.__dict__ if job else None,
+            }
+        )
+    return web.json_response({"storage": usage(media_dir).as_json(), "sessions": sessions})
 
 
 def add_routes(app: web.Application) -> None:
@@ -123,3 +156,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/sessions/{session}", session_info)
     app.router.add_get("/api/sessions/{session}/stats", session_stats)
     app.router.add_post("/api/rooms/join", room_join)
+    app.router.add_get("/api/admin/overview", admin_overview)

@@ -98,7 +98,7 @@ async def end_session(request: web.Request) -> web.Response:
     await state.live.end(sid)
     receipt = await state.attendance.end_session(sid, claims.role)
     replay = None
-    if recordings_of(state.config.data_dir, sid):
+    if recordings_of(state.config.media_root, sid):
         replay = state.replays.schedule(sid).state
     return web.json_response(
         {"session_id": sid, "status": "ended", "receipt": receipt, "replay": replay}

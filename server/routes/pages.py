@@ -14,6 +14,7 @@ PAGES = {
     "/watch": "watch.html",
     "/audit": "audit.html",
     "/replay": "replay.html",
+    "/admin": "admin.html",
 }
 
 

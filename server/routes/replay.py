@@ -38,7 +38,7 @@ async def replay_file(request: web.Request) -> web.StreamResponse:
     state: AppState = request.app[STATE]
     sid, ext = request.match_info["session"], request.match_info["ext"]
     require(request, state.signer, ANY_ROLE, sid)
-    mp4, poster, _ = replay_paths(state.config.data_dir, sid)
+    mp4, poster, _ = replay_paths(state.config.media_root, sid)
     path = mp4 if ext == "mp4" else poster
     if not path.exists():
         raise HTTPProblem(404, "this replay is not ready")

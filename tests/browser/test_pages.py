@@ -235,3 +235,21 @@ async def test_phone_plays_the_replay_and_seeks(relay, browser, artifacts):
     await page.screenshot(path=str(artifacts / "replay-phone.png"))
     kinds = [r.kind for r in relay.state.attendance.ledger.rows(sid)]
     assert kinds.count("replay") >= 2
+
+
+async def test_admin_page_shows_replays_and_disk(relay, browser, artifacts):
+    from tests.test_replay import ended_with_replay
+
+    await ended_with_replay(relay, "VP8", 30)
+    admin = relay.token("admin", None, "组织部")
+    ctx = await browser.new_context(viewport={"width": 1200, "height": 800})
+    page = await ctx.new_page()
+    await page.goto(f"{relay.base_url}/admin?token={admin}")
+    await page.wait_for_function(
+        "document.getElementById('sessions').textContent.includes('已生成')", timeout=10000
+    )
+    await page.fill("#title", "新讲座（管理页创建）")
+    await page.click("#create button")
+    await page.wait_for_selector("#created:not([hidden])", timeout=5000)
+    assert "教室码" in await page.inner_text("#created")
+    await page.screenshot(path=str(artifacts / "admin.png"), full_page=True)
