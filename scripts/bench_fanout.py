@@ -268,7 +268,7 @@ async def bench_relay(args, children: Children, record: bool = True) -> dict:
         LR_LOG_LEVEL="WARNING",
     )
     cli = [str(ROOT / ".venv/bin/lecture-relay")]
-    create = [*cli, "session", "create", "--title", "bench", "--json"]
+    create = [*cli, "session", "create", "--title", "bench", "--video-codec", "VP8", "--json"]
     links = json.loads(
         subprocess.check_output(create + ([] if record else ["--no-record"]), env=env)
     )

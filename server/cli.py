@@ -324,7 +324,12 @@ def build_parser() -> argparse.ArgumentParser:
     ssub = session.add_subparsers(dest="session_command", required=True)
     create = ssub.add_parser("create", help="create a session with its 15 township rooms")
     create.add_argument("--title", required=True)
-    create.add_argument("--video-codec", default="VP8", choices=["VP8", "H264", "vp8", "h264"])
+    create.add_argument(
+        "--video-codec",
+        default="H264",
+        choices=["H264", "VP8", "h264", "vp8"],
+        help="H264 (default: every phone decodes it, replays need no transcode) or VP8",
+    )
     create.add_argument("--json", action="store_true", help="print JSON")
     create.add_argument("--no-record", action="store_true", help="do not record this lecture")
     _common(create)

@@ -16,7 +16,7 @@ CREATE TABLE IF NOT EXISTS sessions (
     id TEXT PRIMARY KEY,
     title TEXT NOT NULL,
     status TEXT NOT NULL DEFAULT 'scheduled',
-    video_codec TEXT NOT NULL DEFAULT 'VP8',
+    video_codec TEXT NOT NULL DEFAULT 'H264',
     credit_threshold REAL NOT NULL DEFAULT 0.8,
     record INTEGER NOT NULL DEFAULT 1,
     replay_credit INTEGER NOT NULL DEFAULT 1,
@@ -102,7 +102,7 @@ class Store:
         self._db.close()
 
     def create_session(
-        self, title: str, rooms: tuple[str, ...] = TOWNSHIPS, video_codec: str = "VP8"
+        self, title: str, rooms: tuple[str, ...] = TOWNSHIPS, video_codec: str = "H264"
     ) -> Session:
         sid = secrets.token_hex(4)
         now = time.time()

@@ -33,7 +33,7 @@ class Relay:
     def state(self):
         return self.app[STATE]
 
-    def new_session(self, title: str = "测试讲座", video_codec: str = "VP8") -> dict:
+    def new_session(self, title: str = "测试讲座", video_codec: str = "H264") -> dict:
         session = self.state.store.create_session(title, TOWNSHIPS, video_codec)
         return session_links(self.config, self.state.signer, session)
 

@@ -100,7 +100,10 @@ async def test_a_killed_server_leaves_a_readable_recording(tmp_path):
     from tests.test_attendance_cli import ROOT, cli, env_for, wait_health
     from tests.test_cli import free_port
 
-    links = json.loads(cli(tmp_path, "session", "create", "--title", "录制", "--json").stdout)
+    created = cli(
+        tmp_path, "session", "create", "--title", "录制", "--video-codec", "VP8", "--json"
+    )
+    links = json.loads(created.stdout)
     port = free_port()
     env = env_for(tmp_path, LR_PORT=str(port))
     server = subprocess.Popen([sys.executable, "-m", "server", "serve"], cwd=ROOT, env=env)

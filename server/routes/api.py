@@ -111,7 +111,7 @@ async def create_session(request: web.Request) -> web.Response:
     title = str(data.get("title", "")).strip()
     if not title:
         raise HTTPProblem(400, "title is required")
-    codec = str(data.get("video_codec", "VP8")).upper()
+    codec = str(data.get("video_codec", "H264")).upper()
     if codec not in ("VP8", "H264"):
         raise HTTPProblem(400, "video_codec is VP8 or H264")
     flags = {k: data.get(k, True) for k in ("record", "replay_credit")}
