@@ -178,9 +178,18 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if verdict.ok else 1
 
 
+def _emit(body: bytes, out: str | None, what: str) -> None:
+    """Write an export to --out (saying what was written) or to standard output."""
+    if out:
+        Path(out).write_bytes(body)
+        print(f"wrote {what} to {out}", file=sys.stderr)
+    else:
+        sys.stdout.buffer.write(body)
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     from server.attendance.events import Export
-    from server.attendance.report import build_report, to_csv, to_json, to_xlsx
+    from server.attendance.exports import render, report_for
     from server.attendance.signing import LedgerKey, receipt
     from server.store import Store
 
@@ -193,35 +202,16 @@ def cmd_audit(args: argparse.Namespace) -> int:
             print(f"lecture-relay: unknown session {args.session}", file=sys.stderr)
             return 2
         ledger.append_now(args.session, Export("cli", args.format, args.phones))
-        rows = list(ledger.rows(args.session))
-        names = {m.member_id: (m.name, m.township, m.phone) for m in store.members()}
-        rooms = {r.code: r.name for r in session.rooms}
-        report = build_report(
-            args.session,
-            rows,
-            store.credit_threshold(args.session),
-            names,
-            rooms,
-            replay_credit=store.replay_credit(args.session),
-        )
+        report, rows = report_for(store, ledger, session)
         checkpoints = ledger.checkpoints(args.session)
         key = LedgerKey.load_or_create(config.ledger_key_path)
         finals = [c for c in checkpoints if c.final]
         rec = receipt(finals[-1], key.public) if finals else None
-        if args.format == "csv":
-            body = to_csv(report, rec, args.phones)
-        elif args.format == "xlsx":
-            body = to_xlsx(report, rec, args.phones)
-        else:
-            body = to_json(report, rows, [c.as_json() for c in checkpoints], rec, args.phones)
+        body = render(args.format, report, rows, checkpoints, rec, args.phones)
     finally:
         ledger.close()
         store.close()
-    if args.out:
-        Path(args.out).write_bytes(body)
-        print(f"wrote {len(report.participants)} participants to {args.out}", file=sys.stderr)
-    else:
-        sys.stdout.buffer.write(body)
+    _emit(body, args.out, f"{len(report.participants)} participants")
     return 0
 
 
@@ -269,11 +259,7 @@ def cmd_links(args: argparse.Namespace) -> int:
     finally:
         store.close()
     body = to_xlsx_bytes(rows) if args.format == "xlsx" else to_csv_bytes(rows)
-    if args.out:
-        Path(args.out).write_bytes(body)
-        print(f"wrote {len(rows)} personal links to {args.out}", file=sys.stderr)
-    else:
-        sys.stdout.buffer.write(body)
+    _emit(body, args.out, f"{len(rows)} personal links")
     return 0
 
 

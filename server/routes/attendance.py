@@ -10,14 +10,8 @@ import segno
 from aiohttp import web
 
 from server.attendance.events import Checkin, Export, Headcount, Replay
-from server.attendance.report import (
-    audit_summary,
-    build_report,
-    rows_for_export,
-    to_csv,
-    to_json,
-    to_xlsx,
-)
+from server.attendance.exports import CONTENT_TYPES, render, report_for
+from server.attendance.report import audit_summary, rows_for_export
 from server.attendance.verify import verify
 from server.auth import require
 from server.errors import HTTPProblem
@@ -109,18 +103,7 @@ def session_report(state: AppState, sid: str):
     session = state.store.get_session(sid)
     if session is None:
         raise HTTPProblem(404, f"unknown session {sid}")
-    rows = list(state.attendance.ledger.rows(sid))
-    names = {m.member_id: (m.name, m.township, m.phone) for m in state.store.members()}
-    rooms = {r.code: r.name for r in session.rooms}
-    report = build_report(
-        sid,
-        rows,
-        state.store.credit_threshold(sid),
-        names,
-        rooms,
-        replay_credit=state.store.replay_credit(sid),
-    )
-    return report, rows
+    return report_for(state.store, state.attendance.ledger, session)
 
 
 async def export(request: web.Request) -> web.Response:
@@ -136,14 +119,9 @@ async def export(request: web.Request) -> web.Response:
     await state.attendance.append(sid, Export(claims.subject or claims.role, fmt, phones))
     report, rows = session_report(state, sid)
     receipt = state.attendance.final_receipt(sid)
-    if fmt == "csv":
-        body, ctype = to_csv(report, receipt, phones), "text/csv"
-    elif fmt == "xlsx":
-        body = to_xlsx(report, receipt, phones)
-        ctype = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-    else:
-        cps = [c.as_json() for c in state.attendance.ledger.checkpoints(sid)]
-        body, ctype = to_json(report, rows, cps, receipt, phones), "application/json"
+    cps = state.attendance.ledger.checkpoints(sid)
+    body = render(fmt, report, rows, cps, receipt, phones)
+    ctype = CONTENT_TYPES[fmt]
     return web.Response(
         body=body,
         content_type=ctype,
