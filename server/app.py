@@ -17,9 +17,11 @@ from server.config import Config
 from server.errors import error_middleware
 from server.live import LiveSessions
 from server.metrics import metrics_handler
+from server.programme.store import ProgrammeStore
 from server.replay import ReplayJobs
 from server.routes import api, pages, whip
 from server.routes import attendance as attendance_routes
+from server.routes import programme as programme_routes
 from server.routes import replay as replay_routes
 from server.state import STATE, AppState
 from server.storage import sweep
@@ -44,9 +46,9 @@ def create_app(config: Config) -> web.Application:
     )
     live.listeners.append(attendance.on_media_event)
     replays = ReplayJobs(config.media_root, sys.executable)
-    state = AppState(
-        config, store, signer_for(config.secret, config.data_dir), live, attendance, replays
-    )
+    programme = ProgrammeStore(config.store_path)
+    signer = signer_for(config.secret, config.data_dir)
+    state = AppState(config, store, signer, live, attendance, replays, programme)
 
     app = web.Application(middlewares=[error_middleware], client_max_size=1024 * 1024)
     app[STATE] = state
@@ -54,6 +56,7 @@ def create_app(config: Config) -> web.Application:
     api.add_routes(app)
     attendance_routes.add_routes(app)
     replay_routes.add_routes(app)
+    programme_routes.add_routes(app)
     pages.add_routes(app)
     app.router.add_get("/metrics", metrics_handler)
 
@@ -83,6 +86,7 @@ def create_app(config: Config) -> web.Application:
         await state.live.close()
         await attendance.close()
         ledger.close()
+        programme.close()
         store.close()
 
     app.on_startup.append(startup)

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from server.errors import HTTPProblem
 
-ROLES = ("admin", "lecturer", "viewer", "room", "member")
+ROLES = ("admin", "school", "lecturer", "viewer", "room", "member")
 
 
 @dataclass(frozen=True)

@@ -376,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.set_defaults(func=cmd_audit)
 
     token = sub.add_parser("token", help="issue a signed token")
-    token.add_argument("role", choices=["admin", "lecturer", "viewer", "room", "member"])
+    token.add_argument("role", choices=["admin", "school", "lecturer", "viewer", "room", "member"])
     token.add_argument("--session")
     token.add_argument("--subject")
     token.add_argument("--ttl", type=int, default=24 * 3600, help="seconds (default one day)")

@@ -62,6 +62,8 @@ class Config:
     # Days to keep recordings once their replay is made, and replays (0: forever).
     recording_retention_days: float = 0
     replay_retention_days: float = 0
+    # Class hours a member should earn in a year (轮训).
+    yearly_target_hours: float = 12.0
     # HTTPS: browsers open the camera only on https:// (or http://localhost).
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -155,6 +157,8 @@ def config_from_env(env: dict[str, str] | None = None) -> Config:
         kwargs["recording_retention_days"] = float(env["LR_RECORDING_RETENTION_DAYS"])
     if "LR_REPLAY_RETENTION_DAYS" in env:
         kwargs["replay_retention_days"] = float(env["LR_REPLAY_RETENTION_DAYS"])
+    if "LR_YEARLY_TARGET_HOURS" in env:
+        kwargs["yearly_target_hours"] = float(env["LR_YEARLY_TARGET_HOURS"])
     if "LR_LOG_LEVEL" in env:
         kwargs["log_level"] = env["LR_LOG_LEVEL"]
     return Config(**kwargs)

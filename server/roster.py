@@ -42,7 +42,8 @@ class ImportResult:
     errors: list[tuple[int, str]] = field(default_factory=list)  # (row number, reason)
 
 
-def _rows(path: Path) -> Iterator[list[str]]:
+def read_rows(path: Path) -> Iterator[list[str]]:
+    """The rows of a CSV (UTF-8, BOM or not) or XLSX file, as stripped strings."""
     if path.suffix.lower() in (".xlsx", ".xlsm"):
         from openpyxl import load_workbook
 
@@ -55,30 +56,37 @@ def _rows(path: Path) -> Iterator[list[str]]:
         yield from ([c.strip() for c in r] for r in csv.reader(io.StringIO(text)))
 
 
+def header_index(
+    header: list[str] | None, headers: dict[str, tuple[str, ...]], required: tuple[str, ...]
+) -> tuple[dict[str, int], str | None]:
+    """Which column holds each field (English or Chinese titles); an error for row 1."""
+    if header is None:
+        return {}, "the file is empty"
+    index: dict[str, int] = {}
+    for key, names in headers.items():
+        for i, title in enumerate(header):
+            if title.strip().lower() in names:
+                index[key] = i
+                break
+    missing = [k for k in required if k not in index]
+    return index, (f"missing columns: {', '.join(missing)}" if missing else None)
+
+
+def cell(row: list[str], index: dict[str, int], key: str) -> str:
+    i = index.get(key)
+    return row[i] if i is not None and i < len(row) else ""
+
+
 def parse(
     rows: Iterator[list[str]], progress: Callable[[int], None] | None = None
 ) -> tuple[list[Member], ImportResult]:
     result = ImportResult()
     members: list[Member] = []
     seen: set[str] = set()
-    header = next(rows, None)
-    if header is None:
-        result.errors.append((1, "the file is empty"))
+    index, problem = header_index(next(rows, None), HEADERS, ("member_id", "name", "township"))
+    if problem:
+        result.errors.append((1, problem))
         return members, result
-    index: dict[str, int] = {}
-    for key, names in HEADERS.items():
-        for i, title in enumerate(header):
-            if title.strip().lower() in names:
-                index[key] = i
-                break
-    missing = [k for k in ("member_id", "name", "township") if k not in index]
-    if missing:
-        result.errors.append((1, f"missing columns: {', '.join(missing)}"))
-        return members, result
-
-    def cell(row: list[str], key: str) -> str:
-        i = index.get(key)
-        return row[i] if i is not None and i < len(row) else ""
 
     for number, row in enumerate(rows, start=2):
         if not any(row):
@@ -86,9 +94,10 @@ def parse(
         result.rows += 1
         if progress and result.rows % 1000 == 0:
             progress(result.rows)
-        member_id, name = cell(row, "member_id"), cell(row, "name")
-        township, phone = cell(row, "township"), cell(row, "phone").replace(" ", "")
-        category = CATEGORIES.get(cell(row, "category").lower())
+        member_id, name = cell(row, index, "member_id"), cell(row, index, "name")
+        township = cell(row, index, "township")
+        phone = cell(row, index, "phone").replace(" ", "")
+        category = CATEGORIES.get(cell(row, index, "category").lower())
         if not member_id:
             result.errors.append((number, "党员编号 (member_id) is empty"))
         elif member_id in seen:
@@ -100,7 +109,7 @@ def parse(
         elif phone and not PHONE.match(phone):
             result.errors.append((number, f"phone {phone!r} is not an 11-digit mobile number"))
         elif category is None:
-            result.errors.append((number, f"unknown category {cell(row, 'category')!r}"))
+            result.errors.append((number, f"unknown category {cell(row, index, 'category')!r}"))
         else:
             seen.add(member_id)
             members.append(Member(member_id, name, township, phone, category))
@@ -114,7 +123,7 @@ def import_file(
 ) -> ImportResult:
     """Import the good rows of a roster file; report the others by row number."""
     try:
-        rows = _rows(path)
+        rows = read_rows(path)
         members, result = parse(rows, progress)
     except (OSError, ValueError, KeyError) as exc:  # unreadable or not a spreadsheet
         return ImportResult(errors=[(0, f"cannot read {path.name}: {exc}")])

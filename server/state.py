@@ -10,6 +10,7 @@ from server.attendance.tracker import Attendance
 from server.auth import TokenSigner
 from server.config import Config
 from server.live import LiveSessions
+from server.programme.store import ProgrammeStore
 from server.replay import ReplayJobs
 from server.store import Store
 
@@ -28,6 +29,7 @@ class AppState:
     live: LiveSessions
     attendance: Attendance
     replays: ReplayJobs
+    programme: ProgrammeStore
     metrics: Counters = field(default_factory=Counters)
 
 

@@ -17,6 +17,7 @@ from server.auth import require
 from server.errors import HTTPProblem
 from server.replay import recordings_of
 from server.routes.api import read_json
+from server.routes.programme import credit_session
 from server.state import STATE, AppState
 
 VIEW_ROLES = ("viewer", "room", "member", "lecturer", "admin")
@@ -91,6 +92,8 @@ async def end_session(request: web.Request) -> web.Response:
         raise HTTPProblem(409, "this session has already ended")
     await state.live.end(sid)
     receipt = await state.attendance.end_session(sid, claims.role)
+    report, _ = session_report(state, sid)
+    credit_session(state, sid, report)
     replay = None
     if recordings_of(state.config.media_root, sid):
         replay = state.replays.schedule(sid).state

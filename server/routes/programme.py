@@ -1,0 +1,440 @@
+"""The programme over HTTP: libraries, assigned and ordered training, approval, feedback,
+credit and the rotation dashboard. Department admins decide; school operators (role
+``school``, subject = their school) file and order; nobody approves their own request."""
+
+from __future__ import annotations
+
+import datetime
+import tempfile
+from pathlib import Path
+
+from aiohttp import web
+
+from server.auth import Claims, require
+from server.errors import HTTPProblem
+from server.links import session_links
+from server.programme.imports import import_courses, import_teachers
+from server.routes.api import read_json
+from server.state import STATE, AppState
+from server.store import TOWNSHIPS
+
+ADMIN = ("admin",)
+STAFF = ("admin", "school")
+
+
+def _int(value, what: str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise HTTPProblem(400, f"{what} must be an integer") from None
+
+
+def _text(data: dict, key: str, required: bool = True) -> str:
+    value = str(data.get(key, "")).strip()
+    if required and not value:
+        raise HTTPProblem(400, f"{key} is required")
+    return value
+
+
+# -- libraries ---------------------------------------------------------------------------------
+async def schools(request: web.Request) -> web.Response:
+    state: AppState = request.app[STATE]
+    require(request, state.signer, STAFF)
+    return web.json_response(state.programme.schools())
+
+
+async def teachers(request: web.Request) -> web.Response:
+    state: AppState = request.app[STATE]
+    claims = require(request, state.signer, STAFF)
+    q = request.query
+    found = state.programme.teachers(q.get("q", ""), q.get("tier"), q.get("school"), q.get("tag"))
+    return web.json_response([t.as_json(with_contact=claims.role == "admin") for t in found])
+
+
+async def add_teacher(request: web.Request) -> web.Response:
+    state: AppState = request.app[STATE]
+    require(request, state.signer, ADMIN)
+    data = await read_json(request)
+    tier = _text(data, "tier")
+    school = _text(data, "school_id")
+    if tier not in ("city", "township"):
+        raise HTTPProblem(400, "tier is city or township")
+    if state.programme.school(school) is None:
+        raise HTTPProblem(400, f"unknown school {school}")
+    tags = data.get("tags") or []
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise HTTPProblem(400, "tags is a list of strings")
+    (tid,) = state.programme.add_teachers(
+        [
+            (
+                _text(data, "name"),
+                _text(data, "organisation"),
+                tier,
+                school,
+                tuple(tags),
+                _text(data, "contact", False),
+            )
+        ]
+    )
+    return web.json_response(state.programme.teacher(tid).as_json(True), status=201)
+
+
+async def delete_teacher(request: web.Request) -> web.Response:
+    state: AppState = request.app[STATE]
+    require(request, state.signer, ADMIN)
+    try:
+        gone = state.programme.delete_teacher(_int(request.match_info["id"], "id"))
+    except ValueError as exc:
+        raise HTTPProblem(409, str(exc)) from None
+    if not gone:
+        raise HTTPProblem(404, "no such teacher")
+    return web.json_response({"deleted": True})
+
+
+async def courses(request: web.Request) -> web.Response:
+    state: AppState = request.app[STATE]
+    claims = require(request, state.signer, STAFF)
+    q = request.query
+    teacher = _int(q["teacher"], "teacher") if "teacher" in q else None
+    found = state.programme.courses(q.get("q", ""), q.get("topic"), teacher)
+    return web.json_response([c.as_json(with_answers=claims.role == "admin") for c in found])
+
+
+async def add_course(request: web.Request) -> web.Response:
+    state: AppState = request.app[STATE]
+    require(request, state.signer, ADMIN)
+    data = await read_json(request)
+    try:
+        hours = float(data.get("class_hours"))
+    except (TypeError, ValueError):
+        hours = -1
+    if not 0 < hours <= 8:
+        raise HTTPProblem(400, "class_hours is a number from 0.5 to 8")
+    teacher_ids = [_int(t, "teacher_ids") for t in data.get("teacher_ids") or []]
+    known = {t.id for t in state.programme.teachers(ids=teacher_ids)} if teacher_ids else set()
+    if set(teacher_ids) - known:
+        raise HTTPProblem(400, f"unknown teachers {sorted(set(teacher_ids) - known)}")
+    quiz = data.get("quiz") or []
+    for item in quiz:
+        if not (
+            isinstance(item, dict)
+            and isinstance(item.get("question"), str)
+            and isinstance(item.get("options"), list)
+            and isinstance(item.get("answer"), int)
+            and 0 <= item["answer"] < len(item["options"])
+        ):
+            raise HTTPProblem(400, "quiz items are {question, options, answer (index)}")
+    (cid,) = state.programme.add_courses(
+        [
+            (
+                _text(data, "title"),
+                _text(data, "topic"),
+                hours,
+                _text(data, "materials", False),
+                teacher_ids,
+                quiz,
+            )
+        ]
+    )
+    return web.json_response(state.programme.course(cid).as_json(), status=201)
+
+
+async def import_library(request: web.Request) -> web.Response:
+    """``POST /api/teachers/import`` or ``/api/courses/import`` with a CSV or XLSX body."""
+    state: AppState = request.app[STATE]
+    require(request, state.signer, ADMIN)
+    kinds = {
+        "text/csv": ".csv",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": ".xlsx",
+    }
+    suffix = kinds.get(request.content_type)
+    if suffix is None:
+        raise HTTPProblem(415, "send text/csv or an .xlsx spreadsheet")
+    body = await request.content.read(20 * 1024 * 1024 + 1)
+    if len(body) > 20 * 1024 * 1024:
+        raise HTTPProblem(413, "file larger than 20 MiB")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"upload{suffix}"
+        path.write_bytes(body)
+        what = request.match_info["what"]
+        result = (import_teachers if what == "teachers" else import_courses)(state.programme, path)
+    return web.json_response(
+        {
+            "rows": result.rows,
+            "imported": result.imported,
+            "errors": [{"row": n, "reason": r} for n, r in result.errors],
+        }
+    )
+
+
+# -- assigned and ordered training --------------------------------------------------------------
+def _when(data: dict, key: str) -> float:
+    value = data.get(key)
+    try:
+        return datetime.datetime.fromisoformat(str(value)).timestamp()
+    except ValueError:
+        raise HTTPProblem(400, f"{key} is an ISO date-time, e.g. 2026-12-01T09:00+08:00") from None
+
+
+async def add_task(request: web.Request) -> web.Response:
+    """下单式: the department issues a task to township schools."""
+    state: AppState = request.app[STATE]
+    require(request, state.signer, ADMIN)
+    data = await read_json(request)
+    townships = data.get("townships") or list(TOWNSHIPS)
+    if not isinstance(townships, list) or not set(townships) <= set(TOWNSHIPS):
+        raise HTTPProblem(400, "townships are names of the county's townships")
+    categories = data.get("categories") or ["mobile", "elderly", "home-bound", "other"]
+    try:
+        hours = float(data.get("class_hours"))
+    except (TypeError, ValueError):
+        raise HTTPProblem(400, "class_hours is a number") from None
+    _when({"d": data.get("period_from")}, "d")
+    _when({"d": data.get("period_to")}, "d")
+    tid = state.programme.add_task(
+        _text(data, "theme"),
+        hours,
+        _text(data, "method", False) or "直播",
+        townships,
+        categories,
+        str(data["period_from"]),
+        str(data["period_to"]),
+    )
+    return web.json_response(state.programme.task(tid), status=201)
+
+
+async def list_tasks(request: web.Request) -> web.Response:
+    state: AppState = request.app[STATE]
+    claims = require(request, state.signer, STAFF)
+    school = claims.subject if claims.role == "school" else None
+    return web.json_response(state.programme.tasks(school))
+
+
+def _file(state: AppState, claims: Claims, data: dict, kind: str, task_id: int | None):
+    if claims.role != "school" or state.programme.school(claims.subject or "") is None:
+        raise HTTPProblem(403, "only a school operator files or orders training")
+    teacher = state.programme.teacher(_int(data.get("teacher_id"), "teacher_id"))
+    course = state.programme.course(_int(data.get("course_id"), "course_id"))
+    if teacher is None or course is None:
+        raise HTTPProblem(404, "no such teacher or course in the libraries")
+    if course.teacher_ids and teacher.id not in course.teacher_ids:
+        raise HTTPProblem(400, f"{teacher.name} does not teach {course.title}")
+    starts, ends = _when(data, "starts_at"), _when(data, "ends_at")
+    if ends <= starts:
+        raise HTTPProblem(400, "ends_at must be after starts_at")
+    clash = state.programme.conflicts(teacher.id, claims.subject, starts, ends)
+    if clash:
+        c = clash[0]
+        who = "the teacher" if c.teacher_id == teacher.id else "the classroom"
+        raise HTTPProblem(409, f"{who} is already booked then (training {c.id})")
+    audience = data.get("audience") or {}
+    if not isinstance(audience, dict):
+        raise HTTPProblem(400, "audience is an object")
+    tid = state.programme.add_training(
+        kind, task_id, claims.subject, teacher.id, course.id, starts, ends, audience
+    )
+    return state.programme.training(tid)
+
+
+async def file_task(request: web.Request) -> web.Response:
+    """A township school answers a task with teacher, course and time (备案)."""
+    state: AppState = request.app[STATE]
+    claims = require(request, state.signer, STAFF)
+    task = state.programme.task(_int(request.match_info["id"], "task id"))
+    if task is None:
+        raise HTTPProblem(404, "no such task")
+    if claims.role == "school" and claims.subject not in task["schools"]:
+        raise HTTPProblem(403, "this task was not issued to your school")
+    data = await read_json(request)
+    training = _file(state, claims, data, "assigned", task["id"])
+    return web.json_response(training.as_json(), status=201)
+
+
+async def order(request: web.Request) -> web.Response:
+    """点单式: a township school orders teacher + course from the libraries."""
+    state: AppState = request.app[STATE]
+    claims = require(request, state.signer, STAFF)
+    data = await read_json(request)
+    training = _file(state, claims, data, "ordered", None)
+    return web.json_response(training.as_json(), status=201)
+
+
+async def list_trainings(request: web.Request) -> web.Response:
+    state: AppState = request.app[STATE]
+    claims = require(request, state.signer, STAFF)
+    school = claims.subject if claims.role == "school" else None
+    found = state.programme.trainings(school, request.query.get("state"))
+    return web.json_response([t.as_json() for t in found])
+
+
+async def decide(request: web.Request) -> web.Response:
+    """The department approves (a live session is created) or rejects with a reason."""
+    state: AppState = request.app[STATE]
+    claims = require(request, state.signer, STAFF)
+    if claims.role != "admin":
+        raise HTTPProblem(403, "only the organisation department approves training")
+    prog = state.programme
+    training = prog.training(_int(request.match_info["id"], "training id"))
+    if training is None:
+        raise HTTPProblem(404, "no such training")
+    if training.state != "filed":
+        raise HTTPProblem(409, f"this training is already {training.state}")
+    data = await read_json(request)
+    if request.match_info["decision"] == "reject":
+        reason = _text(data, "reason")
+        prog.decide(training.id, "rejected", reason, None)
+        return web.json_response(prog.training(training.id).as_json())
+    clash = prog.conflicts(
+        training.teacher_id,
+        training.school_id,
+        training.starts_at,
+        training.ends_at,
+        exclude=training.id,
+    )
+    if any(c.state == "approved" for c in clash):
+        raise HTTPProblem(409, "the teacher or classroom is already booked then")
+    course, teacher = prog.course(training.course_id), prog.teacher(training.teacher_id)
+    rooms = _rooms_for(state, training)
+    session = state.store.create_session(f"{course.title}（{teacher.name}）", rooms)
+    prog.decide(training.id, "approved", "", session.id)
+    links = session_links(state.config, state.signer, session, f"{request.scheme}://{request.host}")
+    return web.json_response({"training": prog.training(training.id).as_json(), "session": links})
+
+
+def _rooms_for(state: AppState, training) -> tuple[str, ...]:
+    """The classrooms of the audience: the task's townships, or the ordering school's."""
+    if training.task_id is not None:
+        return tuple(state.programme.task(training.task_id)["townships"])
+    names = training.audience.get("townships") or []
+    own = next(
+        (t for t in TOWNSHIPS if state.programme.school_of_township(t) == training.school_id), None
+    )
+    return tuple(dict.fromkeys([*([own] if own else []), *[n for n in names if n in TOWNSHIPS]]))
+
+
+# -- feedback, credit, rotation ------------------------------------------------------------------
+async def feedback(request: web.Request) -> web.Response:
+    """After a session, from the watch and room pages: rating, comment, quiz answers."""
+    state: AppState = request.app[STATE]
+    sid = request.match_info["session"]
+    claims = require(request, state.signer, ("member", "room", "viewer"), sid)
+    data = await read_json(request)
+    rating = data.get("rating")
+    if not isinstance(rating, int) or isinstance(rating, bool) or not 1 <= rating <= 5:
+        raise HTTPProblem(400, "rating is an integer from 1 to 5")
+    comment = str(data.get("comment", ""))[:2000]
+    training = state.programme.training_of_session(sid)
+    course = state.programme.course(training.course_id) if training else None
+    score = None
+    answers = data.get("answers") or []
+    if course and course.quiz:
+        if not isinstance(answers, list) or len(answers) != len(course.quiz):
+            raise HTTPProblem(
+                400, f"answers: one option index for each of {len(course.quiz)} questions"
+            )
+        right = sum(1 for q, a in zip(course.quiz, answers, strict=True) if q["answer"] == a)
+        score = right / len(course.quiz)
+    who = f"{claims.role}:{claims.subject}" if claims.subject else f"viewer:{request.remote}"
+    try:
+        state.programme.add_feedback(sid, who, rating, comment, score)
+    except Exception:  # sqlite3.IntegrityError: one feedback per participant
+        raise HTTPProblem(409, "feedback for this session was already given") from None
+    return web.json_response({"rating": rating, "score": score}, status=201)
+
+
+async def feedback_results(request: web.Request) -> web.Response:
+    """``GET /api/feedback?session=|teacher=|course=`` (admin): ratings and quiz scores."""
+    state: AppState = request.app[STATE]
+    require(request, state.signer, ADMIN)
+    q = request.query
+    prog = state.programme
+    trainings = [t for t in prog.trainings(state="approved") if t.session_id]
+    if "teacher" in q:
+        trainings = [t for t in trainings if t.teacher_id == _int(q["teacher"], "teacher")]
+    if "course" in q:
+        trainings = [t for t in trainings if t.course_id == _int(q["course"], "course")]
+    sessions = [q["session"]] if "session" in q else [t.session_id for t in trainings]
+    items = prog.feedback(sessions)
+    scores = [i["score"] for i in items if i["score"] is not None]
+    ratings = [i["rating"] for i in items]
+    return web.json_response(
+        {
+            "sessions": sessions,
+            "count": len(items),
+            "average_rating": round(sum(ratings) / len(ratings), 2) if ratings else None,
+            "average_score": round(sum(scores) / len(scores), 3) if scores else None,
+            "comments": [i["comment"] for i in items if i["comment"]],
+        }
+    )
+
+
+def credit_session(state: AppState, sid: str, report) -> int:
+    """Credited members of an approved training's session earn its course's class hours."""
+    training = state.programme.training_of_session(sid)
+    if training is None:
+        return 0
+    course = state.programme.course(training.course_id)
+    members = [r.member_id for r in report.participants.values() if r.credited and r.member_id]
+    year = datetime.date.today().year
+    return state.programme.set_credits(sid, course.class_hours, members, year)
+
+
+async def member_credits(request: web.Request) -> web.Response:
+    state: AppState = request.app[STATE]
+    member_id = request.match_info["member"]
+    claims = require(request, state.signer, ("admin", "member"))
+    if claims.role == "member" and claims.subject != member_id:
+        raise HTTPProblem(403, "a member reads only their own record")
+    credits = state.programme.credits_of(member_id)
+    return web.json_response(
+        {"member_id": member_id, "credits": credits, "hours": sum(c["hours"] for c in credits)}
+    )
+
+
+async def rotation(request: web.Request) -> web.Response:
+    """Per township: members who met the year's target, and who is behind."""
+    state: AppState = request.app[STATE]
+    require(request, state.signer, ADMIN)
+    year = _int(request.query.get("year", datetime.date.today().year), "year")
+    target = state.config.yearly_target_hours
+    hours = state.programme.hours_by_member(year)
+    out = []
+    for township in TOWNSHIPS:
+        members = state.store.members(township)
+        met = [m for m in members if hours.get(m.member_id, 0) >= target]
+        behind = [
+            {"member_id": m.member_id, "name": m.name, "hours": hours.get(m.member_id, 0)}
+            for m in members
+            if hours.get(m.member_id, 0) < target
+        ]
+        out.append(
+            {
+                "township": township,
+                "members": len(members),
+                "met": len(met),
+                "share": round(len(met) / len(members), 3) if members else None,
+                "behind": behind,
+            }
+        )
+    return web.json_response({"year": year, "target_hours": target, "townships": out})
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/api/schools", schools)
+    r.add_get("/api/teachers", teachers)
+    r.add_post("/api/teachers", add_teacher)
+    r.add_delete("/api/teachers/{id}", delete_teacher)
+    r.add_get("/api/courses", courses)
+    r.add_post("/api/courses", add_course)
+    r.add_post("/api/{what:teachers|courses}/import", import_library)
+    r.add_get("/api/tasks", list_tasks)
+    r.add_post("/api/tasks", add_task)
+    r.add_post("/api/tasks/{id}/filings", file_task)
+    r.add_post("/api/orders", order)
+    r.add_get("/api/trainings", list_trainings)
+    r.add_post("/api/trainings/{id}/{decision:approve|reject}", decide)
+    r.add_post("/api/sessions/{session}/feedback", feedback)
+    r.add_get("/api/feedback", feedback_results)
+    r.add_get("/api/members/{member}/credits", member_credits)
+    r.add_get("/api/rotation", rotation)
