@@ -17,6 +17,7 @@ from server.config import Config
 from server.errors import error_middleware
 from server.live import LiveSessions
 from server.metrics import metrics_handler
+from server.openapi import openapi_handler
 from server.programme.store import ProgrammeStore
 from server.replay import ReplayJobs
 from server.routes import api, pages, whip
@@ -59,6 +60,7 @@ def create_app(config: Config) -> web.Application:
     programme_routes.add_routes(app)
     pages.add_routes(app)
     app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/api/openapi.json", openapi_handler)
 
     sweeper: list[asyncio.Task] = []
 

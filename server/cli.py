@@ -291,6 +291,14 @@ def cmd_replay_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from server.demo import print_links, seed
+
+    config = _config(args)
+    print_links(seed(config), config.base_url)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lecture-relay", description="Lecture Relay")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -323,6 +331,10 @@ def build_parser() -> argparse.ArgumentParser:
     listing = ssub.add_parser("list", help="list sessions")
     _common(listing)
     listing.set_defaults(func=cmd_session_list)
+
+    demo = sub.add_parser("demo", help="create the demo county once and print its links")
+    _common(demo)
+    demo.set_defaults(func=cmd_demo)
 
     roster = sub.add_parser("roster", help="the member roster")
     rsub = roster.add_subparsers(dest="roster_command", required=True)

@@ -86,3 +86,23 @@ async def test_links_made_through_the_api_point_where_the_caller_reached_us(rela
     ) as resp:
         body = await resp.json()
     assert body["urls"]["watch"].startswith(relay.base_url + "/watch?session=")
+
+
+async def test_openapi_document_lists_every_api_route(relay):
+    async with relay.http.get(f"{relay.base_url}/api/openapi.json") as resp:
+        doc = await resp.json()
+    assert doc["openapi"].startswith("3.")
+    paths = doc["paths"]
+    assert "post" in paths["/whip/{session}"] and "delete" in paths["/whep/{session}/{resource}"]
+    assert "post" in paths["/api/trainings/{id}/{decision}"]
+    assert paths["/api/tasks"]["post"]["summary"].startswith("下单式")
+    routes = {
+        (r.method.lower(), r.resource.canonical)
+        for r in relay.app.router.routes()
+        if r.resource and r.resource.canonical.startswith("/api/") and r.method != "HEAD"
+    }
+    import re
+
+    documented = {(m, p) for p, ops in paths.items() for m in ops}
+    for method, path in routes:
+        assert (method, re.sub(r"\{(\w+):[^}]*\}", r"{\1}", path)) in documented, path

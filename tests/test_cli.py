@@ -92,3 +92,25 @@ def test_serve_refuses_a_missing_tls_certificate_clearly(tmp_path):
     )
     assert out.returncode == 2
     assert "TLS certificate" in out.stderr
+
+
+def test_demo_seeds_a_county_once_and_prints_every_page(tmp_path):
+    first = run_cli(tmp_path, "demo", "--data", str(tmp_path))
+    assert first.returncode == 0, first.stderr
+    for page in ("/lecturer?", "/watch?", "/room", "/admin?", "/programme?", "/school?", "/audit?"):
+        assert page in first.stdout
+    again = run_cli(tmp_path, "demo", "--data", str(tmp_path))
+    session = [line for line in first.stdout.splitlines() if "会话" in line]
+    assert session and session == [line for line in again.stdout.splitlines() if "会话" in line]
+    from server.programme.store import ProgrammeStore
+    from server.store import Store
+
+    store = Store(tmp_path / "relay.sqlite3")
+    programme = ProgrammeStore(tmp_path / "relay.sqlite3")
+    try:
+        assert len(store.members()) == 15 * 20  # seeded once
+        assert len(programme.teachers()) == 8 and len(programme.courses()) == 8
+        assert len(programme.tasks()) == 1
+    finally:
+        programme.close()
+        store.close()

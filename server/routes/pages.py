@@ -15,6 +15,8 @@ PAGES = {
     "/audit": "audit.html",
     "/replay": "replay.html",
     "/admin": "admin.html",
+    "/programme": "programme.html",
+    "/school": "school.html",
 }
 
 

@@ -419,7 +419,28 @@ async def rotation(request: web.Request) -> web.Response:
     return web.json_response({"year": year, "target_hours": target, "townships": out})
 
 
+async def session_course(request: web.Request) -> web.Response:
+    """The course and teacher of a session, with its quiz (no answers), for the feedback form."""
+    state: AppState = request.app[STATE]
+    sid = request.match_info["session"]
+    require(request, state.signer, ("member", "room", "viewer", "lecturer", "admin"), sid)
+    training = state.programme.training_of_session(sid)
+    if training is None:
+        return web.json_response({"course": None, "teacher": None, "quiz": []})
+    course = state.programme.course(training.course_id)
+    teacher = state.programme.teacher(training.teacher_id)
+    return web.json_response(
+        {
+            "course": course.title,
+            "class_hours": course.class_hours,
+            "teacher": teacher.name if teacher else None,
+            "quiz": course.as_json(with_answers=False)["quiz"],
+        }
+    )
+
+
 def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/sessions/{session}/course", session_course)
     r = app.router
     r.add_get("/api/schools", schools)
     r.add_get("/api/teachers", teachers)

@@ -253,3 +253,76 @@ async def test_admin_page_shows_replays_and_disk(relay, browser, artifacts):
     await page.wait_for_selector("#created:not([hidden])", timeout=5000)
     assert "教室码" in await page.inner_text("#created")
     await page.screenshot(path=str(artifacts / "admin.png"), full_page=True)
+
+
+async def test_assigned_training_walks_from_task_to_session_through_the_pages(
+    relay, browser, artifacts
+):
+    from server.programme.store import school_id
+    from server.store import TOWNSHIPS
+
+    prog = relay.state.programme
+    (tid,) = prog.add_teachers([("向明", "利川市委党校", "city", "city", ("党史",), "139")])
+    prog.add_courses(
+        [
+            (
+                "学习全会精神",
+                "理论学习",
+                2,
+                "",
+                [tid],
+                [{"question": "全会召开于？", "options": ["2024年", "2025年"], "answer": 1}],
+            )
+        ]
+    )
+    admin = relay.token("admin", None, "组织部")
+    school = relay.token("school", None, school_id(TOWNSHIPS.index("团堡镇")))
+    ctx = await browser.new_context(viewport={"width": 1280, "height": 900})
+    dept = await ctx.new_page()
+    await dept.goto(f"{relay.base_url}/programme?token={admin}")
+    await dept.fill("#theme", "冬训：学习全会精神")
+    await dept.fill("#from", "2026-12-01")
+    await dept.fill("#to", "2026-12-31")
+    await dept.click("#task button")
+    await dept.wait_for_function(
+        "document.getElementById('tasks').textContent.includes('冬训')", timeout=5000
+    )
+
+    town = await ctx.new_page()
+    await town.goto(f"{relay.base_url}/school?token={school}")
+    await town.wait_for_function(
+        "document.getElementById('title').textContent.includes('团堡镇')", timeout=5000
+    )
+    await town.click(".file-task")
+    await town.fill("#starts", "2026-12-05T09:00")
+    await town.fill("#ends", "2026-12-05T11:00")
+    await town.click("#submit")
+    await town.wait_for_function(
+        "document.getElementById('mine').textContent.includes('待审批')", timeout=5000
+    )
+    await town.screenshot(path=str(artifacts / "school.png"), full_page=True)
+
+    await dept.reload()
+    await dept.click("button.approve")
+    await dept.wait_for_selector("#approved:not([hidden])", timeout=5000)
+    assert "讲座已创建" in await dept.inner_text("#approved")
+    await dept.screenshot(path=str(artifacts / "programme.png"), full_page=True)
+    (training,) = prog.trainings()
+    assert training.state == "approved" and training.session_id
+
+    # a member gives feedback from the phone watch page of that session
+    sid = training.session_id
+    member = relay.token("member", sid, "LC0900001")
+    phone = await (await browser.new_context(**PHONE)).new_page()
+    await phone.goto(f"{relay.base_url}/watch?session={sid}&token={member}")
+    await phone.click("#feedback summary")
+    await phone.click("button[data-rating='5']")
+    await phone.check("input[name=q0][value='1']")
+    await phone.fill("#fbcomment", "联系实际，很受用")
+    await phone.click("#feedback button[type=submit]")
+    await phone.wait_for_function(
+        "document.getElementById('fbstatus').textContent.includes('100%')", timeout=5000
+    )
+    await phone.screenshot(path=str(artifacts / "feedback-phone.png"), full_page=True)
+    (fb,) = prog.feedback([sid])
+    assert fb["rating"] == 5 and fb["score"] == 1.0 and fb["participant"] == "member:LC0900001"
