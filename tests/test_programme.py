@@ -274,3 +274,47 @@ async def test_credited_attendance_adds_class_hours_and_the_rotation_shows_who_i
     row = next(r for r in rot["townships"] if r["township"] == "团堡镇")
     assert row["members"] == 2 and row["met"] == 0  # 2 hours of a 12-hour target
     assert {b["member_id"]: b["hours"] for b in row["behind"]} == {"C1": 2, "C2": 0}
+
+
+async def test_libraries_can_be_edited_and_booked_entries_cannot_be_deleted(relay):
+    admin = relay.token("admin", None)
+    t1, t2, course = await libraries(relay, admin)
+    status, t = await call(
+        relay,
+        "PATCH",
+        f"/api/teachers/{t2['id']}",
+        admin,
+        {"tags": ["乡村振兴", "电商"], "contact": "13700000000"},
+    )
+    assert status == 200 and t["tags"] == ["乡村振兴", "电商"]
+    assert (await call(relay, "PATCH", f"/api/teachers/{t2['id']}", admin, {"age": 3}))[0] == 400
+    status, c = await call(
+        relay,
+        "PATCH",
+        f"/api/courses/{course['id']}",
+        admin,
+        {"class_hours": 1.5, "teacher_ids": [t1["id"], t2["id"]]},
+    )
+    assert status == 200 and c["class_hours"] == 1.5 and c["teacher_ids"] == [t1["id"], t2["id"]]
+    school = relay.token("school", None, TUANBAO)
+    assert (await call(relay, "PATCH", f"/api/courses/{course['id']}", school, {}))[0] == 403
+    await call(
+        relay,
+        "POST",
+        "/api/orders",
+        school,
+        {
+            "teacher_id": t2["id"],
+            "course_id": course["id"],
+            "starts_at": "2026-12-22T09:00+08:00",
+            "ends_at": "2026-12-22T10:00+08:00",
+        },
+    )
+    status, err = await call(relay, "DELETE", f"/api/courses/{course['id']}", admin)
+    assert status == 409 and "booked" in err["error"]
+    assert (await call(relay, "DELETE", f"/api/teachers/{t2['id']}", admin))[0] == 409
+    status, other = await call(
+        relay, "POST", "/api/courses", admin, {"title": "临时课", "topic": "其他", "class_hours": 1}
+    )
+    assert (await call(relay, "DELETE", f"/api/courses/{other['id']}", admin))[0] == 200
+    assert (await call(relay, "DELETE", f"/api/courses/{other['id']}", admin))[0] == 404

@@ -245,6 +245,31 @@ class ProgrammeStore:
                 )
         return ids
 
+    def update_course(self, cid: int, teacher_ids: list[int] | None = None, **changes) -> None:
+        with self._db:
+            if changes:
+                if "quiz" in changes:
+                    changes["quiz"] = json.dumps(changes["quiz"], ensure_ascii=False)
+                sets = ", ".join(f"{k} = ?" for k in changes)
+                self._db.execute(
+                    f"UPDATE courses SET {sets} WHERE id = ?", (*changes.values(), cid)
+                )
+            if teacher_ids is not None:
+                self._db.execute("DELETE FROM course_teachers WHERE course_id = ?", (cid,))
+                self._db.executemany(
+                    "INSERT INTO course_teachers VALUES (?, ?)", [(cid, t) for t in teacher_ids]
+                )
+
+    def delete_course(self, cid: int) -> bool:
+        with self._db:
+            used = self._db.execute(
+                "SELECT 1 FROM trainings WHERE course_id = ? AND state != 'rejected'", (cid,)
+            ).fetchone()
+            if used:
+                raise ValueError("this course has training booked")
+            self._db.execute("DELETE FROM course_teachers WHERE course_id = ?", (cid,))
+            return self._db.execute("DELETE FROM courses WHERE id = ?", (cid,)).rowcount > 0
+
     def course(self, cid: int) -> Course | None:
         found = self.courses(ids=[cid])
         return found[0] if found else None

@@ -79,6 +79,67 @@ async def add_teacher(request: web.Request) -> web.Response:
     return web.json_response(state.programme.teacher(tid).as_json(True), status=201)
 
 
+async def update_teacher(request: web.Request) -> web.Response:
+    state: AppState = request.app[STATE]
+    require(request, state.signer, ADMIN)
+    tid = _int(request.match_info["id"], "id")
+    if state.programme.teacher(tid) is None:
+        raise HTTPProblem(404, "no such teacher")
+    data = await read_json(request)
+    allowed = {"name", "organisation", "tier", "school_id", "tags", "contact"}
+    if set(data) - allowed:
+        raise HTTPProblem(400, f"unknown fields: {', '.join(sorted(set(data) - allowed))}")
+    if "tier" in data and data["tier"] not in ("city", "township"):
+        raise HTTPProblem(400, "tier is city or township")
+    if "school_id" in data and state.programme.school(str(data["school_id"])) is None:
+        raise HTTPProblem(400, "unknown school")
+    if "tags" in data and not (
+        isinstance(data["tags"], list) and all(isinstance(t, str) for t in data["tags"])
+    ):
+        raise HTTPProblem(400, "tags is a list of strings")
+    state.programme.update_teacher(tid, **data)
+    return web.json_response(state.programme.teacher(tid).as_json(True))
+
+
+async def update_course(request: web.Request) -> web.Response:
+    state: AppState = request.app[STATE]
+    require(request, state.signer, ADMIN)
+    cid = _int(request.match_info["id"], "id")
+    if state.programme.course(cid) is None:
+        raise HTTPProblem(404, "no such course")
+    data = await read_json(request)
+    allowed = {"title", "topic", "class_hours", "materials", "teacher_ids"}
+    if set(data) - allowed:
+        raise HTTPProblem(400, f"unknown fields: {', '.join(sorted(set(data) - allowed))}")
+    if "class_hours" in data:
+        try:
+            hours = float(data["class_hours"])
+        except (TypeError, ValueError):
+            hours = -1
+        if not 0 < hours <= 8:
+            raise HTTPProblem(400, "class_hours is a number from 0.5 to 8")
+        data["class_hours"] = hours
+    teacher_ids = data.pop("teacher_ids", None)
+    if teacher_ids is not None:
+        teacher_ids = [_int(t, "teacher_ids") for t in teacher_ids]
+        if len(state.programme.teachers(ids=teacher_ids)) != len(set(teacher_ids)):
+            raise HTTPProblem(400, "unknown teachers")
+    state.programme.update_course(cid, teacher_ids, **data)
+    return web.json_response(state.programme.course(cid).as_json())
+
+
+async def delete_course(request: web.Request) -> web.Response:
+    state: AppState = request.app[STATE]
+    require(request, state.signer, ADMIN)
+    try:
+        gone = state.programme.delete_course(_int(request.match_info["id"], "id"))
+    except ValueError as exc:
+        raise HTTPProblem(409, str(exc)) from None
+    if not gone:
+        raise HTTPProblem(404, "no such course")
+    return web.json_response({"deleted": True})
+
+
 async def delete_teacher(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     require(request, state.signer, ADMIN)
@@ -445,7 +506,10 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/api/schools", schools)
     r.add_get("/api/teachers", teachers)
     r.add_post("/api/teachers", add_teacher)
+    r.add_patch("/api/teachers/{id}", update_teacher)
     r.add_delete("/api/teachers/{id}", delete_teacher)
+    r.add_patch("/api/courses/{id}", update_course)
+    r.add_delete("/api/courses/{id}", delete_course)
     r.add_get("/api/courses", courses)
     r.add_post("/api/courses", add_course)
     r.add_post("/api/{what:teachers|courses}/import", import_library)
