@@ -19,10 +19,12 @@ from server.live import LiveSessions
 from server.metrics import metrics_handler
 from server.openapi import openapi_handler
 from server.programme.store import ProgrammeStore
+from server.qa import QuestionBoard
 from server.replay import ReplayJobs
 from server.routes import api, pages, whip
 from server.routes import attendance as attendance_routes
 from server.routes import programme as programme_routes
+from server.routes import qa as qa_routes
 from server.routes import replay as replay_routes
 from server.state import STATE, AppState
 from server.storage import sweep
@@ -49,7 +51,8 @@ def create_app(config: Config) -> web.Application:
     replays = ReplayJobs(config.media_root, sys.executable)
     programme = ProgrammeStore(config.store_path)
     signer = signer_for(config.secret, config.data_dir)
-    state = AppState(config, store, signer, live, attendance, replays, programme)
+    questions = QuestionBoard(config.store_path)
+    state = AppState(config, store, signer, live, attendance, replays, programme, questions)
 
     app = web.Application(middlewares=[error_middleware], client_max_size=1024 * 1024)
     app[STATE] = state
@@ -58,6 +61,7 @@ def create_app(config: Config) -> web.Application:
     attendance_routes.add_routes(app)
     replay_routes.add_routes(app)
     programme_routes.add_routes(app)
+    qa_routes.add_routes(app)
     pages.add_routes(app)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/api/openapi.json", openapi_handler)
@@ -89,6 +93,7 @@ def create_app(config: Config) -> web.Application:
         await attendance.close()
         ledger.close()
         programme.close()
+        questions.close()
         store.close()
 
     app.on_startup.append(startup)

@@ -11,6 +11,7 @@ from server.auth import TokenSigner
 from server.config import Config
 from server.live import LiveSessions
 from server.programme.store import ProgrammeStore
+from server.qa import QuestionBoard
 from server.replay import ReplayJobs
 from server.store import Store
 
@@ -30,6 +31,7 @@ class AppState:
     attendance: Attendance
     replays: ReplayJobs
     programme: ProgrammeStore
+    questions: QuestionBoard
     metrics: Counters = field(default_factory=Counters)
 
 

@@ -123,9 +123,42 @@ class Replay(Event):
     visible: bool
 
 
+@dataclass(frozen=True)
+class Question(Event):
+    """A question asked in the session's Q&A."""
+
+    kind: ClassVar[str] = "question"
+    question: int
+    participant: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Moderation(Event):
+    """The lecturer hid, showed, pinned, unpinned or answered a question."""
+
+    kind: ClassVar[str] = "moderation"
+    question: int
+    action: str
+    by: str
+    text: str
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
-    for cls in (Start, End, Join, Heartbeat, Leave, Headcount, Checkin, Export, Replay)
+    for cls in (
+        Start,
+        End,
+        Join,
+        Heartbeat,
+        Leave,
+        Headcount,
+        Checkin,
+        Export,
+        Replay,
+        Question,
+        Moderation,
+    )
 }
 
 

@@ -1,0 +1,81 @@
+"""Q&A over HTTP: ask (members and rooms: askers are known), read (anyone of the session),
+moderate (lecturer, admin)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from server.attendance.events import Moderation, Question
+from server.auth import require
+from server.errors import HTTPProblem
+from server.qa import ACTIONS, MAX_TEXT
+from server.routes.api import read_json
+from server.state import STATE, AppState
+
+ASKERS = ("member", "room")
+READERS = ("member", "room", "viewer")
+MODERATORS = ("lecturer", "admin")
+
+
+def _who(state: AppState, claims) -> tuple[str, str]:
+    """(participant id, display name) of an asker."""
+    if claims.role == "member":
+        member = state.store.member(claims.subject or "")
+        return f"member:{claims.subject}", member.name if member else "党员"
+    found = state.store.room_by_code(claims.subject or "")
+    return f"room:{claims.subject}", f"{found[1].name}教室" if found else "教室"
+
+
+async def ask(request: web.Request) -> web.Response:
+    state: AppState = request.app[STATE]
+    sid = request.match_info["session"]
+    claims = require(request, state.signer, ASKERS, sid)
+    if state.store.get_session(sid) is None:
+        raise HTTPProblem(404, f"unknown session {sid}")
+    data = await read_json(request)
+    text = str(data.get("text", "")).strip()
+    if not text:
+        raise HTTPProblem(400, "text is required")
+    if len(text) > MAX_TEXT:
+        raise HTTPProblem(413, f"a question is at most {MAX_TEXT} characters")
+    participant, name = _who(state, claims)
+    qid = state.questions.ask(sid, participant, name, text)
+    await state.attendance.append(sid, Question(qid, participant, text))
+    return web.json_response({"id": qid}, status=201)
+
+
+async def questions(request: web.Request) -> web.Response:
+    state: AppState = request.app[STATE]
+    sid = request.match_info["session"]
+    claims = require(request, state.signer, READERS + MODERATORS, sid)
+    everything = claims.role in MODERATORS
+    participant = _who(state, claims)[0] if claims.role in ASKERS else None
+    return web.json_response(state.questions.list(sid, everything, participant))
+
+
+async def moderate(request: web.Request) -> web.Response:
+    state: AppState = request.app[STATE]
+    sid = request.match_info["session"]
+    claims = require(request, state.signer, MODERATORS, sid)
+    action = request.match_info["action"]
+    try:
+        qid = int(request.match_info["id"])
+    except ValueError:
+        raise HTTPProblem(400, "question id is a number") from None
+    answer = ""
+    if action == "answer":
+        answer = str((await read_json(request)).get("answer", "")).strip()[:MAX_TEXT]
+        if not answer:
+            raise HTTPProblem(400, "answer is required")
+    if not state.questions.moderate(sid, qid, action, answer):
+        raise HTTPProblem(404, "no such question in this session")
+    await state.attendance.append(sid, Moderation(qid, action, claims.role, answer))
+    return web.json_response({"id": qid, "action": action})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/api/sessions/{session}/questions", ask)
+    app.router.add_get("/api/sessions/{session}/questions", questions)
+    app.router.add_post(
+        "/api/sessions/{session}/questions/{id}/{action:" + "|".join(ACTIONS) + "}", moderate
+    )
