@@ -326,3 +326,30 @@ async def test_assigned_training_walks_from_task_to_session_through_the_pages(
     await phone.screenshot(path=str(artifacts / "feedback-phone.png"), full_page=True)
     (fb,) = prog.feedback([sid])
     assert fb["rating"] == 5 and fb["score"] == 1.0 and fb["participant"] == "member:LC0900001"
+
+
+async def test_member_asks_on_the_phone_and_the_lecturer_answers(relay, browser, artifacts):
+    from server.store import Member
+
+    links = relay.new_session("问答测试")
+    sid = links["session_id"]
+    relay.state.store.upsert_members([Member("QA01", "李问", "团堡镇")])
+    lecturer = await open_lecturer(browser, links)
+    phone = await (await browser.new_context(**PHONE)).new_page()
+    await phone.goto(
+        f"{relay.base_url}/watch?session={sid}&token={relay.token('member', sid, 'QA01')}"
+    )
+    await phone.fill("#asktext", "补贴政策什么时候落实？")
+    await phone.click("#askform button")
+    await lecturer.wait_for_function(
+        "document.getElementById('modlist').textContent.includes('补贴政策')", timeout=10000
+    )
+    lecturer.once("dialog", lambda d: asyncio.ensure_future(d.accept("本月底前落实")))
+    await lecturer.click("#modlist button[data-action='answer']")
+    await phone.wait_for_function(
+        "document.getElementById('qlist').textContent.includes('本月底前落实')", timeout=10000
+    )
+    await phone.screenshot(path=str(artifacts / "qa-phone.png"), full_page=True)
+    await lecturer.screenshot(path=str(artifacts / "qa-lecturer.png"), full_page=True)
+    kinds = [r.kind for r in relay.state.attendance.ledger.rows(sid)]
+    assert "question" in kinds and "moderation" in kinds
