@@ -66,6 +66,9 @@ class Downtrack:
         "errors",
         "paused",
         "rr",
+        "sr_lsr",
+        "sr_at",
+        "rtt",
         "on_keyframe_request",
     )
 
@@ -85,6 +88,11 @@ class Downtrack:
         self.paused = False
         # Latest receiver report: (highest seq, fraction lost /256, cumulative lost, jitter, at)
         self.rr: tuple[int, int, int, int, float] | None = None
+        # Our last sender report (its middle 32 NTP bits, when sent) and the round trip the
+        # viewer's next receiver report revealed (RFC 3550 6.4.1), in seconds.
+        self.sr_lsr = 0
+        self.sr_at = 0.0
+        self.rtt: float | None = None
 
     def bind(self, protect: Callable[[bytes], bytes], sendto: Callable, addr: tuple) -> None:
         self.protect = protect

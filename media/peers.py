@@ -148,13 +148,17 @@ class _TrackFeedback(ViewerFeedback):
         self.remb: int | None = None
 
     def on_receiver_report(self, report) -> None:
-        self.dt.rr = (
+        now = asyncio.get_running_loop().time()
+        dt = self.dt
+        dt.rr = (
             report.highest_sequence,
             report.fraction_lost,
             report.packets_lost,
             report.jitter,
-            asyncio.get_running_loop().time(),
+            now,
         )
+        if report.lsr and report.lsr == dt.sr_lsr:
+            dt.rtt = max(now - dt.sr_at - report.dlsr / 65536, 0.0)
 
     def on_nack(self, lost: list[int]) -> None:
         self.forwarder.retransmit(self.dt, lost)
@@ -214,6 +218,22 @@ class Viewer(_Peer):
             fwd, dt = self.tracks["video"]
             (fwd.pause if audio_only else fwd.resume)(dt)
 
+    def quality(self) -> dict:
+        """Loss, jitter and round trip of this viewer, per track, from its receiver reports."""
+        out: dict = {"audio_only": self.audio_only}
+        for kind, (fwd, dt) in self.tracks.items():
+            if dt.rr is None:
+                out[kind] = None
+                continue
+            _, fraction, lost, jitter, _ = dt.rr
+            out[kind] = {
+                "loss": round(fraction / 256, 4),
+                "lost": lost,
+                "jitter_ms": round(jitter / fwd.mapper.clock_rate * 1000, 1),
+                "rtt_ms": None if dt.rtt is None else round(dt.rtt * 1000, 1),
+            }
+        return out
+
     def detach(self) -> None:
         for fwd, dt in self.tracks.values():
             fwd.remove(dt)
@@ -229,6 +249,8 @@ class Viewer(_Peer):
             if dt.packets == 0:
                 continue
             report = sender_report(dt.ssrc, ntp, fwd.rtp_timestamp_now(), dt.packets, dt.octets)
+            dt.sr_lsr = (ntp >> 16) & 0xFFFFFFFF
+            dt.sr_at = asyncio.get_running_loop().time()
             try:
                 path.send_rtcp(report + sdes_cname(dt.ssrc, cname))
             except Exception:  # noqa: BLE001 - a dead viewer is reaped by its state change

@@ -58,6 +58,30 @@ def render(state: AppState) -> str:
             ('{result="merged"}', sum(m.video.keyframes.merged for m in media)),
         ],
     )
+    downtracks = [dt for m in media for v in m.viewers.values() for _, dt in v.tracks.values()]
+    reported = [dt for dt in downtracks if dt.rr is not None]
+    rtts = [dt.rtt for dt in downtracks if dt.rtt is not None]
+    metric(
+        "lr_viewer_loss_ratio",
+        "gauge",
+        "Fraction lost over viewers' latest receiver reports: mean and worst.",
+        [
+            (
+                '{stat="mean"}',
+                round(sum(dt.rr[1] for dt in reported) / 256 / len(reported), 4) if reported else 0,
+            ),
+            ('{stat="max"}', round(max((dt.rr[1] for dt in reported), default=0) / 256, 4)),
+        ],
+    )
+    metric(
+        "lr_viewer_rtt_seconds",
+        "gauge",
+        "Round trip to viewers from their receiver reports: mean and worst.",
+        [
+            ('{stat="mean"}', round(sum(rtts) / len(rtts), 4) if rtts else 0),
+            ('{stat="max"}', round(max(rtts, default=0), 4)),
+        ],
+    )
     recorders = [m.recorder for m in media if m.recorder is not None]
     metric(
         "lr_recordings_active",

@@ -200,3 +200,44 @@ async def test_audio_only_viewer_gets_no_video_until_it_asks_again(relay):
     finally:
         await v.stop()
         await pub.stop()
+
+
+async def test_viewer_connection_quality_from_its_reports(relay):
+    links = relay.new_session()
+    sid = links["session_id"]
+    pub = await start_lecture(relay, links)
+    v = await watch(relay.http, relay.base_url, sid, relay.token("member", sid, "N1"))
+    auth = {"Authorization": f"Bearer {links['lecturer_token']}"}
+    try:
+        await v.wait_frames("video", 10, timeout=15)
+
+        async def measured() -> bool:
+            async with relay.http.get(
+                f"{relay.base_url}/api/sessions/{sid}/quality", headers=auth
+            ) as resp:
+                rows = await resp.json()
+            return (
+                bool(rows)
+                and rows[0]["rtt_ms"] is not None
+                and all(rows[0]["tracks"][k] for k in ("audio", "video"))
+            )
+
+        # a round trip needs one of our sender reports and the viewer's answer to it
+        await wait_until_async(measured, timeout=10)
+        async with relay.http.get(
+            f"{relay.base_url}/api/sessions/{sid}/quality", headers=auth
+        ) as r:
+            (row,) = await r.json()
+        assert row["participant"] == "member:N1" and row["loss"] == 0 and not row["poor"]
+        assert 0 <= row["rtt_ms"] < 1000 and row["tracks"]["video"]["jitter_ms"] >= 0
+        async with relay.http.get(f"{relay.base_url}/metrics") as r:
+            text = await r.text()
+        assert 'lr_viewer_rtt_seconds{stat="max"}' in text
+        viewer_token = {"Authorization": f"Bearer {links['viewer_token']}"}
+        async with relay.http.get(
+            f"{relay.base_url}/api/sessions/{sid}/quality", headers=viewer_token
+        ) as r:
+            assert r.status == 403
+    finally:
+        await v.stop()
+        await pub.stop()

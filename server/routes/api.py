@@ -89,6 +89,38 @@ async def session_stats(request: web.Request) -> web.Response:
     )
 
 
+POOR_LOSS = 0.05
+POOR_RTT_MS = 300
+
+
+async def session_quality(request: web.Request) -> web.Response:
+    """Each viewer's connection quality (loss, jitter, round trip), worst first."""
+    state: AppState = request.app[STATE]
+    sid = request.match_info["session"]
+    require(request, state.signer, ("lecturer", "admin"), sid)
+    media = state.live.find(sid)
+    rows = []
+    for rid, viewer in media.viewers.items() if media else []:
+        q = viewer.quality()
+        ident = media.identities.get(rid)
+        tracks = [t for t in (q.get("video"), q.get("audio")) if t]
+        loss = max((t["loss"] for t in tracks), default=None)
+        rtt = max((t["rtt_ms"] for t in tracks if t["rtt_ms"] is not None), default=None)
+        rows.append(
+            {
+                "participant": getattr(ident, "participant", rid),
+                "audio_only": q["audio_only"],
+                "loss": loss,
+                "rtt_ms": rtt,
+                "jitter_ms": max((t["jitter_ms"] for t in tracks), default=None),
+                "poor": (loss or 0) > POOR_LOSS or (rtt or 0) > POOR_RTT_MS,
+                "tracks": {k: q.get(k) for k in ("audio", "video")},
+            }
+        )
+    rows.sort(key=lambda r: (not r["poor"], -(r["loss"] or 0), -(r["rtt_ms"] or 0)))
+    return web.json_response(rows)
+
+
 async def room_join(request: web.Request) -> web.Response:
     """Exchange a township room's code for its token and page URL."""
     state: AppState = request.app[STATE]
@@ -155,5 +187,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/sessions", create_session)
     app.router.add_get("/api/sessions/{session}", session_info)
     app.router.add_get("/api/sessions/{session}/stats", session_stats)
+    app.router.add_get("/api/sessions/{session}/quality", session_quality)
     app.router.add_post("/api/rooms/join", room_join)
     app.router.add_get("/api/admin/overview", admin_overview)

@@ -65,6 +65,10 @@ async def test_lecturer_publishes_and_a_phone_plays_it(relay, browser, artifacts
     await lecturer.wait_for_function(
         "document.getElementById('viewers').textContent === '1'", timeout=10000
     )
+    # and each viewer's connection quality, from the receiver reports
+    await lecturer.wait_for_function(
+        "document.getElementById('quality').textContent.includes('往返')", timeout=15000
+    )
     await lecturer.screenshot(path=str(artifacts / "lecturer.png"))
     await phone.screenshot(path=str(artifacts / "watch-phone.png"))
     # Audio only from the phone stops its video on the relay
