@@ -29,6 +29,16 @@ def _int(value, what: str) -> int:
         raise HTTPProblem(400, f"{what} must be an integer") from None
 
 
+def _class_hours(value) -> float:
+    try:
+        hours = float(value)
+    except (TypeError, ValueError):
+        hours = -1
+    if not 0 < hours <= 8:
+        raise HTTPProblem(400, "class_hours is a number from 0.5 to 8")
+    return hours
+
+
 def _text(data: dict, key: str, required: bool = True) -> str:
     value = str(data.get(key, "")).strip()
     if required and not value:
@@ -112,13 +122,7 @@ async def update_course(request: web.Request) -> web.Response:
     if set(data) - allowed:
         raise HTTPProblem(400, f"unknown fields: {', '.join(sorted(set(data) - allowed))}")
     if "class_hours" in data:
-        try:
-            hours = float(data["class_hours"])
-        except (TypeError, ValueError):
-            hours = -1
-        if not 0 < hours <= 8:
-            raise HTTPProblem(400, "class_hours is a number from 0.5 to 8")
-        data["class_hours"] = hours
+        data["class_hours"] = _class_hours(data["class_hours"])
     teacher_ids = data.pop("teacher_ids", None)
     if teacher_ids is not None:
         teacher_ids = [_int(t, "teacher_ids") for t in teacher_ids]
@@ -128,28 +132,28 @@ async def update_course(request: web.Request) -> web.Response:
     return web.json_response(state.programme.course(cid).as_json())
 
 
-async def delete_course(request: web.Request) -> web.Response:
-    state: AppState = request.app[STATE]
-    require(request, state.signer, ADMIN)
-    try:
-        gone = state.programme.delete_course(_int(request.match_info["id"], "id"))
-    except ValueError as exc:
-        raise HTTPProblem(409, str(exc)) from None
-    if not gone:
-        raise HTTPProblem(404, "no such course")
-    return web.json_response({"deleted": True})
+def _deleter(what: str, name: str):
+    """DELETE a library entry: 404 when absent, 409 when training is booked with it."""
+
+    async def handler(request: web.Request) -> web.Response:
+        state: AppState = request.app[STATE]
+        require(request, state.signer, ADMIN)
+        delete = getattr(state.programme, f"delete_{what}")
+        try:
+            gone = delete(_int(request.match_info["id"], "id"))
+        except ValueError as exc:
+            raise HTTPProblem(409, str(exc)) from None
+        if not gone:
+            raise HTTPProblem(404, f"no such {name}")
+        return web.json_response({"deleted": True})
+
+    handler.__doc__ = f"Delete a {name} from the library (admin)."
+    handler.__name__ = f"delete_{what}"
+    return handler
 
 
-async def delete_teacher(request: web.Request) -> web.Response:
-    state: AppState = request.app[STATE]
-    require(request, state.signer, ADMIN)
-    try:
-        gone = state.programme.delete_teacher(_int(request.match_info["id"], "id"))
-    except ValueError as exc:
-        raise HTTPProblem(409, str(exc)) from None
-    if not gone:
-        raise HTTPProblem(404, "no such teacher")
-    return web.json_response({"deleted": True})
+delete_course = _deleter("course", "course")
+delete_teacher = _deleter("teacher", "teacher")
 
 
 async def courses(request: web.Request) -> web.Response:
@@ -165,12 +169,7 @@ async def add_course(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     require(request, state.signer, ADMIN)
     data = await read_json(request)
-    try:
-        hours = float(data.get("class_hours"))
-    except (TypeError, ValueError):
-        hours = -1
-    if not 0 < hours <= 8:
-        raise HTTPProblem(400, "class_hours is a number from 0.5 to 8")
+    hours = _class_hours(data.get("class_hours"))
     teacher_ids = [_int(t, "teacher_ids") for t in data.get("teacher_ids") or []]
     known = {t.id for t in state.programme.teachers(ids=teacher_ids)} if teacher_ids else set()
     if set(teacher_ids) - known:
