@@ -87,3 +87,39 @@ async def test_replay_progress_goes_into_the_ledger_and_the_report(relay):
     assert [r.kind for r in rows].count("replay") == 4
     rep = build_report(sid, rows).participants["member:RP1"]
     assert rep.replayed and rep.replay_seconds > 0
+
+
+async def test_replays_are_listed_on_the_course_and_on_the_members_own_page(relay):
+    from server.store import Member
+
+    prog = relay.state.programme
+    (tid,) = prog.add_teachers([("向明", "市委党校", "city", "city", (), "")])
+    (cid,) = prog.add_courses([("全会精神", "理论", 2, "", [tid], [])])
+    links, _ = await ended_with_replay(relay)
+    sid = links["session_id"]
+    # link the lecture to an approved training of the course, as approval does
+    training = prog.add_training("ordered", None, "t09", tid, cid, 0, 1, {})
+    prog.decide(training, "approved", "", sid)
+    relay.state.store.upsert_members([Member("M1", "学员", "团堡镇")])
+    admin = relay.token("admin", None)
+    async with relay.http.get(
+        f"{relay.base_url}/api/courses/{cid}/replays", headers={"Authorization": f"Bearer {admin}"}
+    ) as resp:
+        listed = await resp.json()
+    assert [r["session_id"] for r in listed] == [sid]
+    member = relay.token("member", "another-session", "M1")  # any of the member's links
+    async with relay.http.get(
+        f"{relay.base_url}/api/me", headers={"Authorization": f"Bearer {member}"}
+    ) as resp:
+        me = await resp.json()
+    assert me["name"] == "学员" and [r["session_id"] for r in me["replays"]] == [sid]
+    async with relay.http.get(
+        relay.base_url
+        + me["replays"][0]["url"].replace("/replay?", "/api/sessions/" + sid + "/replay?")
+    ) as resp:
+        assert resp.status == 200  # the link's token opens that replay
+    stranger = relay.token("member", None, "NOBODY")
+    async with relay.http.get(
+        f"{relay.base_url}/api/me", headers={"Authorization": f"Bearer {stranger}"}
+    ) as resp:
+        assert resp.status == 404

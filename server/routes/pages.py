@@ -17,6 +17,7 @@ PAGES = {
     "/admin": "admin.html",
     "/programme": "programme.html",
     "/school": "school.html",
+    "/me": "me.html",
 }
 
 

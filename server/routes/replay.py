@@ -47,7 +47,71 @@ async def replay_file(request: web.Request) -> web.StreamResponse:
     return response
 
 
+def _replay_item(state: AppState, session, token: str | None) -> dict | None:
+    job = state.replays.state(session.id)
+    if job is None or job.state != "done":
+        return None
+    item = {
+        "session_id": session.id,
+        "title": session.title,
+        "media_seconds": job.media_seconds,
+    }
+    if token:
+        item["url"] = f"/replay?session={session.id}&token={token}"
+    return item
+
+
+async def course_replays(request: web.Request) -> web.Response:
+    """The replays of a course's lectures (course library entry; admin and schools)."""
+    state: AppState = request.app[STATE]
+    require(request, state.signer, ("admin", "school"))
+    try:
+        cid = int(request.match_info["id"])
+    except ValueError:
+        raise HTTPProblem(400, "course id is a number") from None
+    if state.programme.course(cid) is None:
+        raise HTTPProblem(404, "no such course")
+    out = []
+    for t in state.programme.trainings(state="approved"):
+        session = state.store.get_session(t.session_id) if t.course_id == cid else None
+        item = _replay_item(state, session, None) if session else None
+        if item:
+            out.append(item)
+    return web.json_response(out)
+
+
+async def my_replays(request: web.Request) -> web.Response:
+    """A member's own page: their training hours, and the replays they may watch (lectures
+    whose classrooms include their township), each with a link made for them."""
+    state: AppState = request.app[STATE]
+    claims = require(request, state.signer, ("member",))
+    member = state.store.member(claims.subject or "")
+    if member is None:
+        raise HTTPProblem(404, "you are not in the roster")
+    replays = []
+    for session in state.store.list_sessions():
+        if member.township not in {r.name for r in session.rooms}:
+            continue
+        token = state.signer.issue("member", session.id, member.member_id, 7 * 24 * 3600)
+        item = _replay_item(state, session, token)
+        if item:
+            replays.append(item)
+    credits = state.programme.credits_of(member.member_id)
+    return web.json_response(
+        {
+            "member_id": member.member_id,
+            "name": member.name,
+            "township": member.township,
+            "hours": sum(c["hours"] for c in credits),
+            "credits": credits,
+            "replays": replays,
+        }
+    )
+
+
 def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/courses/{id}/replays", course_replays)
+    app.router.add_get("/api/me", my_replays)
     app.router.add_get("/api/sessions/{session}/replay", replay_state)
     app.router.add_post("/api/sessions/{session}/replay", rebuild)
     app.router.add_get(r"/replays/{session}.{ext:mp4|jpg}", replay_file)
