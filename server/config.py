@@ -6,7 +6,8 @@ No other module reads ``os.environ``: everything is passed down from here.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 
@@ -55,8 +56,6 @@ class Config:
     # A viewer whose page sends no heartbeat for this long is ended (0: never).
     heartbeat_timeout_s: float = 45.0
     checkpoint_interval_s: float = 60.0
-    # Share of the lecture's length a member must watch to be credited.
-    credit_threshold: float = 0.8
     # Recordings and replays (recordings/, replays/); None: the data directory.
     media_dir: Path | None = None
     # Days to keep recordings once their replay is made, and replays (0: forever).
@@ -114,54 +113,43 @@ def _parse_ice_servers(text: str) -> tuple[IceServer, ...]:
     return tuple(servers)
 
 
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in text.split(","))
+
+
+# (variable, field, conversion, whether an empty value counts as unset)
+ENV: tuple[tuple[str, str, Callable[[str], object], bool], ...] = (
+    ("LR_HOST", "host", str, False),
+    ("LR_PORT", "port", int, False),
+    ("LR_DATA", "data_dir", Path, False),
+    ("LR_PUBLIC_URL", "public_url", str, False),
+    ("LR_ICE_HOSTS", "ice_host_addresses", _csv, True),
+    ("LR_ICE_PEER_NETWORKS", "ice_peer_networks", _csv, True),
+    ("LR_ICE_SERVERS", "ice_servers", _parse_ice_servers, True),
+    ("LR_SECRET", "secret", str, True),
+    ("LR_TOKEN_TTL", "token_ttl_s", int, False),
+    ("LR_TLS_CERT", "tls_cert", Path, True),
+    ("LR_TLS_KEY", "tls_key", Path, True),
+    ("LR_LEDGER_KEY", "ledger_key", Path, True),
+    ("LR_HEARTBEAT_INTERVAL", "heartbeat_interval_s", float, False),
+    ("LR_HEARTBEAT_TIMEOUT", "heartbeat_timeout_s", float, False),
+    ("LR_CHECKPOINT_INTERVAL", "checkpoint_interval_s", float, False),
+    ("LR_MEDIA_DIR", "media_dir", Path, True),
+    ("LR_RECORDING_RETENTION_DAYS", "recording_retention_days", float, False),
+    ("LR_REPLAY_RETENTION_DAYS", "replay_retention_days", float, False),
+    ("LR_YEARLY_TARGET_HOURS", "yearly_target_hours", float, False),
+    ("LR_LOG_LEVEL", "log_level", str, False),
+)
+
+
 def config_from_env(env: dict[str, str] | None = None) -> Config:
     env = dict(os.environ if env is None else env)
-    kwargs: dict = {}
-    if "LR_HOST" in env:
-        kwargs["host"] = env["LR_HOST"]
-    if "LR_PORT" in env:
-        kwargs["port"] = int(env["LR_PORT"])
-    if "LR_DATA" in env:
-        kwargs["data_dir"] = Path(env["LR_DATA"])
-    if "LR_PUBLIC_URL" in env:
-        kwargs["public_url"] = env["LR_PUBLIC_URL"]
-    if env.get("LR_ICE_HOSTS"):
-        kwargs["ice_host_addresses"] = tuple(a.strip() for a in env["LR_ICE_HOSTS"].split(","))
-    if env.get("LR_ICE_PEER_NETWORKS"):
-        kwargs["ice_peer_networks"] = tuple(
-            n.strip() for n in env["LR_ICE_PEER_NETWORKS"].split(",")
-        )
-    if env.get("LR_ICE_SERVERS"):
-        kwargs["ice_servers"] = _parse_ice_servers(env["LR_ICE_SERVERS"])
-    if env.get("LR_SECRET"):
-        kwargs["secret"] = env["LR_SECRET"]
-    if "LR_TOKEN_TTL" in env:
-        kwargs["token_ttl_s"] = int(env["LR_TOKEN_TTL"])
-    if env.get("LR_TLS_CERT"):
-        kwargs["tls_cert"] = Path(env["LR_TLS_CERT"])
-    if env.get("LR_TLS_KEY"):
-        kwargs["tls_key"] = Path(env["LR_TLS_KEY"])
-    if env.get("LR_LEDGER_KEY"):
-        kwargs["ledger_key"] = Path(env["LR_LEDGER_KEY"])
-    if "LR_HEARTBEAT_INTERVAL" in env:
-        kwargs["heartbeat_interval_s"] = float(env["LR_HEARTBEAT_INTERVAL"])
-    if "LR_HEARTBEAT_TIMEOUT" in env:
-        kwargs["heartbeat_timeout_s"] = float(env["LR_HEARTBEAT_TIMEOUT"])
-    if "LR_CHECKPOINT_INTERVAL" in env:
-        kwargs["checkpoint_interval_s"] = float(env["LR_CHECKPOINT_INTERVAL"])
-    if "LR_CREDIT_THRESHOLD" in env:
-        kwargs["credit_threshold"] = float(env["LR_CREDIT_THRESHOLD"])
-    if env.get("LR_MEDIA_DIR"):
-        kwargs["media_dir"] = Path(env["LR_MEDIA_DIR"])
-    if "LR_RECORDING_RETENTION_DAYS" in env:
-        kwargs["recording_retention_days"] = float(env["LR_RECORDING_RETENTION_DAYS"])
-    if "LR_REPLAY_RETENTION_DAYS" in env:
-        kwargs["replay_retention_days"] = float(env["LR_REPLAY_RETENTION_DAYS"])
-    if "LR_YEARLY_TARGET_HOURS" in env:
-        kwargs["yearly_target_hours"] = float(env["LR_YEARLY_TARGET_HOURS"])
-    if "LR_LOG_LEVEL" in env:
-        kwargs["log_level"] = env["LR_LOG_LEVEL"]
+    kwargs = {
+        name: convert(env[var])
+        for var, name, convert, skip_empty in ENV
+        if var in env and (env[var] or not skip_empty)
+    }
     return Config(**kwargs)
 
 
-__all__ = ["Config", "IceServer", "config_from_env", "field"]
+__all__ = ["Config", "IceServer", "config_from_env"]
