@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from server.programme.store import ProgrammeStore
-from server.roster import ImportResult, cell, header_index, read_rows
+from server.tables import ImportResult, RowError, import_file
 
 TEACHER_HEADERS = {
     "name": ("name", "姓名"),
@@ -42,79 +43,58 @@ def _school(store: ProgrammeStore, text: str) -> str | None:
 
 
 def import_teachers(store: ProgrammeStore, path: Path) -> ImportResult:
-    result = ImportResult()
-    try:
-        rows = read_rows(path)
-        index, problem = header_index(
-            next(rows, None), TEACHER_HEADERS, ("name", "organisation", "tier", "school")
-        )
-        good = []
-        if problem:
-            result.errors.append((1, problem))
-            return result
-        for number, row in enumerate(rows, start=2):
-            if not any(row):
-                continue
-            result.rows += 1
-            name, org = cell(row, index, "name"), cell(row, index, "organisation")
-            tier = TIERS.get(cell(row, index, "tier").lower())
-            school = _school(store, cell(row, index, "school"))
-            if not name:
-                result.errors.append((number, "姓名 (name) is empty"))
-            elif not org:
-                result.errors.append((number, "单位 (organisation) is empty"))
-            elif tier is None:
-                result.errors.append(
-                    (number, f"层级 must be 市级 or 乡镇: {cell(row, index, 'tier')!r}")
-                )
-            elif school is None:
-                result.errors.append((number, f"unknown school {cell(row, index, 'school')!r}"))
-            else:
-                tags = tuple(t.strip() for t in SPLIT.split(cell(row, index, "tags")) if t.strip())
-                good.append((name, org, tier, school, tags, cell(row, index, "contact")))
-    except Exception as exc:  # noqa: BLE001 - an unreadable file is one clear error
-        return ImportResult(errors=[(0, f"cannot read {path.name}: {type(exc).__name__}")])
-    result.imported = len(store.add_teachers(good))
-    return result
+    def parse_row(get: Callable[[str], str]) -> tuple:
+        name, org = get("name"), get("organisation")
+        tier = TIERS.get(get("tier").lower())
+        school = _school(store, get("school"))
+        if not name:
+            raise RowError("姓名 (name) is empty")
+        if not org:
+            raise RowError("单位 (organisation) is empty")
+        if tier is None:
+            raise RowError(f"层级 must be 市级 or 乡镇: {get('tier')!r}")
+        if school is None:
+            raise RowError(f"unknown school {get('school')!r}")
+        tags = tuple(t.strip() for t in SPLIT.split(get("tags")) if t.strip())
+        return (name, org, tier, school, tags, get("contact"))
+
+    return import_file(
+        path,
+        TEACHER_HEADERS,
+        ("name", "organisation", "tier", "school"),
+        parse_row,
+        lambda good: len(store.add_teachers(good)),
+    )
 
 
 def import_courses(store: ProgrammeStore, path: Path) -> ImportResult:
-    result = ImportResult()
-    try:
-        rows = read_rows(path)
-        index, problem = header_index(
-            next(rows, None), COURSE_HEADERS, ("title", "topic", "class_hours")
-        )
-        if problem:
-            result.errors.append((1, problem))
-            return result
-        by_name: dict[str, list[int]] = {}
-        for t in store.teachers():
-            by_name.setdefault(t.name, []).append(t.id)
-        good = []
-        for number, row in enumerate(rows, start=2):
-            if not any(row):
-                continue
-            result.rows += 1
-            title, topic = cell(row, index, "title"), cell(row, index, "topic")
-            try:
-                hours = float(cell(row, index, "class_hours"))
-            except ValueError:
-                hours = -1
-            names = [n.strip() for n in SPLIT.split(cell(row, index, "teachers")) if n.strip()]
-            unknown = [n for n in names if n not in by_name]
-            if not title:
-                result.errors.append((number, "课程名称 (title) is empty"))
-            elif not topic:
-                result.errors.append((number, "专题 (topic) is empty"))
-            elif not 0 < hours <= 8:
-                result.errors.append((number, "课时 must be a number of hours from 0.5 to 8"))
-            elif unknown:
-                result.errors.append((number, f"not in the teacher pool: {'、'.join(unknown)}"))
-            else:
-                ids = [i for n in names for i in by_name[n][:1]]
-                good.append((title, topic, hours, cell(row, index, "materials"), ids, []))
-    except Exception as exc:  # noqa: BLE001
-        return ImportResult(errors=[(0, f"cannot read {path.name}: {type(exc).__name__}")])
-    result.imported = len(store.add_courses(good))
-    return result
+    by_name: dict[str, list[int]] = {}
+    for t in store.teachers():
+        by_name.setdefault(t.name, []).append(t.id)
+
+    def parse_row(get: Callable[[str], str]) -> tuple:
+        title, topic = get("title"), get("topic")
+        try:
+            hours = float(get("class_hours"))
+        except ValueError:
+            hours = -1
+        names = [n.strip() for n in SPLIT.split(get("teachers")) if n.strip()]
+        unknown = [n for n in names if n not in by_name]
+        if not title:
+            raise RowError("课程名称 (title) is empty")
+        if not topic:
+            raise RowError("专题 (topic) is empty")
+        if not 0 < hours <= 8:
+            raise RowError("课时 must be a number of hours from 0.5 to 8")
+        if unknown:
+            raise RowError(f"not in the teacher pool: {'、'.join(unknown)}")
+        ids = [by_name[n][0] for n in names]
+        return (title, topic, hours, get("materials"), ids, [])
+
+    return import_file(
+        path,
+        COURSE_HEADERS,
+        ("title", "topic", "class_hours"),
+        parse_row,
+        lambda good: len(store.add_courses(good)),
+    )
