@@ -31,6 +31,18 @@ async def read_json(request: web.Request, limit: int = 16 * 1024) -> dict:
     return data
 
 
+def bounded_int(value: object, low: int, high: int | None, reason: str) -> int:
+    """A JSON integer (not a boolean) within [low, high], else 400 with ``reason``."""
+    if (
+        not isinstance(value, int)
+        or isinstance(value, bool)
+        or value < low
+        or (high is not None and value > high)
+    ):
+        raise HTTPProblem(400, reason)
+    return value
+
+
 def _session_or_404(state: AppState, sid: str):
     session = state.store.get_session(sid)
     if session is None:

@@ -16,7 +16,7 @@ from server.attendance.verify import verify
 from server.auth import require
 from server.errors import HTTPProblem
 from server.replay import recordings_of
-from server.routes.api import read_json
+from server.routes.api import bounded_int, read_json
 from server.routes.programme import credit_session
 from server.state import STATE, AppState
 
@@ -45,8 +45,7 @@ async def heartbeat(request: web.Request) -> web.Response:
     body = await read_json(request)
     frames = body.get("frames_decoded")
     flags = (body.get("audio_playing"), body.get("visible"))
-    if not isinstance(frames, int) or isinstance(frames, bool) or frames < 0:
-        raise HTTPProblem(400, "frames_decoded must be a non-negative integer")
+    bounded_int(frames, 0, None, "frames_decoded must be a non-negative integer")
     if not all(isinstance(f, bool) for f in flags):
         raise HTTPProblem(400, "audio_playing and visible must be booleans")
     rr = {kind: dt.rr[0] for kind, (_, dt) in viewer.tracks.items() if dt.rr is not None}
@@ -59,9 +58,7 @@ async def headcount(request: web.Request) -> web.Response:
     sid = request.match_info["session"]
     claims = require(request, state.signer, ("room",), sid)
     data = await read_json(request)
-    count = data.get("count")
-    if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= 10000:
-        raise HTTPProblem(400, "count must be an integer from 0 to 10000")
+    count = bounded_int(data.get("count"), 0, 10000, "count must be an integer from 0 to 10000")
     state.store.record_headcount(sid, claims.subject, count)
     done = await state.attendance.append(sid, Headcount(claims.subject, count))
     return web.json_response({"room": claims.subject, "count": count, "seq": done.seq})

@@ -14,7 +14,7 @@ from server.auth import Claims, require
 from server.errors import HTTPProblem
 from server.links import session_links
 from server.programme.imports import import_courses, import_teachers
-from server.routes.api import read_json
+from server.routes.api import bounded_int, read_json
 from server.state import STATE, AppState
 from server.store import TOWNSHIPS
 
@@ -37,6 +37,12 @@ def _class_hours(value) -> float:
     if not 0 < hours <= 8:
         raise HTTPProblem(400, "class_hours is a number from 0.5 to 8")
     return hours
+
+
+def _only(data: dict, allowed: set[str]) -> None:
+    unknown = set(data) - allowed
+    if unknown:
+        raise HTTPProblem(400, f"unknown fields: {', '.join(sorted(unknown))}")
 
 
 def _text(data: dict, key: str, required: bool = True) -> str:
@@ -96,9 +102,7 @@ async def update_teacher(request: web.Request) -> web.Response:
     if state.programme.teacher(tid) is None:
         raise HTTPProblem(404, "no such teacher")
     data = await read_json(request)
-    allowed = {"name", "organisation", "tier", "school_id", "tags", "contact"}
-    if set(data) - allowed:
-        raise HTTPProblem(400, f"unknown fields: {', '.join(sorted(set(data) - allowed))}")
+    _only(data, {"name", "organisation", "tier", "school_id", "tags", "contact"})
     if "tier" in data and data["tier"] not in ("city", "township"):
         raise HTTPProblem(400, "tier is city or township")
     if "school_id" in data and state.programme.school(str(data["school_id"])) is None:
@@ -118,9 +122,7 @@ async def update_course(request: web.Request) -> web.Response:
     if state.programme.course(cid) is None:
         raise HTTPProblem(404, "no such course")
     data = await read_json(request)
-    allowed = {"title", "topic", "class_hours", "materials", "teacher_ids"}
-    if set(data) - allowed:
-        raise HTTPProblem(400, f"unknown fields: {', '.join(sorted(set(data) - allowed))}")
+    _only(data, {"title", "topic", "class_hours", "materials", "teacher_ids"})
     if "class_hours" in data:
         data["class_hours"] = _class_hours(data["class_hours"])
     teacher_ids = data.pop("teacher_ids", None)
@@ -379,9 +381,7 @@ async def feedback(request: web.Request) -> web.Response:
     sid = request.match_info["session"]
     claims = require(request, state.signer, ("member", "room", "viewer"), sid)
     data = await read_json(request)
-    rating = data.get("rating")
-    if not isinstance(rating, int) or isinstance(rating, bool) or not 1 <= rating <= 5:
-        raise HTTPProblem(400, "rating is an integer from 1 to 5")
+    rating = bounded_int(data.get("rating"), 1, 5, "rating is an integer from 1 to 5")
     comment = str(data.get("comment", ""))[:2000]
     training = state.programme.training_of_session(sid)
     course = state.programme.course(training.course_id) if training else None
