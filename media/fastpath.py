@@ -29,6 +29,7 @@ from aiortc.rtp import (
     RtcpRrPacket,
     RtcpRtpfbPacket,
     RtcpSrPacket,
+    unpack_remb_fci,
 )
 
 from media.rtp import RtpHeaderError, parse_header
@@ -232,8 +233,6 @@ def take_over_sender(sender: RTCRtpSender, feedback: ViewerFeedback) -> None:
             if packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
                 feedback.on_keyframe_request()
             elif packet.fmt == RTCP_PSFB_APP:
-                from aiortc.rtp import unpack_remb_fci
-
                 try:
                     bitrate, _ = unpack_remb_fci(packet.fci)
                 except ValueError:

@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass, field
 
 from server.attendance.ledger import Row
+from server.roster import mask_phone
 
 MAX_SPAN_MS = 30_000  # a heartbeat vouches for at most this much time before it
 
@@ -271,8 +272,6 @@ def _iso(ms: int | None) -> str:
 
 def rows_for_export(report: SessionReport, phones: bool = False) -> list[dict]:
     """One row per participant; phone numbers masked unless ``phones``."""
-    from server.roster import mask_phone
-
     out = []
     for rep in sorted(report.participants.values(), key=lambda r: (r.place, r.participant)):
         out.append(
