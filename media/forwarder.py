@@ -137,6 +137,8 @@ class Forwarder:
         self.send_errors = 0
         self.retransmits = 0
         self.keyframes_seen = 0
+        # Fed over a pipe: NACKs the cache can't answer go upstream (seqs in the source's space).
+        self.on_cache_miss: Callable[[list[int]], None] | None = None
 
     # -- membership ----------------------------------------------------------------------
     def add(self, dt: Downtrack) -> None:
@@ -241,9 +243,11 @@ class Forwarder:
         if dt.sendto is None or dt not in self._active:
             return 0
         sent = 0
+        missing: list[int] = []
         for out_seq in out_seqs:
             entry = self.cache.get((out_seq - dt.seq_off) & 0xFFFF)
             if entry is None:
+                missing.append((out_seq - dt.seq_off - self.mapper.seq_off) & 0xFFFF)
                 continue
             rseq, marker, rts, payload = entry
             try:
@@ -253,6 +257,8 @@ class Forwarder:
                 dt.errors += 1
                 self.send_errors += 1
         self.retransmits += sent
+        if missing and self.on_cache_miss is not None:
+            self.on_cache_miss(missing)
         return sent
 
     def note_sender_report(self, rtp_ts: int, ntp: int = 0) -> None:

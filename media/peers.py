@@ -234,6 +234,10 @@ class Viewer(_Peer):
             }
         return out
 
+    def receiver_highest(self) -> dict[str, int]:
+        """Per track, the highest sequence number the viewer's receiver reports say arrived."""
+        return {kind: dt.rr[0] for kind, (_, dt) in self.tracks.items() if dt.rr is not None}
+
     def detach(self) -> None:
         for fwd, dt in self.tracks.values():
             fwd.remove(dt)

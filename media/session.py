@@ -21,7 +21,9 @@ from media.codecs import (
 from media.forwarder import Forwarder
 from media.keyframes import KeyframeRequester
 from media.peers import Publisher, Viewer, _Peer
+from media.pipe import PipeIn, PipeOut
 from media.recorder import SessionRecorder
+from media.remote import RemoteViewer
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +62,10 @@ class SessionMedia:
             KeyframeRequester(lambda: None, keyframe_interval_s),
         )
         self.publisher: Publisher | None = None
-        self.viewers: dict[str, Viewer] = {}
+        self.viewers: dict[str, Viewer | RemoteViewer] = {}
+        # Other processes this session feeds (origin side), or the feed it gets (fed side).
+        self.pipe_out: PipeOut | None = None
+        self.pipe_in: PipeIn | None = None
         self.identities: dict[str, object] = {}
         self.publishers_total = 0
         self._listener = listener or (lambda event: None)
@@ -130,15 +135,7 @@ class SessionMedia:
     async def subscribe(
         self, offer_sdp: str, identity: object = None, audio_only: bool = False
     ) -> tuple[str, str]:
-        desc = parse_offer(offer_sdp)
-        kinds = media_kinds(desc)
-        if "video" in kinds:
-            offered = offered_video_codecs(desc)
-            if self.video_codec not in offered:
-                raise CodecMismatch(
-                    f"this lecture is sent in {self.video_codec}; the viewer offers "
-                    f"{', '.join(offered) or 'no forwardable video codec'}"
-                )
+        kinds = self.check_viewer_offer(offer_sdp)
         viewer = Viewer(
             self.rtc_config,
             self.audio,
@@ -155,11 +152,67 @@ class SessionMedia:
         self._ensure_ticker()
         return viewer.id, answer
 
-    def _peer_gone(self, peer: _Peer) -> None:
+    def check_viewer_offer(self, offer_sdp: str) -> tuple[str, ...]:
+        """The offer's media kinds; CodecMismatch when it can't take this lecture's video."""
+        desc = parse_offer(offer_sdp)
+        kinds = media_kinds(desc)
+        if "video" in kinds:
+            offered = offered_video_codecs(desc)
+            if self.video_codec not in offered:
+                raise CodecMismatch(
+                    f"this lecture is sent in {self.video_codec}; the viewer offers "
+                    f"{', '.join(offered) or 'no forwardable video codec'}"
+                )
+        return kinds
+
+    def add_remote(self, viewer: RemoteViewer, identity: object) -> None:
+        """A viewer another process serves; it joins when that process says media arrived."""
+        self.viewers[viewer.id] = viewer
+        self.identities[viewer.id] = identity
+
+    def remote_connected(self, peer_id: str) -> None:
+        viewer = self.viewers.get(peer_id)
+        if isinstance(viewer, RemoteViewer) and not viewer.connected.is_set():
+            viewer.connected.set()
+            self._listener(
+                MediaEvent("viewer_connected", self.session_id, peer_id, self.identities[peer_id])
+            )
+
+    # -- feeding other processes ---------------------------------------------------------
+    async def pipe_source(self, host: str = "127.0.0.1") -> tuple[str, int]:
+        """Where this session's pipe packets come from (fed processes accept only that)."""
+        if self.pipe_out is None:
+            self.pipe_out = PipeOut(self.audio, self.video)
+        addr = await self.pipe_out.open(host)
+        self._ensure_ticker()
+        return addr
+
+    def add_pipe(self, addr: tuple[str, int]) -> None:
+        if self.pipe_out is not None:
+            self.pipe_out.add(addr)
+
+    def remove_pipe(self, addr: tuple[str, int]) -> None:
+        if self.pipe_out is not None:
+            self.pipe_out.remove(addr)
+
+    async def feed_from(self, source: tuple[str, int], host: str = "127.0.0.1") -> int:
+        """This process serves viewers of a lecture held elsewhere; returns the pipe port."""
+        if self.pipe_in is not None and self.pipe_in.source == (source[0], int(source[1])):
+            return self.pipe_in.transport.get_extra_info("sockname")[1]
+        if self.pipe_in is not None:
+            self.pipe_in.close()
+        self.pipe_in = PipeIn(self.audio, self.video, source)
+        port = await self.pipe_in.open(host)
+        self.audio.new_publisher()
+        self.video.new_publisher()
+        self._ensure_ticker()
+        return port
+
+    def _peer_gone(self, peer: _Peer | RemoteViewer) -> None:
         hook = getattr(peer, "connected_hook", None)
         if hook is not None:
             hook.cancel()
-        if isinstance(peer, Viewer):
+        if isinstance(peer, (Viewer, RemoteViewer)):
             peer.detach()
             if self.viewers.pop(peer.id, None) is not None:
                 identity = self.identities.pop(peer.id, None)
@@ -192,6 +245,8 @@ class SessionMedia:
             self.video.keyframes.tick()
             for viewer in list(self.viewers.values()):
                 viewer.send_reports()
+            if self.pipe_out is not None:
+                self.pipe_out.send_reports()
 
     async def close(self, reason: str = "session_end") -> None:
         if self._ticker is not None:
@@ -199,7 +254,10 @@ class SessionMedia:
             self._ticker = None
         if self.recorder is not None:
             self.recorder.close()
-        peers: list[_Peer] = list(self.viewers.values())
+        for pipe in (self.pipe_out, self.pipe_in):
+            if pipe is not None:
+                pipe.close()
+        peers: list = list(self.viewers.values())
         if self.publisher is not None:
             peers.append(self.publisher)
         await asyncio.gather(*(p.close(reason) for p in peers), return_exceptions=True)

@@ -272,7 +272,7 @@ async def bench_relay(args, children: Children, record: bool = True) -> dict:
     links = json.loads(
         subprocess.check_output(create + ([] if record else ["--no-record"]), env=env)
     )
-    server = subprocess.Popen([*cli, "serve"], env=env)
+    server = subprocess.Popen([*cli, "serve", "--workers", "1"], env=env)
     children.procs.append(server)
     url = f"http://127.0.0.1:{port}"
 

@@ -18,10 +18,11 @@ from server.errors import error_middleware
 from server.live import LiveSessions
 from server.metrics import metrics_handler
 from server.openapi import openapi_handler
+from server.pool import WorkerPool
 from server.programme.store import ProgrammeStore
 from server.qa import QuestionBoard
 from server.replay import ReplayJobs
-from server.routes import api, pages, whip
+from server.routes import api, internal, pages, whip
 from server.routes import attendance as attendance_routes
 from server.routes import programme as programme_routes
 from server.routes import qa as qa_routes
@@ -34,7 +35,9 @@ log = logging.getLogger(__name__)
 RETENTION_SWEEP_S = 6 * 3600
 
 
-def create_app(config: Config) -> web.Application:
+def create_app(config: Config, workers: int = 1) -> web.Application:
+    """The relay; with ``workers`` > 1 it also answers its media workers (started by
+    ``start_workers`` once the app listens)."""
     restrict_host_addresses(config.ice_host_addresses)
     store = Store(config.store_path)
     live = LiveSessions(config, store)
@@ -53,6 +56,8 @@ def create_app(config: Config) -> web.Application:
     signer = signer_for(config.secret, config.data_dir)
     questions = QuestionBoard(config.store_path)
     state = AppState(config, store, signer, live, attendance, replays, programme, questions)
+    if workers > 1:
+        live.use_pool(WorkerPool(workers, signer.internal_token(), worker_env(config)))
 
     app = web.Application(middlewares=[error_middleware], client_max_size=1024 * 1024)
     app[STATE] = state
@@ -62,6 +67,7 @@ def create_app(config: Config) -> web.Application:
     replay_routes.add_routes(app)
     programme_routes.add_routes(app)
     qa_routes.add_routes(app)
+    internal.add_routes(app)
     pages.add_routes(app)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/api/openapi.json", openapi_handler)
@@ -90,6 +96,8 @@ def create_app(config: Config) -> web.Application:
         await asyncio.gather(*sweeper, return_exceptions=True)
         await replays.close()
         await state.live.close()
+        if live.pool is not None:
+            await live.pool.close()
         await attendance.close()
         ledger.close()
         programme.close()
@@ -99,3 +107,14 @@ def create_app(config: Config) -> web.Application:
     app.on_startup.append(startup)
     app.on_cleanup.append(cleanup)
     return app
+
+
+def worker_env(config: Config) -> dict[str, str]:
+    """What a media worker needs of the primary's settings, as its environment."""
+    env = {
+        "LR_KEYFRAME_INTERVAL": str(config.keyframe_interval_s),
+        "LR_LOG_LEVEL": config.log_level,
+        "LR_ICE_SERVERS": ",".join(s.as_url() for s in config.ice_servers),
+        "LR_ICE_HOSTS": ",".join(config.ice_host_addresses or ()),
+    }
+    return env

@@ -20,6 +20,7 @@ from pathlib import Path
 from aiohttp import web
 
 from server.errors import HTTPProblem
+from server.internal import internal_token
 
 ROLES = ("admin", "school", "lecturer", "viewer", "room", "member")
 
@@ -82,6 +83,10 @@ class TokenSigner:
         if claims.expires < (time.time() if now is None else now):
             raise HTTPProblem(401, "token expired")
         return claims
+
+    def internal_token(self) -> str:
+        """The token relay processes show each other (derived, never a token of a user)."""
+        return internal_token(self._key)
 
     def _mac(self, payload: str) -> bytes:
         return hmac.new(self._key, payload.encode(), hashlib.sha256).digest()

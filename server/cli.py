@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -36,10 +38,6 @@ def _signer(config: Config):
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
-    from server.app import create_app
-
     config = _config(args)
     logging.basicConfig(
         level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -54,16 +52,67 @@ def cmd_serve(args: argparse.Namespace) -> int:
         except (OSError, ssl.SSLError) as exc:
             print(f"lecture-relay: cannot load TLS certificate: {exc}", file=sys.stderr)
             return 2
-    app = create_app(config)
-    print(f"Lecture Relay listening on {config.base_url}", flush=True)
-    web.run_app(
-        app,
-        host=config.host,
-        port=config.port,
-        ssl_context=ssl_context,
-        print=None,
-        access_log=None,
+    workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
+    if workers < 1:
+        print("lecture-relay: --workers must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(_serve(config, ssl_context, workers))
+    except KeyboardInterrupt:
+        pass
+    except RuntimeError as exc:
+        print(f"lecture-relay: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _serve(config: Config, ssl_context, workers: int) -> None:
+    """Listen, start the media workers (on an internal loopback port), run until a signal."""
+    import signal
+
+    from aiohttp import web
+
+    from server.app import create_app
+    from server.state import STATE
+
+    app = create_app(config, workers)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await web.TCPSite(runner, config.host, config.port, ssl_context=ssl_context).start()
+        pool = app[STATE].live.pool
+        if pool is not None:
+            internal = web.TCPSite(runner, "127.0.0.1", 0)
+            await internal.start()
+            port = internal._server.sockets[0].getsockname()[1]
+            await pool.start(f"http://127.0.0.1:{port}")
+        print(f"Lecture Relay listening on {config.base_url} ({workers} worker(s))", flush=True)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """A media worker started by ``serve --workers N`` (not for people to run)."""
+    from server.media_worker import run_worker
+
+    config = config_from_env()
+    logging.basicConfig(
+        level=config.log_level,
+        format=f"%(asctime)s %(levelname)s worker{args.index} %(name)s: %(message)s",
     )
+    token = os.environ.get("LR_INTERNAL_TOKEN", "")
+    if not token:
+        print("lecture-relay worker: started by serve --workers only", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(run_worker(args.index, config, args.primary, token))
+    except KeyboardInterrupt:
+        pass
     return 0
 
 
@@ -311,8 +360,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         help="host address to offer as ICE candidate (repeatable; default: every interface)",
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="forwarding processes (default: one per core); more than 1 starts media workers",
+    )
     _common(serve)
     serve.set_defaults(func=cmd_serve)
+
+    worker = sub.add_parser("worker", help=argparse.SUPPRESS)
+    worker.add_argument("--index", type=int, required=True)
+    worker.add_argument("--primary", required=True)
+    worker.set_defaults(func=cmd_worker)
 
     session = sub.add_parser("session", help="lecture sessions")
     ssub = session.add_subparsers(dest="session_command", required=True)

@@ -182,10 +182,13 @@ async def watch(
     token: str,
     audio_only: bool = False,
     kinds: tuple[str, ...] = ("audio", "video"),
+    video_codec: str | None = None,
 ) -> Viewing:
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     for kind in kinds:
         pc.addTransceiver(kind, direction="recvonly")
+    if video_codec and "video" in kinds:
+        _prefer(pc, "video", video_codec)
     viewing = Viewing(pc, time.monotonic())
     url = f"{base_url}/whep/{session}" + ("?audio_only=1" if audio_only else "")
     viewing.location = await _exchange(http, url, token, pc)

@@ -19,6 +19,13 @@ class IceServer:
     username: str | None = None
     credential: str | None = None
 
+    def as_url(self) -> str:
+        """The ``LR_ICE_SERVERS`` form: ``turn:user:pass@host:3478``."""
+        if not self.username:
+            return self.urls
+        scheme, _, rest = self.urls.partition(":")
+        return f"{scheme}:{self.username}:{self.credential or ''}@{rest}"
+
     def as_json(self) -> dict:
         out: dict = {"urls": self.urls}
         if self.username:
@@ -139,6 +146,7 @@ ENV: tuple[tuple[str, str, Callable[[str], object], bool], ...] = (
     ("LR_REPLAY_RETENTION_DAYS", "replay_retention_days", float, False),
     ("LR_YEARLY_TARGET_HOURS", "yearly_target_hours", float, False),
     ("LR_LOG_LEVEL", "log_level", str, False),
+    ("LR_KEYFRAME_INTERVAL", "keyframe_interval_s", float, False),
 )
 
 

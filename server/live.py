@@ -7,9 +7,12 @@ from collections.abc import Callable
 
 from aiortc import RTCConfiguration, RTCIceServer
 
+from media.peers import Viewer
+from media.remote import RemoteViewer
 from media.session import MediaEvent, SessionMedia
 from server.config import Config
 from server.errors import HTTPProblem
+from server.pool import WorkerPool
 from server.store import Store
 
 log = logging.getLogger(__name__)
@@ -32,6 +35,15 @@ class LiveSessions:
         self._rtc = rtc_configuration(config)
         self.sessions: dict[str, SessionMedia] = {}
         self.listeners: list[Callable[[MediaEvent], None]] = []
+        self.pool: WorkerPool | None = None
+
+    def use_pool(self, pool: WorkerPool) -> None:
+        """Serve viewers on the pool's workers too (``serve --workers N``)."""
+        self.pool = pool
+        pool.sessions = self.sessions
+        pool.local_viewers = lambda: sum(
+            isinstance(v, Viewer) for m in self.sessions.values() for v in m.viewers.values()
+        )
 
     def get(self, session_id: str) -> SessionMedia:
         media = self.sessions.get(session_id)
@@ -53,6 +65,23 @@ class LiveSessions:
         self.sessions[session_id] = media
         return media
 
+    async def subscribe(
+        self, media: SessionMedia, offer: str, identity: object, audio_only: bool
+    ) -> tuple[str, str]:
+        """Answer a WHEP offer here or on the least-loaded worker."""
+        if self.pool is not None:
+            index = self.pool.place()
+            if index != 0:
+                media.check_viewer_offer(offer)
+                return await self.pool.subscribe(index, media, offer, audio_only, identity)
+        return await media.subscribe(offer, identity=identity, audio_only=audio_only)
+
+    async def set_audio_only(self, media: SessionMedia, viewer: object, audio_only: bool) -> None:
+        if isinstance(viewer, RemoteViewer) and self.pool is not None:
+            await self.pool.set_mode(viewer, media.session_id, audio_only)
+        else:
+            viewer.set_audio_only(audio_only)
+
     def find(self, session_id: str) -> SessionMedia | None:
         return self.sessions.get(session_id)
 
@@ -65,6 +94,8 @@ class LiveSessions:
         media = self.sessions.pop(session_id, None)
         if media is not None:
             await media.close("session_end")
+        if self.pool is not None:
+            await self.pool.close_session(session_id, "session_end")
         self._store.set_status(session_id, "ended")
 
     def _on_event(self, event: MediaEvent) -> None:

@@ -97,6 +97,34 @@ def render(state: AppState) -> str:
         metric(
             name, "counter", help_text, [("", round(sum(getattr(r, attr) for r in recorders), 6))]
         )
+    pool = state.live.pool
+    if pool is not None:
+        handles = list(pool.workers.values())
+        metric(
+            "lr_workers_up",
+            "gauge",
+            "Media worker processes running, this one (worker 0) included.",
+            [("", 1 + sum(h.up.is_set() for h in handles))],
+        )
+        metric(
+            "lr_worker_viewers",
+            "gauge",
+            "Viewers placed on each media worker.",
+            [('{worker="0"}', pool.local_viewers())]
+            + [(f'{{worker="{h.index}"}}', h.viewers) for h in handles],
+        )
+        metric(
+            "lr_worker_packets_forwarded_total",
+            "counter",
+            "RTP packets each media worker sent to its viewers.",
+            [(f'{{worker="{h.index}"}}', h.counters.get("packets_out", 0)) for h in handles],
+        )
+        metric(
+            "lr_worker_restarts_total",
+            "counter",
+            "Media workers started again after they died.",
+            [("", sum(max(h.starts - 1, 0) for h in handles))],
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -140,7 +140,9 @@ async def test_sigkill_mid_session_loses_no_acknowledged_event(tmp_path):
     sid = links["session_id"]
     port = free_port()
     env = env_for(tmp_path, LR_PORT=str(port), LR_CHECKPOINT_INTERVAL="1")
-    server = subprocess.Popen([sys.executable, "-m", "server", "serve"], cwd=ROOT, env=env)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "server", "serve", "--workers", "1"], cwd=ROOT, env=env
+    )
     url = f"http://127.0.0.1:{port}"
     acked: list[int] = []
     try:
@@ -170,7 +172,9 @@ async def test_sigkill_mid_session_loses_no_acknowledged_event(tmp_path):
             server.wait(10)
 
     # restart: the open interval is closed at its last evidence, reason server_restart
-    restarted = subprocess.Popen([sys.executable, "-m", "server", "serve"], cwd=ROOT, env=env)
+    restarted = subprocess.Popen(
+        [sys.executable, "-m", "server", "serve", "--workers", "1"], cwd=ROOT, env=env
+    )
     try:
         await asyncio.get_running_loop().run_in_executor(None, wait_health, port)
     finally:

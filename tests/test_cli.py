@@ -56,7 +56,18 @@ def free_port() -> int:
 def test_serve_answers_on_the_given_port_and_stops(tmp_path):
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "server", "serve", "--port", str(port), "--data", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "server",
+            "serve",
+            "--workers",
+            "1",
+            "--port",
+            str(port),
+            "--data",
+            str(tmp_path),
+        ],
         cwd=ROOT,
         env=cli_env(tmp_path),
         stdout=subprocess.PIPE,

@@ -106,7 +106,9 @@ async def test_a_killed_server_leaves_a_readable_recording(tmp_path):
     links = json.loads(created.stdout)
     port = free_port()
     env = env_for(tmp_path, LR_PORT=str(port))
-    server = subprocess.Popen([sys.executable, "-m", "server", "serve"], cwd=ROOT, env=env)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "server", "serve", "--workers", "1"], cwd=ROOT, env=env
+    )
     try:
         await asyncio.get_running_loop().run_in_executor(None, wait_health, port)
         async with aiohttp.ClientSession() as http:

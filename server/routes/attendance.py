@@ -48,7 +48,7 @@ async def heartbeat(request: web.Request) -> web.Response:
     bounded_int(frames, 0, None, "frames_decoded must be a non-negative integer")
     if not all(isinstance(f, bool) for f in flags):
         raise HTTPProblem(400, "audio_playing and visible must be booleans")
-    rr = {kind: dt.rr[0] for kind, (_, dt) in viewer.tracks.items() if dt.rr is not None}
+    rr = viewer.receiver_highest()
     done = await state.attendance.heartbeat(rid, frames, flags[0], flags[1], rr)
     return web.json_response({"seq": done.seq})
 

@@ -81,7 +81,7 @@ async def whep_post(request: web.Request) -> web.Response:
     audio_only = request.query.get("audio_only") in ("1", "true", "yes")
     identity = identity_of(claims, request.remote or "", audio_only)
     try:
-        rid, answer = await media.subscribe(offer, identity=identity, audio_only=audio_only)
+        rid, answer = await state.live.subscribe(media, offer, identity, audio_only)
     except CodecMismatch as exc:
         raise HTTPProblem(406, str(exc)) from None
     except (ValueError, PeerRefused) as exc:
@@ -132,7 +132,7 @@ async def viewer_mode(request: web.Request) -> web.Response:
         raise HTTPProblem(400, 'body must be {"audio_only": true|false}') from None
     if not isinstance(audio_only, bool):
         raise HTTPProblem(400, "audio_only must be a boolean")
-    viewer.set_audio_only(audio_only)
+    await state.live.set_audio_only(media, viewer, audio_only)
     return web.json_response({"audio_only": audio_only})
 
 
