@@ -163,10 +163,13 @@ def _ssrc_of(feedback: bytes) -> int:
 class PipeIn:
     """The fed side: one session's RTP from its origin into this process's forwarders."""
 
-    def __init__(self, audio: Forwarder, video: Forwarder, source: tuple[str, int]) -> None:
+    def __init__(
+        self, audio: Forwarder, video: Forwarder, source: tuple[str, int] | None = None
+    ) -> None:
         self.forwarders = {AUDIO_SSRC: audio, VIDEO_SSRC: video}
         self.video = video
-        self.source = (source[0], int(source[1]))
+        # Until the origin's address is known, nothing is accepted.
+        self.source = (source[0], int(source[1])) if source else None
         self.transport: asyncio.DatagramTransport | None = None
         self.refused = 0
         self.packets = 0
@@ -188,12 +191,16 @@ class PipeIn:
             fwd.on_cache_miss = lambda seqs, kind=kind: self.request_retransmit(kind, seqs)
         return self.transport.get_extra_info("sockname")[1]
 
+    @property
+    def port(self) -> int:
+        return self.transport.get_extra_info("sockname")[1] if self.transport else 0
+
     def request_keyframe(self) -> None:
-        if self.transport is not None:
+        if self.transport is not None and self.source is not None:
             self.transport.sendto(pli(VIDEO_SSRC), self.source)
 
     def request_retransmit(self, kind: str, seqs: list[int]) -> None:
-        if self.transport is not None and seqs:
+        if self.transport is not None and self.source is not None and seqs:
             ssrc = VIDEO_SSRC if kind == "video" else AUDIO_SSRC
             self.transport.sendto(nack(ssrc, seqs), self.source)
 

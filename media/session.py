@@ -197,16 +197,26 @@ class SessionMedia:
 
     async def feed_from(self, source: tuple[str, int], host: str = "127.0.0.1") -> int:
         """This process serves viewers of a lecture held elsewhere; returns the pipe port."""
-        if self.pipe_in is not None and self.pipe_in.source == (source[0], int(source[1])):
-            return self.pipe_in.transport.get_extra_info("sockname")[1]
-        if self.pipe_in is not None:
-            self.pipe_in.close()
-        self.pipe_in = PipeIn(self.audio, self.video, source)
-        port = await self.pipe_in.open(host)
-        self.audio.new_publisher()
-        self.video.new_publisher()
-        self._ensure_ticker()
+        port = await self.open_feed(host)
+        self.set_feed_source(source)
         return port
+
+    async def open_feed(self, host: str = "127.0.0.1") -> int:
+        """Bind the pipe socket that will receive this session (no source accepted yet)."""
+        if self.pipe_in is None:
+            self.pipe_in = PipeIn(self.audio, self.video)
+            await self.pipe_in.open(host)
+            self._ensure_ticker()
+        return self.pipe_in.port
+
+    def set_feed_source(self, source: tuple[str, int]) -> None:
+        """Accept the pipe from ``source``; a new source (the lecture moved to another node)
+        continues the same stream for our viewers, like a publisher that reconnected."""
+        source = (source[0], int(source[1]))
+        if self.pipe_in is not None and self.pipe_in.source != source:
+            self.pipe_in.source = source
+            self.audio.new_publisher()
+            self.video.new_publisher()
 
     def _peer_gone(self, peer: _Peer | RemoteViewer) -> None:
         hook = getattr(peer, "connected_hook", None)

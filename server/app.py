@@ -13,6 +13,9 @@ from server.attendance.ledger import Ledger
 from server.attendance.signing import CheckpointLog, LedgerKey
 from server.attendance.tracker import Attendance
 from server.auth import signer_for
+from server.cluster.cors import cors_middleware
+from server.cluster.node import Cluster
+from server.cluster.stream import StreamLedger
 from server.config import Config
 from server.errors import error_middleware
 from server.live import LiveSessions
@@ -41,7 +44,15 @@ def create_app(config: Config, workers: int = 1) -> web.Application:
     restrict_host_addresses(config.ice_host_addresses)
     store = Store(config.store_path)
     live = LiveSessions(config, store)
-    ledger = Ledger(config.ledger_path)
+    signer = signer_for(config.secret, config.data_dir)
+    cluster = None
+    if config.redis_url:
+        cluster = Cluster(config, signer.internal_token(), live.viewer_count, workers)
+        live.use_cluster(cluster)
+    if cluster is not None and not config.cluster_home:
+        ledger = StreamLedger(cluster.redis, cluster.instance_name)
+    else:
+        ledger = Ledger(config.ledger_path)
     attendance = Attendance(
         ledger,
         LedgerKey.load_or_create(config.ledger_key_path),
@@ -53,13 +64,14 @@ def create_app(config: Config, workers: int = 1) -> web.Application:
     live.listeners.append(attendance.on_media_event)
     replays = ReplayJobs(config.media_root, sys.executable)
     programme = ProgrammeStore(config.store_path)
-    signer = signer_for(config.secret, config.data_dir)
     questions = QuestionBoard(config.store_path)
     state = AppState(config, store, signer, live, attendance, replays, programme, questions)
+    state.cluster = cluster
     if workers > 1:
         live.use_pool(WorkerPool(workers, signer.internal_token(), worker_env(config)))
 
-    app = web.Application(middlewares=[error_middleware], client_max_size=1024 * 1024)
+    middlewares = [error_middleware] if cluster is None else [cors_middleware, error_middleware]
+    app = web.Application(middlewares=middlewares, client_max_size=1024 * 1024)
     app[STATE] = state
     whip.add_routes(app)
     api.add_routes(app)
@@ -91,6 +103,8 @@ def create_app(config: Config, workers: int = 1) -> web.Application:
             sweeper.append(asyncio.ensure_future(retention()))
 
     async def cleanup(app: web.Application) -> None:
+        if cluster is not None:
+            await cluster.close()
         for task in sweeper:
             task.cancel()
         await asyncio.gather(*sweeper, return_exceptions=True)

@@ -90,10 +90,76 @@ async def _serve(config: Config, ssl_context, workers: int) -> None:
             await internal.start()
             port = internal._server.sockets[0].getsockname()[1]
             await pool.start(f"http://127.0.0.1:{port}")
-        print(f"Lecture Relay listening on {config.base_url} ({workers} worker(s))", flush=True)
+        cluster = app[STATE].cluster
+        writer = None
+        if cluster is not None:
+            await cluster.start()
+            if config.cluster_home and config.ledger_writer:
+                writer = _start_writer(cluster.redis, app[STATE].attendance.ledger)
+        mode = f", cluster node {cluster.id}" if cluster is not None else ""
+        print(
+            f"Lecture Relay listening on {config.base_url} ({workers} worker(s){mode})",
+            flush=True,
+        )
         await stop.wait()
+        if writer is not None:
+            writer[0].stop()
+            writer[1].cancel()
     finally:
         await runner.cleanup()
+
+
+def _start_writer(redis, ledger):
+    from server.cluster.stream import StreamWriter
+
+    writer = StreamWriter(redis, ledger)
+    return writer, asyncio.ensure_future(writer.run())
+
+
+def cmd_ledger_writer(args: argparse.Namespace) -> int:
+    """Cluster mode: write the attendance stream into this data directory's ledger."""
+    config = _config(args)
+    logging.basicConfig(
+        level=config.log_level, format="%(asctime)s %(levelname)s writer %(name)s: %(message)s"
+    )
+    if not config.redis_url:
+        print("lecture-relay ledger-writer: set REDIS_URL", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(_run_writer(config))
+    except KeyboardInterrupt:
+        pass
+    except RuntimeError as exc:
+        print(f"lecture-relay: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _run_writer(config: Config) -> None:
+    import signal
+
+    import redis.asyncio as aioredis
+    from redis.exceptions import RedisError
+
+    from server.attendance.ledger import Ledger
+    from server.cluster.stream import StreamWriter
+
+    redis = aioredis.Redis.from_url(config.redis_url, decode_responses=True, socket_timeout=5)
+    try:
+        await redis.ping()
+    except (RedisError, OSError) as exc:
+        raise RuntimeError(f"cannot reach Redis at {config.redis_url}: {exc}") from None
+    ledger = Ledger(config.ledger_path)
+    writer = StreamWriter(redis, ledger)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, writer.stop)
+    print(f"ledger writer: {config.redis_url} -> {config.ledger_path}", flush=True)
+    try:
+        await writer.run()
+    finally:
+        ledger.close()
+        await redis.aclose()
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -367,6 +433,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(serve)
     serve.set_defaults(func=cmd_serve)
+
+    writer = sub.add_parser(
+        "ledger-writer", help="cluster mode: write the Redis attendance stream into the ledger"
+    )
+    _common(writer)
+    writer.set_defaults(func=cmd_ledger_writer)
 
     worker = sub.add_parser("worker", help=argparse.SUPPRESS)
     worker.add_argument("--index", type=int, required=True)

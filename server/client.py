@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import aiohttp
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from yarl import URL
 
 
 class SignallingError(Exception):
@@ -24,7 +25,9 @@ class SignallingError(Exception):
 
 async def _exchange(
     http: aiohttp.ClientSession, url: str, token: str, pc: RTCPeerConnection
-) -> str:
+) -> tuple[str, str]:
+    """POST the offer (following a 307 to another node); returns the Location as given and
+    the resource's absolute URL."""
     await pc.setLocalDescription(await pc.createOffer())
     async with http.post(
         url,
@@ -36,8 +39,9 @@ async def _exchange(
             await pc.close()
             raise SignallingError(resp.status, body)
         location = resp.headers["Location"]
+        resource_url = str(resp.url.join(URL(location)))
     await pc.setRemoteDescription(RTCSessionDescription(body, "answer"))
-    return location
+    return location, resource_url
 
 
 def _prefer(pc: RTCPeerConnection, kind: str, codec: str) -> None:
@@ -61,10 +65,14 @@ class Publication:
     async def stop(self, http: aiohttp.ClientSession | None = None) -> None:
         if http is not None:
             async with http.delete(
-                self.base_url + self.location, headers={"Authorization": f"Bearer {self.token}"}
+                self.resource_url, headers={"Authorization": f"Bearer {self.token}"}
             ):
                 pass
         await self.pc.close()
+
+    @property
+    def resource_url(self) -> str:
+        return str(URL(self.base_url).join(URL(self.location)))
 
 
 async def publish(
@@ -80,7 +88,7 @@ async def publish(
         pc.addTransceiver(track, direction="sendonly")
     if video_codec:
         _prefer(pc, "video", video_codec)
-    location = await _exchange(http, f"{base_url}/whip/{session}", token, pc)
+    location, _ = await _exchange(http, f"{base_url}/whip/{session}", token, pc)
     return Publication(pc, location, base_url, token)
 
 
@@ -100,7 +108,8 @@ class Viewing:
     def __init__(self, pc: RTCPeerConnection, started: float) -> None:
         self.pc = pc
         self.started = started
-        self.location = ""
+        self.location = ""  # as the relay wrote it (relative on one node)
+        self.resource_url = ""  # absolute, on whichever node answered
         self.base_url = ""
         self.token = ""
         self.stats = {"audio": TrackStats(), "video": TrackStats()}
@@ -154,7 +163,7 @@ class Viewing:
             audio = self.stats["audio"]
             audio_playing = audio.last_at is not None and time.monotonic() - audio.last_at < 2
         async with http.post(
-            f"{self.base_url}{self.location}/heartbeat",
+            f"{self.resource_url}/heartbeat",
             json={
                 "frames_decoded": frames_decoded,
                 "audio_playing": audio_playing,
@@ -167,7 +176,7 @@ class Viewing:
     async def stop(self, http: aiohttp.ClientSession | None = None) -> None:
         if http is not None and self.location:
             async with http.delete(
-                self.base_url + self.location, headers={"Authorization": f"Bearer {self.token}"}
+                self.resource_url, headers={"Authorization": f"Bearer {self.token}"}
             ):
                 pass
         for task in self._tasks:
@@ -191,7 +200,7 @@ async def watch(
         _prefer(pc, "video", video_codec)
     viewing = Viewing(pc, time.monotonic())
     url = f"{base_url}/whep/{session}" + ("?audio_only=1" if audio_only else "")
-    viewing.location = await _exchange(http, url, token, pc)
+    viewing.location, viewing.resource_url = await _exchange(http, url, token, pc)
     viewing.base_url = base_url
     viewing.token = token
     return viewing

@@ -73,6 +73,20 @@ class Config:
     # HTTPS: browsers open the camera only on https:// (or http://localhost).
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # Cluster mode (docs/SCALING.md): nodes coordinate through this Redis when it is set.
+    redis_url: str | None = None
+    # This node's name in the registry; None: host:port.
+    node_id: str | None = None
+    # The address other nodes send this node's RTP pipes to; None: the listen host
+    # (127.0.0.1 when that is a wildcard).
+    pipe_host: str | None = None
+    # The home node holds the database and the ledger; edge nodes send attendance through
+    # the Redis stream. The home node also runs the stream's ledger writer unless told not to
+    # (then ``lecture-relay ledger-writer`` runs it).
+    cluster_home: bool = True
+    ledger_writer: bool = True
+    # A node that has not refreshed its registry entry for this long is dropped.
+    node_ttl_s: float = 6.0
 
     @property
     def base_url(self) -> str:
@@ -81,6 +95,16 @@ class Config:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
         scheme = "https" if self.tls_cert else "http"
         return f"{scheme}://{host}:{self.port}"
+
+    @property
+    def node_name(self) -> str:
+        return self.node_id or f"{self.host}:{self.port}"
+
+    @property
+    def pipe_address(self) -> str:
+        if self.pipe_host:
+            return self.pipe_host
+        return "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
 
     @property
     def store_path(self) -> Path:
@@ -120,6 +144,10 @@ def _parse_ice_servers(text: str) -> tuple[IceServer, ...]:
     return tuple(servers)
 
 
+def _flag(text: str) -> bool:
+    return text.strip().lower() not in ("0", "false", "no", "off", "")
+
+
 def _csv(text: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in text.split(","))
 
@@ -147,6 +175,13 @@ ENV: tuple[tuple[str, str, Callable[[str], object], bool], ...] = (
     ("LR_YEARLY_TARGET_HOURS", "yearly_target_hours", float, False),
     ("LR_LOG_LEVEL", "log_level", str, False),
     ("LR_KEYFRAME_INTERVAL", "keyframe_interval_s", float, False),
+    ("REDIS_URL", "redis_url", str, True),
+    ("LR_REDIS_URL", "redis_url", str, True),
+    ("LR_NODE_ID", "node_id", str, True),
+    ("LR_PIPE_HOST", "pipe_host", str, True),
+    ("LR_CLUSTER_HOME", "cluster_home", _flag, False),
+    ("LR_LEDGER_WRITER", "ledger_writer", _flag, False),
+    ("LR_NODE_TTL", "node_ttl_s", float, False),
 )
 
 

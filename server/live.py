@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 
@@ -10,6 +11,7 @@ from aiortc import RTCConfiguration, RTCIceServer
 from media.peers import Viewer
 from media.remote import RemoteViewer
 from media.session import MediaEvent, SessionMedia
+from server.cluster.node import Cluster
 from server.config import Config
 from server.errors import HTTPProblem
 from server.pool import WorkerPool
@@ -36,6 +38,22 @@ class LiveSessions:
         self.sessions: dict[str, SessionMedia] = {}
         self.listeners: list[Callable[[MediaEvent], None]] = []
         self.pool: WorkerPool | None = None
+        self.cluster: Cluster | None = None
+        self._background: set[asyncio.Future] = set()
+
+    def viewer_count(self) -> int:
+        """Every viewer this node serves, its workers' included."""
+        return sum(len(m.viewers) for m in self.sessions.values())
+
+    def use_cluster(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        cluster.sessions = self.sessions
+        cluster.on_control.append(self._on_control)
+
+    def _later(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def use_pool(self, pool: WorkerPool) -> None:
         """Serve viewers on the pool's workers too (``serve --workers N``)."""
@@ -63,6 +81,33 @@ class LiveSessions:
             self._config.media_root / "recordings" if self._store.records(session_id) else None,
         )
         self.sessions[session_id] = media
+        if self.cluster is not None:
+            self._later(self.cluster.publish_session(session_id, media.video_codec, session.status))
+        return media
+
+    async def open(self, session_id: str) -> SessionMedia:
+        """Like ``get``; in a cluster also a session this node's database does not hold but
+        Redis knows (this node serves it as an edge, fed from its origin)."""
+        try:
+            return self.get(session_id)
+        except HTTPProblem as exc:
+            if exc.status != 404 or self.cluster is None:
+                raise
+        meta = await self.cluster.session_meta(session_id)
+        if not meta:
+            raise HTTPProblem(404, f"unknown session {session_id}")
+        if meta.get("status") == "ended":
+            raise HTTPProblem(410, "this session has ended")
+        media = self.sessions.get(session_id)
+        if media is None:
+            media = SessionMedia(
+                session_id,
+                meta.get("video_codec", "H264"),
+                self._rtc,
+                self._config.keyframe_interval_s,
+                self._on_event,
+            )
+            self.sessions[session_id] = media
         return media
 
     async def subscribe(
@@ -97,6 +142,8 @@ class LiveSessions:
         if self.pool is not None:
             await self.pool.close_session(session_id, "session_end")
         self._store.set_status(session_id, "ended")
+        if self.cluster is not None:
+            await self.cluster.ended(session_id)
 
     def _on_event(self, event: MediaEvent) -> None:
         log.info("%s session=%s peer=%s", event.kind, event.session_id, event.peer_id)
@@ -107,6 +154,29 @@ class LiveSessions:
             media = self.sessions.get(event.session_id)
             if media is not None:
                 self._store.set_video_codec(event.session_id, media.video_codec)
+                if self.cluster is not None:
+                    self._later(self.cluster.became_origin(event.session_id, media.video_codec))
+
+    def _on_control(self, message: dict) -> None:
+        """Cluster control: the lecture moved to another node, or the session ended."""
+        sid = message.get("session")
+        media = self.sessions.get(sid) if isinstance(sid, str) else None
+        if media is None:
+            return
+        if message.get("type") == "origin" and message.get("node") != self.cluster.id:
+            if media.pipe_in is not None or media.publisher is None:
+                self._later(self._repull(media, message["node"]))
+        elif message.get("type") == "end":
+            self.sessions.pop(sid, None)
+            self._later(media.close("session_end"))
+
+    async def _repull(self, media: SessionMedia, origin: str) -> None:
+        if not media.viewers:
+            return
+        try:
+            await self.cluster.ensure_pull(media, origin)
+        except HTTPProblem as exc:
+            log.warning("session %s: cannot pull from %s: %s", media.session_id, origin, exc)
 
     async def close(self) -> None:
         """Server shutdown: viewers leave with reason server_restart; sessions stay open."""

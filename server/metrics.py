@@ -125,6 +125,16 @@ def render(state: AppState) -> str:
             "Media workers started again after they died.",
             [("", sum(max(h.starts - 1, 0) for h in handles))],
         )
+    cluster = state.cluster
+    if cluster is not None:
+        metric("lr_cluster_redis_up", "gauge", "Redis reachable.", [("", int(cluster.redis_ok))])
+        metric(
+            "lr_cluster_node_share",
+            "gauge",
+            "Viewers per worker of each live node, as the registry last said.",
+            [(f'{{node="{n.id}"}}', round(n.share, 3)) for n in cluster.known_nodes],
+        )
+        metric("lr_cluster_nodes", "gauge", "Live nodes.", [("", len(cluster.known_nodes))])
     return "\n".join(lines) + "\n"
 
 

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from server.attendance.tracker import Attendance
 from server.auth import TokenSigner
+from server.cluster.node import Cluster
 from server.config import Config
 from server.live import LiveSessions
 from server.programme.store import ProgrammeStore
@@ -33,6 +34,7 @@ class AppState:
     programme: ProgrammeStore
     questions: QuestionBoard
     metrics: Counters = field(default_factory=Counters)
+    cluster: Cluster | None = None
 
 
 STATE = web.AppKey("state", AppState)

@@ -23,6 +23,8 @@ LEAVE_REASONS = (
     "server_restart",
     "session_end",
     "replaced",
+    "worker_lost",  # the media worker process serving it died
+    "node_lost",  # cluster mode: the node serving it left the registry
 )
 
 
@@ -160,6 +162,11 @@ EVENT_TYPES: dict[str, type[Event]] = {
         Moderation,
     )
 }
+
+
+def event_from(kind: str, data: dict) -> Event:
+    """Rebuild an event from its kind and data (as the Redis stream carries them)."""
+    return EVENT_TYPES[kind](**data)
 
 
 def data_json(data: dict) -> str:

@@ -42,6 +42,9 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     signature TEXT NOT NULL,
     PRIMARY KEY (session, seq, final)
 );
+-- Stream entries (cluster mode) already written: a writer restarted between its commit and
+-- its XACK reads them again and must not append them twice.
+CREATE TABLE IF NOT EXISTS stream_applied (id TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
 BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
@@ -124,12 +127,29 @@ class Ledger:
                     future.set_result(result)
 
     def _write(self, batch: list[tuple[str, Event, int]]) -> list[Appended]:
+        return self._transaction([(s, e, t, None) for s, e, t in batch])
+
+    def apply_stream(self, entries: list[tuple[str, Event, int, str]]) -> int:
+        """Append entries read from the Redis stream, each once (by stream id), in one
+        durable commit; returns how many were new. Runs on the writer thread."""
+        results = self._executor.submit(self._transaction, entries).result()
+        return sum(r is not None for r in results)
+
+    def _transaction(self, batch: list[tuple[str, Event, int, str | None]]) -> list:
         db = self._db
-        out: list[Appended] = []
+        out: list[Appended | None] = []
         touched: dict[str, tuple[int, str]] = {}
         db.execute("BEGIN IMMEDIATE")
         try:
-            for session, event, at_ms in batch:
+            for session, event, at_ms, stream_id in batch:
+                if stream_id is not None:
+                    seen = db.execute(
+                        "SELECT 1 FROM stream_applied WHERE id = ?", (stream_id,)
+                    ).fetchone()
+                    if seen:
+                        out.append(None)
+                        continue
+                    db.execute("INSERT INTO stream_applied (id) VALUES (?)", (stream_id,))
                 seq, prev = touched.get(session) or self._head(session)
                 seq += 1
                 encoded = data_json(event.data())
@@ -145,7 +165,7 @@ class Ledger:
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        self.appended += len(batch)
+        self.appended += sum(r is not None for r in out)
         self.batches += 1
         return out
 

@@ -99,6 +99,9 @@ class Attendance:
         """Wait until every event handed to the ledger is on disk."""
         while self._writes:
             await asyncio.gather(*list(self._writes), return_exceptions=True)
+        flush = getattr(self.ledger, "drain", None)  # cluster edge: the stream's sender
+        if flush is not None:
+            await flush()
 
     # -- events from the media plane -----------------------------------------------------
     def on_media_event(self, event: MediaEvent) -> None:

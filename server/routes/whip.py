@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import secrets
+from urllib.parse import urlencode
 
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from media.candidates import filter_candidates
 from media.codecs import CodecMismatch
 from media.peers import PeerRefused
 from server.attendance.tracker import Identity
-from server.auth import Claims, require
+from server.auth import Claims, bearer_token, require
 from server.errors import HTTPProblem
 from server.state import STATE, AppState
 
@@ -62,14 +64,14 @@ async def whip_post(request: web.Request) -> web.Response:
     sid = request.match_info["session"]
     require(request, state.signer, PUBLISH_ROLES, sid)
     offer = await read_offer(request, state)
-    media = state.live.get(sid)
+    media = await state.live.open(sid)
     try:
         rid, answer = await media.publish(offer)
     except CodecMismatch as exc:
         raise HTTPProblem(406, str(exc)) from None
     except (ValueError, PeerRefused) as exc:
         raise HTTPProblem(400, str(exc)) from None
-    return created(request, state, f"/whip/{sid}/{rid}", answer)
+    return created(request, state, resource_url(state, "whip", sid, rid), answer)
 
 
 async def whep_post(request: web.Request) -> web.Response:
@@ -77,7 +79,18 @@ async def whep_post(request: web.Request) -> web.Response:
     sid = request.match_info["session"]
     claims = require(request, state.signer, VIEW_ROLES, sid)
     offer = await read_offer(request, state)
-    media = state.live.get(sid)
+    cluster = state.cluster
+    if cluster is not None and request.query.get("node") != cluster.id:
+        target = await cluster.choose(sid, await _meta(cluster, sid))
+        if target is not None:
+            # Browsers drop Authorization on a cross-origin redirect: carry the token.
+            query = dict(request.query, node=target.id, token=bearer_token(request) or "")
+            raise web.HTTPTemporaryRedirect(f"{target.url}/whep/{sid}?{urlencode(query)}")
+    media = await state.live.open(sid)
+    if cluster is not None and media.publisher is None:
+        origin = (await _meta(cluster, sid)).get("origin")
+        if origin and origin != cluster.id:
+            await cluster.ensure_pull(media, origin)
     audio_only = request.query.get("audio_only") in ("1", "true", "yes")
     identity = identity_of(claims, request.remote or "", audio_only)
     try:
@@ -87,7 +100,20 @@ async def whep_post(request: web.Request) -> web.Response:
     except (ValueError, PeerRefused) as exc:
         raise HTTPProblem(400, str(exc)) from None
     state.metrics.joins += 1
-    return created(request, state, f"/whep/{sid}/{rid}", answer)
+    return created(request, state, resource_url(state, "whep", sid, rid), answer)
+
+
+async def _meta(cluster, sid: str) -> dict:
+    try:
+        return await cluster.session_meta(sid)
+    except (RedisError, OSError):
+        return {}  # Redis down: serve here what this node can
+
+
+def resource_url(state: AppState, kind: str, sid: str, rid: str) -> str:
+    """Relative on one node; absolute in a cluster (the page may have been redirected)."""
+    path = f"/{kind}/{sid}/{rid}"
+    return state.config.base_url + path if state.cluster is not None else path
 
 
 def identity_of(claims: Claims, address: str, audio_only: bool) -> Identity:

@@ -1,0 +1,164 @@
+"""Cluster mode with a real redis-server: two nodes of two workers each on loopback.
+
+Node A is home (database, ledger) and holds the lecture; node B is an edge with no ledger of its
+own. A viewer placed on B gets the lecture pulled from A over RTP and decodes it; its attendance
+travels through the Redis stream into A's ledger, every event once even when the ledger
+writer is killed mid-session; when B is killed its viewer's interval closes (node_lost) and
+the page's re-join lands on A.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+
+import aiohttp
+import redis.asyncio as aioredis
+
+from media.sources import PatternVideoTrack, ToneAudioTrack
+from server.attendance.ledger import Ledger
+from server.client import publish, watch
+from tests.cluster_fixtures import ROOT, Node, cli, node_env, redis_url  # noqa: F401
+from tests.test_workers import metrics, until
+
+
+def ledger_rows(data, sid):
+    ledger = Ledger(data / "ledger.sqlite3")
+    try:
+        return list(ledger.rows(sid))
+    finally:
+        ledger.close()
+
+
+async def test_viewer_on_edge_node_and_failures(tmp_path, redis_url):  # noqa: F811
+    data_a, data_b = tmp_path / "a" / "data", tmp_path / "b" / "data"
+    links = json.loads(cli(data_a, "session", "create", "--title", "集群", "--json").stdout)
+    sid, room = links["session_id"], links["rooms"][0]
+    node_a = Node("A", data_a, redis_url, LR_LEDGER_WRITER="0")
+    node_b = Node("B", data_b, redis_url, LR_CLUSTER_HOME="0")
+    writer_env = node_env(data_a, LR_REDIS_URL=redis_url)
+    writer = None
+    r = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        await node_a.start()
+        await node_b.start()
+        writer = subprocess.Popen(
+            [sys.executable, "-m", "server", "ledger-writer"], cwd=ROOT, env=writer_env
+        )
+        async with aiohttp.ClientSession() as http:
+            pub = await publish(
+                http,
+                node_a.url,
+                sid,
+                links["lecturer_token"],
+                [ToneAudioTrack(), PatternVideoTrack()],
+            )
+
+            async def origin_is_a() -> bool:
+                return await r.hget(f"lr:session:{sid}", "origin") == "A"
+
+            await until(origin_is_a)
+
+            async def a_sees_b() -> bool:
+                return (await metrics(http, node_a.url)).get("lr_cluster_nodes") == 2
+
+            await until(a_sees_b)
+            # the first viewer stays on A (equal load, A prefers itself); the next one is
+            # redirected (307) to B, which pulls the lecture from A
+            first = await watch(http, node_a.url, sid, links["viewer_token"])
+            edge = await watch(http, node_a.url, sid, room["token"])
+            assert first.resource_url.startswith(node_a.url)
+            assert edge.resource_url.startswith(node_b.url), edge.resource_url
+            for v in (first, edge):
+                stats = await v.wait_frames("video", 15, timeout=20)
+                assert stats.sizes == {(320, 240)}
+
+            # heartbeats on B are accepted and reach A's ledger through the stream, also
+            # across a SIGKILL of the ledger writer
+            acked = 0
+
+            async def beat() -> bool:
+                nonlocal acked
+                status, _ = await edge.heartbeat(http)
+                acked += status == 200
+                return status == 200
+
+            await until(beat)
+            for _ in range(3):
+                assert await beat()
+            writer.send_signal(signal.SIGKILL)
+            writer.wait(10)
+            for _ in range(4):
+                assert await beat()
+            writer = subprocess.Popen(
+                [sys.executable, "-m", "server", "ledger-writer"], cwd=ROOT, env=writer_env
+            )
+            edge_peer = edge.resource_url.rsplit("/", 1)[1]
+
+            async def all_beats_written() -> bool:
+                rows = ledger_rows(data_a, sid)
+                beats = [r for r in rows if r.kind == "heartbeat" and r.data["peer"] == edge_peer]
+                return len(beats) >= acked
+
+            await until(all_beats_written, timeout=20)
+
+            # node B dies: its viewer's interval is closed by the writer once B's registry
+            # entry lapses; the page re-joins through A and is served by A
+            node_b.kill()
+
+            async def closed() -> bool:
+                rows = ledger_rows(data_a, sid)
+                return any(r.kind == "leave" and r.data["peer"] == edge_peer for r in rows)
+
+            await until(closed, timeout=20)
+            await edge.stop()
+            again = await watch(http, node_a.url, sid, room["token"])
+            assert again.resource_url.startswith(node_a.url)
+            await again.wait_frames("video", 10, timeout=20)
+            await until(lambda: _joined(http, again))
+            for v in (first, again):
+                await v.stop(http)
+            await pub.stop(http)
+    finally:
+        for node in (node_b, node_a):
+            node.stop()
+        if writer is not None and writer.poll() is None:
+            writer.terminate()
+            writer.wait(10)
+        await r.aclose()
+
+    rows = ledger_rows(data_a, sid)
+    edge_beats = [r for r in rows if r.kind == "heartbeat" and r.data["peer"] == edge_peer]
+    assert len(edge_beats) == acked  # every accepted heartbeat once, none twice
+    joins = [
+        r for r in rows if r.kind == "join" and r.data["participant"] == f"room:{room['code']}"
+    ]
+    assert len(joins) == 2  # one participant, two intervals
+    leaves = {r.data["peer"]: r.data["reason"] for r in rows if r.kind == "leave"}
+    assert leaves[edge_peer] == "node_lost"
+    verified = cli(data_a, "verify", sid)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+async def _joined(http, viewing) -> bool:
+    status, _ = await viewing.heartbeat(http)
+    return status == 200
+
+
+async def test_unreachable_redis_is_a_clear_error_at_start(tmp_path):
+    from tests.test_cli import free_port
+
+    out = subprocess.run(
+        [sys.executable, "-m", "server", "serve", "--workers", "1"],
+        cwd=ROOT,
+        env=node_env(
+            tmp_path / "data", LR_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", LR_PORT="0"
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 1
+    assert "cannot reach Redis" in out.stderr
