@@ -93,6 +93,9 @@ class SessionMedia:
         answer = await publisher.answer(offer_sdp, groups)
         previous, self.publisher = self.publisher, publisher
         self.publishers_total += 1
+        if self.pipe_in is not None:  # the lecture was fed from another node: now it is here
+            self.pipe_in.close()
+            self.pipe_in = None
         self._ensure_recorder()
         self.audio.new_publisher()
         self.video.new_publisher()

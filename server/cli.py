@@ -95,7 +95,7 @@ async def _serve(config: Config, ssl_context, workers: int) -> None:
         if cluster is not None:
             await cluster.start()
             if config.cluster_home and config.ledger_writer:
-                writer = _start_writer(cluster.redis, app[STATE].attendance.ledger)
+                writer = _start_writer(config, cluster.redis, app[STATE].attendance.ledger)
         mode = f", cluster node {cluster.id}" if cluster is not None else ""
         print(
             f"Lecture Relay listening on {config.base_url} ({workers} worker(s){mode})",
@@ -109,10 +109,10 @@ async def _serve(config: Config, ssl_context, workers: int) -> None:
         await runner.cleanup()
 
 
-def _start_writer(redis, ledger):
+def _start_writer(config: Config, redis, ledger):
     from server.cluster.stream import StreamWriter
 
-    writer = StreamWriter(redis, ledger)
+    writer = StreamWriter(redis, ledger, lost_after_s=2 * config.node_ttl_s)
     return writer, asyncio.ensure_future(writer.run())
 
 
@@ -150,7 +150,7 @@ async def _run_writer(config: Config) -> None:
     except (RedisError, OSError) as exc:
         raise RuntimeError(f"cannot reach Redis at {config.redis_url}: {exc}") from None
     ledger = Ledger(config.ledger_path)
-    writer = StreamWriter(redis, ledger)
+    writer = StreamWriter(redis, ledger, lost_after_s=2 * config.node_ttl_s)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, writer.stop)

@@ -8,6 +8,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -19,8 +21,26 @@ from tests.test_cli import free_port
 SECRET = "cluster-test-secret-not-for-production"
 
 
+@dataclass
+class RedisServer:
+    url: str
+    proc: subprocess.Popen
+
+    def pause(self) -> None:
+        """Stop answering (SIGSTOP): to the relay it looks like a network outage."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.proc.send_signal(signal.SIGCONT)
+
+
 @pytest.fixture
-def redis_url(tmp_path):
+def redis_url(redis_server):
+    return redis_server.url
+
+
+@pytest.fixture
+def redis_server(tmp_path):
     exe = shutil.which("redis-server")
     if exe is None:
         pytest.fail("redis-server is not installed (scripts/test installs it)")
@@ -38,11 +58,11 @@ def redis_url(tmp_path):
         except redis.ConnectionError:
             if proc.poll() is not None:
                 pytest.fail("redis-server exited at start")
-            import time
-
-            time.sleep(0.05)
+            time.sleep(0.05)  # start-up of an external server, not a test condition
     client.close()
-    yield f"redis://127.0.0.1:{port}/0"
+    server = RedisServer(f"redis://127.0.0.1:{port}/0", proc)
+    yield server
+    server.resume()
     proc.terminate()
     proc.wait(10)
 

@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 from media.sources import PatternVideoTrack, ToneAudioTrack
 from server.attendance.ledger import Ledger
 from server.client import publish, watch
-from tests.cluster_fixtures import ROOT, Node, cli, node_env, redis_url  # noqa: F401
+from tests.cluster_fixtures import ROOT, Node, cli, node_env, redis_server, redis_url  # noqa: F401
 from tests.test_workers import metrics, until
 
 
@@ -162,3 +162,123 @@ async def test_unreachable_redis_is_a_clear_error_at_start(tmp_path):
     )
     assert out.returncode == 1
     assert "cannot reach Redis" in out.stderr
+
+
+async def test_redis_outage_mid_session_degrades_and_recovers(tmp_path, redis_server):  # noqa: F811
+    data_a, data_b = tmp_path / "a" / "data", tmp_path / "b" / "data"
+    links = json.loads(cli(data_a, "session", "create", "--title", "断网", "--json").stdout)
+    sid, room = links["session_id"], links["rooms"][0]
+    node_a = Node("A", data_a, redis_server.url, workers=1)  # home, writes the ledger itself
+    node_b = Node("B", data_b, redis_server.url, workers=1, LR_CLUSTER_HOME="0")
+    try:
+        await node_a.start()
+        await node_b.start()
+        async with aiohttp.ClientSession() as http:
+            pub = await publish(
+                http,
+                node_a.url,
+                sid,
+                links["lecturer_token"],
+                [ToneAudioTrack(), PatternVideoTrack()],
+            )
+
+            async def ready() -> bool:
+                return (await metrics(http, node_a.url)).get("lr_cluster_nodes") == 2
+
+            await until(ready)
+            edge = await watch(http, node_b.url, sid, room["token"])  # B serves it, from A
+            assert edge.resource_url.startswith(node_b.url)
+            await edge.wait_frames("video", 10, timeout=20)
+            await until(lambda: _joined(http, edge))
+            acked = 1
+
+            redis_server.pause()
+
+            async def b_notices() -> bool:
+                return (await metrics(http, node_b.url)).get("lr_cluster_redis_up") == 0
+
+            await until(b_notices, timeout=20)
+            # the viewer keeps watching and the page's heartbeats are still accepted
+            await edge.wait_frames("video", edge.stats["video"].frames + 30, timeout=15)
+            for _ in range(3):
+                status, _ = await edge.heartbeat(http)
+                assert status == 200
+                acked += 1
+
+            redis_server.resume()
+
+            async def b_recovers() -> bool:
+                return (await metrics(http, node_b.url)).get("lr_cluster_redis_up") == 1
+
+            await until(b_recovers, timeout=20)
+            peer = edge.resource_url.rsplit("/", 1)[1]
+
+            async def caught_up() -> bool:
+                rows = ledger_rows(data_a, sid)
+                return sum(r.kind == "heartbeat" and r.data["peer"] == peer for r in rows) >= acked
+
+            await until(caught_up, timeout=20)
+            await edge.wait_frames("video", edge.stats["video"].frames + 10, timeout=15)
+            await edge.stop(http)
+            await pub.stop(http)
+
+            async def left() -> bool:
+                rows = ledger_rows(data_a, sid)
+                return any(r.kind == "leave" and r.data["peer"] == peer for r in rows)
+
+            await until(left, timeout=20)
+    finally:
+        for node in (node_b, node_a):
+            node.stop()
+    rows = ledger_rows(data_a, sid)
+    leaves = [r.data["reason"] for r in rows if r.kind == "leave" and r.data["peer"] == peer]
+    assert leaves == ["delete"]  # the outage did not pass for a lost node
+    assert sum(r.kind == "heartbeat" and r.data["peer"] == peer for r in rows) == acked
+
+
+async def test_lecturer_republishing_to_another_node_resumes_the_session(
+    tmp_path,
+    redis_url,  # noqa: F811
+):
+    data_a, data_b = tmp_path / "a" / "data", tmp_path / "b" / "data"
+    links = json.loads(cli(data_a, "session", "create", "--title", "切换", "--json").stdout)
+    sid = links["session_id"]
+    node_a = Node("A", data_a, redis_url, workers=1)
+    node_b = Node("B", data_b, redis_url, workers=1, LR_CLUSTER_HOME="0")
+    r = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        await node_a.start()
+        await node_b.start()
+        async with aiohttp.ClientSession() as http:
+            tracks = [ToneAudioTrack(), PatternVideoTrack()]
+            pub = await publish(http, node_a.url, sid, links["lecturer_token"], tracks)
+
+            async def origin(name: str):
+                async def check() -> bool:
+                    return await r.hget(f"lr:session:{sid}", "origin") == name
+
+                return check
+
+            await until(await origin("A"))
+            viewer = await watch(http, node_b.url, sid, links["viewer_token"])
+            assert viewer.resource_url.startswith(node_b.url)
+            await viewer.wait_frames("video", 10, timeout=20)
+
+            node_a.kill()  # the origin dies; the viewer on B keeps its connection
+            await pub.stop()
+            again = await publish(
+                http,
+                node_b.url,
+                sid,
+                links["lecturer_token"],
+                [ToneAudioTrack(), PatternVideoTrack(width=640, height=360)],
+            )
+            await until(await origin("B"))
+            stats = await viewer.wait_frames("video", viewer.stats["video"].frames + 20, 20)
+            assert (640, 360) in stats.sizes  # the new publication, same connection
+            await viewer.stop(http)
+            await again.stop(http)
+    finally:
+        for node in (node_b, node_a):
+            node.stop()
+        await r.aclose()

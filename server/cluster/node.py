@@ -207,6 +207,7 @@ class Cluster:
 
     async def became_origin(self, sid: str, video_codec: str) -> None:
         """The lecture's publisher is here now: edges pull from us."""
+        self._forget_pulls(sid)
         try:
             await self.redis.hset(
                 session_key(sid),
@@ -276,13 +277,20 @@ class Cluster:
         """Feed this node's copy of the session from the origin node (once per origin)."""
         key = f"{media.session_id} {origin_id}"
         ready = self._pulls.get(key)
+        if ready is not None and ready.done() and media.pipe_in is None:
+            ready = None  # the feed was closed since (a publisher came here meanwhile)
         if ready is None:
+            self._forget_pulls(media.session_id)
             ready = self._pulls[key] = asyncio.ensure_future(self._pull(media, origin_id))
         try:
             await asyncio.shield(ready)
         except Exception:
             self._pulls.pop(key, None)
             raise
+
+    def _forget_pulls(self, sid: str) -> None:
+        for key in [k for k in self._pulls if k.split(" ", 1)[0] == sid]:
+            del self._pulls[key]
 
     async def _pull(self, media: SessionMedia, origin_id: str) -> None:
         origin = next((n for n in await self.nodes() if n.id == origin_id), None)

@@ -132,6 +132,7 @@ class StreamWriter:
         ledger: Ledger,
         consumer: str = "ledger-writer",
         on_written=None,
+        lost_after_s: float = 12.0,
     ) -> None:
         self._redis = redis
         self.ledger = ledger
@@ -139,6 +140,11 @@ class StreamWriter:
         self.on_written = on_written or (lambda sessions: None)
         self.applied = 0
         self.closed_lost = 0
+        # A node is lost once its registry entry has been missing this long *as we saw it*:
+        # after a Redis outage every entry has lapsed, and live nodes re-register within a
+        # third of their TTL, so their connections must not be closed.
+        self.lost_after_s = lost_after_s
+        self._missing_since: dict[str, float] = {}
         self._stop = asyncio.Event()
 
     async def ensure_group(self) -> None:
@@ -163,6 +169,7 @@ class StreamWriter:
                     reaper.cancel()
                     await asyncio.gather(reaper, return_exceptions=True)
             except (RedisError, OSError) as exc:
+                self._missing_since.clear()  # what we saw before the outage proves nothing
                 log.warning("ledger writer: Redis unreachable (%s); retrying", exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
@@ -228,11 +235,17 @@ class StreamWriter:
     async def reap_lost_nodes(self) -> int:
         """Close the open connections of node instances whose registry entry has lapsed."""
         closed = 0
+        now = asyncio.get_running_loop().time()
         async for key in self._redis.scan_iter(match=OPEN_PREFIX + "*", count=100):
             instance = key[len(OPEN_PREFIX) :]
             node_id, _, started = instance.rpartition("/")
             if await self._redis.hget(f"lr:node:{node_id}", "instance") == started:
+                self._missing_since.pop(instance, None)
                 continue
+            since = self._missing_since.setdefault(instance, now)
+            if now - since < self.lost_after_s:
+                continue
+            self._missing_since.pop(instance, None)
             peers = await self._redis.hgetall(key)
             batch = []
             for peer, where in peers.items():
