@@ -65,6 +65,16 @@ async def test_viewer_on_edge_node_and_failures(tmp_path, redis_url):  # noqa: F
                 return (await metrics(http, node_a.url)).get("lr_cluster_nodes") == 2
 
             await until(a_sees_b)
+            admin = cli(data_a, "token", "admin").stdout.strip()
+            async with http.get(
+                f"{node_a.url}/api/admin/cluster", headers={"Authorization": f"Bearer {admin}"}
+            ) as resp:
+                view = await resp.json()
+            assert view["mode"] == "cluster" and view["redis_up"] is True
+            assert [(n["id"], n["home"], n["workers"]) for n in view["nodes"]] == [
+                ("A", True, 2),
+                ("B", False, 2),
+            ]
             # the first viewer stays on A (equal load, A prefers itself); the next one is
             # redirected (307) to B, which pulls the lecture from A
             first = await watch(http, node_a.url, sid, links["viewer_token"])

@@ -101,6 +101,20 @@ async def test_viewers_are_spread_over_workers_and_survive_a_worker_kill(tmp_pat
             await until(lambda: joined(http, here))
             m = await metrics(http, url)
             assert m["lr_subscribers"] == 2 and m["lr_workers_up"] == 2
+            admin = cli(tmp_path, "token", "admin").stdout.strip()
+            async with http.get(
+                f"{url}/api/admin/cluster", headers={"Authorization": f"Bearer {admin}"}
+            ) as resp:
+                view = await resp.json()
+            assert [(w["worker"], w["up"], w["viewers"]) for w in view["workers"]] == [
+                (0, True, 1),
+                (1, True, 1),
+            ]
+            async with http.get(
+                f"{url}/api/admin/cluster",
+                headers={"Authorization": f"Bearer {links['viewer_token']}"},
+            ) as resp:
+                assert resp.status == 403
 
             # SIGKILL worker 1: its viewer's interval closes, the other viewer keeps watching
             [worker_pid] = children(proc.pid)

@@ -194,6 +194,48 @@ async def admin_overview(request: web.Request) -> web.Response:
     return web.json_response({"storage": usage(media_dir).as_json(), "sessions": sessions})
 
 
+async def admin_cluster(request: web.Request) -> web.Response:
+    """This node's workers and, in cluster mode, every live node's load (the admin page)."""
+    state: AppState = request.app[STATE]
+    require(request, state.signer, ("admin",))
+    pool, cluster = state.live.pool, state.cluster
+    workers = [
+        {
+            "worker": 0,
+            "up": True,
+            "viewers": state.live.viewer_count() if pool is None else pool.local_viewers(),
+            "restarts": 0,
+        }
+    ]
+    if pool is not None:
+        workers += [
+            {
+                "worker": h.index,
+                "up": h.up.is_set(),
+                "viewers": h.viewers,
+                "packets_forwarded": h.counters.get("packets_out", 0),
+                "restarts": max(h.starts - 1, 0),
+            }
+            for h in pool.workers.values()
+        ]
+    body: dict = {"mode": "cluster" if cluster else "single node", "workers": workers}
+    if cluster is not None:
+        body["node"] = cluster.id
+        body["redis_up"] = cluster.redis_ok
+        body["nodes"] = [
+            {
+                "id": n.id,
+                "url": n.url,
+                "home": n.home,
+                "viewers": n.load,
+                "workers": n.capacity,
+                "share": round(n.share, 3),
+            }
+            for n in sorted(cluster.known_nodes, key=lambda n: n.id)
+        ]
+    return web.json_response(body)
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/health", health)
     app.router.add_post("/api/sessions", create_session)
@@ -202,3 +244,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/sessions/{session}/quality", session_quality)
     app.router.add_post("/api/rooms/join", room_join)
     app.router.add_get("/api/admin/overview", admin_overview)
+    app.router.add_get("/api/admin/cluster", admin_cluster)
