@@ -54,6 +54,10 @@ class SessionMedia:
         self.session_id = session_id
         self.video_codec = video_codec
         self.rtc_config = rtc_config
+        self.keyframe_interval_s = keyframe_interval_s
+        # Side publications: a room given the floor ("speaker:room:<code>"), a room's camera
+        # for the lecturer's wall ("wall:<code>"). Each is a small session of its own.
+        self.feeds: dict[str, SessionMedia] = {}
         self.audio = Forwarder("audio", 48000)
         self.video = Forwarder(
             "video",
@@ -238,7 +242,37 @@ class SessionMedia:
                 MediaEvent("publisher_gone", self.session_id, peer.id, None, peer.close_reason)
             )
 
+    # -- side feeds ------------------------------------------------------------------------
+    def feed(self, name: str, create: bool = False) -> SessionMedia | None:
+        media = self.feeds.get(name)
+        if media is None and create:
+            media = SessionMedia(
+                f"{self.session_id}/{name}",
+                self.video_codec,
+                self.rtc_config,
+                self.keyframe_interval_s,
+                lambda event: log.info("feed %s: %s", event.session_id, event.kind),
+            )
+            self.feeds[name] = media
+        return media
+
+    def feed_of(self, peer_id: str) -> str | None:
+        """The side feed a connection belongs to (its publisher or one of its viewers)."""
+        for name, feed in self.feeds.items():
+            if peer_id in feed.viewers or (feed.publisher and feed.publisher.id == peer_id):
+                return name
+        return None
+
+    async def close_feed(self, name: str, reason: str) -> bool:
+        media = self.feeds.pop(name, None)
+        if media is not None:
+            await media.close(reason)
+        return media is not None
+
     async def stop_peer(self, peer_id: str, reason: str = "delete") -> bool:
+        for feed in self.feeds.values():
+            if await feed.stop_peer(peer_id, reason):
+                return True
         peer = self.viewers.get(peer_id)
         if peer is None and self.publisher is not None and self.publisher.id == peer_id:
             peer = self.publisher
@@ -270,6 +304,8 @@ class SessionMedia:
         for pipe in (self.pipe_out, self.pipe_in):
             if pipe is not None:
                 pipe.close()
+        for name in list(self.feeds):
+            await self.close_feed(name, reason)
         peers: list = list(self.viewers.values())
         if self.publisher is not None:
             peers.append(self.publisher)

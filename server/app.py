@@ -27,6 +27,7 @@ from server.qa import QuestionBoard
 from server.replay import ReplayJobs
 from server.routes import api, internal, pages, whip
 from server.routes import attendance as attendance_routes
+from server.routes import floor as floor_routes
 from server.routes import programme as programme_routes
 from server.routes import qa as qa_routes
 from server.routes import replay as replay_routes
@@ -79,6 +80,7 @@ def create_app(config: Config, workers: int = 1) -> web.Application:
     replay_routes.add_routes(app)
     programme_routes.add_routes(app)
     qa_routes.add_routes(app)
+    floor_routes.add_routes(app)
     internal.add_routes(app)
     pages.add_routes(app)
     app.router.add_get("/metrics", metrics_handler)

@@ -10,6 +10,7 @@ from server.attendance.tracker import Attendance
 from server.auth import TokenSigner
 from server.cluster.node import Cluster
 from server.config import Config
+from server.floor import FloorBoard
 from server.live import LiveSessions
 from server.programme.store import ProgrammeStore
 from server.qa import QuestionBoard
@@ -35,6 +36,7 @@ class AppState:
     questions: QuestionBoard
     metrics: Counters = field(default_factory=Counters)
     cluster: Cluster | None = None
+    floor: FloorBoard = field(default_factory=FloorBoard)
 
 
 STATE = web.AppKey("state", AppState)

@@ -17,7 +17,7 @@ READERS = ("member", "room", "viewer")
 MODERATORS = ("lecturer", "admin")
 
 
-def _who(state: AppState, claims) -> tuple[str, str]:
+def participant_of(state: AppState, claims) -> tuple[str, str]:
     """(participant id, display name) of an asker."""
     if claims.role == "member":
         member = state.store.member(claims.subject or "")
@@ -38,7 +38,7 @@ async def ask(request: web.Request) -> web.Response:
         raise HTTPProblem(400, "text is required")
     if len(text) > MAX_TEXT:
         raise HTTPProblem(413, f"a question is at most {MAX_TEXT} characters")
-    participant, name = _who(state, claims)
+    participant, name = participant_of(state, claims)
     qid = state.questions.ask(sid, participant, name, text)
     await state.attendance.append(sid, Question(qid, participant, text))
     return web.json_response({"id": qid}, status=201)
@@ -49,7 +49,7 @@ async def questions(request: web.Request) -> web.Response:
     sid = request.match_info["session"]
     claims = require(request, state.signer, READERS + MODERATORS, sid)
     everything = claims.role in MODERATORS
-    participant = _who(state, claims)[0] if claims.role in ASKERS else None
+    participant = participant_of(state, claims)[0] if claims.role in ASKERS else None
     return web.json_response(state.questions.list(sid, everything, participant))
 
 

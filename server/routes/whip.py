@@ -14,6 +14,8 @@ from media.peers import PeerRefused
 from server.attendance.tracker import Identity
 from server.auth import Claims, bearer_token, require
 from server.errors import HTTPProblem
+from server.routes.floor import speaker_feed
+from server.routes.qa import participant_of
 from server.state import STATE, AppState
 
 SDP = "application/sdp"
@@ -62,6 +64,8 @@ def created(request: web.Request, state: AppState, location: str, answer: str) -
 async def whip_post(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
+    if "feed" in request.query:
+        return await feed_publish(request, state, sid)
     require(request, state.signer, PUBLISH_ROLES, sid)
     offer = await read_offer(request, state)
     media = await state.live.open(sid)
@@ -74,9 +78,56 @@ async def whip_post(request: web.Request) -> web.Response:
     return created(request, state, resource_url(state, "whip", sid, rid), answer)
 
 
+async def feed_publish(request: web.Request, state: AppState, sid: str) -> web.Response:
+    """``?feed=speaker``: a room or member given the floor; ``?feed=wall``: a room's camera
+    for the lecturer's wall of rooms."""
+    kind = request.query["feed"]
+    claims = require(request, state.signer, ("room", "member"), sid)
+    who = participant_of(state, claims)[0]
+    if kind == "speaker":
+        if not state.floor.may_speak(sid, who):
+            raise HTTPProblem(403, "the lecturer has not given you the floor")
+        name = speaker_feed(who)
+    elif kind == "wall" and claims.role == "room":
+        name = f"wall:{claims.subject}"
+    else:
+        raise HTTPProblem(400, "feed must be speaker, or wall for a room")
+    offer = await read_offer(request, state)
+    media = state.live.get(sid)
+    feed = media.feed(name, create=True)
+    try:
+        rid, answer = await feed.publish(offer)
+    except CodecMismatch as exc:
+        raise HTTPProblem(406, str(exc)) from None
+    except (ValueError, PeerRefused) as exc:
+        raise HTTPProblem(400, str(exc)) from None
+    return created(request, state, resource_url(state, "whip", sid, rid), answer)
+
+
+async def feed_watch(request: web.Request, state: AppState, sid: str) -> web.Response:
+    """``?feed=speaker:<who>`` (anyone of the session) or ``?feed=wall:<room>`` (lecturer)."""
+    name = request.query["feed"]
+    roles = ("lecturer", "admin") if name.startswith("wall:") else VIEW_ROLES
+    require(request, state.signer, roles, sid)
+    offer = await read_offer(request, state)
+    media = state.live.find(sid)
+    feed = media.feed(name) if media is not None else None
+    if feed is None:
+        raise HTTPProblem(404, f"no feed {name} in this session")
+    try:
+        rid, answer = await feed.subscribe(offer)
+    except CodecMismatch as exc:
+        raise HTTPProblem(406, str(exc)) from None
+    except (ValueError, PeerRefused) as exc:
+        raise HTTPProblem(400, str(exc)) from None
+    return created(request, state, resource_url(state, "whep", sid, rid), answer)
+
+
 async def whep_post(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
+    if "feed" in request.query:
+        return await feed_watch(request, state, sid)
     claims = require(request, state.signer, VIEW_ROLES, sid)
     offer = await read_offer(request, state)
     cluster = state.cluster
@@ -131,9 +182,18 @@ def identity_of(claims: Claims, address: str, audio_only: bool) -> Identity:
 async def resource_delete(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
-    roles = PUBLISH_ROLES if request.path.startswith("/whip/") else VIEW_ROLES
-    require(request, state.signer, roles, sid)
+    rid = request.match_info["resource"]
     media = state.live.find(sid)
+    feed = media.feed_of(rid) if media is not None else None
+    if feed is not None and request.path.startswith("/whip/"):
+        # a side feed's publisher: its owner (or the lecturer) ends it
+        claims = require(request, state.signer, PUBLISH_ROLES + ("room", "member"), sid)
+        who = participant_of(state, claims)[0] if claims.role in ("room", "member") else None
+        if who is not None and feed not in (speaker_feed(who), f"wall:{claims.subject}"):
+            raise HTTPProblem(403, "this publication belongs to someone else")
+    else:
+        roles = PUBLISH_ROLES if request.path.startswith("/whip/") else VIEW_ROLES
+        require(request, state.signer, roles, sid)
     if media is None or not await media.stop_peer(request.match_info["resource"], "delete"):
         raise HTTPProblem(404, "unknown resource")
     await state.attendance.drain()  # the leave is on disk before we answer

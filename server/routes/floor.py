@@ -1,0 +1,129 @@
+"""The floor: rooms (and, when allowed, members) raise a hand; the lecturer grants the floor and
+ends the turn. The speaker then publishes by WHIP with ``?feed=speaker`` and everyone watches
+it by WHEP with ``?feed=speaker:<who>``, beside the lecture, as a second connection."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from server.auth import require
+from server.errors import HTTPProblem
+from server.routes.api import bounded_int, read_json
+from server.routes.qa import participant_of
+from server.state import STATE, AppState
+
+RAISERS = ("room", "member")
+READERS = ("room", "member", "viewer", "lecturer", "admin")
+CHAIRS = ("lecturer", "admin")
+
+
+def _session(state: AppState, sid: str) -> None:
+    if state.store.get_session(sid) is None:
+        raise HTTPProblem(404, f"unknown session {sid}")
+
+
+def speaker_feed(who: str) -> str:
+    return f"speaker:{who}"
+
+
+def _live_speakers(state: AppState, sid: str) -> set[str]:
+    media = state.live.find(sid)
+    if media is None:
+        return set()
+    return {
+        name.split(":", 1)[1]
+        for name, feed in media.feeds.items()
+        if name.startswith("speaker:") and feed.live
+    }
+
+
+async def floor_state(request: web.Request) -> web.Response:
+    state: AppState = request.app[STATE]
+    sid = request.match_info["session"]
+    claims = require(request, state.signer, READERS, sid)
+    _session(state, sid)
+    body = state.floor.of(sid).as_json(_live_speakers(state, sid))
+    if claims.role in RAISERS:
+        me = participant_of(state, claims)[0]
+        body["me"] = me
+        body["my_hand"] = next(
+            (i + 1 for i, h in enumerate(state.floor.of(sid).hands) if h.who == me), None
+        )
+        body["i_have_the_floor"] = state.floor.may_speak(sid, me)
+    return web.json_response(body)
+
+
+async def raise_hand(request: web.Request) -> web.Response:
+    state: AppState = request.app[STATE]
+    sid = request.match_info["session"]
+    claims = require(request, state.signer, RAISERS, sid)
+    _session(state, sid)
+    if claims.role == "member" and not state.floor.of(sid).members_may_raise:
+        raise HTTPProblem(403, "the lecturer has not opened hands to members")
+    who, name = participant_of(state, claims)
+    place = state.floor.raise_hand(sid, who, name)
+    return web.json_response({"who": who, "place": place}, status=201)
+
+
+async def lower_hand(request: web.Request) -> web.Response:
+    state: AppState = request.app[STATE]
+    sid = request.match_info["session"]
+    claims = require(request, state.signer, RAISERS, sid)
+    who = participant_of(state, claims)[0]
+    if not state.floor.lower_hand(sid, who):
+        raise HTTPProblem(404, "no raised hand")
+    return web.json_response({"who": who, "lowered": True})
+
+
+async def grant(request: web.Request) -> web.Response:
+    state: AppState = request.app[STATE]
+    sid = request.match_info["session"]
+    require(request, state.signer, CHAIRS, sid)
+    _session(state, sid)
+    who = str((await read_json(request)).get("who", ""))
+    hand = state.floor.grant(sid, who)
+    return web.json_response({"who": hand.who, "name": hand.name})
+
+
+async def end_turn(request: web.Request) -> web.Response:
+    """The lecturer ends a turn, or the speaker gives the floor back."""
+    state: AppState = request.app[STATE]
+    sid = request.match_info["session"]
+    claims = require(request, state.signer, CHAIRS + RAISERS, sid)
+    who = request.match_info["who"]
+    if claims.role in RAISERS and participant_of(state, claims)[0] != who:
+        raise HTTPProblem(403, "only the lecturer ends another's turn")
+    if not state.floor.end_turn(sid, who):
+        raise HTTPProblem(404, f"{who} does not have the floor")
+    media = state.live.find(sid)
+    if media is not None:
+        await media.close_feed(speaker_feed(who), "floor_ended")
+    return web.json_response({"who": who, "ended": True})
+
+
+async def settings(request: web.Request) -> web.Response:
+    """``{"max_speakers": 1-4, "members_may_raise": bool}`` (lecturer, admin)."""
+    state: AppState = request.app[STATE]
+    sid = request.match_info["session"]
+    require(request, state.signer, CHAIRS, sid)
+    _session(state, sid)
+    data = await read_json(request)
+    floor = state.floor.of(sid)
+    if "max_speakers" in data:
+        floor.max_speakers = bounded_int(
+            data["max_speakers"], 1, 4, "max_speakers must be an integer from 1 to 4"
+        )
+    if "members_may_raise" in data:
+        if not isinstance(data["members_may_raise"], bool):
+            raise HTTPProblem(400, "members_may_raise must be a boolean")
+        floor.members_may_raise = data["members_may_raise"]
+    return web.json_response(floor.as_json(_live_speakers(state, sid)))
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/sessions/{session}/floor", floor_state)
+    app.router.add_patch("/api/sessions/{session}/floor", settings)
+    app.router.add_post("/api/sessions/{session}/floor", grant)
+    app.router.add_delete("/api/sessions/{session}/floor/{who}", end_turn)
+    app.router.add_post("/api/sessions/{session}/hands", raise_hand)
+    app.router.add_delete("/api/sessions/{session}/hands", lower_hand)
