@@ -120,7 +120,44 @@ async def settings(request: web.Request) -> web.Response:
     return web.json_response(floor.as_json(_live_speakers(state, sid)))
 
 
+async def wall(request: web.Request) -> web.Response:
+    """The lecturer's wall of rooms: each room's state, headcount, quality and whether its
+    small camera feed is live (watch it with WHEP ``?feed=wall:<code>``)."""
+    state: AppState = request.app[STATE]
+    sid = request.match_info["session"]
+    require(request, state.signer, CHAIRS, sid)
+    session = state.store.get_session(sid)
+    if session is None:
+        raise HTTPProblem(404, f"unknown session {sid}")
+    media = state.live.find(sid)
+    heads = state.store.latest_headcounts(sid)
+    quality: dict[str, dict] = {}
+    if media is not None:
+        for rid, viewer in media.viewers.items():
+            ident = media.identities.get(rid)
+            if getattr(ident, "role", None) == "room":
+                quality[ident.subject] = viewer.quality()
+    rooms = []
+    for room in session.rooms:
+        feed = media.feed(f"wall:{room.code}") if media is not None else None
+        q = quality.get(room.code)
+        tracks = [t for t in (q.get("video"), q.get("audio")) if t] if q else []
+        rooms.append(
+            {
+                "code": room.code,
+                "name": room.name,
+                "connected": q is not None,
+                "headcount": heads.get(room.code),
+                "wall_live": bool(feed and feed.live),
+                "loss": max((t["loss"] for t in tracks), default=None),
+                "rtt_ms": max((t["rtt_ms"] or 0 for t in tracks), default=None),
+            }
+        )
+    return web.json_response({"rooms": rooms})
+
+
 def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/sessions/{session}/wall", wall)
     app.router.add_get("/api/sessions/{session}/floor", floor_state)
     app.router.add_patch("/api/sessions/{session}/floor", settings)
     app.router.add_post("/api/sessions/{session}/floor", grant)

@@ -69,7 +69,7 @@ function preferCodec(transceiver, kind, codec) {
 }
 
 // Publish a MediaStream over WHIP. Returns { pc, location, stop() }.
-export async function publish(session, token, stream, { iceServers = [], videoCodec, maxBitrate = 1500000 } = {}) {
+export async function publish(session, token, stream, { iceServers = [], videoCodec, maxBitrate = 1500000, feed, scaleDown } = {}) {
   const pc = new RTCPeerConnection({ iceServers, bundlePolicy: "max-bundle" });
   for (const track of stream.getTracks()) {
     const t = pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
@@ -78,11 +78,12 @@ export async function publish(session, token, stream, { iceServers = [], videoCo
       const p = t.sender.getParameters();
       if (p.encodings && p.encodings.length) {
         p.encodings[0].maxBitrate = maxBitrate;
+        if (scaleDown) p.encodings[0].scaleResolutionDownBy = scaleDown;
         t.sender.setParameters(p).catch(() => {});
       }
     }
   }
-  const location = await exchange(pc, `/whip/${session}`, token);
+  const location = await exchange(pc, `/whip/${session}${feed ? `?feed=${encodeURIComponent(feed)}` : ""}`, token);
   return {
     pc,
     location,
@@ -94,13 +95,14 @@ export async function publish(session, token, stream, { iceServers = [], videoCo
 }
 
 // Watch a session over WHEP. Returns { pc, location, stream, stop(), setAudioOnly(bool) }.
-export async function watch(session, token, { iceServers = [], audioOnly = false } = {}) {
+export async function watch(session, token, { iceServers = [], audioOnly = false, feed } = {}) {
   const pc = new RTCPeerConnection({ iceServers, bundlePolicy: "max-bundle" });
   pc.addTransceiver("audio", { direction: "recvonly" });
   pc.addTransceiver("video", { direction: "recvonly" });
   const stream = new MediaStream();
   pc.addEventListener("track", (ev) => stream.addTrack(ev.track));
-  const location = await exchange(pc, `/whep/${session}${audioOnly ? "?audio_only=1" : ""}`, token);
+  const query = feed ? `?feed=${encodeURIComponent(feed)}` : (audioOnly ? "?audio_only=1" : "");
+  const location = await exchange(pc, `/whep/${session}${query}`, token);
   return {
     pc,
     location,

@@ -357,3 +357,56 @@ async def test_member_asks_on_the_phone_and_the_lecturer_answers(relay, browser,
     await lecturer.screenshot(path=str(artifacts / "qa-lecturer.png"), full_page=True)
     kinds = [r.kind for r in relay.state.attendance.ledger.rows(sid)]
     assert "question" in kinds and "moderation" in kinds
+
+
+async def test_a_room_raises_a_hand_the_lecturer_grants_it_the_other_room_sees_it(
+    relay, browser, artifacts
+):
+    links = relay.new_session("举手发言测试")
+    lecturer = await open_lecturer(browser, links)
+    room_a, room_b = links["rooms"][0], links["rooms"][1]
+    pages = []
+    for room in (room_a, room_b):
+        ctx = await browser.new_context(viewport={"width": 1280, "height": 720})
+        page = await ctx.new_page()
+        await page.goto(room["url"])
+        await page.wait_for_function(
+            "document.getElementById('video').videoWidth > 0", timeout=20000
+        )
+        pages.append(page)
+    speaking, listening = pages
+    # the lecturer's wall shows each room's own small camera
+    await lecturer.wait_for_function(
+        f'(() => {{ const v = document.querySelector(\'#wall figure[data-code="{room_a["code"]}"]'
+        " video'); return v && v.videoWidth > 0; })()",
+        timeout=20000,
+    )
+    await speaking.click("#raise-hand")
+    await speaking.wait_for_function(
+        "document.querySelector('#floorbox .status').textContent.includes('排第 1 位')",
+        timeout=5000,
+    )
+    await lecturer.wait_for_selector("#hands button.grant", timeout=5000)
+    await lecturer.screenshot(path=str(artifacts / "lecturer-hands.png"))
+    await lecturer.click("#hands button.grant")
+    await speaking.wait_for_function(
+        "document.querySelector('#floorbox .status').textContent.includes('正在发言')",
+        timeout=10000,
+    )
+    playing = (
+        "(() => { const v = document.querySelector('#speakers video');"
+        " return v && v.videoWidth > 0; })()"
+    )
+    await listening.wait_for_function(playing, timeout=20000)
+    await lecturer.wait_for_function(playing, timeout=20000)
+    caption = await listening.inner_text("#speakers figcaption")
+    assert room_a["name"] in caption and "发言中" in caption
+    await listening.screenshot(path=str(artifacts / "room-sees-speaker.png"), full_page=True)
+    await lecturer.screenshot(path=str(artifacts / "lecturer-speaker.png"), full_page=True)
+    # the lecturer ends the turn: the speaker's tile goes away on the other room's page
+    await lecturer.click("#hands button.end-turn")
+    await listening.wait_for_function(
+        "document.querySelector('#speakers video') === null", timeout=10000
+    )
+    who = f"room:{room_a['code']}"
+    assert relay.state.live.find(links["session_id"]).feed(f"speaker:{who}") is None
