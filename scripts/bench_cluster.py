@@ -10,10 +10,12 @@ For each worker count: one relay, one ~1 Mbit/s VP8 + Opus lecturer (bench_fanou
 viewers added in steps (recv-only aiortc peers in a few processes that count packets instead
 of decoding). After each step, once every viewer receives, one steady window measures
 delivery from the RTP sequence numbers each viewer saw: received / (highest - first + 1)
-summed over viewers and tracks, so a packet lost anywhere between the lecturer's socket and
-the viewer's counts, and timing skew between processes does not. A failing step is measured
-once more; a second failure (or the time budget) ends the search. The join burst: B viewers
-POST at once against a fresh 2-worker relay; J = B / (first POST -> last first packet).
+per viewer and track, so a packet lost anywhere between the lecturer's socket and the viewer
+counts, and timing skew between processes does not; a viewer that stalls or falls behind is
+held to 95% of the relay's ingress over the window, and a viewer the relay no longer counts
+(``lr_worker_viewers``) fails the step. A failing step is measured once more; a second
+failure (or the time budget) ends the search. The join burst: B viewers POST at once against
+a fresh 2-worker relay; J = B / (first POST -> last first packet).
 
 The load generator (publisher and viewers) runs on the same machine as the relay: on a
 machine with few cores the viewers' own receive path can be the limit; each step line shows
@@ -130,8 +132,7 @@ async def run_viewers(url: str, session: str, token: str) -> None:
                 reply = {
                     "n": len(joined),
                     "receiving": len(firsts),
-                    "rx": sum(c.packets for _, c, _ in joined),
-                    "exp": sum(c.expected() for _, c, _ in joined),
+                    "per": [[c.packets, c.expected()] for _, c, _ in joined],
                     "last_first": max(firsts, default=None),
                     "latencies": [c.first_at - p for p, c, _ in joined if c.first_at is not None],
                 }
@@ -200,8 +201,7 @@ class ViewerProcs:
         return {
             "n": sum(r["n"] for r in replies),
             "receiving": sum(r["receiving"] for r in replies),
-            "rx": sum(r["rx"] for r in replies),
-            "exp": sum(r["exp"] for r in replies),
+            "per": [r["per"] for r in replies],  # per process, per viewer: [rx, expected]
             "last_first": max(lasts, default=None),
             "latencies": sorted(x for r in replies for x in r["latencies"]),
         }
@@ -262,8 +262,9 @@ def cpu_of(pids) -> dict[int, float]:
     return out
 
 
-def udp_drops(pids: list[int]) -> int:
-    """Datagrams the kernel dropped on these processes' UDP sockets (receive buffer full)."""
+def udp_drops(pids: list[int]) -> dict[str, int]:
+    """Datagrams the kernel dropped on each of these processes' UDP sockets (receive buffer
+    full), by socket inode."""
     inodes = set()
     for pid in pids:
         try:
@@ -276,7 +277,7 @@ def udp_drops(pids: list[int]) -> int:
                     inodes.add(target[8:-1])
         except OSError:
             continue
-    drops = 0
+    drops: dict[str, int] = {}
     for table in ("/proc/net/udp", "/proc/net/udp6"):
         try:
             with open(table) as f:
@@ -286,8 +287,13 @@ def udp_drops(pids: list[int]) -> int:
         for row in rows:
             fields = row.split()
             if len(fields) >= 13 and fields[9] in inodes:
-                drops += int(fields[12])
+                drops[fields[9]] = int(fields[12])
     return drops
+
+
+def drops_between(a: dict[str, int], b: dict[str, int]) -> int:
+    """Drops during the window on the sockets open at both ends of it."""
+    return sum(b[k] - a[k] for k in b.keys() & a.keys())
 
 
 class Relay:
@@ -406,8 +412,24 @@ class Relay:
         b = await self.sample()
         dt = b["t"] - a["t"]
         va, vb, ma, mb = a["viewers"], b["viewers"], a["metrics"], b["metrics"]
-        rx, exp = vb["rx"] - va["rx"], vb["exp"] - va["exp"]
         ingress = total(mb, "lr_packets_received_total") - total(ma, "lr_packets_received_total")
+        # Per viewer: what it got against the sequence numbers that went by. A viewer that
+        # stalled (its connection dropped, its process starved) sees no sequence numbers go
+        # by, so each is held to at least its process's median and 95% of the relay's ingress
+        # (a viewer whose backlog grew by more than that is not keeping up either).
+        rx = exp = stalled = raw = 0
+        for pa, pb in zip(va["per"], vb["per"], strict=True):
+            deltas = [(b1[0] - a1[0], b1[1] - a1[1]) for a1, b1 in zip(pa, pb, strict=False)]
+            if not deltas:
+                continue
+            median = sorted(e for _, e in deltas)[len(deltas) // 2]
+            floor = max(median, int(0.95 * ingress))
+            for got, went in deltas:
+                went = max(went, floor)
+                raw += got
+                rx += min(got, went)
+                exp += went
+                stalled += got < 0.5 * floor
         egress = sum(
             total(mb, name) - total(ma, name)
             for name in ("lr_packets_forwarded_total", "lr_worker_packets_forwarded_total")
@@ -417,19 +439,22 @@ class Relay:
         ]
         if self.workers == 1:
             per_worker = [int(total(mb, "lr_subscribers"))]
+        lost = max(vb["n"] - sum(per_worker), 0)
         cpu = {i: (b["cpu"][i] - a["cpu"][i]) / dt for i in b["cpu"] if i in a["cpu"]}
         return {
             "viewers": vb["n"],
             "receiving": vb["receiving"],
             "delivery": min(rx, exp) / exp if exp > 0 else 0.0,
-            "vs_ingress": rx / (ingress * vb["n"]) if ingress and vb["n"] else 0.0,
+            "vs_ingress": raw / (ingress * vb["n"]) if ingress and vb["n"] else 0.0,
             "per_worker": per_worker,
             "cpu": cpu,
             "load_cpu": (b["load_cpu"] - a["load_cpu"]) / dt,
             "egress_pps": egress / dt,
             "ingress_pps": ingress / dt,
-            "drops_relay": b["drops_relay"] - a["drops_relay"],
-            "drops_viewers": b["drops_viewers"] - a["drops_viewers"],
+            "stalled": stalled,
+            "lost": lost,
+            "drops_relay": drops_between(a["drops_relay"], b["drops_relay"]),
+            "drops_viewers": drops_between(a["drops_viewers"], b["drops_viewers"]),
             "send_errors": total(mb, "lr_send_errors_total") - total(ma, "lr_send_errors_total"),
         }
 
@@ -443,6 +468,8 @@ def step_line(workers: int, r: dict, verdict: str) -> str:
         + f"): delivery {r['delivery'] * 100:.2f}% "
         f"({r['vs_ingress'] * 100:.1f}% of ingress x viewers)"
         + (f", {missing} never received" if missing else "")
+        + (f", {r['stalled']} stalled" if r["stalled"] else "")
+        + (f", {r['lost']} gone from the relay" if r["lost"] else "")
         + f"; relay cpu {cpu} (sum {sum(r['cpu'].values()) * 100:.0f}%), "
         f"load generator {r['load_cpu'] * 100:.0f}%; "
         f"in {r['ingress_pps']:.0f} pkt/s, out {r['egress_pps']:.0f} pkt/s (pipes included); "
@@ -473,7 +500,12 @@ async def most_viewers(args, workers: int) -> int:
             broken = joined["failed"] > 0 or settled["receiving"] < settled["n"]
             for attempt in range(2):
                 r = await relay.measure(args.window)
-                passed = not broken and r["receiving"] >= r["viewers"] and r["delivery"] >= PASS
+                passed = (
+                    not broken
+                    and r["receiving"] >= r["viewers"]
+                    and not r["lost"]
+                    and r["delivery"] >= PASS
+                )
                 retry = not passed and not broken and attempt == 0
                 verdict = "pass" if passed else "FAIL, re-measuring" if retry else "FAIL"
                 if joined["failed"]:
@@ -547,6 +579,12 @@ async def orchestrate(args) -> None:
     v2 = await most_viewers(args, 2)
     joins = await join_rate(args)
     scale = v2 / v1 if v1 else 0.0
+    if v1 >= args.steps[-1] and v2 >= args.steps[-1]:
+        print(
+            f"note: both worker counts served --max-viewers ({args.steps[-1]}); the ratio "
+            "says nothing about scaling until one of them fails (raise --max-viewers)",
+            flush=True,
+        )
     print(
         f"cluster: 1 worker {v1} viewers, 2 workers {v2} viewers ({scale:.1f} x), "
         f"joins {joins:.1f}/s"

@@ -114,12 +114,16 @@ class LiveSessions:
         self, media: SessionMedia, offer: str, identity: object, audio_only: bool
     ) -> tuple[str, str]:
         """Answer a WHEP offer here or on the least-loaded worker."""
-        if self.pool is not None:
-            index = self.pool.place()
-            if index != 0:
-                media.check_viewer_offer(offer)
-                return await self.pool.subscribe(index, media, offer, audio_only, identity)
-        return await media.subscribe(offer, identity=identity, audio_only=audio_only)
+        if self.pool is None:
+            return await media.subscribe(offer, identity=identity, audio_only=audio_only)
+        index = self.pool.place()
+        try:
+            if index == 0:
+                return await media.subscribe(offer, identity=identity, audio_only=audio_only)
+            media.check_viewer_offer(offer)
+            return await self.pool.subscribe(index, media, offer, audio_only, identity)
+        finally:
+            self.pool.placed(index)
 
     async def set_audio_only(self, media: SessionMedia, viewer: object, audio_only: bool) -> None:
         if isinstance(viewer, RemoteViewer) and self.pool is not None:

@@ -54,6 +54,7 @@ class WorkerPool:
         self._watchers: list[asyncio.Task] = []
         self._closing = False
         self.sessions: dict[str, SessionMedia] = {}  # the primary's sessions, for reports
+        self.pending = dict.fromkeys(range(count), 0)  # placed, not yet answered
         self.local_viewers = lambda: 0
 
     @property
@@ -125,12 +126,20 @@ class WorkerPool:
 
     # -- placement -------------------------------------------------------------------------
     def place(self) -> int:
-        """The worker with the fewest viewers (0 is this process)."""
-        best, load = 0, self.local_viewers()
+        """The worker with the fewest viewers, counting those still being answered (a burst
+        of joins would otherwise all see the same counts). Ties go to the children: this
+        process (0) also carries HTTP, ingest, recording and the pipes."""
+        best, load = 0, self.local_viewers() + self.pending[0]
         for handle in self.workers.values():
-            if handle.up.is_set() and handle.viewers < load:
-                best, load = handle.index, handle.viewers
+            count = handle.viewers + self.pending[handle.index]
+            if handle.up.is_set() and count <= load:
+                best, load = handle.index, count
+        self.pending[best] += 1
         return best
+
+    def placed(self, index: int) -> None:
+        """The viewer placed on ``index`` was answered (or refused): no longer pending."""
+        self.pending[index] = max(self.pending[index] - 1, 0)
 
     async def subscribe(
         self, index: int, media: SessionMedia, offer: str, audio_only: bool, identity: object

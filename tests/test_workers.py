@@ -87,8 +87,9 @@ async def test_viewers_are_spread_over_workers_and_survive_a_worker_kill(tmp_pat
             pub = await publish(
                 http, url, sid, links["lecturer_token"], [ToneAudioTrack(), PatternVideoTrack()]
             )
-            here = await watch(http, url, sid, rooms[0]["token"])
+            # ties go to the child worker (the primary also carries HTTP and ingest)
             there = await watch(http, url, sid, rooms[1]["token"])
+            here = await watch(http, url, sid, rooms[0]["token"])
             m = await metrics(http, url)
             assert m['lr_worker_viewers{worker="0"}'] == 1
             assert m['lr_worker_viewers{worker="1"}'] == 1
@@ -167,10 +168,20 @@ async def test_workers_refuse_bad_offers_like_the_primary(tmp_path):
     proc, url = await start_server(tmp_path, 2)
     try:
         async with aiohttp.ClientSession() as http:
-            first = await watch(http, url, sid, links["viewer_token"])  # placed on worker 0
+            first = await watch(http, url, sid, links["viewer_token"])  # placed on worker 1
             try:
-                # the next viewer would go to worker 1: a VP8-only offer for an H264 lecture
-                # is refused there with the same 406 the primary gives
+                # the next viewer would go to worker 0 and the one after to worker 1: a
+                # VP8-only offer for an H264 lecture is refused alike, before any worker
+                # answers it, and a refused offer leaves no viewer counted anywhere
+                try:
+                    await watch(http, url, sid, links["viewer_token"], video_codec="VP8")
+                except SignallingError as exc:
+                    assert exc.status == 406, exc.body
+                else:
+                    raise AssertionError("a VP8-only viewer was accepted for an H264 lecture")
+                m = await metrics(http, url)
+                assert m['lr_worker_viewers{worker="0"}'] == 0
+                assert m['lr_worker_viewers{worker="1"}'] == 1
                 try:
                     await watch(http, url, sid, links["viewer_token"], video_codec="VP8")
                 except SignallingError as exc:

@@ -88,6 +88,7 @@ class Cluster:
         self.redis_ok = True
         self.http: aiohttp.ClientSession | None = None
         self.sessions: dict[str, SessionMedia] = {}  # this node's live sessions
+        self._feed_counts: dict[str, int] = {}
 
     @property
     def instance_name(self) -> str:
@@ -135,7 +136,9 @@ class Cluster:
             await pipe.execute()
 
     async def _heartbeat_loop(self) -> None:
+        missing_since: dict[str, float] = {}
         known: set[str] = set()
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.config.node_ttl_s / 3)
             try:
@@ -143,16 +146,47 @@ class Cluster:
                 nodes = await self.nodes(fresh=True)
                 if not self.redis_ok:
                     log.warning("Redis reachable again; node %s re-registered", self.id)
+                    missing_since.clear()  # every entry lapsed during the outage
                 self.redis_ok = True
             except (RedisError, OSError) as exc:
                 if self.redis_ok:
                     log.warning("Redis unreachable (%s); media goes on, placement is local", exc)
                 self.redis_ok = False
                 continue
+            now = loop.time()
             alive = {n.id for n in nodes}
-            for lost in known - alive:
-                self._node_lost(lost)
-            known = alive
+            known |= alive
+            for node_id in list(known - alive):
+                # lost once missing for twice the TTL as we saw it (not during an outage)
+                if now - missing_since.setdefault(node_id, now) >= 2 * self.config.node_ttl_s:
+                    known.discard(node_id)
+                    missing_since.pop(node_id, None)
+                    self._node_lost(node_id)
+            for node_id in alive:
+                missing_since.pop(node_id, None)
+            await self._check_feeds()
+
+    async def _check_feeds(self) -> None:
+        """An edge whose feed went silent (its origin dropped it, or the origin moved while
+        a control message was missed) pulls again from the origin Redis names."""
+        for sid, media in list(self.sessions.items()):
+            pipe = media.pipe_in
+            if pipe is None or not media.viewers:
+                continue
+            seen = self._feed_counts.get(sid)
+            self._feed_counts[sid] = pipe.packets
+            if seen is None or pipe.packets != seen:
+                continue
+            try:
+                origin = (await self.session_meta(sid)).get("origin")
+            except (RedisError, OSError):
+                return
+            if origin and origin != self.id:
+                self._forget_pulls(sid)
+                try:
+                    await self.ensure_pull(media, origin)
+                except HTTPProblem as exc:
+                    log.warning("session %s: feed silent, pull again failed: %s", sid, exc)
 
     def _node_lost(self, node_id: str) -> None:
         """Stop feeding a node that left the registry."""

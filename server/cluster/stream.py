@@ -5,7 +5,9 @@ Edge nodes hold no ledger: their attendance events go into the stream ``lr:atten
 ``lecture-relay ledger-writer`` process) reads it through the consumer group ``ledger``, appends
 each entry to the SQLite ledger in one durable commit together with its stream id, and only
 then acknowledges it. A writer that is killed re-reads what it had not acknowledged when it
-comes back, and the stream ids already in the ledger are skipped: every event once.
+comes back, and the entries already in the ledger are skipped by their id (the sender's own
+id, so an XADD retried after a timeout that had in fact reached Redis counts once too): every
+event once.
 
 The writer also closes the intervals of a node that died: it keeps each node's open
 connections in ``lr:open:<node>/<instance>`` and, once that instance's registry entry has
@@ -46,6 +48,7 @@ class StreamLedger:
         self.instance = instance
         self._buffer: deque[dict] = deque()
         self._flusher: asyncio.Task | None = None
+        self._next_id = 0
         self.sent = 0
         self.dropped = 0
         self.failing_since: float | None = None
@@ -62,8 +65,12 @@ class StreamLedger:
                 "data": json.dumps(event.data(), ensure_ascii=False),
                 "at_ms": str(at),
                 "node": self.instance,
+                # A send that timed out may still have reached Redis: the retry adds the
+                # entry again, and the writer keeps the first of each id.
+                "eid": f"{self.instance}:{self._next_id}",
             }
         )
+        self._next_id += 1
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.ensure_future(self._flush())
         future = asyncio.get_running_loop().create_future()
@@ -206,7 +213,8 @@ class StreamWriter:
         for entry_id, fields in entries:
             try:
                 event = event_from(fields["kind"], json.loads(fields["data"]))
-                batch.append((fields["session"], event, int(fields["at_ms"]), entry_id))
+                key = fields.get("eid") or entry_id
+                batch.append((fields["session"], event, int(fields["at_ms"]), key))
             except (KeyError, TypeError, ValueError) as exc:
                 log.error("stream entry %s is malformed (%s); skipped", entry_id, exc)
                 continue
