@@ -70,6 +70,11 @@ class Downtrack:
         "sr_at",
         "rtt",
         "on_keyframe_request",
+        "ts_off",
+        "resume_ts",
+        "resume_at",
+        "since_seq",
+        "nacked",
     )
 
     def __init__(self, ssrc: int, pt: int, extensions: list[tuple[int, bytes]] | None = None):
@@ -93,6 +98,17 @@ class Downtrack:
         self.sr_lsr = 0
         self.sr_at = 0.0
         self.rtt: float | None = None
+        # Timestamp offset, so that a viewer moved between forwarders (quality layers) sees
+        # its timestamps continue: where it stopped, advanced by the time it was away.
+        self.ts_off = 0
+        self.resume_ts: int | None = None
+        self.resume_at = 0.0
+        # The first sequence number sent since the last (re)admission: NACKs for older ones
+        # were sent under another mapping (before a pause or a layer switch) and are not ours.
+        self.since_seq = self.next_seq
+        # Sequence numbers this viewer asked again for (a loss signal that retransmission
+        # does not hide, unlike its receiver reports' fraction lost).
+        self.nacked = 0
 
     def bind(self, protect: Callable[[bytes], bytes], sendto: Callable, addr: tuple) -> None:
         self.protect = protect
@@ -101,7 +117,8 @@ class Downtrack:
 
     def build(self, rseq: int, marker: int, rts: int, payload: bytes) -> bytes:
         b1 = (0x80 if marker else 0) | self.pt
-        hdr = HEADER.pack(self.b0, b1, (rseq + self.seq_off) & 0xFFFF, rts, self.ssrc)
+        ts = (rts + self.ts_off) & 0xFFFFFFFF
+        hdr = HEADER.pack(self.b0, b1, (rseq + self.seq_off) & 0xFFFF, ts, self.ssrc)
         return hdr + self.ext + payload
 
 
@@ -156,7 +173,10 @@ class Forwarder:
     def pause(self, dt: Downtrack) -> None:
         if dt in self._active:
             self._active.remove(dt)
-            dt.next_seq = (self.mapper.last_rseq or 0) + dt.seq_off + 1
+            m = self.mapper
+            dt.next_seq = (m.last_rseq or 0) + dt.seq_off + 1
+            dt.resume_ts = (m.last_rts + dt.ts_off) & 0xFFFFFFFF
+            dt.resume_at = m.last_at
         if dt in self._waiting:
             self._waiting.remove(dt)
         dt.paused = True
@@ -165,6 +185,14 @@ class Forwarder:
         if dt.paused and dt in self._all:
             dt.paused = False
             self._admit_later(dt)
+
+    def hand_over(self, dt: Downtrack, other: Forwarder) -> None:
+        """Move a viewer's downtrack to another forwarder (a quality layer of the same codec);
+        it starts there at the next keyframe, its numbering continuing."""
+        self.pause(dt)
+        self.remove(dt)
+        dt.paused = False
+        other.add(dt)
 
     def _admit_later(self, dt: Downtrack) -> None:
         if dt not in self._waiting and dt not in self._active:
@@ -199,7 +227,7 @@ class Forwarder:
                 tap(rseq, rts, marker, payload)
 
         if self._waiting:
-            self._admit(rseq, payload)
+            self._admit(rseq, rts, now, payload)
 
         active = self._active
         if not active:
@@ -210,7 +238,13 @@ class Forwarder:
             try:
                 dt.sendto(
                     dt.protect(
-                        pack(dt.b0, b1 | dt.pt, (rseq + dt.seq_off) & 0xFFFF, rts, dt.ssrc)
+                        pack(
+                            dt.b0,
+                            b1 | dt.pt,
+                            (rseq + dt.seq_off) & 0xFFFF,
+                            (rts + dt.ts_off) & 0xFFFFFFFF,
+                            dt.ssrc,
+                        )
                         + dt.ext
                         + payload
                     ),
@@ -225,26 +259,36 @@ class Forwarder:
         self.packets_out += n
         self.bytes_out += n * plen
 
-    def _admit(self, rseq: int, payload: bytes) -> None:
+    def _admit(self, rseq: int, rts: int, now: float, payload: bytes) -> None:
         if self.is_keyframe is not None:
             if not self.is_keyframe(payload):
                 return
             self.keyframes_seen += 1
             self.keyframes.on_keyframe()
+        rate = self.mapper.clock_rate
         for dt in self._waiting:
             # The first packet this viewer gets follows its last one without a gap.
             dt.seq_off = (dt.next_seq - rseq) & 0xFFFF
+            dt.since_seq = dt.next_seq & 0xFFFF
+            if dt.resume_ts is not None:
+                away = max(int((now - dt.resume_at) * rate), 1)
+                dt.ts_off = (dt.resume_ts + away - rts) & 0xFFFFFFFF
+                dt.resume_ts = None
             self._active.append(dt)
         self._waiting.clear()
 
     # -- feedback from viewers -------------------------------------------------------------
     def retransmit(self, dt: Downtrack, out_seqs: list[int]) -> int:
         """Answer a viewer's NACK from the cache; returns how many packets were resent."""
-        if dt.sendto is None or dt not in self._active:
-            return 0
+        if dt.sendto is None or dt not in self._all:
+            return 0  # a paused viewer still gets what it lost before the pause
         sent = 0
         missing: list[int] = []
+        since = dt.since_seq
+        dt.nacked += len(out_seqs)
         for out_seq in out_seqs:
+            if (out_seq - since) & 0xFFFF >= 0x8000:
+                continue  # sent before this mapping began
             entry = self.cache.get((out_seq - dt.seq_off) & 0xFFFF)
             if entry is None:
                 missing.append((out_seq - dt.seq_off - self.mapper.seq_off) & 0xFFFF)

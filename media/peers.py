@@ -13,6 +13,7 @@ from aiortc.clock import current_ntp_time
 from media.codecs import capabilities
 from media.fastpath import IngestTap, SendPath, ViewerFeedback, send_pli, take_over_sender
 from media.forwarder import Downtrack, Forwarder
+from media.layers import AUDIO, HIGH, LOW, LayerChooser, LayerPolicy
 from media.rtcp import sdes_cname, sender_report
 
 log = logging.getLogger(__name__)
@@ -182,11 +183,15 @@ class Viewer(_Peer):
         on_gone: Callable[[_Peer], None],
         audio_only: bool = False,
         kinds: tuple[str, ...] = ("audio", "video"),
+        layer_policy: LayerPolicy | None = None,
     ) -> None:
         super().__init__(config, on_gone)
         self.forwarders = {"audio": audio, "video": video}
         self.audio_only = audio_only
         self.tracks: dict[str, tuple[Forwarder, Downtrack]] = {}
+        self.feedback: dict[str, _TrackFeedback] = {}
+        self.layers = LayerChooser(layer_policy or LayerPolicy())
+        self._counts: dict[str, tuple[int, int, float | None]] = {}
         self.cname = self.pc._RTCPeerConnection__cname  # the cname aiortc puts in the SDP
         self._add_transceivers(kinds, "sendonly", video_codec, video_rtx=False)
 
@@ -200,7 +205,8 @@ class Viewer(_Peer):
                 dt = Downtrack(t.sender._ssrc, t._codecs[0].payloadType, ext)
                 fwd = self.forwarders[t.kind]
                 self.tracks[t.kind] = (fwd, dt)
-                take_over_sender(t.sender, _TrackFeedback(fwd, dt))
+                self.feedback[t.kind] = _TrackFeedback(fwd, dt)
+                take_over_sender(t.sender, self.feedback[t.kind])
 
         return await self._negotiate(offer_sdp, wire)
 
@@ -213,14 +219,64 @@ class Viewer(_Peer):
                 fwd.pause(dt)
 
     def set_audio_only(self, audio_only: bool) -> None:
+        """The viewer's own choice; without it, video follows the layer the relay chose."""
         self.audio_only = audio_only
         if "video" in self.tracks and self.path is not None:
             fwd, dt = self.tracks["video"]
-            (fwd.pause if audio_only else fwd.resume)(dt)
+            if audio_only or self.layers.layer == AUDIO:
+                fwd.pause(dt)
+            else:
+                fwd.resume(dt)
+
+    def choose_layer(self, now: float, low: Forwarder | None) -> str | None:
+        """Once a second: step the video layer from this second's loss on the track that is
+        flowing (video, or audio while on sound only); returns the layer when it changed."""
+        if "video" not in self.tracks or self.path is None:
+            return None
+        changed = self.layers.fallback(low is not None)
+        if changed is None:
+            kind = "audio" if self.layers.layer == AUDIO and "audio" in self.tracks else "video"
+            loss = self._interval_loss(kind)
+            if loss is not None:
+                changed = self.layers.observe(loss, now, low is not None)
+        if changed is not None:
+            self.set_layer(changed, low)
+        return changed
+
+    def _interval_loss(self, kind: str) -> float | None:
+        """The larger of the newest receiver report's fraction lost and the NACKed share of
+        what was sent since the last call; None when nothing was sent or reported."""
+        dt = self.tracks[kind][1]
+        before = self._counts.get(kind)
+        self._counts[kind] = (dt.packets, dt.nacked, dt.rr[4] if dt.rr else None)
+        if before is None:
+            return None
+        sent, nacked = dt.packets - before[0], dt.nacked - before[1]
+        fresh_rr = dt.rr is not None and dt.rr[4] != before[2]
+        if sent <= 0 and not fresh_rr:
+            return None
+        rr_loss = dt.rr[1] / 256 if fresh_rr else 0.0
+        return max(rr_loss, min(nacked / sent, 1.0) if sent > 0 else 0.0)
+
+    def set_layer(self, layer: str, low: Forwarder | None) -> None:
+        """Send this viewer the full lecture, the low copy (``low``) or no video."""
+        fwd, dt = self.tracks["video"]
+        target = {HIGH: self.forwarders["video"], LOW: low}.get(layer)
+        if target is None:  # sound only
+            fwd.pause(dt)
+            return
+        if target is not fwd:
+            fwd.hand_over(dt, target)
+            if self.audio_only:
+                target.pause(dt)
+        elif not self.audio_only:
+            fwd.resume(dt)
+        self.tracks["video"] = (target, dt)
+        self.feedback["video"].forwarder = target
 
     def quality(self) -> dict:
         """Loss, jitter and round trip of this viewer, per track, from its receiver reports."""
-        out: dict = {"audio_only": self.audio_only}
+        out: dict = {"audio_only": self.audio_only, "layer": self.layers.layer}
         for kind, (fwd, dt) in self.tracks.items():
             if dt.rr is None:
                 out[kind] = None
@@ -252,7 +308,8 @@ class Viewer(_Peer):
         for fwd, dt in self.tracks.values():
             if dt.packets == 0:
                 continue
-            report = sender_report(dt.ssrc, ntp, fwd.rtp_timestamp_now(), dt.packets, dt.octets)
+            now_ts = fwd.rtp_timestamp_now() + dt.ts_off
+            report = sender_report(dt.ssrc, ntp, now_ts, dt.packets, dt.octets)
             dt.sr_lsr = (ntp >> 16) & 0xFFFFFFFF
             dt.sr_at = asyncio.get_running_loop().time()
             try:

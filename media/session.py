@@ -20,6 +20,7 @@ from media.codecs import (
 )
 from media.forwarder import Forwarder
 from media.keyframes import KeyframeRequester
+from media.layers import LayerPolicy
 from media.peers import Publisher, Viewer, _Peer
 from media.pipe import PipeIn, PipeOut
 from media.recorder import SessionRecorder
@@ -50,11 +51,13 @@ class SessionMedia:
         keyframe_interval_s: float = 0.5,
         listener: Callable[[MediaEvent], None] | None = None,
         record_dir: Path | None = None,
+        layer_policy: LayerPolicy | None = None,
     ) -> None:
         self.session_id = session_id
         self.video_codec = video_codec
         self.rtc_config = rtc_config
         self.keyframe_interval_s = keyframe_interval_s
+        self.layer_policy = layer_policy or LayerPolicy()
         # Side publications: a room given the floor ("speaker:room:<code>"), a room's camera
         # for the lecturer's wall ("wall:<code>"). Each is a small session of its own.
         self.feeds: dict[str, SessionMedia] = {}
@@ -151,6 +154,7 @@ class SessionMedia:
             self._peer_gone,
             audio_only,
             kinds,
+            self.layer_policy,
         )
         answer = await viewer.answer(offer_sdp)
         self.viewers[viewer.id] = viewer
@@ -256,6 +260,13 @@ class SessionMedia:
             self.feeds[name] = media
         return media
 
+    def low_layer(self):
+        """The lecturer's low-bitrate copy's video forwarder, when it is live and compatible."""
+        low = self.feeds.get("low")
+        if low is None or not low.live or low.video_codec != self.video_codec:
+            return None
+        return low.video
+
     def feed_of(self, peer_id: str) -> str | None:
         """The side feed a connection belongs to (its publisher or one of its viewers)."""
         for name, feed in self.feeds.items():
@@ -290,8 +301,14 @@ class SessionMedia:
         while True:
             await asyncio.sleep(REPORT_INTERVAL_S)
             self.video.keyframes.tick()
+            low = self.low_layer()
+            now = asyncio.get_running_loop().time()
             for viewer in list(self.viewers.values()):
                 viewer.send_reports()
+                if isinstance(viewer, Viewer):
+                    viewer.choose_layer(now, low)
+            for feed in self.feeds.values():
+                feed.video.keyframes.tick()
             if self.pipe_out is not None:
                 self.pipe_out.send_reports()
 

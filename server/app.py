@@ -129,6 +129,8 @@ def worker_env(config: Config) -> dict[str, str]:
     """What a media worker needs of the primary's settings, as its environment."""
     env = {
         "LR_KEYFRAME_INTERVAL": str(config.keyframe_interval_s),
+        "LR_LAYER_DOWN_LOSS": str(config.layer_down_loss),
+        "LR_LAYER_UP_AFTER": str(config.layer_up_after_s),
         "LR_LOG_LEVEL": config.log_level,
         "LR_ICE_SERVERS": ",".join(s.as_url() for s in config.ice_servers),
         "LR_ICE_HOSTS": ",".join(config.ice_host_addresses or ()),

@@ -73,6 +73,10 @@ class Config:
     # HTTPS: browsers open the camera only on https:// (or http://localhost).
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # Quality layers: a viewer steps down when its receiver reports lose more than this, and
+    # back up after this long without loss (docs/DECISIONS.md, "Layers").
+    layer_down_loss: float = 0.10
+    layer_up_after_s: float = 8.0
     # Cluster mode (docs/SCALING.md): nodes coordinate through this Redis when it is set.
     redis_url: str | None = None
     # This node's name in the registry; None: host:port.
@@ -175,6 +179,8 @@ ENV: tuple[tuple[str, str, Callable[[str], object], bool], ...] = (
     ("LR_YEARLY_TARGET_HOURS", "yearly_target_hours", float, False),
     ("LR_LOG_LEVEL", "log_level", str, False),
     ("LR_KEYFRAME_INTERVAL", "keyframe_interval_s", float, False),
+    ("LR_LAYER_DOWN_LOSS", "layer_down_loss", float, False),
+    ("LR_LAYER_UP_AFTER", "layer_up_after_s", float, False),
     ("REDIS_URL", "redis_url", str, True),
     ("LR_REDIS_URL", "redis_url", str, True),
     ("LR_NODE_ID", "node_id", str, True),

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from aiortc import RTCConfiguration, RTCIceServer
 
+from media.layers import LayerPolicy
 from media.peers import Viewer
 from media.remote import RemoteViewer
 from media.session import MediaEvent, SessionMedia
@@ -35,6 +36,9 @@ class LiveSessions:
         self._config = config
         self._store = store
         self._rtc = rtc_configuration(config)
+        self.layer_policy = LayerPolicy(
+            down_loss=config.layer_down_loss, up_after_s=config.layer_up_after_s
+        )
         self.sessions: dict[str, SessionMedia] = {}
         self.listeners: list[Callable[[MediaEvent], None]] = []
         self.pool: WorkerPool | None = None
@@ -79,6 +83,7 @@ class LiveSessions:
             self._config.keyframe_interval_s,
             self._on_event,
             self._config.media_root / "recordings" if self._store.records(session_id) else None,
+            self.layer_policy,
         )
         self.sessions[session_id] = media
         if self.cluster is not None:
@@ -106,6 +111,7 @@ class LiveSessions:
                 self._rtc,
                 self._config.keyframe_interval_s,
                 self._on_event,
+                layer_policy=self.layer_policy,
             )
             self.sessions[session_id] = media
         return media

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from media.codecs import CodecMismatch
 from media.fastpath import restrict_host_addresses
+from media.layers import LayerPolicy
 from media.peers import PeerRefused, Viewer
 from media.session import MediaEvent, SessionMedia
 from server.config import Config
@@ -52,8 +53,16 @@ class MediaWorker:
     def session(self, sid: str, video_codec: str) -> SessionMedia:
         media = self.sessions.get(sid)
         if media is None:
+            policy = LayerPolicy(
+                down_loss=self.config.layer_down_loss, up_after_s=self.config.layer_up_after_s
+            )
             media = SessionMedia(
-                sid, video_codec, self.rtc, self.config.keyframe_interval_s, self._on_event
+                sid,
+                video_codec,
+                self.rtc,
+                self.config.keyframe_interval_s,
+                self._on_event,
+                layer_policy=policy,
             )
             self.sessions[sid] = media
         elif not media.viewers and media.video_codec != video_codec:

@@ -82,6 +82,22 @@ def render(state: AppState) -> str:
             ('{stat="max"}', round(max(rtts, default=0), 4)),
         ],
     )
+    layers = [getattr(v, "layers", None) for m in media for v in m.viewers.values()]
+    metric(
+        "lr_viewer_layer",
+        "gauge",
+        "Viewers on each quality layer: the full lecture, the low copy, sound only.",
+        [
+            (f'{{layer="{name}"}}', sum(1 for c in layers if c is not None and c.layer == name))
+            for name in ("high", "low", "audio")
+        ],
+    )
+    metric(
+        "lr_viewer_layer_switches_total",
+        "counter",
+        "Layer changes the relay made for viewers now connected.",
+        [("", sum(c.switches for c in layers if c is not None))],
+    )
     recorders = [m.recorder for m in media if m.recorder is not None]
     metric(
         "lr_recordings_active",

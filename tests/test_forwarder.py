@@ -148,3 +148,29 @@ def test_keyframe_requests_are_merged_and_rate_limited():
     req.on_keyframe()  # the keyframe came: nothing left to send
     now[0] = 2.0
     assert not req.tick() and len(sent) == 2
+
+
+def video_forwarder() -> Forwarder:
+    return Forwarder("video", 90000, vp8_is_keyframe, KeyframeRequester(lambda: None, 0.0))
+
+
+def test_a_viewer_moved_to_another_layer_continues_its_numbering_and_timestamps():
+    high, low = video_forwarder(), video_forwarder()
+    dt, wire = bound(0x33333333, 96)
+    high.add(dt)
+    high.push(0xAAAA, 1000, 500_000, 1, KEY)
+    high.push(0xAAAA, 1001, 503_000, 1, DELTA)
+    low.push(0xBBBB, 7, 9_000_000, 1, KEY)  # another publisher's spaces entirely
+    high.hand_over(dt, low)
+    low.push(0xBBBB, 8, 9_003_000, 1, DELTA)  # not sent: the viewer waits for a keyframe
+    low.push(0xBBBB, 9, 9_006_000, 1, KEY)
+    low.push(0xBBBB, 10, 9_009_000, 1, DELTA)
+    hdrs = wire.headers()
+    assert [h[4] for h in hdrs] == [0x33333333] * 4
+    seqs, stamps = [h[2] for h in hdrs], [h[3] for h in hdrs]
+    assert all((b - a) & 0xFFFF == 1 for a, b in pairwise(seqs))  # no gap, no repeat
+    assert 0 < (stamps[2] - stamps[1]) & 0xFFFFFFFF < 90000  # continues, a little later
+    assert (stamps[3] - stamps[2]) & 0xFFFFFFFF == 3000  # then the low layer's own pace
+    # a NACK for a packet sent before the move is not answered with the new layer's data
+    assert low.retransmit(dt, [seqs[0], seqs[1]]) == 0
+    assert low.retransmit(dt, [seqs[3]]) == 1

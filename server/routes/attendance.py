@@ -50,7 +50,10 @@ async def heartbeat(request: web.Request) -> web.Response:
         raise HTTPProblem(400, "audio_playing and visible must be booleans")
     rr = viewer.receiver_highest()
     done = await state.attendance.heartbeat(rid, frames, flags[0], flags[1], rr)
-    return web.json_response({"seq": done.seq})
+    # The quality the relay chose for this connection, so that the page can say why the
+    # picture went soft or away (a weak network), and that it comes back by itself.
+    layer = viewer.quality().get("layer", "high")
+    return web.json_response({"seq": done.seq, "layer": layer})
 
 
 async def headcount(request: web.Request) -> web.Response:

@@ -82,6 +82,9 @@ async def feed_publish(request: web.Request, state: AppState, sid: str) -> web.R
     """``?feed=speaker``: a room or member given the floor; ``?feed=wall``: a room's camera
     for the lecturer's wall of rooms."""
     kind = request.query["feed"]
+    if kind == "low":  # the lecturer's low-bitrate copy, for viewers on weak networks
+        require(request, state.signer, PUBLISH_ROLES, sid)
+        return await _publish_feed(request, state, sid, "low")
     claims = require(request, state.signer, ("room", "member"), sid)
     who = participant_of(state, claims)[0]
     if kind == "speaker":
@@ -91,7 +94,11 @@ async def feed_publish(request: web.Request, state: AppState, sid: str) -> web.R
     elif kind == "wall" and claims.role == "room":
         name = f"wall:{claims.subject}"
     else:
-        raise HTTPProblem(400, "feed must be speaker, or wall for a room")
+        raise HTTPProblem(400, "feed must be speaker, wall (rooms) or low (lecturer)")
+    return await _publish_feed(request, state, sid, name)
+
+
+async def _publish_feed(request: web.Request, state: AppState, sid: str, name: str):
     offer = await read_offer(request, state)
     media = state.live.get(sid)
     feed = media.feed(name, create=True)

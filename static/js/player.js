@@ -7,6 +7,7 @@ export class Player {
     Object.assign(this, { video, session, token, iceServers, heartbeatS, onStatus, onSoundBlocked });
     this.view = null;
     this.audioOnly = false;
+    this.layer = "high";
     this.rejoins = 0;
     this.running = false;
     this._lastBytes = 0;
@@ -32,7 +33,7 @@ export class Player {
       const { audioBytes, framesDecoded } = await inboundBytes(view.pc);
       const audioPlaying = !this.video.paused && audioBytes > (this._lastAudio || 0);
       this._lastAudio = audioBytes;
-      await fetch(`${view.location}/heartbeat`, {
+      const res = await fetch(`${view.location}/heartbeat`, {
         method: "POST",
         headers: { "Content-Type": "application/json", Authorization: `Bearer ${this.token}` },
         body: JSON.stringify({
@@ -41,7 +42,22 @@ export class Player {
           visible: document.visibilityState === "visible",
         }),
       });
+      if (res.ok) this.showLayer((await res.json()).layer);
     } catch (e) { /* the next one will do */ }
+  }
+
+  // The relay moves a viewer on a weak network to the lecturer's low copy, then to sound
+  // only, and back up when the network recovers; say so, so nobody thinks it is broken.
+  showLayer(layer) {
+    if (!layer || layer === this.layer) return;
+    this.layer = layer;
+    if (this.audioOnly) return; // the member's own choice is already on screen
+    const text = {
+      high: ["正在观看", "ok"],
+      low: ["网络较弱，已自动切换为低清画面", "warn"],
+      audio: ["网络较弱，暂时只播放声音，网络好转后自动恢复画面", "warn"],
+    }[layer];
+    if (text) this.onStatus(...text);
   }
 
   async join() {
