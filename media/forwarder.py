@@ -285,10 +285,10 @@ class Forwarder:
         sent = 0
         missing: list[int] = []
         since = dt.since_seq
-        dt.nacked += len(out_seqs)
         for out_seq in out_seqs:
             if (out_seq - since) & 0xFFFF >= 0x8000:
-                continue  # sent before this mapping began
+                continue  # sent before this mapping began: neither ours nor a loss now
+            dt.nacked += 1
             entry = self.cache.get((out_seq - dt.seq_off) & 0xFFFF)
             if entry is None:
                 missing.append((out_seq - dt.seq_off - self.mapper.seq_off) & 0xFFFF)

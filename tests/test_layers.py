@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from media.layers import AUDIO, HIGH, LOW
+from media.layers import AUDIO, HIGH, LOW, LayerChooser, LayerPolicy
 from media.sources import PatternVideoTrack
 from server.client import publish, watch
 from tests.test_forwarding import start_lecture, wait_until
@@ -78,6 +78,13 @@ async def test_viewer_on_a_poor_link_steps_down_to_low_then_sound_and_back_up(re
         # the page learns it with its heartbeat's answer, to tell the member why
         status, body = await viewing.heartbeat(relay.http)
         assert status == 200 and body["layer"] == AUDIO
+        # and the lecturer sees it in the quality list
+        async with relay.http.get(
+            f"{relay.base_url}/api/sessions/{sid}/quality",
+            headers={"Authorization": f"Bearer {links['lecturer_token']}"},
+        ) as resp:
+            rows = await resp.json()
+        assert [r["layer"] for r in rows] == [AUDIO]
 
         link.on = False
         await wait_until(lambda: viewer.layers.layer == LOW, timeout=20)
@@ -92,7 +99,9 @@ async def test_viewer_on_a_poor_link_steps_down_to_low_then_sound_and_back_up(re
         await wait_until(lambda: video_dt.rr[0] != reported, timeout=10)
         await wait_until(lambda: viewer.layers.layer == HIGH, timeout=20)
         assert viewer.tracks["video"][0] is media.video
-        assert viewer.layers.switches == 4
+        # the four steps were checked one by one above; a loaded machine can add real loss
+        # of its own (the chooser's hysteresis is specified in the unit test below)
+        assert viewer.layers.switches >= 4
         assert link.dropped > 0
     finally:
         await viewing.stop()
@@ -163,3 +172,33 @@ async def test_without_a_low_copy_a_poor_link_goes_to_sound_only_and_back(relay)
     finally:
         await viewing.stop()
         await lecture.stop()
+
+
+def test_the_chooser_steps_down_fast_up_slowly_and_does_not_flap():
+    chooser = LayerChooser(LayerPolicy(down_loss=0.10, up_loss=0.02, down_after=2, up_after_s=8))
+    t = 0.0
+
+    def feed(loss: float, seconds: int, low: bool = True) -> list[str]:
+        nonlocal t
+        moves = []
+        for _ in range(seconds):
+            t += 1.0
+            moved = chooser.observe(loss, t, low)
+            if moved:
+                moves.append(moved)
+        return moves
+
+    assert feed(0.0, 30) == []  # a good link stays on the full lecture
+    assert feed(0.15, 1) == []  # one bad second is not enough
+    assert feed(0.0, 1) + feed(0.15, 1) == []  # nor two that are not in a row
+    assert feed(0.30, 4) == [LOW, AUDIO]  # two bad seconds a step
+    assert feed(0.05, 20) == []  # middling loss: neither down (already) nor up
+    assert feed(0.0, 8) == []  # not up before 8 s of a clean link (from its first report)
+    assert feed(0.0, 1) == [LOW]
+    assert feed(0.0, 7) == []  # and 8 s more for the next step
+    assert feed(0.0, 1) == [HIGH]
+    assert chooser.switches == 4
+    # without a low copy the steps are the full lecture and sound only
+    bare = LayerChooser(LayerPolicy())
+    assert [bare.observe(0.5, i, False) for i in range(2)] == [None, AUDIO]
+    assert bare.fallback(False) is None

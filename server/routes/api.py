@@ -122,6 +122,7 @@ async def session_quality(request: web.Request) -> web.Response:
             {
                 "participant": getattr(ident, "participant", rid),
                 "audio_only": q["audio_only"],
+                "layer": q.get("layer", "high"),  # the quality the relay chose (media/layers)
                 "loss": loss,
                 "rtt_ms": rtt,
                 "jitter_ms": max((t["jitter_ms"] for t in tracks), default=None),
