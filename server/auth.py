@@ -125,7 +125,12 @@ def require(
     token = bearer_token(request)
     if token is None:
         raise HTTPProblem(401, "missing bearer token", {"WWW-Authenticate": "Bearer"})
-    claims = signer.verify(token)
+    return authorize(signer.verify(token), roles, session)
+
+
+def authorize(claims: Claims, roles: tuple[str, ...], session: str | None = None) -> Claims:
+    """403 unless the claims' role is one of ``roles`` and, but for an admin, the token is
+    for ``session``."""
     if claims.role not in roles:
         raise HTTPProblem(403, f"role {claims.role} may not do this")
     if session is not None and claims.role != "admin" and claims.session != session:

@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -56,6 +57,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if workers < 1:
         print("lecture-relay: --workers must be at least 1", file=sys.stderr)
         return 2
+    _raise_open_files_limit()
     try:
         asyncio.run(_serve(config, ssl_context, workers))
     except KeyboardInterrupt:
@@ -64,6 +66,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"lecture-relay: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _raise_open_files_limit() -> None:
+    """Each viewer holds a UDP socket and each page a heartbeat WebSocket: a soft limit of
+    1,024 open files (a common default) would refuse joins long before a core is busy."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = 1_048_576 if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as exc:
+            logging.getLogger(__name__).warning("open files stay at %d: %s", soft, exc)
 
 
 async def _serve(config: Config, ssl_context, workers: int) -> None:

@@ -157,11 +157,11 @@ class Viewing:
         visible: bool = True,
     ) -> tuple[int, dict]:
         """What a page says every 10-15 s; by default the truth of what was decoded."""
+        now = self.playback()
         if frames_decoded is None:
-            frames_decoded = self.stats["video"].frames
+            frames_decoded = now["frames_decoded"]
         if audio_playing is None:
-            audio = self.stats["audio"]
-            audio_playing = audio.last_at is not None and time.monotonic() - audio.last_at < 2
+            audio_playing = now["audio_playing"]
         async with http.post(
             f"{self.resource_url}/heartbeat",
             json={
@@ -172,6 +172,31 @@ class Viewing:
             headers={"Authorization": f"Bearer {self.token}"},
         ) as resp:
             return resp.status, await resp.json()
+
+    def playback(self) -> dict:
+        """What a page would report now: frames decoded, and audio arriving."""
+        audio = self.stats["audio"]
+        return {
+            "frames_decoded": self.stats["video"].frames,
+            "audio_playing": audio.last_at is not None and time.monotonic() - audio.last_at < 2,
+            "visible": True,
+        }
+
+    async def heartbeat_socket(
+        self, http: aiohttp.ClientSession, token_in_header: bool = True
+    ) -> aiohttp.ClientWebSocketResponse:
+        """The page's WebSocket for heartbeats (``.../heartbeats``), authenticated; send each
+        heartbeat with ``send_json`` and read its answer with ``receive_json``."""
+        url = f"{self.resource_url}/heartbeats"
+        if token_in_header:
+            return await http.ws_connect(url, headers={"Authorization": f"Bearer {self.token}"})
+        ws = await http.ws_connect(url)
+        await ws.send_json({"token": self.token})
+        answer = await ws.receive_json()
+        if not answer.get("ok"):
+            await ws.close()
+            raise SignallingError(answer.get("status", 0), answer.get("error", ""))
+        return ws
 
     async def stop(self, http: aiohttp.ClientSession | None = None) -> None:
         if http is not None and self.location:

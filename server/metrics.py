@@ -36,6 +36,18 @@ def render(state: AppState) -> str:
         [("", sum(len(m.viewers) for m in media))],
     )
     metric("lr_whep_joins_total", "counter", "WHEP joins answered.", [("", state.metrics.joins)])
+    metric(
+        "lr_heartbeat_sockets",
+        "gauge",
+        "Pages' heartbeat WebSockets open.",
+        [("", state.metrics.heartbeat_sockets)],
+    )
+    metric(
+        "lr_socket_heartbeats_total",
+        "counter",
+        "Heartbeats recorded through the pages' WebSockets (the rest came as POSTs).",
+        [("", state.metrics.socket_heartbeats)],
+    )
     for attr, name, help_text in (
         ("packets_in", "lr_packets_received_total", "RTP packets received from publishers."),
         ("packets_out", "lr_packets_forwarded_total", "RTP packets sent to viewers."),

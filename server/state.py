@@ -21,6 +21,8 @@ from server.store import Store
 @dataclass
 class Counters:
     joins: int = 0
+    heartbeat_sockets: int = 0  # pages' heartbeat WebSockets open now
+    socket_heartbeats: int = 0  # heartbeats recorded through them
     http_errors: dict[int, int] = field(default_factory=dict)
 
 

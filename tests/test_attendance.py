@@ -266,3 +266,63 @@ async def test_a_vanished_viewer_leaves_with_reason_ice_failure(relay):
         assert leaves == [{"peer": rid, "reason": "ice_failure"}]
     finally:
         await pub.stop()
+
+
+async def test_heartbeats_over_a_websocket_are_recorded_like_posts_and_refused_alike(relay):
+    """The page's WebSocket carries the same heartbeats as the POST route, each answered once
+    durable; a wrong token or someone else's connection ends it and records nothing."""
+    links = relay.new_session()
+    sid = links["session_id"]
+    pub = await lecture(relay, links)
+    a, b = relay.token("member", sid, "A"), relay.token("member", sid, "B")
+    va = await watch(relay.http, relay.base_url, sid, a)
+    try:
+        rid = await joined(relay, va)
+        await next_report(relay, sid, va)
+        await va.wait_frames("video", 5)
+        ledger = relay.state.attendance.ledger
+        head = ledger.head(sid)
+        url = f"{va.resource_url}/heartbeats"
+
+        # refusals: each a clear reason, and nothing in the ledger
+        async with relay.http.ws_connect(url) as ws:  # a browser: the token comes first
+            await ws.send_json({"token": b})
+            assert await ws.receive_json() == {
+                "error": "this connection belongs to someone else",
+                "status": 403,
+            }
+            assert (await ws.receive()).type.name in ("CLOSE", "CLOSED")
+        async with relay.http.ws_connect(url) as ws:
+            await ws.send_json({"frames_decoded": 1})  # no token first
+            assert (await ws.receive_json())["status"] == 401
+        async with relay.http.get(
+            url.replace(rid, "nosuchconnection"), headers={"Authorization": f"Bearer {a}"}
+        ) as resp:
+            assert resp.status == 404 and "error" in await resp.json()
+        async with relay.http.get(url, headers={"Authorization": "Bearer forged.token"}) as resp:
+            assert resp.status == 401
+        assert ledger.head(sid) == head
+
+        # the member's own page: token as the first message, then heartbeats
+        ws = await va.heartbeat_socket(relay.http, token_in_header=False)
+        try:
+            await ws.send_json({"frames_decoded": -1, "audio_playing": True, "visible": True})
+            bad = await ws.receive_json()
+            assert bad["status"] == 400 and "frames_decoded" in bad["error"]
+            seqs = []
+            for _ in range(3):
+                await ws.send_json(va.playback())
+                answer = await ws.receive_json()
+                assert answer["layer"] == "high"
+                seqs.append(answer["seq"])
+        finally:
+            await ws.close()
+        rows = {r.seq: r for r in ledger.rows(sid)}
+        assert seqs == sorted(seqs) and all(rows[s].kind == "heartbeat" for s in seqs)
+        assert all(rows[s].data["peer"] == rid for s in seqs)
+        # a POST heartbeat continues the same chain
+        status, body = await va.heartbeat(relay.http)
+        assert status == 200 and body["seq"] == seqs[-1] + 1
+    finally:
+        await va.stop(relay.http)
+        await pub.stop()

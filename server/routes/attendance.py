@@ -7,13 +7,13 @@ import json
 import time
 
 import segno
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
 from server.attendance.events import Checkin, Export, Headcount, Replay
 from server.attendance.exports import CONTENT_TYPES, render, report_for
 from server.attendance.report import audit_summary, rows_for_export
 from server.attendance.verify import verify
-from server.auth import require
+from server.auth import Claims, authorize, require
 from server.errors import HTTPProblem
 from server.replay import recordings_of
 from server.routes.api import bounded_int, read_json
@@ -21,6 +21,7 @@ from server.routes.programme import credit_session
 from server.state import STATE, AppState
 
 VIEW_ROLES = ("viewer", "room", "member", "lecturer", "admin")
+WS_MAX_MESSAGE = 16 * 1024
 
 
 def _viewer(state: AppState, sid: str, rid: str):
@@ -31,18 +32,23 @@ def _viewer(state: AppState, sid: str, rid: str):
     return media, viewer
 
 
-async def heartbeat(request: web.Request) -> web.Response:
-    """``POST /whep/{session}/{resource}/heartbeat`` every 10-15 s from the page."""
-    state: AppState = request.app[STATE]
-    sid, rid = request.match_info["session"], request.match_info["resource"]
-    claims = require(request, state.signer, VIEW_ROLES, sid)
+def _own_viewer(state: AppState, sid: str, rid: str, claims: Claims):
+    """The viewer connection ``rid``, when it is the caller's own."""
     media, viewer = _viewer(state, sid, rid)
     ident = media.identities.get(rid)
     if ident is None or (ident.role, ident.subject) != (claims.role, claims.subject):
         raise HTTPProblem(403, "this connection belongs to someone else")
+    return viewer
+
+
+async def _record_heartbeat(state: AppState, sid: str, rid: str, claims: Claims, body) -> dict:
+    """One heartbeat from a page, with the relay's own evidence, into the ledger; the answer
+    once it is durable. Shared by the POST route and the WebSocket."""
+    viewer = _own_viewer(state, sid, rid, claims)
     if rid not in state.attendance.peers:
         raise HTTPProblem(409, "media has not reached this connection yet")
-    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise HTTPProblem(400, "a heartbeat must be a JSON object")
     frames = body.get("frames_decoded")
     flags = (body.get("audio_playing"), body.get("visible"))
     bounded_int(frames, 0, None, "frames_decoded must be a non-negative integer")
@@ -52,8 +58,73 @@ async def heartbeat(request: web.Request) -> web.Response:
     done = await state.attendance.heartbeat(rid, frames, flags[0], flags[1], rr)
     # The quality the relay chose for this connection, so that the page can say why the
     # picture went soft or away (a weak network), and that it comes back by itself.
-    layer = viewer.quality().get("layer", "high")
-    return web.json_response({"seq": done.seq, "layer": layer})
+    return {"seq": done.seq, "layer": viewer.quality().get("layer", "high")}
+
+
+async def heartbeat(request: web.Request) -> web.Response:
+    """``POST /whep/{session}/{resource}/heartbeat`` every 10-15 s from the page."""
+    state: AppState = request.app[STATE]
+    sid, rid = request.match_info["session"], request.match_info["resource"]
+    claims = require(request, state.signer, VIEW_ROLES, sid)
+    _own_viewer(state, sid, rid, claims)  # 403/404 before reading the body
+    body = await read_json(request)
+    return web.json_response(await _record_heartbeat(state, sid, rid, claims, body))
+
+
+async def heartbeat_socket(request: web.Request) -> web.StreamResponse:
+    """``GET /whep/{session}/{resource}/heartbeats`` (WebSocket): the same heartbeats as the
+    POST route, one JSON text message each, each answered in order once it is durable
+    (``{"seq", "layer"}`` or ``{"error", "status"}``). It spares each heartbeat an HTTP
+    request (most of a heartbeat's cost in the relay; docs/DECISIONS.md). The token comes in
+    the Authorization header or, from a browser (which cannot set one on a WebSocket), as the
+    first message ``{"token": ...}``; a wrong token, or a connection that is gone, ends the
+    socket after its error."""
+    state: AppState = request.app[STATE]
+    sid, rid = request.match_info["session"], request.match_info["resource"]
+    claims: Claims | None = None
+    if request.headers.get("Authorization"):
+        claims = require(request, state.signer, VIEW_ROLES, sid)
+        _own_viewer(state, sid, rid, claims)
+    else:
+        _viewer(state, sid, rid)  # an unknown connection is a plain 404
+    ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=WS_MAX_MESSAGE)
+    await ws.prepare(request)
+    state.metrics.heartbeat_sockets += 1
+    try:
+        await _serve_heartbeats(ws, state, sid, rid, claims)
+    finally:
+        state.metrics.heartbeat_sockets -= 1
+        await ws.close()
+    return ws
+
+
+async def _serve_heartbeats(
+    ws: web.WebSocketResponse, state: AppState, sid: str, rid: str, claims: Claims | None
+) -> None:
+    async for msg in ws:
+        if msg.type != WSMsgType.TEXT:
+            break
+        try:
+            try:
+                body = json.loads(msg.data)
+            except ValueError:
+                raise HTTPProblem(400, "a message must be JSON") from None
+            if claims is None:
+                token = body.get("token") if isinstance(body, dict) else None
+                if not isinstance(token, str):
+                    raise HTTPProblem(401, 'the first message must be {"token": ...}')
+                claims = authorize(state.signer.verify(token), VIEW_ROLES, sid)
+                _own_viewer(state, sid, rid, claims)
+                reply = {"ok": True}
+            else:
+                reply = await _record_heartbeat(state, sid, rid, claims, body)
+                state.metrics.socket_heartbeats += 1
+        except HTTPProblem as exc:
+            await ws.send_json({"error": exc.reason, "status": exc.status})
+            if exc.status in (401, 403, 404):
+                break
+            continue
+        await ws.send_json(reply)
 
 
 async def headcount(request: web.Request) -> web.Response:
@@ -102,11 +173,15 @@ async def end_session(request: web.Request) -> web.Response:
     )
 
 
-def session_report(state: AppState, sid: str):
+def _known_session(state: AppState, sid: str):
     session = state.store.get_session(sid)
     if session is None:
         raise HTTPProblem(404, f"unknown session {sid}")
-    return report_for(state.store, state.attendance.ledger, session)
+    return session
+
+
+def session_report(state: AppState, sid: str):
+    return report_for(state.store, state.attendance.ledger, _known_session(state, sid))
 
 
 async def export(request: web.Request) -> web.Response:
@@ -118,7 +193,7 @@ async def export(request: web.Request) -> web.Response:
     if fmt not in ("csv", "json", "xlsx"):
         raise HTTPProblem(400, "format is csv, json or xlsx")
     phones = request.query.get("phones") in ("1", "true")
-    session_report(state, sid)  # 404 before recording an export of nothing
+    _known_session(state, sid)  # 404 before recording an export of nothing
     await state.attendance.append(sid, Export(claims.subject or claims.role, fmt, phones))
     report, rows = session_report(state, sid)
     receipt = state.attendance.final_receipt(sid)
@@ -227,6 +302,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/sessions/{session}/audit", audit)
     app.router.add_get("/api/sessions/{session}/me", my_record)
     app.router.add_post("/whep/{session}/{resource}/heartbeat", heartbeat)
+    app.router.add_get("/whep/{session}/{resource}/heartbeats", heartbeat_socket)
     app.router.add_post("/api/sessions/{session}/headcount", headcount)
     app.router.add_post("/api/sessions/{session}/checkin", checkin)
     app.router.add_post("/api/sessions/{session}/end", end_session)

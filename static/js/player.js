@@ -33,17 +33,50 @@ export class Player {
       const { audioBytes, framesDecoded } = await inboundBytes(view.pc);
       const audioPlaying = !this.video.paused && audioBytes > (this._lastAudio || 0);
       this._lastAudio = audioBytes;
+      const beat = JSON.stringify({
+        frames_decoded: framesDecoded,
+        audio_playing: audioPlaying,
+        visible: document.visibilityState === "visible",
+      });
+      // The connection's WebSocket when it is open (cheaper for the relay), else one POST.
+      const ws = this._beats;
+      if (ws && ws.view === view && ws.readyState === WebSocket.OPEN && !ws.unanswered) {
+        ws.unanswered = true; // a socket that stops answering (a weak link) is replaced
+        ws.send(beat);
+        return;
+      }
+      if (ws && ws.unanswered) { ws.close(); this._beats = null; }
+      this.openBeats(view);
       const res = await fetch(`${view.location}/heartbeat`, {
         method: "POST",
         headers: { "Content-Type": "application/json", Authorization: `Bearer ${this.token}` },
-        body: JSON.stringify({
-          frames_decoded: framesDecoded,
-          audio_playing: audioPlaying,
-          visible: document.visibilityState === "visible",
-        }),
+        body: beat,
       });
       if (res.ok) this.showLayer((await res.json()).layer);
     } catch (e) { /* the next one will do */ }
+  }
+
+  // One WebSocket per connection for its heartbeats; the token goes in the first message
+  // (never in a URL, which logs would keep). Answers carry the relay's chosen layer.
+  openBeats(view) {
+    const old = this._beats;
+    if (old && old.view === view && old.readyState <= WebSocket.OPEN) return;
+    if (old) old.close();
+    if (typeof WebSocket === "undefined" || this._noBeatsFor === view) return;
+    const url = new URL(`${view.location}/heartbeats`, window.location.href);
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    const ws = new WebSocket(url);
+    ws.view = view;
+    ws.onopen = () => ws.send(JSON.stringify({ token: this.token }));
+    ws.onmessage = (m) => {
+      ws.unanswered = false;
+      try {
+        const answer = JSON.parse(m.data);
+        if (answer.layer) this.showLayer(answer.layer);
+        if ([401, 403, 404].includes(answer.status)) this._noBeatsFor = view; // POSTs it is
+      } catch (e) { /* ignore */ }
+    };
+    this._beats = ws;
   }
 
   // The relay moves a viewer on a weak network to the lecturer's low copy, then to sound
@@ -135,6 +168,7 @@ export class Player {
     this.running = false;
     clearInterval(this._timer);
     clearInterval(this._beat);
+    if (this._beats) this._beats.close();
     if (this.view) await this.view.stop();
     this.view = null;
   }

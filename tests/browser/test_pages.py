@@ -91,6 +91,11 @@ async def test_lecturer_publishes_and_a_phone_plays_it(relay, browser, artifacts
     while not any(b.data["video_rr"] >= 0 and b.data["frames_decoded"] > 0 for b in beats()):
         assert asyncio.get_running_loop().time() < deadline, "no heartbeat with evidence"
         await phone.wait_for_timeout(200)
+    # after the first (a POST), the page sends them over its WebSocket
+    while relay.state.metrics.socket_heartbeats == 0:
+        assert asyncio.get_running_loop().time() < deadline, "no heartbeat over the WebSocket"
+        await phone.wait_for_timeout(200)
+    assert relay.state.metrics.heartbeat_sockets == 1
     # the lecturer ends the lecture and is shown the receipt
     lecturer.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
     await lecturer.click("#end")
