@@ -10,6 +10,7 @@ connection is a stand-in registered in the session as the media plane would regi
 are created through a bench-only route (``/bench/join``) that exists in this script only.
 
     .venv/bin/python scripts/bench_attendance.py [--participants 4000] [--rounds 8]
+        [--interval 1.0] [--heartbeats ws|http]
 
 Last line:
   attendance: N participants, E events, R events/s, p99 ack X ms, report Y s, roster Z s, lost L
@@ -22,6 +23,7 @@ import asyncio
 import json
 import os
 import random
+import resource
 import socket
 import subprocess
 import sys
@@ -66,6 +68,12 @@ class StandInViewer:
         self.seq += 48
         for _, track in self.tracks.values():
             track.rr = (self.seq, 0, 0, 0, now)
+
+    def receiver_highest(self) -> dict[str, int]:
+        return {kind: dt.rr[0] for kind, (_, dt) in self.tracks.items() if dt.rr is not None}
+
+    def quality(self) -> dict:
+        return {"audio_only": False, "layer": "high"}
 
     async def close(self, reason: str = "delete") -> None:
         if not self.closed:
@@ -130,8 +138,13 @@ async def run_server(data: Path, port: int, ready: asyncio.Event, stop: asyncio.
     return stats
 
 
-async def participant(http, url, sid, token, rounds, interval, reconnect, acks, errors):
+async def participant(
+    http, url, sid, token, rounds, interval, reconnect, acks, errors, ws, start_after
+):
+    """One member: join (``start_after`` seconds in), heartbeats (over the page's WebSocket,
+    or one POST each with ``ws`` false), leave; a reconnecting one does it twice."""
     auth = {"Authorization": f"Bearer {token}"}
+    await asyncio.sleep(start_after)
     for attempt in range(2 if reconnect else 1):
         async with http.post(f"{url}/bench/join/{sid}", headers=auth) as resp:
             location = resp.headers["Location"]
@@ -141,19 +154,27 @@ async def participant(http, url, sid, token, rounds, interval, reconnect, acks, 
             if reconnect and attempt == 0
             else rounds - (rounds // 2 if reconnect else 0)
         )
+        sock = await http.ws_connect(f"{url}{location}/heartbeats", headers=auth) if ws else None
         for _ in range(n):
             await asyncio.sleep(interval * random.uniform(0.8, 1.2))
             frames += 25
+            beat = {"frames_decoded": frames, "audio_playing": True, "visible": True}
             t0 = time.perf_counter()
-            async with http.post(
-                f"{url}{location}/heartbeat",
-                json={"frames_decoded": frames, "audio_playing": True, "visible": True},
-                headers=auth,
-            ) as resp:
+            if sock is not None:
+                await sock.send_json(beat)
+                answer = await sock.receive_json()
+                if "seq" in answer:
+                    acks.append((time.perf_counter() - t0, answer["seq"]))
+                else:
+                    errors.append(answer.get("status", 0))
+                continue
+            async with http.post(f"{url}{location}/heartbeat", json=beat, headers=auth) as resp:
                 if resp.status == 200:
                     acks.append((time.perf_counter() - t0, (await resp.json())["seq"]))
                 else:
                     errors.append(resp.status)
+        if sock is not None:
+            await sock.close()
         async with http.delete(f"{url}{location}", headers=auth) as resp:
             if resp.status != 200:
                 errors.append(resp.status)
@@ -199,6 +220,8 @@ async def bench(args) -> None:
                 "rounds": args.rounds,
                 "interval": args.interval,
                 "connections": args.connections,
+                "heartbeats": args.heartbeats,
+                "ramp": args.ramp,
             }
         )
         procs.append(
@@ -207,9 +230,11 @@ async def bench(args) -> None:
             )
         )
         first += count
-    started = time.perf_counter()
+    started, cpu0 = time.perf_counter(), time.process_time()
     outputs = await asyncio.gather(*(p.communicate() for p in procs))
-    elapsed = time.perf_counter() - started
+    elapsed, server_cpu = time.perf_counter() - started, time.process_time() - cpu0
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    clients_cpu = children.ru_utime + children.ru_stime  # the roster import comes later
     acks: list[tuple[float, int]] = []
     errors: list[int] = []
     for out, _ in outputs:
@@ -245,6 +270,9 @@ async def bench(args) -> None:
     lost = sum(1 for _, seq in acks if seq not in seqs)
     lat = sorted(a for a, _ in acks)
     p99 = lat[int(len(lat) * 0.99) - 1] * 1000 if lat else float("nan")
+    if lat:
+        marks = ", ".join(f"p{q} {lat[int(len(lat) * q / 100) - 1] * 1000:.1f}" for q in (50, 90))
+        print(f"heartbeat acks: {marks}, p99 {p99:.1f}, max {lat[-1] * 1000:.1f} ms", flush=True)
     rate = stats["appended"] / elapsed
     rows = report.decode("utf-8-sig").count("\n") - 3
     print(
@@ -253,12 +281,24 @@ async def bench(args) -> None:
         f"report rows {rows}",
         flush=True,
     )
+    # The server's own CPU per event (this process: the app and its ledger thread), which
+    # the load generator's share of the cores does not change: what one core could carry.
+    per_event = server_cpu / max(stats["appended"], 1)
+    print(
+        f"server: {server_cpu:.1f} s CPU for {stats['appended']} events over {elapsed:.1f} s, "
+        f"{per_event * 1e6:.0f} us per event, {1 / per_event:.0f} events/s per core; "
+        f"the load generator {clients_cpu:.1f} s CPU ({clients_cpu / elapsed * 100:.0f}% "
+        f"of a core)",
+        flush=True,
+    )
 
     roster_s = roster_import(tmp, args.roster)
     print(
         f"attendance: {args.participants} participants, {events} events, {rate:.0f} events/s, "
         f"p99 ack {p99:.1f} ms, report {report_s:.2f} s, roster {roster_s:.1f} s, lost {lost}"
     )
+    if errors or lost or not verdict["ok"]:
+        sys.exit(1)  # a run with refused requests measured something else
 
 
 async def run_clients(spec: dict) -> None:
@@ -268,7 +308,9 @@ async def run_clients(spec: dict) -> None:
     signer = TokenSigner(SECRET)
     acks: list[tuple[float, int]] = []
     errors: list[int] = []
-    connector = aiohttp.TCPConnector(limit=spec["connections"])
+    # Over WebSockets each participant holds its own connection, as each phone does.
+    ws = spec["heartbeats"] == "ws"
+    connector = aiohttp.TCPConnector(limit=0 if ws else spec["connections"])
     async with aiohttp.ClientSession(connector=connector) as http:
         await asyncio.gather(
             *(
@@ -282,6 +324,9 @@ async def run_clients(spec: dict) -> None:
                     i % 10 == 0,
                     acks,
                     errors,
+                    ws,
+                    # members arrive over the ramp, as they do before a lecture
+                    random.uniform(0, spec["ramp"]),
                 )
                 for i in range(spec["first"], spec["first"] + spec["count"])
             )
@@ -321,8 +366,19 @@ def main() -> None:
     parser.add_argument("--participants", type=int, default=4000)
     parser.add_argument("--rounds", type=int, default=8, help="heartbeats per participant")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between them")
-    parser.add_argument("--connections", type=int, default=100, help="HTTP connections each")
+    parser.add_argument(
+        "--ramp", type=float, default=4.0, help="seconds over which the participants join"
+    )
+    parser.add_argument(
+        "--connections", type=int, default=100, help="HTTP connections each (POST heartbeats)"
+    )
     parser.add_argument("--procs", type=int, default=2, help="client processes")
+    parser.add_argument(
+        "--heartbeats",
+        choices=["ws", "http"],
+        default="ws",
+        help="over each page's WebSocket (as the pages send them) or one POST each",
+    )
     parser.add_argument("--roster", type=int, default=30000)
     args = parser.parse_args()
     asyncio.run(bench(args))
