@@ -1,0 +1,36 @@
+"""The benchmarks still run against the product as it is now: a tiny run of each that is quick
+enough for the suite, checked for its summary line (their numbers are not asserted: speed is
+measured by running them in full, never by a test)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_bench(*args: str, timeout: float = 120) -> list[str]:
+    done = subprocess.run(
+        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    return done.stdout.strip().splitlines()
+
+
+def test_bench_attendance_runs_and_refuses_nothing():
+    for heartbeats in ("ws", "http"):
+        lines = run_bench(
+            "scripts/bench_attendance.py",
+            "--participants", "40", "--rounds", "2", "--interval", "0.2", "--ramp", "0.5",
+            "--roster", "200", "--heartbeats", heartbeats,
+        )  # fmt: skip
+        assert any(line.startswith("ledger: ") and " 0 HTTP errors" in line for line in lines)
+        last = lines[-1]
+        assert re.fullmatch(
+            r"attendance: 40 participants, \d+ events, \d+ events/s, p99 ack [\d.]+ ms, "
+            r"report [\d.]+ s, roster [\d.]+ s, lost 0",
+            last,
+        ), last
