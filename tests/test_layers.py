@@ -41,19 +41,24 @@ class LossyLink:
         dtls._handle_rtp_data = handle
 
 
+async def publish_low_copy(relay, links):
+    """The lecturer page's second, small publication of its camera (``?feed=low``)."""
+    return await publish(
+        relay.http,
+        relay.base_url,
+        links["session_id"] + "?feed=low",
+        links["lecturer_token"],
+        [PatternVideoTrack(160, 120)],
+        video_codec="H264",
+    )
+
+
 @pytest.mark.relay_config(layer_up_after_s=1.5)
 async def test_viewer_on_a_poor_link_steps_down_to_low_then_sound_and_back_up(relay):
     links = relay.new_session()
     sid = links["session_id"]
     lecture = await start_lecture(relay, links, "H264")
-    low = await publish(
-        relay.http,
-        relay.base_url,
-        sid + "?feed=low",
-        links["lecturer_token"],
-        [PatternVideoTrack(160, 120)],
-        video_codec="H264",
-    )
+    low = await publish_low_copy(relay, links)
     viewing = await watch(relay.http, relay.base_url, sid, links["viewer_token"])
     link = LossyLink(viewing.pc)
     media = relay.state.live.find(sid)
@@ -114,14 +119,7 @@ async def test_switching_layers_keeps_one_decodable_stream(relay):
     links = relay.new_session()
     sid = links["session_id"]
     lecture = await start_lecture(relay, links, "H264")
-    low = await publish(
-        relay.http,
-        relay.base_url,
-        sid + "?feed=low",
-        links["lecturer_token"],
-        [PatternVideoTrack(160, 120)],
-        video_codec="H264",
-    )
+    low = await publish_low_copy(relay, links)
     viewing = await watch(relay.http, relay.base_url, sid, links["viewer_token"])
     media = relay.state.live.find(sid)
     viewer = media.viewers[viewing.location.rsplit("/", 1)[1]]

@@ -162,6 +162,15 @@ async def test_viewers_are_spread_over_workers_and_survive_a_worker_kill(tmp_pat
     assert reasons[peers[1]] == "delete"
 
 
+async def refused_vp8_viewer(http, url: str, sid: str, token: str) -> None:
+    try:
+        await watch(http, url, sid, token, video_codec="VP8")
+    except SignallingError as exc:
+        assert exc.status == 406, exc.body
+    else:
+        raise AssertionError("a VP8-only viewer was accepted for an H264 lecture")
+
+
 async def test_workers_refuse_bad_offers_like_the_primary(tmp_path):
     links = json.loads(cli(tmp_path, "session", "create", "--title", "坏请求", "--json").stdout)
     sid = links["session_id"]
@@ -173,21 +182,11 @@ async def test_workers_refuse_bad_offers_like_the_primary(tmp_path):
                 # the next viewer would go to worker 0 and the one after to worker 1: a
                 # VP8-only offer for an H264 lecture is refused alike, before any worker
                 # answers it, and a refused offer leaves no viewer counted anywhere
-                try:
-                    await watch(http, url, sid, links["viewer_token"], video_codec="VP8")
-                except SignallingError as exc:
-                    assert exc.status == 406, exc.body
-                else:
-                    raise AssertionError("a VP8-only viewer was accepted for an H264 lecture")
+                await refused_vp8_viewer(http, url, sid, links["viewer_token"])
                 m = await metrics(http, url)
                 assert m['lr_worker_viewers{worker="0"}'] == 0
                 assert m['lr_worker_viewers{worker="1"}'] == 1
-                try:
-                    await watch(http, url, sid, links["viewer_token"], video_codec="VP8")
-                except SignallingError as exc:
-                    assert exc.status == 406, exc.body
-                else:
-                    raise AssertionError("a VP8-only viewer was accepted for an H264 lecture")
+                await refused_vp8_viewer(http, url, sid, links["viewer_token"])
                 async with http.post(
                     f"{url}/internal/report", json={"worker": 1, "events": []}
                 ) as resp:
