@@ -72,16 +72,16 @@ function preferCodec(transceiver, kind, codec) {
 export async function publish(session, token, stream, { iceServers = [], videoCodec, maxBitrate = 1500000, feed, scaleDown } = {}) {
   const pc = new RTCPeerConnection({ iceServers, bundlePolicy: "max-bundle" });
   for (const track of stream.getTracks()) {
-    const t = pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+    const init = { direction: "sendonly", streams: [stream] };
     if (track.kind === "video") {
-      preferCodec(t, "video", videoCodec);
-      const p = t.sender.getParameters();
-      if (p.encodings && p.encodings.length) {
-        p.encodings[0].maxBitrate = maxBitrate;
-        if (scaleDown) p.encodings[0].scaleResolutionDownBy = scaleDown;
-        t.sender.setParameters(p).catch(() => {});
-      }
+      // As the transceiver's initial encoding: setParameters before negotiation has no
+      // encodings to change in Chrome, so the bitrate cap and the scale were never applied.
+      const encoding = { maxBitrate };
+      if (scaleDown) encoding.scaleResolutionDownBy = scaleDown;
+      init.sendEncodings = [encoding];
     }
+    const t = pc.addTransceiver(track, init);
+    if (track.kind === "video") preferCodec(t, "video", videoCodec);
   }
   const location = await exchange(pc, `/whip/${session}${feed ? `?feed=${encodeURIComponent(feed)}` : ""}`, token);
   return {

@@ -57,6 +57,23 @@ async def test_lecturer_publishes_and_a_phone_plays_it(relay, browser, artifacts
     )
     media = relay.state.live.find(links["session_id"])
     assert media.video.packets_out > 0 and len(media.viewers) == 1
+    # the lecturer page also publishes its low copy, for viewers on weak networks
+    deadline = asyncio.get_running_loop().time() + 15
+    while media.low_layer() is None or media.low_layer().packets_in < 30:
+        assert asyncio.get_running_loop().time() < deadline, "no low copy from the lecturer page"
+        await phone.wait_for_timeout(200)
+    # moved to the low copy and back (as the relay does on a weak link), the phone's picture
+    # goes to half size and back on the same connection
+    full = await phone.evaluate("document.getElementById('video').videoWidth")
+    (viewer,) = media.viewers.values()
+    viewer.set_layer("low", media.low_layer())
+    await phone.wait_for_function(
+        f"document.getElementById('video').videoWidth === {full // 2}", timeout=15000
+    )
+    viewer.set_layer("high", media.low_layer())
+    await phone.wait_for_function(
+        f"document.getElementById('video').videoWidth === {full}", timeout=15000
+    )
     # Where the phone refused autoplay with sound, one tap turns the sound on
     if await phone.is_visible("#unmute"):
         await phone.tap("#unmute")
