@@ -7,6 +7,7 @@ import asyncio
 import av
 
 from server.attendance.report import build_report
+from server.store import Member
 from tests.test_recording import record
 
 
@@ -87,6 +88,17 @@ async def test_replay_progress_goes_into_the_ledger_and_the_report(relay):
     assert [r.kind for r in rows].count("replay") == 4
     rep = build_report(sid, rows).participants["member:RP1"]
     assert rep.replayed and rep.replay_seconds > 0
+    # the audit page counts the member as made up by replay, not absent
+    relay.state.store.upsert_members([Member("RP1", "回放党员", "汪营镇")])
+    admin = relay.token("admin", None)
+    async with relay.http.get(
+        f"{relay.base_url}/api/sessions/{sid}/audit", headers={"Authorization": f"Bearer {admin}"}
+    ) as resp:
+        audit = await resp.json()
+    assert audit["replay_participants"] == 1 and audit["replay_seconds"] >= 1
+    (town,) = [t for t in audit["townships"] if t["township"] == "汪营镇"]
+    assert town["replayed"] == 1 and town["present"] == 0
+    assert "RP1" not in [m["member_id"] for m in town["absent"]]
 
 
 async def test_replays_are_listed_on_the_course_and_on_the_members_own_page(relay):

@@ -398,14 +398,17 @@ def audit_summary(
     townships: dict[str, dict] = {}
     for m in roster:
         t = townships.setdefault(
-            m.township, {"expected": 0, "present": 0, "credited": 0, "absent": []}
+            m.township,
+            {"expected": 0, "present": 0, "replayed": 0, "credited": 0, "absent": []},
         )
         t["expected"] += 1
         rep = report.participants.get(f"member:{m.member_id}")
-        if rep is not None and (rep.intervals or rep.watched):
-            t["present"] += 1
-            t["credited"] += int(rep.credited)
-        else:
+        live = rep is not None and bool(rep.intervals or rep.watched)
+        replayed = rep is not None and rep.replay_seconds > 0
+        t["present"] += int(live)
+        t["replayed"] += int(replayed)  # made up by replay (回放补学), live or not
+        t["credited"] += int(rep is not None and rep.credited)
+        if not live and not replayed:
             t["absent"].append({"member_id": m.member_id, "name": m.name})
     room_rows = []
     for code, name in rooms.items():
@@ -430,6 +433,8 @@ def audit_summary(
         "unverified_participants": sum(
             1 for r in report.participants.values() if r.unverified_s > 0
         ),
+        "replay_participants": sum(1 for r in report.participants.values() if r.replayed),
+        "replay_seconds": round(sum(r.replay_seconds for r in report.participants.values())),
         "concurrency": concurrency(rows),
         "townships": [{"township": k, **v} for k, v in sorted(townships.items())],
         "rooms": room_rows,
