@@ -408,8 +408,8 @@ def audit_summary(
         t["present"] += int(live)
         t["replayed"] += int(replayed)  # made up by replay (回放补学), live or not
         t["credited"] += int(rep is not None and rep.credited)
-        if not live and not replayed:
-            t["absent"].append({"member_id": m.member_id, "name": m.name})
+        if not live:  # absent from the lecture, whether or not made up by replay since
+            t["absent"].append({"member_id": m.member_id, "name": m.name, "replayed": replayed})
     room_rows = []
     for code, name in rooms.items():
         checked = len({m for m, _ in report.checkins.get(code, [])})
