@@ -70,10 +70,12 @@ class SendPath:
             # The raw non-blocking socket: asyncio's DatagramTransport.sendto adds a Python
             # layer per packet and queues when the kernel is full; media would rather drop.
             sock = getattr(proto.transport, "_sock", None)
+            # A relayed candidate's transport is aioice's TURN wrapper (no socket of its own:
+            # it frames each packet for the TURN server), still synchronous to call.
+            self.direct = isinstance(sock, socket.socket)
             self.sendto: Callable[[bytes, tuple], None] = (
-                sock.sendto if isinstance(sock, socket.socket) else proto.transport.sendto
+                sock.sendto if self.direct else proto.transport.sendto
             )
-            self.direct = True
         else:
             self._send_data: Callable[[bytes, tuple], Awaitable[None]] = proto.send_data
             self.sendto = self._enqueue

@@ -28,7 +28,8 @@ def _config(args: argparse.Namespace) -> Config:
     for name in ("host", "port"):
         overrides[name] = getattr(args, name, None)
     if getattr(args, "ice_host", None):
-        overrides["ice_host_addresses"] = tuple(args.ice_host)
+        hosts = tuple(args.ice_host)
+        overrides["ice_host_addresses"] = () if hosts == ("none",) else hosts
     return config.with_overrides(**overrides)
 
 

@@ -156,13 +156,19 @@ def _csv(text: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in text.split(","))
 
 
+def _host_addresses(text: str) -> tuple[str, ...]:
+    """``LR_ICE_HOSTS``: addresses to offer as host candidates; ``none``: no host candidate at
+    all, so that viewers reach the relay only through the configured TURN server."""
+    return () if text.strip().lower() == "none" else _csv(text)
+
+
 # (variable, field, conversion, whether an empty value counts as unset)
 ENV: tuple[tuple[str, str, Callable[[str], object], bool], ...] = (
     ("LR_HOST", "host", str, False),
     ("LR_PORT", "port", int, False),
     ("LR_DATA", "data_dir", Path, False),
     ("LR_PUBLIC_URL", "public_url", str, False),
-    ("LR_ICE_HOSTS", "ice_host_addresses", _csv, True),
+    ("LR_ICE_HOSTS", "ice_host_addresses", _host_addresses, True),
     ("LR_ICE_PEER_NETWORKS", "ice_peer_networks", _csv, True),
     ("LR_ICE_SERVERS", "ice_servers", _parse_ice_servers, True),
     ("LR_SECRET", "secret", str, True),

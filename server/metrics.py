@@ -110,6 +110,14 @@ def render(state: AppState) -> str:
         "Layer changes the relay made for viewers now connected.",
         [("", sum(c.switches for c in layers if c is not None))],
     )
+    paths = [getattr(v, "path", None) for m in media for v in m.viewers.values()]
+    metric(
+        "lr_viewers_relayed",
+        "gauge",
+        "Viewers reached through TURN (or another non-UDP-host path): sent through aioice's "
+        "queue, not the direct socket, and costing the TURN server their bandwidth.",
+        [("", sum(1 for p in paths if p is not None and not p.direct))],
+    )
     recorders = [m.recorder for m in media if m.recorder is not None]
     metric(
         "lr_recordings_active",

@@ -5,6 +5,7 @@ Every peer in the test process gathers 127.0.0.1 alone and uses no STUN server.
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import aiohttp
@@ -45,7 +46,13 @@ class Relay:
 async def relay(tmp_path, request):
     """A relay; ``@pytest.mark.relay_config(name=value)`` overrides its settings."""
     marker = request.node.get_closest_marker("relay_config")
-    overrides = marker.kwargs if marker else {}
+    async with running_relay(tmp_path, **(marker.kwargs if marker else {})) as started:
+        yield started
+
+
+@asynccontextmanager
+async def running_relay(tmp_path, **overrides):
+    """A relay on 127.0.0.1 with the tests' settings, ``overrides`` applied."""
     config = Config(
         host="127.0.0.1",
         port=0,

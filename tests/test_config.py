@@ -31,3 +31,12 @@ def test_empty_secrets_and_lists_are_unset_and_nothing_means_the_defaults():
     c = config_from_env({"LR_SECRET": "", "LR_ICE_HOSTS": "", "LR_LEDGER_KEY": ""})
     assert c == Config()
     assert c.secret is None and c.ice_host_addresses is None and c.ice_servers == ()
+
+
+def test_ice_hosts_none_offers_no_host_candidate_and_reaches_the_workers_so():
+    from server.app import worker_env
+
+    c = config_from_env({"LR_ICE_HOSTS": "none"})
+    assert c.ice_host_addresses == ()
+    assert worker_env(c)["LR_ICE_HOSTS"] == "none"  # not "", which would mean "every interface"
+    assert config_from_env({"LR_ICE_HOSTS": worker_env(c)["LR_ICE_HOSTS"]}) == c
