@@ -307,8 +307,6 @@ class SessionMedia:
                 viewer.send_reports()
                 if isinstance(viewer, Viewer):
                     viewer.choose_layer(now, low)
-            for feed in self.feeds.values():
-                feed.video.keyframes.tick()
             if self.pipe_out is not None:
                 self.pipe_out.send_reports()
 

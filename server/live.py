@@ -21,6 +21,11 @@ from server.store import Store
 log = logging.getLogger(__name__)
 
 
+def layer_policy(config: Config) -> LayerPolicy:
+    """The viewers' quality-layer thresholds from the settings (media/layers)."""
+    return LayerPolicy(down_loss=config.layer_down_loss, up_after_s=config.layer_up_after_s)
+
+
 def rtc_configuration(config: Config) -> RTCConfiguration:
     """Only the ICE servers we are told about: aiortc's default names a public STUN server."""
     return RTCConfiguration(
@@ -36,9 +41,7 @@ class LiveSessions:
         self._config = config
         self._store = store
         self._rtc = rtc_configuration(config)
-        self.layer_policy = LayerPolicy(
-            down_loss=config.layer_down_loss, up_after_s=config.layer_up_after_s
-        )
+        self.layer_policy = layer_policy(config)
         self.sessions: dict[str, SessionMedia] = {}
         self.listeners: list[Callable[[MediaEvent], None]] = []
         self.pool: WorkerPool | None = None

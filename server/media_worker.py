@@ -20,13 +20,12 @@ from aiohttp import web
 
 from media.codecs import CodecMismatch
 from media.fastpath import restrict_host_addresses
-from media.layers import LayerPolicy
 from media.peers import PeerRefused, Viewer
 from media.session import MediaEvent, SessionMedia
 from server.config import Config
 from server.errors import HTTPProblem, error_middleware
 from server.internal import INTERNAL_HEADER, check_internal, read_internal_json
-from server.live import rtc_configuration
+from server.live import layer_policy, rtc_configuration
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +42,7 @@ class MediaWorker:
         self.primary_url = primary_url.rstrip("/")
         self.token = token
         self.rtc = rtc_configuration(config)
+        self.layers = layer_policy(config)
         self.sessions: dict[str, SessionMedia] = {}
         self.events: list[dict] = []
         self.http: aiohttp.ClientSession | None = None
@@ -53,16 +53,13 @@ class MediaWorker:
     def session(self, sid: str, video_codec: str) -> SessionMedia:
         media = self.sessions.get(sid)
         if media is None:
-            policy = LayerPolicy(
-                down_loss=self.config.layer_down_loss, up_after_s=self.config.layer_up_after_s
-            )
             media = SessionMedia(
                 sid,
                 video_codec,
                 self.rtc,
                 self.config.keyframe_interval_s,
                 self._on_event,
-                layer_policy=policy,
+                layer_policy=self.layers,
             )
             self.sessions[sid] = media
         elif not media.viewers and media.video_codec != video_codec:

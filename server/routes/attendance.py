@@ -41,10 +41,10 @@ def _own_viewer(state: AppState, sid: str, rid: str, claims: Claims):
     return viewer
 
 
-async def _record_heartbeat(state: AppState, sid: str, rid: str, claims: Claims, body) -> dict:
-    """One heartbeat from a page, with the relay's own evidence, into the ledger; the answer
-    once it is durable. Shared by the POST route and the WebSocket."""
-    viewer = _own_viewer(state, sid, rid, claims)
+async def _record_heartbeat(state: AppState, rid: str, viewer, body) -> dict:
+    """One heartbeat from a page on its own connection ``viewer``, with the relay's own
+    evidence, into the ledger; the answer once it is durable. Shared by the POST route and
+    the WebSocket."""
     if rid not in state.attendance.peers:
         raise HTTPProblem(409, "media has not reached this connection yet")
     if not isinstance(body, dict):
@@ -66,9 +66,9 @@ async def heartbeat(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     sid, rid = request.match_info["session"], request.match_info["resource"]
     claims = require(request, state.signer, VIEW_ROLES, sid)
-    _own_viewer(state, sid, rid, claims)  # 403/404 before reading the body
+    viewer = _own_viewer(state, sid, rid, claims)  # 403/404 before reading the body
     body = await read_json(request)
-    return web.json_response(await _record_heartbeat(state, sid, rid, claims, body))
+    return web.json_response(await _record_heartbeat(state, rid, viewer, body))
 
 
 async def heartbeat_socket(request: web.Request) -> web.StreamResponse:
@@ -117,7 +117,9 @@ async def _serve_heartbeats(
                 _own_viewer(state, sid, rid, claims)
                 reply = {"ok": True}
             else:
-                reply = await _record_heartbeat(state, sid, rid, claims, body)
+                # looked up each time: the connection may have ended since the last one
+                viewer = _own_viewer(state, sid, rid, claims)
+                reply = await _record_heartbeat(state, rid, viewer, body)
                 state.metrics.socket_heartbeats += 1
         except HTTPProblem as exc:
             await ws.send_json({"error": exc.reason, "status": exc.status})
