@@ -9,8 +9,14 @@ connection is a stand-in registered in the session as the media plane would regi
 ``viewer_connected`` event), whose receiver reports advance while it "watches". The stand-ins
 are created through a bench-only route (``/bench/join``) that exists in this script only.
 
+The load generator (two processes on the same cores) speaks HTTP/1.1 and WebSocket itself
+over plain asyncio sockets, with one timer for all of a process's heartbeats: aiohttp's client
+cost as much CPU per heartbeat as the relay did. First, the same load goes through a bare
+aiohttp application that answers every join, heartbeat and leave at once (no tokens, no
+ledger, no disk): the floor of this stack on this machine, measured in the same run.
+
     .venv/bin/python scripts/bench_attendance.py [--participants 4000] [--rounds 8]
-        [--interval 1.0] [--heartbeats ws|http]
+        [--interval 1.0] [--ramp 4] [--heartbeats ws|http] [--no-floor]
 
 Last line:
   attendance: N participants, E events, R events/s, p99 ack X ms, report Y s, roster Z s, lost L
@@ -20,6 +26,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import heapq
 import json
 import os
 import random
@@ -35,14 +43,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
-from aiohttp import web  # noqa: E402
 
-from media.session import MediaEvent  # noqa: E402
-from server.app import create_app  # noqa: E402
-from server.config import Config  # noqa: E402
-from server.routes.whip import identity_of  # noqa: E402
-from server.state import STATE  # noqa: E402
-from server.store import TOWNSHIPS, Member  # noqa: E402
+# The relay's modules (aiortc and PyAV among them) are imported where the server starts, not
+# here: the load generator's processes import this file too, and need none of them.
 
 SECRET = b"bench-secret-bench-secret"
 
@@ -89,6 +92,14 @@ def free_port() -> int:
 
 
 async def run_server(data: Path, port: int, ready: asyncio.Event, stop: asyncio.Event) -> dict:
+    from aiohttp import web
+
+    from media.session import MediaEvent
+    from server.app import create_app
+    from server.config import Config
+    from server.routes.whip import identity_of
+    from server.state import STATE
+
     config = Config(
         port=port,
         data_dir=data,
@@ -138,72 +149,214 @@ async def run_server(data: Path, port: int, ready: asyncio.Event, stop: asyncio.
     return stats
 
 
+class HeartbeatSocket(asyncio.Protocol):
+    """A lean WebSocket client for the load generator: a page's heartbeat socket and no more
+    (masked text frames out, the server's unmasked frames in, pings answered). aiohttp's
+    client cost as much CPU per heartbeat as the relay did, on the same two cores."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.upgraded = False
+        self.response: asyncio.Future | None = None
+        self.closed = asyncio.get_running_loop().create_future()
+        self.mask = os.urandom(4)
+
+    @classmethod
+    async def connect(cls, url: str) -> HeartbeatSocket:
+        host, port = url.removeprefix("http://").split(":")
+        _, sock = await asyncio.get_running_loop().create_connection(cls, host, int(port))
+        sock.host = f"{host}:{port}"
+        return sock
+
+    async def request(self, method: str, path: str, token: str, extra: str = "") -> tuple:
+        """One HTTP/1.1 request on this connection: (status, headers, body)."""
+        self.response = asyncio.get_running_loop().create_future()
+        self.transport.write(
+            f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n"
+            f"Authorization: Bearer {token}\r\nContent-Length: 0\r\n{extra}\r\n".encode()
+        )
+        return await self.response
+
+    async def upgrade(self, path: str, token: str) -> None:
+        key = base64.b64encode(os.urandom(16)).decode()
+        status, _, _ = await self.request(
+            "GET",
+            path,
+            token,
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n",
+        )
+        if status != 101:
+            raise RuntimeError(f"the heartbeat socket was refused: {status}")
+        self.upgraded = True
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def frame(self, opcode: int, payload: bytes) -> bytes:
+        n = len(payload)
+        head = bytes([0x80 | opcode, 0x80 | n]) if n < 126 else bytes([0x80 | opcode, 0xFE])
+        if n >= 126:
+            head += n.to_bytes(2, "big")
+        key = (self.mask * (n // 4 + 1))[:n]
+        body = (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(n, "big")
+        return head + self.mask + body
+
+    def beats(self, clock: Clock, n: int, interval: float, acks: list, errors: list):
+        """Send ``n`` heartbeats ``interval`` (±20%) apart, each after the last one's answer,
+        from ``clock``'s one timer rather than a task per member; a future for the last."""
+        self.clock, self.left, self.interval = clock, n, interval
+        self.acks, self.errors, self.frames = acks, errors, 0
+        self.finished = asyncio.get_running_loop().create_future()
+        clock.at(time.perf_counter() + interval * random.uniform(0.8, 1.2), self)
+        return self.finished
+
+    def beat(self) -> None:
+        self.frames += 25
+        beat = {"frames_decoded": self.frames, "audio_playing": True, "visible": True}
+        self.sent = time.perf_counter()
+        self.transport.write(self.frame(0x1, json.dumps(beat).encode()))
+
+    def answered(self, payload: bytes) -> None:
+        now = time.perf_counter()
+        answer = json.loads(payload)
+        if "seq" in answer:
+            self.acks.append((now - self.sent, answer["seq"], self.sent - STARTED))
+        else:
+            self.errors.append(answer.get("status", 0))
+        self.left -= 1
+        if self.left > 0:
+            self.clock.at(now + self.interval * random.uniform(0.8, 1.2), self)
+        elif not self.finished.done():
+            self.finished.set_result(None)
+
+    async def close(self) -> None:
+        if not self.closed.done():
+            self.transport.write(self.frame(0x8, (1000).to_bytes(2, "big")))
+            await asyncio.wait_for(self.closed, 10)
+        self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if not self.upgraded:
+            self._http_response()
+            if not self.upgraded:
+                return
+        buf = self.buffer
+        while len(buf) >= 2:
+            n, at = buf[1] & 0x7F, 2
+            if n == 126:
+                n, at = int.from_bytes(buf[2:4], "big"), 4
+            elif n == 127:
+                n, at = int.from_bytes(buf[2:10], "big"), 10
+            if len(buf) < at + n:
+                return
+            opcode, payload = buf[0] & 0x0F, bytes(buf[at : at + n])
+            del buf[: at + n]
+            if opcode == 0x1:
+                self.answered(payload)
+            elif opcode == 0x9:
+                self.transport.write(self.frame(0xA, payload))
+            elif opcode == 0x8 and not self.closed.done():
+                self.closed.set_result(None)
+
+    def _http_response(self) -> None:
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0 or self.response is None or self.response.done():
+            return
+        head = bytes(self.buffer[:end]).decode("latin-1").split("\r\n")
+        headers = dict(line.split(": ", 1) for line in head[1:])
+        status = int(head[0].split()[1])
+        length = 0 if status == 101 else int(headers.get("Content-Length", "0"))
+        if len(self.buffer) < end + 4 + length:
+            return
+        body = bytes(self.buffer[end + 4 : end + 4 + length])
+        del self.buffer[: end + 4 + length]
+        self.upgraded = status == 101
+        self.response.set_result((status, headers, body))
+
+    def connection_lost(self, exc) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+        for future in (self.response, getattr(self, "finished", None)):
+            if future is None:
+                continue
+            if not future.done():
+                future.set_exception(ConnectionError("the relay closed the heartbeat socket"))
+
+
+class Clock:
+    """One timer for all of a load-generator process's heartbeats (a heap of due times)."""
+
+    def __init__(self) -> None:
+        self.heap: list[tuple[float, int, HeartbeatSocket]] = []
+        self.count = 0
+
+    def at(self, when: float, sock: HeartbeatSocket) -> None:
+        self.count += 1
+        heapq.heappush(self.heap, (when, self.count, sock))
+
+    async def run(self) -> None:
+        while True:
+            now = time.perf_counter()
+            while self.heap and self.heap[0][0] <= now:
+                heapq.heappop(self.heap)[2].beat()
+            await asyncio.sleep(0.002)
+
+
 async def participant(
-    http, url, sid, token, rounds, interval, reconnect, acks, errors, ws, start_after
+    http, url, sid, token, rounds, interval, reconnect, acks, errors, ws, start_after, clock
 ):
     """One member: join (``start_after`` seconds in), heartbeats (over the page's WebSocket,
     or one POST each with ``ws`` false), leave; a reconnecting one does it twice."""
     auth = {"Authorization": f"Bearer {token}"}
     await asyncio.sleep(start_after)
     for attempt in range(2 if reconnect else 1):
-        async with http.post(f"{url}/bench/join/{sid}", headers=auth) as resp:
-            location = resp.headers["Location"]
+        sock = None
+        if ws:  # the join, then the socket on the same connection
+            sock = await HeartbeatSocket.connect(url)
+            status, headers, _ = await sock.request("POST", f"/bench/join/{sid}", token)
+            location = headers["Location"]
+            await sock.upgrade(f"{location}/heartbeats", token)
+        else:
+            async with http.post(f"{url}/bench/join/{sid}", headers=auth) as resp:
+                location = resp.headers["Location"]
         frames = 0
         n = (
             rounds // 2
             if reconnect and attempt == 0
             else rounds - (rounds // 2 if reconnect else 0)
         )
-        sock = await http.ws_connect(f"{url}{location}/heartbeats", headers=auth) if ws else None
-        for _ in range(n):
+        if sock is not None:
+            await sock.beats(clock, n, interval, acks, errors)
+        for _ in range(n if sock is None else 0):
             await asyncio.sleep(interval * random.uniform(0.8, 1.2))
             frames += 25
             beat = {"frames_decoded": frames, "audio_playing": True, "visible": True}
             t0 = time.perf_counter()
-            if sock is not None:
-                await sock.send_json(beat)
-                answer = await sock.receive_json()
-                if "seq" in answer:
-                    acks.append((time.perf_counter() - t0, answer["seq"]))
-                else:
-                    errors.append(answer.get("status", 0))
-                continue
             async with http.post(f"{url}{location}/heartbeat", json=beat, headers=auth) as resp:
                 if resp.status == 200:
-                    acks.append((time.perf_counter() - t0, (await resp.json())["seq"]))
+                    seq = (await resp.json())["seq"]
+                    acks.append((time.perf_counter() - t0, seq, t0 - STARTED))
                 else:
                     errors.append(resp.status)
         if sock is not None:
             await sock.close()
+            done = await HeartbeatSocket.connect(url)
+            status, _, _ = await done.request("DELETE", location, token, "Connection: close\r\n")
+            done.transport.close()
+            if status != 200:
+                errors.append(status)
+            continue
         async with http.delete(f"{url}{location}", headers=auth) as resp:
             if resp.status != 200:
                 errors.append(resp.status)
 
 
-async def bench(args) -> None:
-    tmp = Path(tempfile.mkdtemp(prefix="lr-att-"))
-    data = tmp / "data"
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    ready, stop = asyncio.Event(), asyncio.Event()
-    server = asyncio.ensure_future(run_server(data, port, ready, stop))
-    await ready.wait()
-    # a session and the members' tokens, as `session create` and `links` would issue them
-    from server.auth import TokenSigner
-    from server.store import Store
-
-    store = Store(data / "relay.sqlite3")
-    session = store.create_session("基准测试", TOWNSHIPS)
-    store.upsert_members(
-        [Member(f"B{i:05d}", f"党员{i}", TOWNSHIPS[i % 15]) for i in range(args.participants)]
-    )
-    store.close()
-    signer = TokenSigner(SECRET)
-    sid = session.id
-    lecturer = signer.issue("lecturer", sid, "lecturer", 3600)
-    admin = signer.issue("admin", None, "bench", 3600)
-
-    # the participants run in other processes, as phones would
+async def drive(args, url: str, sid: str) -> tuple:
+    """Run the participants (in other processes, as phones would) against ``url``; returns
+    acks, errors, seconds, this process's CPU seconds, the load generator's CPU seconds."""
     per = [
         args.participants // args.procs + (i < args.participants % args.procs)
         for i in range(args.procs)
@@ -230,17 +383,115 @@ async def bench(args) -> None:
             )
         )
         first += count
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started, cpu0 = time.perf_counter(), time.process_time()
     outputs = await asyncio.gather(*(p.communicate() for p in procs))
     elapsed, server_cpu = time.perf_counter() - started, time.process_time() - cpu0
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    clients_cpu = children.ru_utime + children.ru_stime  # the roster import comes later
-    acks: list[tuple[float, int]] = []
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    clients_cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    acks: list[tuple[float, int, float]] = []
     errors: list[int] = []
     for out, _ in outputs:
         result = json.loads(out)
         acks.extend(result["acks"])
         errors.extend(result["errors"])
+    return acks, errors, elapsed, server_cpu, clients_cpu
+
+
+async def run_floor(args, sid: str) -> dict:
+    """The same participants and timeline against a bare aiohttp application that answers
+    every join, heartbeat and leave at once (no token, no ledger, no disk): what aiohttp and
+    this box's loopback cost before the relay does any work of its own."""
+    from aiohttp import web
+
+    count = 0
+
+    async def join(request: web.Request) -> web.Response:
+        nonlocal count
+        count += 1
+        peer = os.urandom(9).hex()
+        return web.Response(status=201, headers={"Location": f"/whep/{sid}/{peer}"})
+
+    async def beats(request: web.Request) -> web.WebSocketResponse:
+        nonlocal count
+        ws = web.WebSocketResponse(heartbeat=30.0)
+        await ws.prepare(request)
+        async for msg in ws:
+            json.loads(msg.data)
+            count += 1
+            await ws.send_json({"seq": count, "layer": "high"})
+        return ws
+
+    async def beat(request: web.Request) -> web.Response:
+        nonlocal count
+        await request.json()
+        count += 1
+        return web.json_response({"seq": count, "layer": "high"})
+
+    async def leave(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/bench/join/{session}", join)
+    app.router.add_get("/whep/{session}/{peer}/heartbeats", beats)
+    app.router.add_post("/whep/{session}/{peer}/heartbeat", beat)
+    app.router.add_delete("/whep/{session}/{peer}", leave)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        acks, errors, elapsed, cpu, clients = await drive(args, f"http://127.0.0.1:{port}", sid)
+    finally:
+        await runner.cleanup()
+    lat = sorted(a for a, *_ in acks)
+    steady = sorted(a for a, _, at in acks if at > args.ramp + args.interval * 1.2) or [0.0]
+    floor = {
+        "events": count,
+        "rate": count / elapsed,
+        "p99_ms": lat[int(len(lat) * 0.99) - 1] * 1000 if lat else float("nan"),
+        "us_per_event": cpu / max(count, 1) * 1e6,
+        "clients_cpu": clients,
+        "elapsed": elapsed,
+    }
+    print(
+        f"floor (bare aiohttp, same load): {count} events, {floor['rate']:.0f} events/s, "
+        f"p99 ack {floor['p99_ms']:.1f} ms (once all have joined "
+        f"{steady[int(len(steady) * 0.99) - 1] * 1000:.1f}), "
+        f"{floor['us_per_event']:.0f} us CPU per event, "
+        f"the load generator {clients / elapsed * 100:.0f}% of a core, {len(errors)} errors",
+        flush=True,
+    )
+    return floor
+
+
+async def bench(args) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="lr-att-"))
+    data = tmp / "data"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    ready, stop = asyncio.Event(), asyncio.Event()
+    server = asyncio.ensure_future(run_server(data, port, ready, stop))
+    await ready.wait()
+    # a session and the members' tokens, as `session create` and `links` would issue them
+    from server.auth import TokenSigner
+    from server.store import TOWNSHIPS, Member, Store
+
+    store = Store(data / "relay.sqlite3")
+    session = store.create_session("基准测试", TOWNSHIPS)
+    store.upsert_members(
+        [Member(f"B{i:05d}", f"党员{i}", TOWNSHIPS[i % 15]) for i in range(args.participants)]
+    )
+    store.close()
+    signer = TokenSigner(SECRET)
+    sid = session.id
+    lecturer = signer.issue("lecturer", sid, "lecturer", 3600)
+    admin = signer.issue("admin", None, "bench", 3600)
+
+    floor = None
+    if args.floor:
+        floor = await run_floor(args, sid)
+    acks, errors, elapsed, server_cpu, clients_cpu = await drive(args, url, sid)
     async with aiohttp.ClientSession() as http:
         t0 = time.perf_counter()
         async with http.post(
@@ -257,6 +508,7 @@ async def bench(args) -> None:
             f"{url}/api/sessions/{sid}/verify", headers={"Authorization": f"Bearer {admin}"}
         ) as resp:
             verdict = await resp.json()
+    threads = thread_cpu()
     stop.set()
     stats = await server
 
@@ -267,12 +519,21 @@ async def bench(args) -> None:
     seqs = {r.seq for r in ledger.rows(sid)}
     events = len(seqs)
     ledger.close()
-    lost = sum(1 for _, seq in acks if seq not in seqs)
-    lat = sorted(a for a, _ in acks)
+    lost = sum(1 for _, seq, _ in acks if seq not in seqs)
+    lat = sorted(a for a, *_ in acks)
     p99 = lat[int(len(lat) * 0.99) - 1] * 1000 if lat else float("nan")
     if lat:
         marks = ", ".join(f"p{q} {lat[int(len(lat) * q / 100) - 1] * 1000:.1f}" for q in (50, 90))
         print(f"heartbeat acks: {marks}, p99 {p99:.1f}, max {lat[-1] * 1000:.1f} ms", flush=True)
+        # once every member has joined: the steady state, without the arrival surge
+        steady = sorted(a for a, _, at in acks if at > args.ramp + args.interval * 1.2)
+        if steady:
+            print(
+                f"heartbeat acks once all have joined: {len(steady)}, "
+                f"p50 {steady[len(steady) // 2] * 1000:.1f}, "
+                f"p99 {steady[int(len(steady) * 0.99) - 1] * 1000:.1f} ms",
+                flush=True,
+            )
     rate = stats["appended"] / elapsed
     rows = report.decode("utf-8-sig").count("\n") - 3
     print(
@@ -291,7 +552,14 @@ async def bench(args) -> None:
         f"of a core)",
         flush=True,
     )
+    if floor:
+        print(
+            f"relay against the bare-aiohttp floor: {per_event * 1e6 / floor['us_per_event']:.2f}x "
+            f"CPU per event, {rate / floor['rate']:.2f}x events/s",
+            flush=True,
+        )
 
+    print("relay threads: " + ", ".join(f"{name} {cpu:.1f} s" for name, cpu in threads), flush=True)
     roster_s = roster_import(tmp, args.roster)
     print(
         f"attendance: {args.participants} participants, {events} events, {rate:.0f} events/s, "
@@ -301,16 +569,22 @@ async def bench(args) -> None:
         sys.exit(1)  # a run with refused requests measured something else
 
 
+STARTED = time.perf_counter()
+
+
 async def run_clients(spec: dict) -> None:
-    """Child process: ``count`` participants from ``first`` on; prints acks and errors."""
+    """Child process: ``count`` participants from ``first`` on; prints acks (latency, seq,
+    when sent) and errors."""
     from server.auth import TokenSigner
 
     signer = TokenSigner(SECRET)
-    acks: list[tuple[float, int]] = []
+    acks: list[tuple[float, int, float]] = []
     errors: list[int] = []
     # Over WebSockets each participant holds its own connection, as each phone does.
     ws = spec["heartbeats"] == "ws"
     connector = aiohttp.TCPConnector(limit=0 if ws else spec["connections"])
+    clock = Clock()
+    ticking = asyncio.ensure_future(clock.run())
     async with aiohttp.ClientSession(connector=connector) as http:
         await asyncio.gather(
             *(
@@ -327,14 +601,30 @@ async def run_clients(spec: dict) -> None:
                     ws,
                     # members arrive over the ramp, as they do before a lecture
                     random.uniform(0, spec["ramp"]),
+                    clock,
                 )
                 for i in range(spec["first"], spec["first"] + spec["count"])
             )
         )
+    ticking.cancel()
     print(json.dumps({"acks": acks, "errors": errors}))
 
 
+def thread_cpu() -> list[tuple[str, float]]:
+    """CPU seconds of each of this process's threads, busiest first (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = []
+    for task in Path("/proc/self/task").iterdir():
+        stat = (task / "stat").read_text()
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        out.append((name, (int(fields[11]) + int(fields[12])) / tick))
+    return sorted(out, key=lambda t: -t[1])[:4]
+
+
 def roster_import(tmp: Path, rows: int) -> float:
+    from server.store import TOWNSHIPS
+
     path = tmp / "roster.csv"
     rng = random.Random(1)
     cats = ["流动党员", "老年", "居家", "其他"]
@@ -380,6 +670,12 @@ def main() -> None:
         help="over each page's WebSocket (as the pages send them) or one POST each",
     )
     parser.add_argument("--roster", type=int, default=30000)
+    parser.add_argument(
+        "--floor",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="first drive the same load through a bare aiohttp application (the floor)",
+    )
     args = parser.parse_args()
     asyncio.run(bench(args))
 

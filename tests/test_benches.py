@@ -28,6 +28,10 @@ def test_bench_attendance_runs_and_refuses_nothing():
             "--roster", "200", "--heartbeats", heartbeats,
         )  # fmt: skip
         assert any(line.startswith("ledger: ") and " 0 HTTP errors" in line for line in lines)
+        # the same load through a bare aiohttp application first, nothing refused there either
+        assert any(
+            line.startswith("floor (bare aiohttp") and line.endswith(" 0 errors") for line in lines
+        ), lines
         last = lines[-1]
         assert re.fullmatch(
             r"attendance: 40 participants, \d+ events, \d+ events/s, p99 ack [\d.]+ ms, "
