@@ -91,7 +91,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def run_server(data: Path, port: int, ready: asyncio.Event, stop: asyncio.Event) -> dict:
+async def run_server(
+    data: Path, port: int, ready: asyncio.Event, stop: asyncio.Event, commit_interval: float
+) -> dict:
     from aiohttp import web
 
     from media.session import MediaEvent
@@ -106,6 +108,7 @@ async def run_server(data: Path, port: int, ready: asyncio.Event, stop: asyncio.
         ledger_key=data.parent / "ledger.pem",
         secret=SECRET.decode(),
         heartbeat_timeout_s=0,
+        ledger_commit_interval_s=commit_interval,
     )
     app = create_app(config)
     state = app[STATE]
@@ -471,7 +474,7 @@ async def bench(args) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     ready, stop = asyncio.Event(), asyncio.Event()
-    server = asyncio.ensure_future(run_server(data, port, ready, stop))
+    server = asyncio.ensure_future(run_server(data, port, ready, stop, args.commit_interval))
     await ready.wait()
     # a session and the members' tokens, as `session create` and `links` would issue them
     from server.auth import TokenSigner
@@ -652,6 +655,8 @@ def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "_clients":
         asyncio.run(run_clients(json.loads(sys.argv[2])))
         return
+    from server.config import Config
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--participants", type=int, default=4000)
     parser.add_argument("--rounds", type=int, default=8, help="heartbeats per participant")
@@ -670,6 +675,12 @@ def main() -> None:
         help="over each page's WebSocket (as the pages send them) or one POST each",
     )
     parser.add_argument("--roster", type=int, default=30000)
+    parser.add_argument(
+        "--commit-interval",
+        type=float,
+        default=Config.ledger_commit_interval_s,
+        help="least seconds between two ledger commits (LR_LEDGER_COMMIT_INTERVAL)",
+    )
     parser.add_argument(
         "--floor",
         action=argparse.BooleanOptionalAction,

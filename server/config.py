@@ -63,6 +63,8 @@ class Config:
     # A viewer whose page sends no heartbeat for this long is ended (0: never).
     heartbeat_timeout_s: float = 45.0
     checkpoint_interval_s: float = 60.0
+    # Least time between two ledger commits: appends in between share one (docs/DECISIONS.md).
+    ledger_commit_interval_s: float = 0.01
     # Recordings and replays (recordings/, replays/); None: the data directory.
     media_dir: Path | None = None
     # Days to keep recordings once their replay is made, and replays (0: forever).
@@ -179,6 +181,7 @@ ENV: tuple[tuple[str, str, Callable[[str], object], bool], ...] = (
     ("LR_HEARTBEAT_INTERVAL", "heartbeat_interval_s", float, False),
     ("LR_HEARTBEAT_TIMEOUT", "heartbeat_timeout_s", float, False),
     ("LR_CHECKPOINT_INTERVAL", "checkpoint_interval_s", float, False),
+    ("LR_LEDGER_COMMIT_INTERVAL", "ledger_commit_interval_s", float, False),
     ("LR_MEDIA_DIR", "media_dir", Path, True),
     ("LR_RECORDING_RETENTION_DAYS", "recording_retention_days", float, False),
     ("LR_REPLAY_RETENTION_DAYS", "replay_retention_days", float, False),

@@ -60,6 +60,34 @@ async def test_concurrent_appends_are_group_committed_in_order(ledger):
     assert check_chain(rows, S).ok
 
 
+async def test_a_trickle_of_appends_shares_commits_within_the_interval(tmp_path):
+    """Under a steady trickle (the real load: a heartbeat per member every 10 s) appends wait
+    up to the commit interval to share a commit, and each is on disk when acknowledged."""
+    ledger = Ledger(tmp_path / "ledger.sqlite3", commit_interval_s=0.2)
+    other = sqlite3.connect(tmp_path / "ledger.sqlite3")
+    try:
+        await ledger.append(S, Start("pub"))  # the first commits at once
+        assert ledger.batches == 1
+        pending = []
+        for i in range(10):
+            pending.append(
+                asyncio.ensure_future(ledger.append(S, Heartbeat(f"p{i}", i, True, True, i, i)))
+            )
+            await asyncio.sleep(0.005)  # paces the trickle; nothing is asserted on timing
+        for future in asyncio.as_completed(pending):
+            done = await future
+            # acknowledged means durable: another connection reads it
+            row = other.execute(
+                "SELECT kind FROM events WHERE session = ? AND seq = ?", (S, done.seq)
+            ).fetchone()
+            assert row == ("heartbeat",)
+        assert ledger.batches <= 3  # ten appends, one commit or two after the first
+        assert check_chain(list(ledger.rows(S)), S).ok
+    finally:
+        other.close()
+        ledger.close()
+
+
 def test_the_ledger_refuses_updates_and_deletes_through_sql(ledger):
     fill(ledger)
     db = sqlite3.connect(ledger.path)

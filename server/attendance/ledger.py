@@ -1,9 +1,10 @@
 """The attendance ledger: append-only SQLite table, one hash chain per session.
 
 Durable before acknowledged: appends are group-committed by one writer thread (every append
-that arrives while a commit is in flight joins the next one), with ``synchronous=FULL`` in WAL
-mode, so an acknowledged event survives a crash of the process *and* of the machine. See
-docs/DECISIONS.md for why FULL rather than NORMAL.
+that arrives while a commit is in flight, or within ``commit_interval_s`` of the last one's
+start, joins the next one), with ``synchronous=FULL`` in WAL mode, so an acknowledged event
+survives a crash of the process *and* of the machine. See docs/DECISIONS.md for why FULL
+rather than NORMAL, and for the interval.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 
 class Ledger:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, commit_interval_s: float = 0.0) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._db = _connect(path)
@@ -88,6 +89,10 @@ class Ledger:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger")
         self._pending: list[tuple[str, Event, int, asyncio.Future]] = []
         self._flusher: asyncio.Task | None = None
+        # A commit's fixed cost (its fsync, the hand-over to the writer thread and back) is
+        # several appends' worth: under a steady trickle, appends wait up to this long to share.
+        self.commit_interval_s = commit_interval_s
+        self._last_commit = -1e9
         self.appended = 0
         self.batches = 0
 
@@ -112,6 +117,10 @@ class Ledger:
     async def _flush(self) -> None:
         loop = asyncio.get_running_loop()
         while self._pending:
+            wait = self._last_commit + self.commit_interval_s - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._last_commit = loop.time()
             batch, self._pending = self._pending, []
             try:
                 results = await loop.run_in_executor(
