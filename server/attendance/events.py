@@ -34,7 +34,13 @@ class Event:
 
     def data(self) -> dict:
         # Flat fields only, so no deep copy is needed (dataclasses.asdict makes one).
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        names = _FIELD_NAMES.get(type(self))
+        if names is None:
+            names = _FIELD_NAMES[type(self)] = tuple(f.name for f in dataclasses.fields(self))
+        return {name: getattr(self, name) for name in names}
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
 @dataclass(frozen=True)
@@ -169,9 +175,14 @@ def event_from(kind: str, data: dict) -> Event:
     return EVENT_TYPES[kind](**data)
 
 
+# json.dumps with these options builds a new encoder per call; the writer thread encodes
+# every event, so one encoder is kept (its output is the same).
+_encode = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+
+
 def data_json(data: dict) -> str:
     """The canonical JSON of an event's data (sorted keys, no spaces, UTF-8 as is)."""
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _encode(data)
 
 
 def canonical(
@@ -181,11 +192,9 @@ def canonical(
 
     Equal to ``json.dumps`` of the whole object with sorted keys: the keys below are in order.
     """
-    dumps = json.dumps
     return (
-        f'{{"at_ms":{at_ms},"data":{encoded if encoded is not None else data_json(data)},'
-        f'"kind":{dumps(kind, ensure_ascii=False)},"seq":{seq},'
-        f'"session":{dumps(session, ensure_ascii=False)}}}'
+        f'{{"at_ms":{at_ms},"data":{encoded if encoded is not None else _encode(data)},'
+        f'"kind":{_encode(kind)},"seq":{seq},"session":{_encode(session)}}}'
     ).encode()
 
 

@@ -137,14 +137,16 @@ class Attendance:
             log.error("ledger append failed: %s", future.exception())
 
     # -- heartbeats from pages -----------------------------------------------------------
-    async def heartbeat(
+    def heartbeat(
         self,
         peer_id: str,
         frames_decoded: int,
         audio_playing: bool,
         visible: bool,
         rr: dict[str, int],
-    ) -> Appended:
+    ) -> asyncio.Future[Appended]:
+        """Queue the heartbeat; the future resolves once it is durable. (Not a coroutine:
+        thousands a second each save a frame to create and resume.)"""
         peer = self.peers[peer_id]
         peer.last_evidence_ms = now_ms()
         event = Heartbeat(
@@ -155,7 +157,7 @@ class Attendance:
             rr.get("video", -1),
             rr.get("audio", -1),
         )
-        return await self.ledger.append(peer.session, event)
+        return self.ledger.submit(peer.session, event)
 
     async def append(self, session: str, event: Event) -> Appended:
         return await self.ledger.append(session, event)
