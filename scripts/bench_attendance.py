@@ -100,6 +100,7 @@ async def run_server(
     from server.app import create_app
     from server.config import Config
     from server.routes.whip import identity_of
+    from server.runtime import tune_gc
     from server.state import STATE
 
     config = Config(
@@ -141,6 +142,7 @@ async def run_server(
                     v.advance(now)
 
     ticker = asyncio.ensure_future(advance())
+    tune_gc()  # as `serve` does once it is up (the floor, run in this process, gets it too)
     ready.set()
     await stop.wait()
     ticker.cancel()

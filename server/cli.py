@@ -88,6 +88,7 @@ async def _serve(config: Config, ssl_context, workers: int) -> None:
     from aiohttp import web
 
     from server.app import create_app
+    from server.runtime import tune_gc
     from server.state import STATE
 
     app = create_app(config, workers)
@@ -111,6 +112,7 @@ async def _serve(config: Config, ssl_context, workers: int) -> None:
             await cluster.start()
             if config.cluster_home and config.ledger_writer:
                 writer = _start_writer(config, cluster.redis, app[STATE].attendance.ledger)
+        tune_gc()  # once start-up's objects exist: they are frozen out of every collection
         mode = f", cluster node {cluster.id}" if cluster is not None else ""
         print(
             f"Lecture Relay listening on {config.base_url} ({workers} worker(s){mode})",
@@ -180,6 +182,7 @@ async def _run_writer(config: Config) -> None:
 def cmd_worker(args: argparse.Namespace) -> int:
     """A media worker started by ``serve --workers N`` (not for people to run)."""
     from server.media_worker import run_worker
+    from server.runtime import tune_gc
 
     config = config_from_env()
     logging.basicConfig(
@@ -191,6 +194,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         print("lecture-relay worker: started by serve --workers only", file=sys.stderr)
         return 2
     try:
+        tune_gc()
         asyncio.run(run_worker(args.index, config, args.primary, token))
     except KeyboardInterrupt:
         pass
