@@ -88,6 +88,32 @@ async def test_a_trickle_of_appends_shares_commits_within_the_interval(tmp_path)
         ledger.close()
 
 
+async def test_drain_waits_for_every_write_handed_over_before_it(tmp_path, key):
+    """A leaving member's DELETE answers once the leave is on disk: drain waits for the
+    newest write (the ledger commits in order), however many are pending."""
+    from media.session import MediaEvent
+    from server.attendance.tracker import Attendance, Identity
+
+    ledger = Ledger(tmp_path / "ledger.sqlite3", commit_interval_s=0.05)
+
+    async def close_peer(session: str, peer: str, reason: str) -> bool:
+        return True
+
+    att = Attendance(ledger, key, CheckpointLog(tmp_path / "checkpoints.jsonl"), close_peer, 0)
+    try:
+        ident = Identity("member:1", "token", "member", "1", "127.0.0.1", False)
+        for i in range(300):
+            att.on_media_event(MediaEvent("viewer_connected", S, f"p{i}", ident))
+            att.on_media_event(MediaEvent("viewer_gone", S, f"p{i}", None, "delete"))
+        assert ledger.head(S)[0] < 600  # still pending: the commit interval holds them
+        await att.drain()
+        assert ledger.head(S)[0] == 600
+        rows = list(ledger.rows(S))
+        assert [r.kind for r in rows[-2:]] == ["join", "leave"] and check_chain(rows, S).ok
+    finally:
+        ledger.close()
+
+
 def test_the_ledger_refuses_updates_and_deletes_through_sql(ledger):
     fill(ledger)
     db = sqlite3.connect(ledger.path)
