@@ -419,7 +419,7 @@ async def run_floor(args, sid: str) -> dict:
 
     async def beats(request: web.Request) -> web.WebSocketResponse:
         nonlocal count
-        ws = web.WebSocketResponse(heartbeat=30.0)
+        ws = web.WebSocketResponse()  # as the relay's: no ping timer
         await ws.prepare(request)
         async for msg in ws:
             json.loads(msg.data)

@@ -39,6 +39,8 @@ class AppState:
     metrics: Counters = field(default_factory=Counters)
     cluster: Cluster | None = None
     floor: FloorBoard = field(default_factory=FloorBoard)
+    # Pages' heartbeat WebSockets by viewer connection: closed when the connection ends.
+    heartbeat_sockets: dict[str, set[web.WebSocketResponse]] = field(default_factory=dict)
 
 
 STATE = web.AppKey("state", AppState)

@@ -268,6 +268,29 @@ async def test_a_vanished_viewer_leaves_with_reason_ice_failure(relay):
         await pub.stop()
 
 
+async def test_a_heartbeat_socket_ends_with_its_viewer_connection(relay):
+    """No WebSocket pings: a page's socket lives as long as its connection, and is closed
+    (1001, going away) when the connection ends, here by its DELETE."""
+    links = relay.new_session()
+    sid = links["session_id"]
+    pub = await lecture(relay, links)
+    va = await watch(relay.http, relay.base_url, sid, relay.token("member", sid, "A"))
+    try:
+        rid = await joined(relay, va)
+        await next_report(relay, sid, va)
+        ws = await va.heartbeat_socket(relay.http, token_in_header=True)
+        await ws.send_json(va.playback())
+        assert "seq" in await ws.receive_json()
+        assert rid in relay.state.heartbeat_sockets
+        await va.stop(relay.http)
+        closing = await asyncio.wait_for(ws.receive(), 10)
+        assert closing.type.name == "CLOSE" and closing.data == 1001
+        assert rid not in relay.state.heartbeat_sockets
+        await ws.close()
+    finally:
+        await pub.stop()
+
+
 async def test_heartbeats_over_a_websocket_are_recorded_like_posts_and_refused_alike(relay):
     """The page's WebSocket carries the same heartbeats as the POST route, each answered once
     durable; a wrong token or someone else's connection ends it and records nothing."""

@@ -3,12 +3,14 @@ session with its receipt, exports and verification (admin only)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
 import segno
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
+from media.session import MediaEvent
 from server.attendance.events import Checkin, Export, Headcount, Replay
 from server.attendance.exports import CONTENT_TYPES, render, report_for
 from server.attendance.report import audit_summary, rows_for_export
@@ -87,15 +89,31 @@ async def heartbeat_socket(request: web.Request) -> web.StreamResponse:
         _own_viewer(state, sid, rid, claims)
     else:
         _viewer(state, sid, rid)  # an unknown connection is a plain 404
-    ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=WS_MAX_MESSAGE)
+    # No WebSocket pings: the page's own heartbeats come every few seconds, and the socket
+    # lives as long as its viewer connection (closed with it, below), whose end a silent or
+    # vanished page brings about (heartbeat timeout, ICE consent). A ping timer per socket,
+    # reset on every message, was a measurable part of a heartbeat's cost.
+    ws = web.WebSocketResponse(max_msg_size=WS_MAX_MESSAGE)
     await ws.prepare(request)
     state.metrics.heartbeat_sockets += 1
+    sockets = state.heartbeat_sockets.setdefault(rid, set())
+    sockets.add(ws)
     try:
         await _serve_heartbeats(ws, state, sid, rid, claims)
     finally:
         state.metrics.heartbeat_sockets -= 1
+        sockets.discard(ws)
+        if not sockets and state.heartbeat_sockets.get(rid) is sockets:
+            del state.heartbeat_sockets[rid]
         await ws.close()
     return ws
+
+
+def close_heartbeat_sockets(state: AppState, event: MediaEvent) -> None:
+    """A media listener: a viewer connection that ended takes its pages' sockets with it."""
+    if event.kind == "viewer_gone":
+        for ws in state.heartbeat_sockets.pop(event.peer_id, ()):
+            asyncio.ensure_future(ws.close(code=WSCloseCode.GOING_AWAY, message=b"ended"))
 
 
 async def _serve_heartbeats(
