@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import gc
 import heapq
 import json
 import os
@@ -143,6 +144,7 @@ async def run_server(
 
     ticker = asyncio.ensure_future(advance())
     tune_gc()  # as `serve` does once it is up (the floor, run in this process, gets it too)
+    gc.callbacks.append(GC_PAUSES)
     ready.set()
     await stop.wait()
     ticker.cancel()
@@ -496,6 +498,7 @@ async def bench(args) -> None:
     floor = None
     if args.floor:
         floor = await run_floor(args, sid)
+    GC_PAUSES.pauses = {0: [], 1: [], 2: []}  # the relay's own, not the floor's
     acks, errors, elapsed, server_cpu, clients_cpu = await drive(args, url, sid)
     async with aiohttp.ClientSession() as http:
         t0 = time.perf_counter()
@@ -565,6 +568,7 @@ async def bench(args) -> None:
         )
 
     print("relay threads: " + ", ".join(f"{name} {cpu:.1f} s" for name, cpu in threads), flush=True)
+    print(f"relay {GC_PAUSES.summary()}", flush=True)
     roster_s = roster_import(tmp, args.roster)
     print(
         f"attendance: {args.participants} participants, {events} events, {rate:.0f} events/s, "
@@ -613,6 +617,31 @@ async def run_clients(spec: dict) -> None:
         )
     ticking.cancel()
     print(json.dumps({"acks": acks, "errors": errors}))
+
+
+class GcPauses:
+    """The cycle collector's pauses in this process, by generation (gc.callbacks)."""
+
+    def __init__(self) -> None:
+        self.started = 0.0
+        self.pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+
+    def __call__(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self.started = time.perf_counter()
+        else:
+            self.pauses[info["generation"]].append(time.perf_counter() - self.started)
+
+    def summary(self) -> str:
+        parts = [
+            f"gen{g} {len(p)} x, max {max(p, default=0) * 1000:.1f} ms, "
+            f"total {sum(p) * 1000:.0f} ms"
+            for g, p in self.pauses.items()
+        ]
+        return "collector: " + "; ".join(parts)
+
+
+GC_PAUSES = GcPauses()
 
 
 def thread_cpu() -> list[tuple[str, float]]:
