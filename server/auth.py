@@ -44,11 +44,17 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+VERIFIED_CACHE = 16_384  # tokens; the cache starts over when full
+
+
 class TokenSigner:
     def __init__(self, secret: bytes) -> None:
         if len(secret) < 16:
             raise ValueError("token secret must be at least 16 bytes")
         self._key = secret
+        # Tokens already verified (a page shows its token on every request): the HMAC, the
+        # decoding and the parse are done once per token, the expiry is checked every time.
+        self._verified: dict[str, Claims] = {}
 
     def issue(
         self,
@@ -68,6 +74,17 @@ class TokenSigner:
 
     def verify(self, token: str, now: float | None = None) -> Claims:
         """Return the claims, or raise HTTPProblem 401 (malformed, forged, expired)."""
+        claims = self._verified.get(token)
+        if claims is None:
+            claims = self._verify(token)
+            if len(self._verified) >= VERIFIED_CACHE:
+                self._verified.clear()
+            self._verified[token] = claims
+        if claims.expires < (time.time() if now is None else now):
+            raise HTTPProblem(401, "token expired")
+        return claims
+
+    def _verify(self, token: str) -> Claims:
         try:
             payload, mac = token.split(".")
             good = hmac.compare_digest(_unb64(mac), self._mac(payload))
@@ -80,8 +97,6 @@ class TokenSigner:
             claims = Claims(body["r"], body["s"], body["u"], int(body["e"]), body.get("v", "token"))
         except (ValueError, KeyError, TypeError):
             raise HTTPProblem(401, "malformed token") from None
-        if claims.expires < (time.time() if now is None else now):
-            raise HTTPProblem(401, "token expired")
         return claims
 
     def internal_token(self) -> str:
