@@ -148,6 +148,7 @@ class Ledger:
         db = self._db
         out: list[Appended | None] = []
         touched: dict[str, tuple[int, str]] = {}
+        rows: list[tuple] = []
         db.execute("BEGIN IMMEDIATE")
         try:
             for session, event, at_ms, stream_id in batch:
@@ -163,13 +164,15 @@ class Ledger:
                 seq += 1
                 encoded = data_json(event.data())
                 digest = chain_hash(prev, canonical(session, seq, at_ms, event.kind, {}, encoded))
-                db.execute(
-                    "INSERT INTO events (session, seq, at_ms, kind, data, prev, hash)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (session, seq, at_ms, event.kind, encoded, prev, digest),
-                )
+                rows.append((session, seq, at_ms, event.kind, encoded, prev, digest))
                 touched[session] = (seq, digest)
                 out.append(Appended(seq, digest, at_ms))
+            # one call for the batch: the loop over its rows runs in C
+            db.executemany(
+                "INSERT INTO events (session, seq, at_ms, kind, data, prev, hash)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
