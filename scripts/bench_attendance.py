@@ -42,6 +42,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
 
 import aiohttp  # noqa: E402
 
@@ -516,6 +517,8 @@ async def bench(args) -> None:
             f"{url}/api/sessions/{sid}/verify", headers={"Authorization": f"Bearer {admin}"}
         ) as resp:
             verdict = await resp.json()
+    from benchlib import thread_cpu  # imports aiortc: not in the load generator's processes
+
     threads = thread_cpu()
     stop.set()
     stats = await server
@@ -642,18 +645,6 @@ class GcPauses:
 
 
 GC_PAUSES = GcPauses()
-
-
-def thread_cpu() -> list[tuple[str, float]]:
-    """CPU seconds of each of this process's threads, busiest first (Linux /proc)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    out = []
-    for task in Path("/proc/self/task").iterdir():
-        stat = (task / "stat").read_text()
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2 :].split()
-        out.append((name, (int(fields[11]) + int(fields[12])) / tick))
-    return sorted(out, key=lambda t: -t[1])[:4]
 
 
 def roster_import(tmp: Path, rows: int) -> float:

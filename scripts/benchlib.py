@@ -44,9 +44,21 @@ class PacketCounter:
             protocol.datagram_received = received
 
 
+def _stat_cpu(path: str) -> tuple[str, float]:
+    """A /proc ``stat`` file's name and user + system CPU seconds."""
+    with open(path) as f:
+        stat = f.read()
+    name, rest = stat[stat.index("(") + 1 :].rsplit(")", 1)
+    fields = rest.split()
+    return name, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of a process (all its threads), from /proc."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
+    return _stat_cpu(f"/proc/{pid}/stat")[1]
+
+
+def thread_cpu(top: int = 4) -> list[tuple[str, float]]:
+    """This process's busiest threads: (name, CPU seconds), from /proc."""
+    threads = [_stat_cpu(f"/proc/self/task/{tid}/stat") for tid in os.listdir("/proc/self/task")]
+    return sorted(threads, key=lambda t: -t[1])[:top]
