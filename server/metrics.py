@@ -40,7 +40,7 @@ def render(state: AppState) -> str:
         "lr_heartbeat_sockets",
         "gauge",
         "Pages' heartbeat WebSockets open.",
-        [("", state.metrics.heartbeat_sockets)],
+        [("", state.heartbeat_sockets_open)],
     )
     metric(
         "lr_socket_heartbeats_total",

@@ -21,7 +21,6 @@ from server.store import Store
 @dataclass
 class Counters:
     joins: int = 0
-    heartbeat_sockets: int = 0  # pages' heartbeat WebSockets open now
     socket_heartbeats: int = 0  # heartbeats recorded through them
     http_errors: dict[int, int] = field(default_factory=dict)
 
@@ -41,6 +40,10 @@ class AppState:
     floor: FloorBoard = field(default_factory=FloorBoard)
     # Pages' heartbeat WebSockets by viewer connection: closed when the connection ends.
     heartbeat_sockets: dict[str, set[web.WebSocketResponse]] = field(default_factory=dict)
+
+    @property
+    def heartbeat_sockets_open(self) -> int:
+        return sum(len(sockets) for sockets in self.heartbeat_sockets.values())
 
 
 STATE = web.AppKey("state", AppState)

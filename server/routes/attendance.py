@@ -95,13 +95,11 @@ async def heartbeat_socket(request: web.Request) -> web.StreamResponse:
     # reset on every message, was a measurable part of a heartbeat's cost.
     ws = web.WebSocketResponse(max_msg_size=WS_MAX_MESSAGE)
     await ws.prepare(request)
-    state.metrics.heartbeat_sockets += 1
     sockets = state.heartbeat_sockets.setdefault(rid, set())
     sockets.add(ws)
     try:
         await _serve_heartbeats(ws, state, sid, rid, claims)
     finally:
-        state.metrics.heartbeat_sockets -= 1
         sockets.discard(ws)
         if not sockets and state.heartbeat_sockets.get(rid) is sockets:
             del state.heartbeat_sockets[rid]

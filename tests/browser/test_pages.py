@@ -133,7 +133,7 @@ async def test_lecturer_publishes_and_a_phone_plays_it(relay, browser, artifacts
     while relay.state.metrics.socket_heartbeats == 0:
         assert asyncio.get_running_loop().time() < deadline, "no heartbeat over the WebSocket"
         await phone.wait_for_timeout(200)
-    assert relay.state.metrics.heartbeat_sockets == 1
+    assert relay.state.heartbeat_sockets_open == 1
     # the lecturer ends the lecture and is shown the receipt
     lecturer.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
     await lecturer.click("#end")
