@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from server.config import Config, config_from_env
+from server.config import Config, config_from_env, host_addresses
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -28,8 +28,7 @@ def _config(args: argparse.Namespace) -> Config:
     for name in ("host", "port"):
         overrides[name] = getattr(args, name, None)
     if getattr(args, "ice_host", None):
-        hosts = tuple(args.ice_host)
-        overrides["ice_host_addresses"] = () if hosts == ("none",) else hosts
+        overrides["ice_host_addresses"] = host_addresses(tuple(args.ice_host))
     return config.with_overrides(**overrides)
 
 

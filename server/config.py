@@ -158,10 +158,15 @@ def _csv(text: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in text.split(","))
 
 
+def host_addresses(items: tuple[str, ...]) -> tuple[str, ...]:
+    """Addresses to offer as host candidates (``LR_ICE_HOSTS``, ``--ice-host``); ``none``: no
+    host candidate at all, so that viewers reach the relay only through the configured TURN
+    server."""
+    return () if tuple(i.strip().lower() for i in items) == ("none",) else items
+
+
 def _host_addresses(text: str) -> tuple[str, ...]:
-    """``LR_ICE_HOSTS``: addresses to offer as host candidates; ``none``: no host candidate at
-    all, so that viewers reach the relay only through the configured TURN server."""
-    return () if text.strip().lower() == "none" else _csv(text)
+    return host_addresses(_csv(text))
 
 
 # (variable, field, conversion, whether an empty value counts as unset)
