@@ -36,7 +36,6 @@ import resource
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -474,7 +473,9 @@ async def run_floor(args, sid: str) -> dict:
 
 
 async def bench(args) -> None:
-    tmp = Path(tempfile.mkdtemp(prefix="lr-att-"))
+    from benchlib import scratch_dir  # imports aiortc: not in the load generator's processes
+
+    tmp = scratch_dir("lr-att-")
     data = tmp / "data"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -517,7 +518,7 @@ async def bench(args) -> None:
             f"{url}/api/sessions/{sid}/verify", headers={"Authorization": f"Bearer {admin}"}
         ) as resp:
             verdict = await resp.json()
-    from benchlib import thread_cpu  # imports aiortc: not in the load generator's processes
+    from benchlib import thread_cpu
 
     threads = thread_cpu()
     stop.set()

@@ -22,7 +22,6 @@ import secrets
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import aiohttp  # noqa: E402
-from benchlib import PacketCounter, cpu_seconds  # noqa: E402
+from benchlib import PacketCounter, cpu_seconds, scratch_dir  # noqa: E402
 
 from media.fastpath import restrict_host_addresses  # noqa: E402
 from media.sources import clip_tracks  # noqa: E402
@@ -267,7 +266,7 @@ def collect(viewers: list[subprocess.Popen]) -> int:
 
 
 async def bench_relay(args, children: Children, record: bool = True) -> dict:
-    data = Path(tempfile.mkdtemp(prefix="lr-bench-"))
+    data = scratch_dir("lr-bench-")
     port = free_port()
     env = dict(
         os.environ,

@@ -15,14 +15,15 @@ import os
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
 
 from aiortc.codecs.vpx import Vp8Encoder  # noqa: E402
+from benchlib import scratch_dir  # noqa: E402
 from pylibsrtp import Policy, Session  # noqa: E402
 
 from media.forwarder import Downtrack, Forwarder  # noqa: E402
@@ -85,7 +86,7 @@ def main() -> None:
         stdout=subprocess.PIPE,
         text=True,
     )
-    tmp = Path(tempfile.mkdtemp(prefix="lr-rec-"))
+    tmp = scratch_dir("lr-rec-")
     try:
         ports = [int(p) for p in sink.stdout.readline().split()]
         fwds = fan_out(args.viewers, ports)

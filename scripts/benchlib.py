@@ -4,9 +4,21 @@ Run only from scripts/bench_*.py (it is not part of the product)."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 from media.fastpath import _DiscardFrames
+
+
+def scratch_dir(prefix: str) -> Path:
+    """A temporary directory for one run, removed when the benchmark exits (a run that fails
+    too): a ledger of a long run is tens of megabytes."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, path, True)
+    return path
 
 
 class PacketCounter:

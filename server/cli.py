@@ -335,12 +335,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
             print(f"lecture-relay: unknown session {args.session}", file=sys.stderr)
             return 2
         ledger.append_now(args.session, Export("cli", args.format, args.phones))
-        report, rows = report_for(store, ledger, session)
+        report = report_for(store, ledger, session)
         checkpoints = ledger.checkpoints(args.session)
         key = LedgerKey.load_or_create(config.ledger_key_path)
         finals = [c for c in checkpoints if c.final]
         rec = receipt(finals[-1], key.public) if finals else None
-        body = render(args.format, report, rows, checkpoints, rec, args.phones)
+        body = render(args.format, report, ledger, checkpoints, rec, args.phones)
     finally:
         ledger.close()
         store.close()

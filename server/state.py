@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from server.attendance.exports import Reports
 from server.attendance.tracker import Attendance
 from server.auth import TokenSigner
 from server.cluster.node import Cluster
@@ -40,6 +41,11 @@ class AppState:
     floor: FloorBoard = field(default_factory=FloorBoard)
     # Pages' heartbeat WebSockets by viewer connection: closed when the connection ends.
     heartbeat_sockets: dict[str, set[web.WebSocketResponse]] = field(default_factory=dict)
+    # Sessions' reports, kept up to date with the ledger between requests.
+    reports: Reports = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.reports = Reports(self.attendance.ledger)
 
     @property
     def heartbeat_sockets_open(self) -> int:

@@ -399,3 +399,54 @@ def test_the_session_setting_decides_whether_replay_earns_credit():
     assert build_report(S, rows, 0.8, replay_credit=True).participants["member:1"].credited
     off = build_report(S, rows, 0.8, replay_credit=False).participants["member:1"]
     assert not off.credited and off.replay_seconds == 90 and off.total_seconds == 90
+
+
+def test_a_report_brought_up_to_date_equals_one_folded_from_the_start(ledger):
+    from server.attendance.events import Checkin, Headcount, Replay
+    from server.attendance.exports import Reports
+    from server.attendance.report import rows_for_export
+
+    def beats(peer, first, last, step=10_000):
+        return [
+            (Heartbeat(peer, t // 40, False, True, t // 20, -1), t)
+            for t in range(first, last + 1, step)
+        ]
+
+    part1 = [
+        (Start("pub"), 0),
+        (Join("member:1", "a", "token", "10.0.0.1", False), 0),
+        (Join("room:11112222", "r", "token", "10.0.0.2", False), 0),
+        (Headcount("11112222", 2), 1_000),
+        (Checkin("11112222", "3"), 2_000),
+        *beats("a", 10_000, 40_000),
+        *beats("r", 10_000, 40_000),
+        (Leave("a", "ice_failure"), 41_000),
+    ]
+    part2 = [
+        (Join("member:1", "a2", "token", "10.0.0.1", False), 50_000),  # reconnects
+        *beats("a2", 60_000, 90_000),
+        *beats("r", 50_000, 90_000),
+        (Replay("member:4", "v", 0, True, True), 60_000),
+        (Replay("member:4", "v", 10_000, True, True), 70_000),
+        (Leave("a2", "delete"), 95_000),
+        (End("lecturer"), 100_000),
+    ]
+    reports = Reports(ledger)
+    for event, at in part1:
+        ledger.append_now(S, event, 1_000_000 + at)
+    early = reports.report(S, rooms={"11112222": "团堡镇"})
+    early_rows = rows_for_export(early)
+    for event, at in part2:
+        ledger.append_now(S, event, 1_000_000 + at)
+    late = reports.report(S, rooms={"11112222": "团堡镇"})
+    fresh = build_report(S, ledger.rows(S), rooms={"11112222": "团堡镇"})
+
+    assert rows_for_export(late) == rows_for_export(fresh)
+    assert late.concurrency == fresh.concurrency and late.headcounts == fresh.headcounts
+    member = late.participants["member:1"]
+    assert member.seconds_watched == 80 and member.reconnects == 1  # 0-40 s, 50-90 s
+    assert late.participants["member:3"].via_room == "团堡镇"  # checked in before part 2
+    assert late.participants["member:4"].replay_seconds == 10
+    # a report handed out earlier is not changed by bringing the fold up to date
+    assert rows_for_export(early) == early_rows
+    assert early.participants["member:1"].seconds_watched == 40

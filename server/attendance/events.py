@@ -185,6 +185,15 @@ def data_json(data: dict) -> str:
     return _encode(data)
 
 
+_raw_decode = json.JSONDecoder().raw_decode
+
+
+def data_from_json(text: str) -> dict:
+    """An event's data back from the ledger's JSON (canonical: no white space around it to
+    skip, which is most of what ``json.loads`` adds to the decoder's own scan)."""
+    return _raw_decode(text)[0]
+
+
 def canonical(
     session: str, seq: int, at_ms: int, kind: str, data: dict, encoded: str | None = None
 ) -> bytes:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from server.attendance.ledger import Ledger, Row
-from server.attendance.report import SessionReport, build_report, to_csv, to_json, to_xlsx
+import threading
+from collections import OrderedDict
+
+from server.attendance.ledger import Ledger
+from server.attendance.report import ReportFold, SessionReport, to_csv, to_json, to_xlsx
 from server.attendance.signing import Checkpoint
 from server.store import Session, Store
 
@@ -14,25 +17,51 @@ CONTENT_TYPES = {
 }
 
 
-def report_for(store: Store, ledger: Ledger, session: Session) -> tuple[SessionReport, list[Row]]:
-    rows = list(ledger.rows(session.id))
-    names = {m.member_id: (m.name, m.township, m.phone) for m in store.members()}
-    rooms = {r.code: r.name for r in session.rooms}
-    report = build_report(
-        session.id,
-        rows,
-        store.credit_threshold(session.id),
-        names,
-        rooms,
-        replay_credit=store.replay_credit(session.id),
-    )
-    return report, rows
+class Reports:
+    """The folds of the sessions reported last (a few), each brought up to date with only the
+    events appended since it was last asked for: ending a session, exporting it and opening
+    its audit page read the ledger once between them, not three times. Safe to use from
+    worker threads (reports are built off the event loop)."""
+
+    def __init__(self, ledger: Ledger, keep: int = 4) -> None:
+        self.ledger = ledger
+        self.keep = keep
+        self._folds: OrderedDict[str, ReportFold] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def report(self, session: str, **options) -> SessionReport:
+        """``options``: those of ``ReportFold.report``."""
+        with self._lock:
+            fold = self._folds.pop(session, None) or ReportFold(session)
+            self._folds[session] = fold
+            while len(self._folds) > self.keep:
+                self._folds.popitem(last=False)
+        with fold.lock:
+            fold.feed(self.ledger.scan(session, fold.seq))
+            return fold.report(**options)
+
+
+def report_options(store: Store, session: Session) -> dict:
+    """What a session's report takes from the store (read where the store is used: the event
+    loop's thread), beside the ledger."""
+    return {
+        "threshold": store.credit_threshold(session.id),
+        "names": {m.member_id: (m.name, m.township, m.phone) for m in store.members()},
+        "rooms": {r.code: r.name for r in session.rooms},
+        "replay_credit": store.replay_credit(session.id),
+    }
+
+
+def report_for(store: Store, ledger: Ledger, session: Session) -> SessionReport:
+    """A session's report, folded from its first event (the CLI's: one report per run)."""
+    fold = ReportFold(session.id).feed(ledger.scan(session.id))
+    return fold.report(**report_options(store, session))
 
 
 def render(
     fmt: str,
     report: SessionReport,
-    rows: list[Row],
+    ledger: Ledger,
     checkpoints: list[Checkpoint],
     receipt: dict | None,
     phones: bool,
@@ -41,4 +70,6 @@ def render(
         return to_csv(report, receipt, phones)
     if fmt == "xlsx":
         return to_xlsx(report, receipt, phones)
+    # every event goes into the JSON, so that it can be checked offline
+    rows = list(ledger.rows(report.session))
     return to_json(report, rows, [c.as_json() for c in checkpoints], receipt, phones)

@@ -12,8 +12,11 @@ import csv
 import datetime
 import io
 import json
+import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from server.attendance.events import data_from_json
 from server.attendance.ledger import Row
 from server.roster import mask_phone
 
@@ -66,6 +69,7 @@ class SessionReport:
     participants: dict[str, ParticipantReport]
     headcounts: dict[str, int]
     checkins: dict[str, list[tuple[str, int]]]  # room -> [(member, at)]
+    concurrency: list[tuple[int, int]] = field(default_factory=list)  # (ms, viewers), thinned
 
     @property
     def length_s(self) -> float:
@@ -90,146 +94,242 @@ def intersect(spans: list[tuple[int, int]], start: int) -> list[tuple[int, int]]
 
 REPLAY_SLACK_MS = 2_000  # a position may run this much ahead of the wall clock and still count
 
+# The kinds a report reads the data of; the others only move the clock (``last_ms``).
+_FOLDED = frozenset(("join", "heartbeat", "leave", "headcount", "checkin", "replay"))
+
+
+class _Conn:
+    """One viewer connection (``peer``) as its events so far describe it."""
+
+    __slots__ = (
+        "participant",
+        "identified_by",
+        "address",
+        "join",
+        "leave",
+        "reason",
+        "at",
+        "frames",
+        "video_rr",
+        "audio_rr",
+        "watched",
+        "unverified",
+    )
+
+    def __init__(self, at_ms: int, d: dict) -> None:
+        self.participant: str = d["participant"]
+        self.identified_by: str = d["identified_by"]
+        self.address: str = d["address"]
+        self.join = at_ms
+        self.leave: int | None = None
+        self.reason: str | None = None
+        self.at, self.frames, self.video_rr, self.audio_rr = at_ms, 0, -1, -1
+        self.watched: list[tuple[int, int]] = []  # in order; overlapping spans joined
+        self.unverified = 0
+
+    def heartbeat(self, at_ms: int, d: dict) -> None:
+        start = max(self.at, at_ms - MAX_SPAN_MS)
+        video_rr, audio_rr = d["video_rr"], d["audio_rr"]
+        page = d["audio_playing"] or d["frames_decoded"] > self.frames
+        relay = (video_rr >= 0 and video_rr != self.video_rr) or (
+            audio_rr >= 0 and audio_rr != self.audio_rr
+        )
+        if page and relay:
+            watched = self.watched
+            if watched and watched[-1][0] <= start <= watched[-1][1]:
+                watched[-1] = (watched[-1][0], max(watched[-1][1], at_ms))
+            else:
+                watched.append((start, at_ms))
+        elif page:
+            self.unverified += at_ms - start
+        self.at, self.frames, self.video_rr, self.audio_rr = (
+            at_ms,
+            d["frames_decoded"],
+            video_rr,
+            audio_rr,
+        )
+
+
+class ReportFold:
+    """A session's ledger folded, row by row in sequence order, into what its report needs.
+
+    Fed again later with only the rows appended since (``seq`` is the last one folded in), so
+    the report of a long session is not rebuilt from its first event each time it is asked
+    for; ``report()`` leaves the fold as it was. Heartbeats' spans are joined as they come:
+    a 90-minute lecture for 4,000 members is about two million of them.
+    """
+
+    def __init__(self, session: str) -> None:
+        self.session = session
+        self.seq = 0
+        self.lock = threading.Lock()  # for whoever shares a fold between threads
+        self.start: int | None = None
+        self.end: int | None = None
+        self.last_ms = 0
+        self.conns: dict[str, _Conn] = {}
+        self.headcounts: dict[str, int] = {}
+        self.checkins: dict[str, list[tuple[str, int]]] = {}
+        self.steps: list[tuple[int, int]] = []  # (ms, connections open) at each join/leave
+        self._open: set[str] = set()
+        self._replay_last: dict[tuple[str, str], tuple[int, int, bool]] = {}
+        self._replayed: dict[str, list[tuple[int, int]]] = {}
+
+    def feed(self, rows: Iterable[tuple[int, int, str, str]]) -> ReportFold:
+        """Fold in ``(seq, at_ms, kind, data JSON)`` rows, as ``Ledger.scan`` reads them."""
+        add = self.add
+        for seq, at_ms, kind, data in rows:
+            add(seq, at_ms, kind, data_from_json(data) if kind in _FOLDED else None)
+        return self
+
+    def add_rows(self, rows: Iterable[Row]) -> ReportFold:
+        for row in rows:
+            self.add(row.seq, row.at_ms, row.kind, row.data)
+        return self
+
+    def add(self, seq: int, at_ms: int, kind: str, d: dict | None) -> None:
+        self.seq = seq
+        self.last_ms = at_ms
+        if kind == "heartbeat":
+            conn = self.conns.get(d["peer"])
+            if conn is not None and conn.leave is None:
+                conn.heartbeat(at_ms, d)
+        elif kind == "join":
+            self.conns[d["peer"]] = _Conn(at_ms, d)
+            self._open.add(d["peer"])
+            self.steps.append((at_ms, len(self._open)))
+        elif kind == "leave":
+            conn = self.conns.get(d["peer"])
+            if conn is not None:
+                conn.leave, conn.reason = at_ms, d["reason"]
+            self._open.discard(d["peer"])
+            self.steps.append((at_ms, len(self._open)))
+        elif kind == "replay":
+            self._replay(at_ms, d)
+        elif kind == "start" and self.start is None:
+            self.start = at_ms
+        elif kind == "end":
+            self.end = at_ms
+        elif kind == "headcount":
+            self.headcounts[d["room"]] = d["count"]
+        elif kind == "checkin":
+            self.checkins.setdefault(d["room"], []).append((d["member"], at_ms))
+
+    def _replay(self, at_ms: int, d: dict) -> None:
+        """Replay: between two reports of one page that both say playing, the media span
+        played, when the position advanced no faster than the wall clock (plus slack). A
+        seek ahead earns nothing for what it skipped; spans watched twice merge."""
+        key = (d["participant"], d["view"])
+        prev = self._replay_last.get(key)
+        self._replay_last[key] = (at_ms, d["position_ms"], d["playing"])
+        if prev is None or not (prev[2] and d["playing"]):
+            return
+        advanced = d["position_ms"] - prev[1]
+        if 0 < advanced <= (at_ms - prev[0]) * 1.25 + REPLAY_SLACK_MS:
+            self._replayed.setdefault(d["participant"], []).append((prev[1], d["position_ms"]))
+
+    def replay_spans(self) -> dict[str, list[tuple[int, int]]]:
+        return {p: merge(s) for p, s in self._replayed.items()}
+
+    def report(
+        self,
+        threshold: float = 0.8,
+        names: dict[str, tuple[str, str, str]] | None = None,
+        rooms: dict[str, str] | None = None,
+        now_ms: int | None = None,
+        replay_credit: bool = True,
+    ) -> SessionReport:
+        """``names``: member id -> (name, township, phone); ``rooms``: room code -> name."""
+        names = names or {}
+        rooms = rooms or {}
+        close_at = self.end or now_ms or self.last_ms
+        people: dict[str, ParticipantReport] = {}
+        for c in self.conns.values():
+            rep = people.get(c.participant)
+            if rep is None:
+                rep = people[c.participant] = _participant(c.participant, names, rooms)
+                rep.identified_by = c.identified_by
+                rep.address = c.address
+            leave = c.leave if c.leave is not None else close_at
+            rep.joins += 1
+            rep.intervals.append((c.join, leave))
+            rep.watched.extend(c.watched)
+            rep.unverified_s += c.unverified / 1000
+            if c.reason:
+                rep.leave_reasons.append(c.reason)
+            rep.first_join_ms = (
+                c.join if rep.first_join_ms is None else min(rep.first_join_ms, c.join)
+            )
+            rep.last_leave_ms = (
+                leave if rep.last_leave_ms is None else max(rep.last_leave_ms, leave)
+            )
+
+        # members checked in at a room get the room's watched time after their check-in
+        for code, entries in self.checkins.items():
+            room = people.get(f"room:{code}")
+            for member, at in entries:
+                rep = people.get(f"member:{member}")
+                if rep is None:
+                    rep = people[f"member:{member}"] = _participant(
+                        f"member:{member}", names, rooms
+                    )
+                    rep.identified_by = "checkin"
+                rep.via_room = rooms.get(code, code)
+                if room is not None:
+                    rep.watched.extend(intersect(merge(room.watched), at))
+                    rep.intervals.extend(intersect(room.intervals, at))
+                    if rep.first_join_ms is None:
+                        rep.first_join_ms = max(at, room.first_join_ms or at)
+                        rep.last_leave_ms = room.last_leave_ms
+
+        for pid, spans in self.replay_spans().items():
+            rep = people.get(pid)
+            if rep is None:
+                rep = people[pid] = _participant(pid, names, rooms)
+                rep.identified_by = "token"
+            rep.replayed = spans
+
+        report = SessionReport(
+            self.session,
+            self.start,
+            self.end,
+            threshold,
+            people,
+            dict(self.headcounts),
+            {room: list(entries) for room, entries in self.checkins.items()},
+            thin(self.steps),
+        )
+        length = (close_at - self.start) / 1000 if self.start is not None else 0.0
+        for rep in people.values():
+            rep.intervals = merge(rep.intervals)
+            rep.watched = merge(rep.watched)
+            counted = rep.seconds_watched + (rep.replay_seconds if replay_credit else 0.0)
+            rep.credited = (
+                rep.participant.startswith("member:")
+                and length > 0
+                and min(counted, length) >= threshold * length
+            )
+        return report
+
 
 def replay_spans(rows: list[Row]) -> dict[str, list[tuple[int, int]]]:
-    """Per participant, the media spans a replay page actually played: between two reports of
-    one page that both say playing, when the position advanced no faster than the wall clock
-    (plus slack). A seek ahead earns nothing for what it skipped; spans watched twice merge."""
-    last: dict[tuple[str, str], Row] = {}
-    spans: dict[str, list[tuple[int, int]]] = {}
-    for row in rows:
-        if row.kind != "replay":
-            continue
-        d = row.data
-        key = (d["participant"], d["view"])
-        prev = last.get(key)
-        last[key] = row
-        if prev is None or not (prev.data["playing"] and d["playing"]):
-            continue
-        advanced = d["position_ms"] - prev.data["position_ms"]
-        elapsed = row.at_ms - prev.at_ms
-        if 0 < advanced <= elapsed * 1.25 + REPLAY_SLACK_MS:
-            spans.setdefault(d["participant"], []).append(
-                (prev.data["position_ms"], d["position_ms"])
-            )
-    return {p: merge(s) for p, s in spans.items()}
+    """Per participant, the media spans a replay page actually played (see ReportFold)."""
+    return ReportFold("").add_rows(rows).replay_spans()
 
 
 def build_report(
-    session: str,
-    rows: list[Row],
-    threshold: float = 0.8,
-    names: dict[str, tuple[str, str]] | None = None,
-    rooms: dict[str, str] | None = None,
-    now_ms: int | None = None,
-    replay_credit: bool = True,
+    session: str, rows: Iterable[Row], threshold: float = 0.8, **options
 ) -> SessionReport:
-    """``names``: member id -> (name, township, phone); ``rooms``: room code -> room name."""
-    names = names or {}
-    rooms = rooms or {}
-    start = end = None
-    peers: dict[str, dict] = {}
-    headcounts: dict[str, int] = {}
-    checkins: dict[str, list[tuple[str, int]]] = {}
-    last_ms = 0
-    for row in rows:
-        d = row.data
-        last_ms = row.at_ms
-        if row.kind == "start" and start is None:
-            start = row.at_ms
-        elif row.kind == "end":
-            end = row.at_ms
-        elif row.kind == "join":
-            peers[d["peer"]] = {
-                "participant": d["participant"],
-                "identified_by": d["identified_by"],
-                "address": d["address"],
-                "join": row.at_ms,
-                "leave": None,
-                "reason": None,
-                "last": (row.at_ms, 0, -1, -1),  # (at, frames, video_rr, audio_rr)
-                "watched": [],
-                "unverified": 0,
-            }
-        elif row.kind == "heartbeat" and d["peer"] in peers:
-            p = peers[d["peer"]]
-            if p["leave"] is not None:
-                continue
-            at0, frames0, vrr0, arr0 = p["last"]
-            span = (max(at0, row.at_ms - MAX_SPAN_MS), row.at_ms)
-            page = d["audio_playing"] or d["frames_decoded"] > frames0
-            relay = (d["video_rr"] >= 0 and d["video_rr"] != vrr0) or (
-                d["audio_rr"] >= 0 and d["audio_rr"] != arr0
-            )
-            if page and relay:
-                p["watched"].append(span)
-            elif page:
-                p["unverified"] += span[1] - span[0]
-            p["last"] = (row.at_ms, d["frames_decoded"], d["video_rr"], d["audio_rr"])
-        elif row.kind == "leave" and d["peer"] in peers:
-            peers[d["peer"]]["leave"] = row.at_ms
-            peers[d["peer"]]["reason"] = d["reason"]
-        elif row.kind == "headcount":
-            headcounts[d["room"]] = d["count"]
-        elif row.kind == "checkin":
-            checkins.setdefault(d["room"], []).append((d["member"], row.at_ms))
-    close_at = end or now_ms or last_ms
+    """The report of ``rows`` (a whole session's, in order), folded at once; ``options``:
+    those of ``ReportFold.report``."""
+    return ReportFold(session).add_rows(rows).report(threshold, **options)
 
-    people: dict[str, ParticipantReport] = {}
-    for p in peers.values():
-        pid = p["participant"]
-        rep = people.get(pid)
-        if rep is None:
-            rep = people[pid] = _participant(pid, names, rooms)
-            rep.identified_by = p["identified_by"]
-            rep.address = p["address"]
-        leave = p["leave"] if p["leave"] is not None else close_at
-        rep.joins += 1
-        rep.intervals.append((p["join"], leave))
-        rep.watched.extend(p["watched"])
-        rep.unverified_s += p["unverified"] / 1000
-        if p["reason"]:
-            rep.leave_reasons.append(p["reason"])
-        rep.first_join_ms = (
-            p["join"] if rep.first_join_ms is None else min(rep.first_join_ms, p["join"])
-        )
-        rep.last_leave_ms = leave if rep.last_leave_ms is None else max(rep.last_leave_ms, leave)
 
-    # members checked in at a room get the room's watched time after their check-in
-    for code, entries in checkins.items():
-        room = people.get(f"room:{code}")
-        for member, at in entries:
-            rep = people.get(f"member:{member}")
-            if rep is None:
-                rep = people[f"member:{member}"] = _participant(f"member:{member}", names, rooms)
-                rep.identified_by = "checkin"
-            rep.via_room = rooms.get(code, code)
-            if room is not None:
-                rep.watched.extend(intersect(merge(room.watched), at))
-                rep.intervals.extend(intersect(room.intervals, at))
-                if rep.first_join_ms is None:
-                    rep.first_join_ms = max(at, room.first_join_ms or at)
-                    rep.last_leave_ms = room.last_leave_ms
-
-    for pid, spans in replay_spans(rows).items():
-        rep = people.get(pid)
-        if rep is None:
-            rep = people[pid] = _participant(pid, names, rooms)
-            rep.identified_by = "token"
-        rep.replayed = spans
-
-    report = SessionReport(session, start, end, threshold, people, headcounts, checkins)
-    length = (close_at - start) / 1000 if start is not None else 0.0
-    for rep in people.values():
-        rep.intervals = merge(rep.intervals)
-        rep.watched = merge(rep.watched)
-        counted = rep.seconds_watched + (rep.replay_seconds if replay_credit else 0.0)
-        rep.credited = (
-            rep.participant.startswith("member:")
-            and length > 0
-            and min(counted, length) >= threshold * length
-        )
-    return report
+def thin(points: list[tuple[int, int]], max_points: int = 400) -> list[tuple[int, int]]:
+    """At most ``max_points`` of a series of steps, evenly picked, and its last."""
+    if len(points) <= max_points:
+        return list(points)
+    step = len(points) / max_points
+    return [points[int(i * step)] for i in range(max_points)] + [points[-1]]
 
 
 def _participant(pid: str, names: dict, rooms: dict) -> ParticipantReport:
@@ -272,28 +372,29 @@ def _iso(ms: int | None) -> str:
 
 def rows_for_export(report: SessionReport, phones: bool = False) -> list[dict]:
     """One row per participant; phone numbers masked unless ``phones``."""
-    out = []
-    for rep in sorted(report.participants.values(), key=lambda r: (r.place, r.participant)):
-        out.append(
-            {
-                "member_id": rep.member_id,
-                "name": rep.name,
-                "place": rep.place,
-                "phone": rep.phone if phones or not rep.phone else mask_phone(rep.phone),
-                "first_join": _iso(rep.first_join_ms),
-                "last_leave": _iso(rep.last_leave_ms),
-                "seconds_watched": round(rep.seconds_watched),
-                "replay_seconds": round(rep.replay_seconds),
-                "total_seconds": round(rep.total_seconds),
-                "intervals": [[_iso(a), _iso(b)] for a, b in rep.intervals],
-                "reconnects": rep.reconnects,
-                "credited": rep.credited,
-                "participant": rep.participant,
-                "identified_by": rep.identified_by,
-                "unverified_seconds": round(rep.unverified_s),
-            }
-        )
-    return out
+    participants = sorted(report.participants.values(), key=lambda r: (r.place, r.participant))
+    return [export_row(rep, phones) for rep in participants]
+
+
+def export_row(rep: ParticipantReport, phones: bool = False) -> dict:
+    """One participant's row of an export; the phone number masked unless ``phones``."""
+    return {
+        "member_id": rep.member_id,
+        "name": rep.name,
+        "place": rep.place,
+        "phone": rep.phone if phones or not rep.phone else mask_phone(rep.phone),
+        "first_join": _iso(rep.first_join_ms),
+        "last_leave": _iso(rep.last_leave_ms),
+        "seconds_watched": round(rep.seconds_watched),
+        "replay_seconds": round(rep.replay_seconds),
+        "total_seconds": round(rep.total_seconds),
+        "intervals": [[_iso(a), _iso(b)] for a, b in rep.intervals],
+        "reconnects": rep.reconnects,
+        "credited": rep.credited,
+        "participant": rep.participant,
+        "identified_by": rep.identified_by,
+        "unverified_seconds": round(rep.unverified_s),
+    }
 
 
 def flat_rows(report: SessionReport, phones: bool = False) -> list[list]:
@@ -369,27 +470,8 @@ def to_xlsx(report: SessionReport, receipt: dict | None, phones: bool = False) -
     return buf.getvalue()
 
 
-def concurrency(rows: list[Row], max_points: int = 400) -> list[tuple[int, int]]:
-    """Connected viewers over time, as (ms, count) steps, thinned to at most max_points."""
-    points: list[tuple[int, int]] = []
-    open_peers: set[str] = set()
-    for row in rows:
-        if row.kind == "join":
-            open_peers.add(row.data["peer"])
-        elif row.kind == "leave":
-            open_peers.discard(row.data["peer"])
-        else:
-            continue
-        points.append((row.at_ms, len(open_peers)))
-    if len(points) > max_points:
-        step = len(points) / max_points
-        points = [points[int(i * step)] for i in range(max_points)] + [points[-1]]
-    return points
-
-
 def audit_summary(
     report: SessionReport,
-    rows: list[Row],
     roster: list,  # server.store.Member
     rooms: dict[str, str],
 ) -> dict:
@@ -435,7 +517,7 @@ def audit_summary(
         ),
         "replay_participants": sum(1 for r in report.participants.values() if r.replayed),
         "replay_seconds": round(sum(r.replay_seconds for r in report.participants.values())),
-        "concurrency": concurrency(rows),
+        "concurrency": report.concurrency,
         "townships": [{"township": k, **v} for k, v in sorted(townships.items())],
         "rooms": room_rows,
     }

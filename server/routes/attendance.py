@@ -12,9 +12,9 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from media.session import MediaEvent
 from server.attendance.events import Checkin, Export, Headcount, Replay
-from server.attendance.exports import CONTENT_TYPES, render, report_for
-from server.attendance.report import audit_summary, rows_for_export
-from server.attendance.verify import verify
+from server.attendance.exports import CONTENT_TYPES, render, report_options
+from server.attendance.report import SessionReport, audit_summary, export_row
+from server.attendance.verify import Verdict, verify
 from server.auth import Claims, authorize, require
 from server.errors import HTTPProblem
 from server.replay import recordings_of
@@ -181,7 +181,7 @@ async def end_session(request: web.Request) -> web.Response:
         raise HTTPProblem(409, "this session has already ended")
     await state.live.end(sid)
     receipt = await state.attendance.end_session(sid, claims.role)
-    report, _ = session_report(state, sid)
+    report = await session_report(state, sid)
     credit_session(state, sid, report)
     replay = None
     if recordings_of(state.config.media_root, sid):
@@ -198,8 +198,11 @@ def _known_session(state: AppState, sid: str):
     return session
 
 
-def session_report(state: AppState, sid: str):
-    return report_for(state.store, state.attendance.ledger, _known_session(state, sid))
+async def session_report(state: AppState, sid: str) -> SessionReport:
+    """The session's report, folded on a worker thread: a long session's first report is
+    seconds of work that other sessions' heartbeats should not wait behind."""
+    options = report_options(state.store, _known_session(state, sid))
+    return await asyncio.to_thread(state.reports.report, sid, **options)
 
 
 async def export(request: web.Request) -> web.Response:
@@ -213,10 +216,12 @@ async def export(request: web.Request) -> web.Response:
     phones = request.query.get("phones") in ("1", "true")
     _known_session(state, sid)  # 404 before recording an export of nothing
     await state.attendance.append(sid, Export(claims.subject or claims.role, fmt, phones))
-    report, rows = session_report(state, sid)
+    report = await session_report(state, sid)
     receipt = state.attendance.final_receipt(sid)
     cps = state.attendance.ledger.checkpoints(sid)
-    body = render(fmt, report, rows, cps, receipt, phones)
+    body = await asyncio.to_thread(
+        render, fmt, report, state.attendance.ledger, cps, receipt, phones
+    )
     ctype = CONTENT_TYPES[fmt]
     return web.Response(
         body=body,
@@ -229,10 +234,16 @@ async def verify_session(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
     require(request, state.signer, ("admin",))
+    verdict = await asyncio.to_thread(_verify, state, sid)
+    return web.json_response(verdict.as_json(), status=200)
+
+
+def _verify(state: AppState, sid: str) -> Verdict:
+    """The session's chain and signatures checked (on a worker thread: it hashes every
+    event)."""
     attendance = state.attendance
     rows = list(attendance.ledger.rows(sid))
-    verdict = verify(sid, rows, attendance.all_checkpoints(sid), attendance.key.public)
-    return web.json_response(verdict.as_json(), status=200)
+    return verify(sid, rows, attendance.all_checkpoints(sid), attendance.key.public)
 
 
 async def my_record(request: web.Request) -> web.Response:
@@ -240,13 +251,13 @@ async def my_record(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
     claims = require(request, state.signer, ("member",), sid)
-    report, _ = session_report(state, sid)
-    mine = [r for r in rows_for_export(report) if r["participant"] == f"member:{claims.subject}"]
-    if not mine:
+    report = await session_report(state, sid)
+    mine = report.participants.get(f"member:{claims.subject}")
+    if mine is None:
         return web.json_response(
             {"member_id": claims.subject, "seconds_watched": 0, "credited": False, "intervals": []}
         )
-    row = mine[0]
+    row = export_row(mine)
     row.pop("phone", None)
     row.pop("address", None)
     return web.json_response(row)
@@ -262,17 +273,16 @@ async def audit(request: web.Request) -> web.Response:
     if session is None:
         raise HTTPProblem(404, f"unknown session {sid}")
     await state.attendance.append(sid, Export(claims.subject or claims.role, "audit-page", False))
-    report, rows = session_report(state, sid)
+    report = await session_report(state, sid)
     rooms = {r.code: r.name for r in session.rooms}
-    body = audit_summary(report, rows, state.store.members(), rooms)
+    body = audit_summary(report, state.store.members(), rooms)
     body["title"] = session.title
     receipt = state.attendance.final_receipt(sid)
     body["receipt"] = receipt
     if receipt:
         text = json.dumps(receipt, sort_keys=True, separators=(",", ":"))
         body["receipt_qr_svg"] = segno.make(text, error="m").svg_inline(scale=3)
-    verdict = verify(sid, rows, state.attendance.all_checkpoints(sid), state.attendance.key.public)
-    body["verify"] = verdict.as_json()
+    body["verify"] = (await asyncio.to_thread(_verify, state, sid)).as_json()
     return web.json_response(body)
 
 
