@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
 
@@ -179,12 +180,7 @@ class Ledger:
                 rows.append((session, seq, at_ms, event.kind, encoded, prev, digest))
                 touched[session] = (seq, digest)
                 out.append(Appended(seq, digest, at_ms))
-            # one call for the batch: the loop over its rows runs in C
-            db.executemany(
-                "INSERT INTO events (session, seq, at_ms, kind, data, prev, hash)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
+            _insert(db, rows)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -266,6 +262,27 @@ class Ledger:
         self._executor.shutdown(wait=True)
         self._db.close()
         self._read.close()
+
+
+@lru_cache(maxsize=16)
+def _insert_sql(n: int) -> str:
+    values = ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * n)
+    return f"INSERT INTO events (session, seq, at_ms, kind, data, prev, hash) VALUES {values}"
+
+
+def _insert(db: sqlite3.Connection, rows: list[tuple]) -> None:
+    """Insert a batch's rows with a few statements of many rows each, not one per row.
+
+    sqlite3 lets go of the interpreter lock around every step of a statement, and the writer
+    thread must then win it back from the event loop: with ``executemany`` that was once per
+    row, dozens of hand-overs per commit (docs/DECISIONS.md). The batch is split into powers
+    of two up to 256 rows (7 values each; SQLite allows 32,766), so that a handful of
+    statements, each prepared once and cached, serve every batch size."""
+    i = 0
+    while i < len(rows):
+        n = min(256, 1 << ((len(rows) - i).bit_length() - 1))
+        db.execute(_insert_sql(n), [v for row in rows[i : i + n] for v in row])
+        i += n
 
 
 def now_ms() -> int:
