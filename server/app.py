@@ -53,7 +53,9 @@ def create_app(config: Config, workers: int = 1) -> web.Application:
     if cluster is not None and not config.cluster_home:
         ledger = StreamLedger(cluster.redis, cluster.instance_name)
     else:
-        ledger = Ledger(config.ledger_path, config.ledger_commit_interval_s)
+        ledger = Ledger(
+            config.ledger_path, config.ledger_commit_interval_s, process=config.ledger_process
+        )
     attendance = Attendance(
         ledger,
         LedgerKey.load_or_create(config.ledger_key_path),

@@ -65,6 +65,8 @@ class Config:
     checkpoint_interval_s: float = 60.0
     # Least time between two ledger commits: appends in between share one (docs/DECISIONS.md).
     ledger_commit_interval_s: float = 0.01
+    # The ledger is written by a child process of the server (False: by a thread of it).
+    ledger_process: bool = True
     # Recordings and replays (recordings/, replays/); None: the data directory.
     media_dir: Path | None = None
     # Days to keep recordings once their replay is made, and replays (0: forever).
@@ -187,6 +189,7 @@ ENV: tuple[tuple[str, str, Callable[[str], object], bool], ...] = (
     ("LR_HEARTBEAT_TIMEOUT", "heartbeat_timeout_s", float, False),
     ("LR_CHECKPOINT_INTERVAL", "checkpoint_interval_s", float, False),
     ("LR_LEDGER_COMMIT_INTERVAL", "ledger_commit_interval_s", float, False),
+    ("LR_LEDGER_PROCESS", "ledger_process", _flag, False),
     ("LR_MEDIA_DIR", "media_dir", Path, True),
     ("LR_RECORDING_RETENTION_DAYS", "recording_retention_days", float, False),
     ("LR_REPLAY_RETENTION_DAYS", "replay_retention_days", float, False),

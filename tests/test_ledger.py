@@ -26,9 +26,10 @@ def test_canonical_form_is_fixed():
     )
 
 
-@pytest.fixture
-def ledger(tmp_path):
-    lg = Ledger(tmp_path / "ledger.sqlite3")
+@pytest.fixture(params=["thread", "process"])
+def ledger(tmp_path, request):
+    """Written from a thread (the CLI's way) and from a child process (the server's)."""
+    lg = Ledger(tmp_path / "ledger.sqlite3", process=request.param == "process")
     yield lg
     lg.close()
 
@@ -450,3 +451,27 @@ def test_a_report_brought_up_to_date_equals_one_folded_from_the_start(ledger):
     # a report handed out earlier is not changed by bringing the fold up to date
     assert rows_for_export(early) == early_rows
     assert early.participants["member:1"].seconds_watched == 40
+
+
+async def test_a_writer_process_ignores_stop_signals_and_a_dead_one_is_replaced(tmp_path):
+    import os
+    import signal
+
+    ledger = Ledger(tmp_path / "ledger.sqlite3", process=True)
+    try:
+        first = await ledger.append(S, Start("pub"))
+        child = ledger._writer.process
+        os.kill(child.pid, signal.SIGINT)  # a Ctrl-C reaches the whole process group
+        os.kill(child.pid, signal.SIGTERM)  # and so does a service stop: the server drains
+        second = await ledger.append(S, Join("member:1", "p1", "token", "127.0.0.1", False))
+        assert child.poll() is None and (first.seq, second.seq) == (1, 2)
+
+        child.kill()
+        child.wait()
+        # the next batch goes to a new writer, and the chain goes on
+        third = await ledger.append(S, Heartbeat("p1", 50, True, True, 20, 20))
+        assert ledger._writer.process.pid != child.pid
+        assert third.seq == 3 and check_chain(list(ledger.rows(S)), S).ok
+    finally:
+        ledger.close()
+    assert ledger._writer.process.poll() is not None  # closing the ledger ended its writer

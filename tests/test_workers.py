@@ -54,9 +54,12 @@ async def metrics(http: aiohttp.ClientSession, url: str) -> dict[str, float]:
     }
 
 
-def children(pid: int) -> list[int]:
+def children(pid: int, named: str) -> list[int]:
+    """Child processes of ``pid`` whose command line has ``named`` in it (the server's other
+    child is its ledger writer)."""
     text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    return [int(p) for p in text.split()]
+    kids = [int(p) for p in text.split()]
+    return [p for p in kids if named in Path(f"/proc/{p}/cmdline").read_text().replace("\0", " ")]
 
 
 async def until(predicate, timeout: float = 15.0, interval: float = 0.1):
@@ -118,7 +121,7 @@ async def test_viewers_are_spread_over_workers_and_survive_a_worker_kill(tmp_pat
                 assert resp.status == 403
 
             # SIGKILL worker 1: its viewer's interval closes, the other viewer keeps watching
-            [worker_pid] = children(proc.pid)
+            [worker_pid] = children(proc.pid, "server worker")
             seen = here.stats["video"].frames
             Path(f"/proc/{worker_pid}")  # exists until reaped
             subprocess.run(["kill", "-KILL", str(worker_pid)], check=True)

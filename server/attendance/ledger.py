@@ -1,10 +1,11 @@
 """The attendance ledger: append-only SQLite table, one hash chain per session.
 
-Durable before acknowledged: appends are group-committed by one writer thread (every append
-that arrives while a commit is in flight, or within ``commit_interval_s`` of the last one's
-start, joins the next one), with ``synchronous=FULL`` in WAL mode, so an acknowledged event
-survives a crash of the process *and* of the machine. See docs/DECISIONS.md for why FULL
-rather than NORMAL, and for the interval.
+Durable before acknowledged: appends are group-committed by one writer (every append that
+arrives while a commit is in flight, or within ``commit_interval_s`` of the last one's start,
+joins the next one; under the server the writer is a child process, see writer.py), with
+``synchronous=FULL`` in WAL mode, so an acknowledged event survives a crash of the process
+*and* of the machine. See docs/DECISIONS.md for why FULL rather than NORMAL, and for the
+interval.
 """
 
 from __future__ import annotations
@@ -16,49 +17,12 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
 
-from server.attendance.events import (
-    GENESIS,
-    Event,
-    canonical,
-    chain_hash,
-    data_from_json,
-    data_json,
-)
+from server.attendance.events import GENESIS, Event, canonical, chain_hash, data_from_json
 from server.attendance.signing import Checkpoint
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    session TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    at_ms INTEGER NOT NULL,
-    kind TEXT NOT NULL,
-    data TEXT NOT NULL,
-    prev TEXT NOT NULL,
-    hash TEXT NOT NULL,
-    PRIMARY KEY (session, seq)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS checkpoints (
-    session TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    head TEXT NOT NULL,
-    at_ms INTEGER NOT NULL,
-    final INTEGER NOT NULL,
-    key_fp TEXT NOT NULL,
-    signature TEXT NOT NULL,
-    PRIMARY KEY (session, seq, final)
-);
--- Stream entries (cluster mode) already written: a writer restarted between its commit and
--- its XACK reads them again and must not append them twice.
-CREATE TABLE IF NOT EXISTS stream_applied (id TEXT PRIMARY KEY) WITHOUT ROWID;
-CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
-BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
-BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
-"""
+from server.attendance.writer import Appended, Entry, Writer, WriterProcess, connect
 
 
 class Row(NamedTuple):
@@ -77,27 +41,14 @@ class Row(NamedTuple):
 SCAN_CHUNK = 10_000
 
 
-@dataclass(frozen=True)
-class Appended:
-    seq: int
-    hash: str
-    at_ms: int
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=FULL")
-    return db
-
-
 class Ledger:
-    def __init__(self, path: Path, commit_interval_s: float = 0.0) -> None:
+    def __init__(self, path: Path, commit_interval_s: float = 0.0, process: bool = False) -> None:
+        """``process``: write in a child process (the server) rather than a thread of this
+        one (the CLI, tests)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._db = _connect(path)
-        self._db.executescript(SCHEMA)
-        self._read = _connect(path)
+        self._writer: Writer | WriterProcess = WriterProcess(path) if process else Writer(path)
+        self._read = connect(path)
         self._read_lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger")
         self._pending: list[tuple[str, Event, int, asyncio.Future]] = []
@@ -108,6 +59,12 @@ class Ledger:
         self._last_commit = -1e9
         self.appended = 0
         self.batches = 0
+
+    @property
+    def writer_pid(self) -> int | None:
+        """The writer child process, when there is one."""
+        proc = getattr(self._writer, "process", None)
+        return proc.pid if proc is not None else None
 
     # -- writing -------------------------------------------------------------------------
     async def append(self, session: str, event: Event, at_ms: int | None = None) -> Appended:
@@ -149,64 +106,23 @@ class Ledger:
                     future.set_result(result)
 
     def _write(self, batch: list[tuple[str, Event, int]]) -> list[Appended]:
-        return self._transaction([(s, e, t, None) for s, e, t in batch])
+        return self._commit([(s, e, t, None) for s, e, t in batch])
 
     def apply_stream(self, entries: list[tuple[str, Event, int, str]]) -> int:
         """Append entries read from the Redis stream, each once (by stream id), in one
         durable commit; returns how many were new. Runs on the writer thread."""
-        results = self._executor.submit(self._transaction, entries).result()
+        results = self._executor.submit(self._commit, entries).result()
         return sum(r is not None for r in results)
 
-    def _transaction(self, batch: list[tuple[str, Event, int, str | None]]) -> list:
-        db = self._db
-        out: list[Appended | None] = []
-        touched: dict[str, tuple[int, str]] = {}
-        rows: list[tuple] = []
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            for session, event, at_ms, stream_id in batch:
-                if stream_id is not None:
-                    seen = db.execute(
-                        "SELECT 1 FROM stream_applied WHERE id = ?", (stream_id,)
-                    ).fetchone()
-                    if seen:
-                        out.append(None)
-                        continue
-                    db.execute("INSERT INTO stream_applied (id) VALUES (?)", (stream_id,))
-                seq, prev = touched.get(session) or self._head(session)
-                seq += 1
-                encoded = data_json(event.data())
-                digest = chain_hash(prev, canonical(session, seq, at_ms, event.kind, {}, encoded))
-                rows.append((session, seq, at_ms, event.kind, encoded, prev, digest))
-                touched[session] = (seq, digest)
-                out.append(Appended(seq, digest, at_ms))
-            _insert(db, rows)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+    def _commit(self, batch: list[Entry]) -> list:
+        out = self._writer.append(batch)
         self.appended += sum(r is not None for r in out)
         self.batches += 1
         return out
 
-    def _head(self, session: str) -> tuple[int, str]:
-        # Read inside the write transaction, not from a cache: another process (the CLI
-        # recording an export) may have appended since.
-        row = self._db.execute(
-            "SELECT seq, hash FROM events WHERE session = ? ORDER BY seq DESC LIMIT 1",
-            (session,),
-        ).fetchone()
-        return (row[0], row[1]) if row else (0, GENESIS)
-
     def save_checkpoint(self, cp: Checkpoint) -> None:
-        self._executor.submit(self._save_checkpoint, cp).result()
-
-    def _save_checkpoint(self, cp: Checkpoint) -> None:
-        self._db.execute(
-            "INSERT OR IGNORE INTO checkpoints"
-            " (session, seq, head, at_ms, final, key_fp, signature) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (cp.session, cp.seq, cp.head, cp.at_ms, int(cp.final), cp.key_fp, cp.signature),
-        )
+        fields = (cp.session, cp.seq, cp.head, cp.at_ms, int(cp.final), cp.key_fp, cp.signature)
+        self._executor.submit(self._writer.save_checkpoint, fields).result()
 
     # -- reading -------------------------------------------------------------------------
     def rows(self, session: str) -> Iterator[Row]:
@@ -260,29 +176,8 @@ class Ledger:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
-        self._db.close()
+        self._writer.close()
         self._read.close()
-
-
-@lru_cache(maxsize=16)
-def _insert_sql(n: int) -> str:
-    values = ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * n)
-    return f"INSERT INTO events (session, seq, at_ms, kind, data, prev, hash) VALUES {values}"
-
-
-def _insert(db: sqlite3.Connection, rows: list[tuple]) -> None:
-    """Insert a batch's rows with a few statements of many rows each, not one per row.
-
-    sqlite3 lets go of the interpreter lock around every step of a statement, and the writer
-    thread must then win it back from the event loop: with ``executemany`` that was once per
-    row, dozens of hand-overs per commit (docs/DECISIONS.md). The batch is split into powers
-    of two up to 256 rows (7 values each; SQLite allows 32,766), so that a handful of
-    statements, each prepared once and cached, serve every batch size."""
-    i = 0
-    while i < len(rows):
-        n = min(256, 1 << ((len(rows) - i).bit_length() - 1))
-        db.execute(_insert_sql(n), [v for row in rows[i : i + n] for v in row])
-        i += n
 
 
 def now_ms() -> int:

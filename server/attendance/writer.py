@@ -1,0 +1,279 @@
+"""The ledger's writing side: appends into each session's hash chain, and checkpoints.
+
+Under the server it runs in a process of its own (``WriterProcess``): encoding, hashing and
+binding thousands of events a second held the interpreter lock the event loop needs, and
+made heartbeats wait (docs/DECISIONS.md). The CLI and tests may write in their own thread
+(``Writer``). Either way one writer commits at a time, in the order appends were handed to it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+from dataclasses import dataclass
+from functools import lru_cache
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+from server.attendance.events import GENESIS, Event, canonical, chain_hash, data_json
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    session TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    at_ms INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    data TEXT NOT NULL,
+    prev TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    PRIMARY KEY (session, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checkpoints (
+    session TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    head TEXT NOT NULL,
+    at_ms INTEGER NOT NULL,
+    final INTEGER NOT NULL,
+    key_fp TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    PRIMARY KEY (session, seq, final)
+);
+-- Stream entries (cluster mode) already written: a writer restarted between its commit and
+-- its XACK reads them again and must not append them twice.
+CREATE TABLE IF NOT EXISTS stream_applied (id TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
+BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
+BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
+"""
+
+# (session, event, at_ms, stream id or None): the stream id makes an append happen once
+Entry = tuple[str, Event, int, "str | None"]
+# (session, seq, head, at_ms, final, key fingerprint, signature)
+CheckpointFields = tuple[str, int, str, int, int, str, str]
+
+
+@dataclass(frozen=True)
+class Appended:
+    seq: int
+    hash: str
+    at_ms: int
+
+
+class LedgerWriteError(RuntimeError):
+    """The writer failed; whether the batch it was given was committed is unknown."""
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    return db
+
+
+class Writer:
+    """Writes in the caller's thread (one thread at a time)."""
+
+    def __init__(self, path: Path) -> None:
+        self._db = connect(path)
+        self._db.executescript(SCHEMA)
+
+    def append(self, batch: list[Entry]) -> list[Appended | None]:
+        """One durable commit for the batch; ``None`` for a stream entry already applied."""
+        db = self._db
+        out: list[Appended | None] = []
+        touched: dict[str, tuple[int, str]] = {}
+        rows: list[tuple] = []
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for session, event, at_ms, stream_id in batch:
+                if stream_id is not None:
+                    seen = db.execute(
+                        "SELECT 1 FROM stream_applied WHERE id = ?", (stream_id,)
+                    ).fetchone()
+                    if seen:
+                        out.append(None)
+                        continue
+                    db.execute("INSERT INTO stream_applied (id) VALUES (?)", (stream_id,))
+                seq, prev = touched.get(session) or self._head(session)
+                seq += 1
+                encoded = data_json(event.data())
+                digest = chain_hash(prev, canonical(session, seq, at_ms, event.kind, {}, encoded))
+                rows.append((session, seq, at_ms, event.kind, encoded, prev, digest))
+                touched[session] = (seq, digest)
+                out.append(Appended(seq, digest, at_ms))
+            _insert(db, rows)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return out
+
+    def _head(self, session: str) -> tuple[int, str]:
+        # Read inside the write transaction, not from a cache: another process (the CLI
+        # recording an export) may have appended since.
+        row = self._db.execute(
+            "SELECT seq, hash FROM events WHERE session = ? ORDER BY seq DESC LIMIT 1",
+            (session,),
+        ).fetchone()
+        return (row[0], row[1]) if row else (0, GENESIS)
+
+    def save_checkpoint(self, fields: CheckpointFields) -> None:
+        self._db.execute(
+            "INSERT OR IGNORE INTO checkpoints"
+            " (session, seq, head, at_ms, final, key_fp, signature) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            fields,
+        )
+
+    def close(self) -> None:
+        self._db.close()
+
+
+@lru_cache(maxsize=16)
+def _insert_sql(n: int) -> str:
+    values = ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * n)
+    return f"INSERT INTO events (session, seq, at_ms, kind, data, prev, hash) VALUES {values}"
+
+
+def _insert(db: sqlite3.Connection, rows: list[tuple]) -> None:
+    """Insert a batch's rows with a few statements of many rows each, not one per row.
+
+    sqlite3 lets go of the interpreter lock around every step of a statement (in a writer
+    thread, each a hand-over to the event loop and back), and a statement per row costs more
+    besides. The batch is split into powers of two up to 256 rows (7 values each; SQLite
+    allows 32,766), so that a handful of statements, each prepared once and cached, serve
+    every batch size."""
+    i = 0
+    while i < len(rows):
+        n = min(256, 1 << ((len(rows) - i).bit_length() - 1))
+        db.execute(_insert_sql(n), [v for row in rows[i : i + n] for v in row])
+        i += n
+
+
+class WriterProcess:
+    """``Writer``'s calls answered by a child process over a socket pair (pickled batches
+    out, sequence numbers and hashes back). Calls come from one thread at a time.
+
+    The child ignores SIGINT and SIGTERM (a Ctrl-C or a service stop reaches the whole
+    process group, and the server still drains its appends on the way out) and ends when
+    its socket closes: when the server closes the ledger, or dies."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.process: subprocess.Popen | None = None
+        self._conn: Connection | None = None
+        self._start()
+
+    def _start(self) -> None:
+        ours, theirs = socket.socketpair()
+        root = Path(__file__).resolve().parents[2]
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
+        }
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "server.attendance.writer",
+                str(theirs.fileno()),
+                str(self.path),
+            ],
+            pass_fds=[theirs.fileno()],
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
+        theirs.close()
+        self._conn = Connection(ours.detach())
+        self._reply()  # it has opened the database (or says why not)
+
+    def append(self, batch: list[Entry]) -> list[Appended | None]:
+        return self._call(("append", batch))
+
+    def save_checkpoint(self, fields: CheckpointFields) -> None:
+        self._call(("checkpoint", fields))
+
+    def _call(self, request: tuple) -> object:
+        if self.process is None or self.process.poll() is not None:
+            log.error(
+                "the ledger writer process had ended (%s); starting another",
+                self.process and self.process.returncode,
+            )
+            self._start()
+        assert self._conn is not None
+        try:
+            self._conn.send(request)
+        except OSError as exc:
+            self._lost()
+            raise LedgerWriteError(f"the ledger writer process is gone: {exc}") from None
+        return self._reply()
+
+    def _reply(self) -> object:
+        assert self._conn is not None
+        try:
+            status, value = self._conn.recv()
+        except (EOFError, OSError) as exc:
+            self._lost()
+            raise LedgerWriteError(f"the ledger writer process is gone ({exc!r})") from None
+        if status != "ok":
+            raise LedgerWriteError(value)
+        return value
+
+    def _lost(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        self._conn = None
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()  # the child's cue to finish
+            self._conn = None
+        if self.process is not None:
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def serve(conn: Connection, path: Path) -> None:
+    """The child's loop: one request at a time, each answered ``("ok", value)`` or
+    ``("error", reason)``, until the server closes its end."""
+    try:
+        writer = Writer(path)
+    except Exception as exc:  # noqa: BLE001 - the server hears why and stops
+        conn.send(("error", f"cannot open the ledger {path}: {exc}"))
+        return
+    conn.send(("ok", None))
+    while True:
+        try:
+            kind, arg = conn.recv()
+        except EOFError:
+            break
+        try:
+            value = writer.append(arg) if kind == "append" else writer.save_checkpoint(arg)
+        except Exception as exc:  # noqa: BLE001 - the batch failed; the writer goes on
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+            continue
+        conn.send(("ok", value))
+    writer.close()
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # by its importable name, so that what it sends back unpickles as
+    # server.attendance.writer.Appended, not as __main__'s
+    from server.attendance import writer
+
+    writer.serve(Connection(int(sys.argv[1])), Path(sys.argv[2]))
