@@ -475,3 +475,37 @@ async def test_a_writer_process_ignores_stop_signals_and_a_dead_one_is_replaced(
     finally:
         ledger.close()
     assert ledger._writer.process.poll() is not None  # closing the ledger ended its writer
+
+
+def test_a_restart_reads_only_sessions_not_ended_and_closes_their_open_intervals(
+    ledger, key, tmp_path
+):
+    from server.attendance.tracker import Attendance
+
+    # "done" ended and was signed. (Its open join cannot happen for real: it shows that an
+    # ended session is not read again.)
+    ledger.append_now("done", Start("pub"), 1_000)
+    ledger.append_now("done", Join("member:1", "d1", "token", "x", False), 1_100)
+    ledger.append_now("done", End("lecturer"), 2_000)
+    seq, head = ledger.head("done")
+    ledger.save_checkpoint(key.sign("done", seq, head, 2_000, final=True))
+    # "live" was cut by a crash: one member still watching, one who had left
+    ledger.append_now("live", Start("pub"), 1_000)
+    ledger.append_now("live", Join("member:2", "l1", "token", "x", False), 1_100)
+    ledger.append_now("live", Join("member:3", "l2", "token", "x", False), 1_200)
+    ledger.append_now("live", Heartbeat("l1", 25, True, True, 10, 10), 5_000)
+    ledger.append_now("live", Leave("l2", "delete"), 3_000)
+    assert ledger.sessions() == ["done", "live"] and ledger.open_sessions() == ["live"]
+
+    async def close_peer(session: str, peer: str, reason: str) -> bool:
+        return False
+
+    attendance = Attendance(ledger, key, CheckpointLog(tmp_path / "cp.jsonl"), close_peer)
+    assert attendance.recover() == 1
+    last = list(ledger.rows("live"))[-1]
+    assert (last.kind, last.data, last.at_ms) == (
+        "leave",
+        {"peer": "l1", "reason": "server_restart"},
+        5_000,  # closed at its last evidence
+    )
+    assert [r.kind for r in ledger.rows("done")][-1] == "end"

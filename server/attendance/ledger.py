@@ -39,6 +39,15 @@ class Row(NamedTuple):
 
 
 SCAN_CHUNK = 10_000
+NEXT_SESSION = """
+WITH RECURSIVE s(session) AS (
+    SELECT MIN(session) FROM events
+    UNION ALL
+    SELECT (SELECT MIN(session) FROM events WHERE session > s.session) FROM s
+    WHERE s.session IS NOT NULL
+) SELECT session FROM s
+"""
+ENDED_SESSIONS = "SELECT DISTINCT session FROM checkpoints WHERE final = 1"
 
 
 class Ledger:
@@ -171,8 +180,17 @@ class Ledger:
         return [Checkpoint(s, seq, h, at, bool(f), fp, sig) for s, seq, h, at, f, fp, sig in rows]
 
     def sessions(self) -> list[str]:
+        """Every session with events, found by seeking from one to the next in the key (a
+        DISTINCT visits every event: a year of lectures is hundreds of millions)."""
         with self._read_lock:
-            return [r[0] for r in self._read.execute("SELECT DISTINCT session FROM events")]
+            return [r[0] for r in self._read.execute(NEXT_SESSION) if r[0] is not None]
+
+    def open_sessions(self) -> list[str]:
+        """The sessions without a final checkpoint: not ended (or ended by a server that died
+        before signing the end)."""
+        with self._read_lock:
+            ended = {r[0] for r in self._read.execute(ENDED_SESSIONS)}
+        return [s for s in self.sessions() if s not in ended]
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)

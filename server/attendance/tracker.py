@@ -9,7 +9,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from media.session import MediaEvent
-from server.attendance.events import End, Event, Heartbeat, Join, Leave, Start
+from server.attendance.events import (
+    End,
+    Event,
+    Heartbeat,
+    Join,
+    Leave,
+    Start,
+    data_from_json,
+)
 from server.attendance.ledger import Appended, Ledger, now_ms
 from server.attendance.signing import Checkpoint, CheckpointLog, LedgerKey, receipt
 
@@ -62,18 +70,24 @@ class Attendance:
 
     # -- lifecycle -----------------------------------------------------------------------
     def recover(self) -> int:
-        """After a crash: close every interval left open at its last evidence."""
+        """After a crash: close every interval left open at its last evidence.
+
+        Only sessions not ended are read (an ended session's viewers all left before its
+        end was signed), and of their events only the kinds that open and close intervals
+        are parsed: a restart must not read a year of lectures again."""
         closed = 0
-        for session in self.ledger.sessions():
+        for session in self.ledger.open_sessions():
             open_peers: dict[str, int] = {}
-            for row in self.ledger.rows(session):
-                if row.kind == "join":
-                    open_peers[row.data["peer"]] = row.at_ms
-                elif row.kind == "heartbeat" and row.data["peer"] in open_peers:
-                    open_peers[row.data["peer"]] = row.at_ms
-                elif row.kind == "leave":
-                    open_peers.pop(row.data["peer"], None)
-                elif row.kind == "start":
+            for _, at_ms, kind, data in self.ledger.scan(session):
+                if kind == "heartbeat":
+                    peer = data_from_json(data)["peer"]
+                    if peer in open_peers:
+                        open_peers[peer] = at_ms
+                elif kind == "join":
+                    open_peers[data_from_json(data)["peer"]] = at_ms
+                elif kind == "leave":
+                    open_peers.pop(data_from_json(data)["peer"], None)
+                elif kind == "start":
                     self._started.add(session)
             for peer, last_ms in open_peers.items():
                 self.ledger.append_now(session, Leave(peer, "server_restart"), last_ms)

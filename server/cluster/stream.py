@@ -111,7 +111,7 @@ class StreamLedger:
             await asyncio.wait({self._flusher}, timeout=timeout)
 
     # What the tracker reads of a ledger: an edge has none of its own.
-    def sessions(self) -> list[str]:
+    def open_sessions(self) -> list[str]:
         return []
 
     def rows(self, session: str) -> list:
