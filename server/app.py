@@ -89,7 +89,7 @@ def create_app(config: Config, workers: int = 1) -> web.Application:
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/api/openapi.json", openapi_handler)
 
-    sweeper: list[asyncio.Task] = []
+    background: list[asyncio.Task] = []
 
     async def retention() -> None:
         """Apply the retention policy now and then (off when both periods are 0)."""
@@ -101,18 +101,32 @@ def create_app(config: Config, workers: int = 1) -> web.Application:
                 log.info("retention removed %d files", len(removed))
             await asyncio.sleep(RETENTION_SWEEP_S)
 
+    async def warm_reports() -> None:
+        """Each live session's report fold takes in the events since, every checkpoint
+        interval, on a worker thread: ending a long lecture (its report credits the members)
+        then reads about a minute of events, not the whole lecture's."""
+        while True:
+            await asyncio.sleep(config.checkpoint_interval_s)
+            for sid in attendance.live_sessions():
+                try:
+                    await asyncio.to_thread(state.reports.refresh, sid)
+                except Exception:  # noqa: BLE001 - the report is built in full when asked
+                    log.exception("bringing the report of %s up to date failed", sid)
+
     async def startup(app: web.Application) -> None:
         attendance.recover()
         attendance.start()
+        if isinstance(ledger, Ledger):  # an edge node has no ledger of its own
+            background.append(asyncio.ensure_future(warm_reports()))
         if config.recording_retention_days > 0 or config.replay_retention_days > 0:
-            sweeper.append(asyncio.ensure_future(retention()))
+            background.append(asyncio.ensure_future(retention()))
 
     async def cleanup(app: web.Application) -> None:
         if cluster is not None:
             await cluster.close()
-        for task in sweeper:
+        for task in background:
             task.cancel()
-        await asyncio.gather(*sweeper, return_exceptions=True)
+        await asyncio.gather(*background, return_exceptions=True)
         await replays.close()
         await state.live.close()
         if live.pool is not None:

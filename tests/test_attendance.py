@@ -349,3 +349,23 @@ async def test_heartbeats_over_a_websocket_are_recorded_like_posts_and_refused_a
     finally:
         await va.stop(relay.http)
         await pub.stop()
+
+
+@pytest.mark.relay_config(checkpoint_interval_s=0.1)
+async def test_a_live_sessions_report_is_kept_up_to_date_in_the_background(relay):
+    from media.session import MediaEvent
+    from server.attendance.events import Headcount
+
+    state = relay.state
+    sid = state.store.create_session("直播").id
+    state.attendance.on_media_event(MediaEvent("publisher_connected", sid, "pub"))
+    await state.attendance.append(sid, Headcount("11112222", 3))
+    head, _ = state.attendance.ledger.head(sid)
+    assert head == 2  # start, headcount
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while state.reports.folded(sid) < head:  # no report was asked for
+        assert loop.time() < deadline, "the live session's fold was never refreshed"
+        await asyncio.sleep(0.05)
+    # and a report asked for now starts from that fold
+    assert state.reports.report(sid).headcounts == {"11112222": 3}

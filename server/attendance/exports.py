@@ -18,12 +18,13 @@ CONTENT_TYPES = {
 
 
 class Reports:
-    """The folds of the sessions reported last (a few), each brought up to date with only the
-    events appended since it was last asked for: ending a session, exporting it and opening
-    its audit page read the ledger once between them, not three times. Safe to use from
-    worker threads (reports are built off the event loop)."""
+    """The folds of the sessions reported or refreshed last (up to ``keep``), each brought up
+    to date with only the events appended since: ending a session, exporting it and opening
+    its audit page read the ledger once between them, and a live session's fold is refreshed
+    every minute (app.py). Safe to use from worker threads (reports are built off the event
+    loop)."""
 
-    def __init__(self, ledger: Ledger, keep: int = 4) -> None:
+    def __init__(self, ledger: Ledger, keep: int = 16) -> None:
         self.ledger = ledger
         self.keep = keep
         self._folds: OrderedDict[str, ReportFold] = OrderedDict()
@@ -31,14 +32,32 @@ class Reports:
 
     def report(self, session: str, **options) -> SessionReport:
         """``options``: those of ``ReportFold.report``."""
+        fold = self._fold(session)
+        with fold.lock:
+            fold.feed(self.ledger.scan(session, fold.seq))
+            return fold.report(**options)
+
+    def refresh(self, session: str) -> int:
+        """Fold in the session's events since last time (a live session's, now and then);
+        returns how many."""
+        fold = self._fold(session)
+        with fold.lock:
+            before = fold.seq
+            fold.feed(self.ledger.scan(session, fold.seq))
+            return fold.seq - before
+
+    def folded(self, session: str) -> int:
+        """The sequence number the session's fold has taken in (0: none kept)."""
+        fold = self._folds.get(session)
+        return fold.seq if fold is not None else 0
+
+    def _fold(self, session: str) -> ReportFold:
         with self._lock:
             fold = self._folds.pop(session, None) or ReportFold(session)
             self._folds[session] = fold
             while len(self._folds) > self.keep:
                 self._folds.popitem(last=False)
-        with fold.lock:
-            fold.feed(self.ledger.scan(session, fold.seq))
-            return fold.report(**options)
+        return fold
 
 
 def report_options(store: Store, session: Session) -> dict:

@@ -122,6 +122,10 @@ class Attendance:
         if flush is not None:
             await flush()
 
+    def live_sessions(self) -> list[str]:
+        """The sessions started and not ended."""
+        return list(self._started)
+
     # -- events from the media plane -----------------------------------------------------
     def on_media_event(self, event: MediaEvent) -> None:
         if event.kind == "viewer_connected" and isinstance(event.identity, Identity):
