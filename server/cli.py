@@ -10,6 +10,8 @@ import os
 import resource
 import sys
 import time
+from collections.abc import Iterable
+from contextlib import nullcontext
 from pathlib import Path
 
 from server.config import Config, config_from_env, host_addresses
@@ -311,18 +313,20 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if verdict.ok else 1
 
 
-def _emit(body: bytes, out: str | None, what: str) -> None:
-    """Write an export to --out (saying what was written) or to standard output."""
+def _emit(body: bytes | Iterable[bytes], out: str | None, what: str) -> None:
+    """Write an export (whole, or in pieces) to --out, saying what was written, or to
+    standard output."""
+    pieces = [body] if isinstance(body, bytes) else body
+    with open(out, "wb") if out else nullcontext(sys.stdout.buffer) as sink:
+        for piece in pieces:
+            sink.write(piece)
     if out:
-        Path(out).write_bytes(body)
         print(f"wrote {what} to {out}", file=sys.stderr)
-    else:
-        sys.stdout.buffer.write(body)
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from server.attendance.events import Export
-    from server.attendance.exports import render, report_for
+    from server.attendance.exports import render_chunks, report_for
     from server.attendance.signing import LedgerKey, receipt
     from server.store import Store
 
@@ -340,11 +344,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
         key = LedgerKey.load_or_create(config.ledger_key_path)
         finals = [c for c in checkpoints if c.final]
         rec = receipt(finals[-1], key.public) if finals else None
-        body = render(args.format, report, ledger, checkpoints, rec, args.phones)
+        chunks = render_chunks(args.format, report, ledger, checkpoints, rec, args.phones)
+        _emit(chunks, args.out, f"{len(report.participants)} participants")
     finally:
         ledger.close()
         store.close()
-    _emit(body, args.out, f"{len(report.participants)} participants")
     return 0
 
 

@@ -509,3 +509,21 @@ def test_a_restart_reads_only_sessions_not_ended_and_closes_their_open_intervals
         5_000,  # closed at its last evidence
     )
     assert [r.kind for r in ledger.rows("done")][-1] == "end"
+
+
+def test_a_json_export_comes_in_pieces_and_still_verifies_offline(ledger, key, monkeypatch):
+    from server.attendance import report as report_module
+    from server.attendance.exports import render_chunks
+    from server.attendance.report import ReportFold
+
+    monkeypatch.setattr(report_module, "JSON_EVENTS_PER_CHUNK", 3)
+    fill(ledger)  # 9 events
+    seq, head = ledger.head(S)
+    cp = key.sign(S, seq, head, 1, final=True)
+    report = ReportFold(S).feed(ledger.scan(S)).report()
+    pieces = list(render_chunks("json", report, ledger, [cp], receipt(cp, key.public), False))
+    assert len(pieces) == 5  # the head, three pieces of three events, the tail
+    doc = json.loads(b"".join(pieces))
+    assert [e["seq"] for e in doc["events"]] == list(range(1, 10))
+    assert doc["participants"][0]["participant"] == "member:1"
+    assert verify_export(doc, key.public).ok

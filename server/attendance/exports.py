@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 
 from server.attendance.ledger import Ledger
-from server.attendance.report import ReportFold, SessionReport, to_csv, to_json, to_xlsx
+from server.attendance.report import ReportFold, SessionReport, json_chunks, to_csv, to_xlsx
 from server.attendance.signing import Checkpoint
 from server.store import Session, Store
 
@@ -77,18 +78,20 @@ def report_for(store: Store, ledger: Ledger, session: Session) -> SessionReport:
     return fold.report(**report_options(store, session))
 
 
-def render(
+def render_chunks(
     fmt: str,
     report: SessionReport,
     ledger: Ledger,
     checkpoints: list[Checkpoint],
     receipt: dict | None,
     phones: bool,
-) -> bytes:
+) -> Iterator[bytes]:
+    """An export a piece at a time: the JSON carries every event (so that it can be checked
+    offline), and is streamed; CSV and XLSX are one participant a row, made at once."""
     if fmt == "csv":
-        return to_csv(report, receipt, phones)
-    if fmt == "xlsx":
-        return to_xlsx(report, receipt, phones)
-    # every event goes into the JSON, so that it can be checked offline
-    rows = list(ledger.rows(report.session))
-    return to_json(report, rows, [c.as_json() for c in checkpoints], receipt, phones)
+        yield to_csv(report, receipt, phones)
+    elif fmt == "xlsx":
+        yield to_xlsx(report, receipt, phones)
+    else:
+        cps = [c.as_json() for c in checkpoints]
+        yield from json_chunks(report, ledger.rows(report.session), cps, receipt, phones)

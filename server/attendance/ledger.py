@@ -135,28 +135,30 @@ class Ledger:
 
     # -- reading -------------------------------------------------------------------------
     def rows(self, session: str) -> Iterator[Row]:
-        with self._read_lock:
-            cursor = self._read.execute(
-                "SELECT session, seq, at_ms, kind, data, prev, hash FROM events"
-                " WHERE session = ? ORDER BY seq",
-                (session,),
-            )
-            rows = cursor.fetchall()
-        for s, seq, at_ms, kind, data, prev, digest in rows:
+        """The session's events as stored, in order (read in chunks, see ``_stream``)."""
+        for s, seq, at_ms, kind, data, prev, digest in self._stream(
+            "SELECT session, seq, at_ms, kind, data, prev, hash FROM events"
+            " WHERE session = ? ORDER BY seq",
+            (session,),
+        ):
             yield Row(s, seq, at_ms, kind, data_from_json(data), prev, digest)
 
     def scan(self, session: str, after: int = 0) -> Iterator[tuple[int, int, str, str]]:
         """``(seq, at_ms, kind, data JSON)`` of the session's events after ``after``, in order:
-        what a report reads. On a connection of its own, in chunks, so that a long session is
-        read as one snapshot without holding all of it, or the read lock, meanwhile."""
-        db = sqlite3.connect(self.path)
+        what a report reads."""
+        return self._stream(
+            "SELECT seq, at_ms, kind, data FROM events WHERE session = ? AND seq > ? ORDER BY seq",
+            (session, after),
+        )
+
+    def _stream(self, sql: str, args: tuple) -> Iterator[tuple]:
+        """Rows of a query on a connection of its own, in chunks: a long session is read as
+        one snapshot without holding all of it, or the read lock, meanwhile. The caller may
+        go on from another thread (an export streamed from worker threads), one at a time."""
+        db = sqlite3.connect(self.path, check_same_thread=False)
         try:
             db.execute("PRAGMA query_only=1")
-            cursor = db.execute(
-                "SELECT seq, at_ms, kind, data FROM events"
-                " WHERE session = ? AND seq > ? ORDER BY seq",
-                (session, after),
-            )
+            cursor = db.execute(sql, args)
             while chunk := cursor.fetchmany(SCAN_CHUNK):
                 yield from chunk
         finally:

@@ -12,7 +12,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from media.session import MediaEvent
 from server.attendance.events import Checkin, Export, Headcount, Replay
-from server.attendance.exports import CONTENT_TYPES, render, report_options
+from server.attendance.exports import CONTENT_TYPES, render_chunks, report_options
 from server.attendance.report import SessionReport, audit_summary, export_row
 from server.attendance.verify import Verdict, verify
 from server.auth import Claims, authorize, require
@@ -205,7 +205,7 @@ async def session_report(state: AppState, sid: str) -> SessionReport:
     return await asyncio.to_thread(state.reports.report, sid, **options)
 
 
-async def export(request: web.Request) -> web.Response:
+async def export(request: web.Request) -> web.StreamResponse:
     """``GET /api/sessions/{id}/attendance?format=csv|json`` (admin): itself a ledger event."""
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
@@ -219,15 +219,21 @@ async def export(request: web.Request) -> web.Response:
     report = await session_report(state, sid)
     receipt = state.attendance.final_receipt(sid)
     cps = state.attendance.ledger.checkpoints(sid)
-    body = await asyncio.to_thread(
-        render, fmt, report, state.attendance.ledger, cps, receipt, phones
+    chunks = render_chunks(fmt, report, state.attendance.ledger, cps, receipt, phones)
+    first = await asyncio.to_thread(next, chunks)  # a failure here is still a clean error
+    resp = web.StreamResponse(
+        headers={"Content-Disposition": f'attachment; filename="attendance-{sid}.{fmt}"'}
     )
-    ctype = CONTENT_TYPES[fmt]
-    return web.Response(
-        body=body,
-        content_type=ctype,
-        headers={"Content-Disposition": f'attachment; filename="attendance-{sid}.{fmt}"'},
-    )
+    resp.content_type = CONTENT_TYPES[fmt]
+    await resp.prepare(request)
+    # Each piece is made on a worker thread: a long lecture's JSON is hundreds of megabytes,
+    # never held whole, and the event loop goes on serving heartbeats meanwhile.
+    chunk: bytes | None = first
+    while chunk is not None:
+        await resp.write(chunk)
+        chunk = await asyncio.to_thread(next, chunks, None)
+    await resp.write_eof()
+    return resp
 
 
 async def verify_session(request: web.Request) -> web.Response:
