@@ -295,20 +295,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
             return 2
         key = LedgerKey.load_or_create(config.ledger_key_path)
         public = parse_public_key(_text_or_file(args.pubkey)) if args.pubkey else key.public
-        ledger = _ledger(config)
-        try:
-            rows = list(ledger.rows(args.session))
-            checkpoints = ledger.checkpoints(args.session)
-        finally:
-            ledger.close()
-        checkpoints += CheckpointLog(config.checkpoint_log_path).read(args.session)
         receipt = None
         if args.receipt:
             receipt = checkpoint_from(json.loads(Path(args.receipt).read_text()))
-        if not rows:
-            print(f"lecture-relay: no events for session {args.session}", file=sys.stderr)
-            return 2
-        verdict = verify(args.session, rows, checkpoints, public, receipt)
+        ledger = _ledger(config)
+        try:
+            if ledger.head(args.session)[0] == 0:
+                print(f"lecture-relay: no events for session {args.session}", file=sys.stderr)
+                return 2
+            checkpoints = ledger.checkpoints(args.session)
+            checkpoints += CheckpointLog(config.checkpoint_log_path).read(args.session)
+            verdict = verify(args.session, ledger.rows(args.session), checkpoints, public, receipt)
+        finally:
+            ledger.close()
     print(verdict.summary())
     return 0 if verdict.ok else 1
 

@@ -145,6 +145,19 @@ def test_an_edited_row_is_caught_and_named(ledger):
     assert not result.ok and result.first_bad_seq == 4
 
 
+def test_verify_reads_past_an_edit_to_check_later_signatures(ledger, key):
+    fill(ledger)
+    seq, head = ledger.head(S)
+    cp = key.sign(S, seq, head, 1, final=True)
+    row = next(r for r in ledger.rows(S) if r.seq == 4)
+    edited = dict(row.data, frames_decoded=9999)
+    tamper(ledger.path, ("UPDATE events SET data = ? WHERE seq = 4", (json.dumps(edited),)))
+    # the chain breaks at 4; the signed head at the last event is still found and matches
+    verdict = verify(S, ledger.rows(S), [cp], key.public)
+    assert not verdict.ok and verdict.first_bad_seq == 4 and verdict.checkpoints == 1
+    assert verdict.problems == ["event 4 was altered"]
+
+
 def test_a_deleted_row_is_caught_and_named(ledger):
     fill(ledger)
     tamper(ledger.path, ("DELETE FROM events WHERE seq = 3", ()))

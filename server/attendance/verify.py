@@ -3,6 +3,7 @@ elsewhere. Works on the server's database or on an exported JSON file alone."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -49,12 +50,33 @@ class Verdict:
 
 def verify(
     session: str,
-    rows: list[Row],
+    rows: Iterable[Row],
     checkpoints: list[Checkpoint],
     key: Ed25519PublicKey,
     receipt: Checkpoint | None = None,
 ) -> Verdict:
-    chain = check_chain(rows, session)
+    """``rows`` in order, read once (a long lecture's millions are never all held): the
+    chain is recomputed, and the hashes at the signed sequence numbers kept for the
+    signatures."""
+    signed = list({(c.seq, c.final, c.signature): c for c in checkpoints}.values())
+    if receipt is not None:
+        signed.append(receipt)
+    wanted = {c.seq for c in signed}
+    hashes: dict[int, str] = {}
+    first: list[int] = []  # the first sequence number read
+
+    def watched() -> Iterator[Row]:
+        for r in rows:
+            if not first:
+                first.append(r.seq)
+            if r.seq in wanted:
+                hashes[r.seq] = r.hash
+            yield r
+
+    events = watched()
+    chain = check_chain(events, session)
+    for _ in events:  # the chain broke early: the signed hashes after it are still read
+        pass
     verdict = Verdict(session, chain.ok, chain.events, chain.head)
 
     def bad(seq: int | None, problem: str) -> None:
@@ -65,11 +87,7 @@ def verify(
 
     if not chain.ok:
         bad(chain.first_bad_seq, chain.reason)
-    hashes = {r.seq: r.hash for r in rows}
     fp = fingerprint(key)
-    signed = list({(c.seq, c.final, c.signature): c for c in checkpoints}.values())
-    if receipt is not None:
-        signed.append(receipt)
     for cp in sorted(signed, key=lambda c: c.seq):
         label = "receipt" if cp is receipt else "checkpoint"
         if cp.session != session:
@@ -83,17 +101,13 @@ def verify(
         if cp.seq not in hashes:
             bad(cp.seq, f"event {cp.seq}, signed in a {label}, is missing")
         elif hashes[cp.seq] != cp.head:
+            # Without the original events a rewrite can only be bounded: it may start at
+            # the first event at or before the signed one.
             bad(
-                _first_divergence(rows, cp.seq),
+                min(first[0], cp.seq) if first else cp.seq,
                 f"the events up to {cp.seq} differ from those signed in the {label}"
                 " (the ledger was rewritten)",
             )
     if receipt is not None:
         verdict.receipt_checked = True
     return verdict
-
-
-def _first_divergence(rows: list[Row], upto: int) -> int:
-    """Without the original events we can only bound the rewrite: the first event at or
-    before ``upto`` is where it may start; name the earliest signed point we can't vouch for."""
-    return min((r.seq for r in rows if r.seq <= upto), default=upto)

@@ -248,8 +248,8 @@ def _verify(state: AppState, sid: str) -> Verdict:
     """The session's chain and signatures checked (on a worker thread: it hashes every
     event)."""
     attendance = state.attendance
-    rows = list(attendance.ledger.rows(sid))
-    return verify(sid, rows, attendance.all_checkpoints(sid), attendance.key.public)
+    checkpoints = attendance.all_checkpoints(sid)
+    return verify(sid, attendance.ledger.rows(sid), checkpoints, attendance.key.public)
 
 
 async def my_record(request: web.Request) -> web.Response:
