@@ -271,7 +271,7 @@ def _text_or_file(value: str) -> str:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from server.attendance.offline import verify_export
+    from server.attendance.offline import verify_export_file
     from server.attendance.signing import (
         CheckpointLog,
         LedgerKey,
@@ -286,9 +286,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print("lecture-relay: --export needs --pubkey (text or a file)", file=sys.stderr)
             return 2
         key_text = Path(args.pubkey).read_text() if Path(args.pubkey).exists() else args.pubkey
-        verdict = verify_export(
-            json.loads(Path(args.export).read_text()), parse_public_key(key_text)
-        )
+        verdict = verify_export_file(Path(args.export), parse_public_key(key_text))
     else:
         if not args.session:
             print("lecture-relay: name a SESSION or give --export FILE", file=sys.stderr)

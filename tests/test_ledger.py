@@ -540,3 +540,39 @@ def test_a_json_export_comes_in_pieces_and_still_verifies_offline(ledger, key, m
     assert [e["seq"] for e in doc["events"]] == list(range(1, 10))
     assert doc["participants"][0]["participant"] == "member:1"
     assert verify_export(doc, key.public).ok
+
+
+def test_an_export_file_is_checked_a_line_at_a_time_and_a_reformatted_one_whole(
+    ledger, key, tmp_path
+):
+    from server.attendance.exports import render_chunks
+    from server.attendance.offline import _head_and_tail, verify_export_file
+    from server.attendance.report import ReportFold
+
+    fill(ledger)
+    seq, head = ledger.head(S)
+    cp = key.sign(S, seq, head, 1, final=True)
+    report = ReportFold(S).feed(ledger.scan(S)).report()
+    path = tmp_path / "export.json"
+    path.write_bytes(b"".join(render_chunks("json", report, ledger, [cp], None, False)))
+    before, after = _head_and_tail(path)  # the layout the line-at-a-time check reads
+    assert before["session"] == S and [c["seq"] for c in after["checkpoints"]] == [seq]
+    assert verify_export_file(path, key.public).ok
+    original = path.read_text()
+
+    lines = original.split("\n")  # an edit that keeps the layout
+    at = next(i for i, line in enumerate(lines) if line.startswith('{"seq":4,'))
+    event = json.loads(lines[at].removesuffix(","))
+    event["data"]["frames_decoded"] += 100
+    lines[at] = json.dumps(event, separators=(",", ":")) + ","
+    path.write_text("\n".join(lines))
+    verdict = verify_export_file(path, key.public)
+    assert not verdict.ok and verdict.first_bad_seq == 4
+
+    doc = json.loads(original)
+    doc["events"][3]["data"]["frames_decoded"] += 100
+    path.write_text(json.dumps(doc, indent=4))  # reformatted by some other tool: read whole
+    verdict = verify_export_file(path, key.public)
+    assert not verdict.ok and verdict.first_bad_seq == 4
+    path.write_text("{not json")
+    assert not verify_export_file(path, key.public).ok
