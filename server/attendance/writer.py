@@ -174,10 +174,8 @@ class WriterProcess:
     def _start(self) -> None:
         ours, theirs = socket.socketpair()
         root = Path(__file__).resolve().parents[2]
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
-        }
+        paths = [str(root), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
         self.process = subprocess.Popen(
             [
                 sys.executable,
