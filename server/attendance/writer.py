@@ -68,7 +68,8 @@ class Appended:
 
 
 class LedgerWriteError(RuntimeError):
-    """The writer failed; whether the batch it was given was committed is unknown."""
+    """The writer refused a batch (rolled back: the reason says why), or is gone (then
+    whether the batch in flight was committed is unknown)."""
 
 
 def connect(path: Path) -> sqlite3.Connection:
