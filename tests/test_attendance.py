@@ -194,6 +194,7 @@ async def test_heartbeat_and_export_refusals_leave_the_ledger_consistent(relay):
     try:
         await joined(relay, va)
         await joined(relay, vb)
+        await relay.state.attendance.drain()  # the joins handed to the ledger are on disk
         head = relay.state.attendance.ledger.head(sid)
         path = f"{va.location}/heartbeat"
         body = {"frames_decoded": 1, "audio_playing": True, "visible": True}
@@ -304,6 +305,7 @@ async def test_heartbeats_over_a_websocket_are_recorded_like_posts_and_refused_a
         await next_report(relay, sid, va)
         await va.wait_frames("video", 5)
         ledger = relay.state.attendance.ledger
+        await relay.state.attendance.drain()  # the join handed to the ledger is on disk
         head = ledger.head(sid)
         url = f"{va.resource_url}/heartbeats"
 
