@@ -11,7 +11,7 @@ GC_THRESHOLDS = (2_000, 10, 1_000)
 
 
 def tune_gc() -> None:
-    """Never again walk what start-up allocated, and walk the older generations rarely.
+    """Never again walk what start-up allocated, and walk the oldest generation rarely.
 
     Under load every heartbeat allocates futures, task steps and message dicts, and with
     CPython's defaults the older generations were walked again and again over every member's

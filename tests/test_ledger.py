@@ -11,7 +11,7 @@ import pytest
 from server.attendance.events import End, Heartbeat, Join, Leave, Start, canonical
 from server.attendance.ledger import Ledger, check_chain
 from server.attendance.offline import verify_export
-from server.attendance.report import build_report, to_csv, to_json
+from server.attendance.report import build_report, json_chunks, to_csv
 from server.attendance.signing import CheckpointLog, LedgerKey, checkpoint_from, receipt
 from server.attendance.verify import verify
 
@@ -262,7 +262,7 @@ def test_an_exported_file_verifies_offline_and_an_edit_to_it_does_not(ledger, ke
     cp = key.sign(S, seq, head, 1, final=True)
     rows = list(ledger.rows(S))
     report = build_report(S, rows)
-    doc = json.loads(to_json(report, rows, [cp.as_json()], receipt(cp, key.public)))
+    doc = json.loads(b"".join(json_chunks(report, rows, [cp.as_json()], receipt(cp, key.public))))
     assert verify_export(doc, key.public).ok
     doc["events"][3]["data"]["frames_decoded"] += 100
     verdict = verify_export(doc, key.public)

@@ -33,19 +33,17 @@ class Reports:
 
     def report(self, session: str, **options) -> SessionReport:
         """``options``: those of ``ReportFold.report``."""
-        fold = self._fold(session)
+        fold = self.refresh(session)
         with fold.lock:
-            fold.feed(self.ledger.scan(session, fold.seq))
             return fold.report(**options)
 
-    def refresh(self, session: str) -> int:
-        """Fold in the session's events since last time (a live session's, now and then);
-        returns how many."""
+    def refresh(self, session: str) -> ReportFold:
+        """The session's fold, with the events since last time folded in (a live session's
+        now and then, and before each report)."""
         fold = self._fold(session)
         with fold.lock:
-            before = fold.seq
             fold.feed(self.ledger.scan(session, fold.seq))
-            return fold.seq - before
+        return fold
 
     def folded(self, session: str) -> int:
         """The sequence number the session's fold has taken in (0: none kept)."""
@@ -74,8 +72,7 @@ def report_options(store: Store, session: Session) -> dict:
 
 def report_for(store: Store, ledger: Ledger, session: Session) -> SessionReport:
     """A session's report, folded from its first event (the CLI's: one report per run)."""
-    fold = ReportFold(session.id).feed(ledger.scan(session.id))
-    return fold.report(**report_options(store, session))
+    return Reports(ledger).report(session.id, **report_options(store, session))
 
 
 def render_chunks(

@@ -62,7 +62,7 @@ class Ledger:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger")
         self._pending: list[tuple[str, Event, int, asyncio.Future]] = []
         self._flusher: asyncio.Task | None = None
-        # A commit's fixed cost (its fsync, the hand-over to the writer thread and back) is
+        # A commit's fixed cost (its fsync, the hand-over to the writer and back) is
         # several appends' worth: under a steady trickle, appends wait up to this long to share.
         self.commit_interval_s = commit_interval_s
         self._last_commit = -1e9

@@ -10,10 +10,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from server.attendance.events import GENESIS
 from server.attendance.ledger import Row
+from server.attendance.report import JSON_EVENTS_OPEN
 from server.attendance.signing import checkpoint_from
 from server.attendance.verify import Verdict, verify
 
-EVENTS_OPEN = '"events": ['
 EVENTS_CLOSE = ("]", "],")
 
 
@@ -49,13 +49,7 @@ def _head_and_tail(path: Path) -> tuple[dict, dict]:
     """What comes before the events (session, participants) and after them (checkpoints,
     receipt), skipping the events unparsed."""
     with open(path, encoding="utf-8") as f:
-        head: list[str] = []
-        for line in f:
-            if line.strip() == EVENTS_OPEN:
-                break
-            head.append(line)
-        else:
-            raise _Layout
+        head = _to_events(f)
         for line in f:
             if line.strip() in EVENTS_CLOSE:
                 break
@@ -67,15 +61,23 @@ def _head_and_tail(path: Path) -> tuple[dict, dict]:
 
 def _events(path: Path) -> Iterator[dict]:
     with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip() == EVENTS_OPEN:
-                break
+        _to_events(f)
         for line in f:
             text = line.strip()
             if text in EVENTS_CLOSE:
                 return
             if text:
                 yield json.loads(text.removesuffix(","))
+
+
+def _to_events(f) -> list[str]:
+    """Read ``f`` up to the line that opens the events; the lines before it."""
+    head: list[str] = []
+    for line in f:
+        if line.strip() == JSON_EVENTS_OPEN:
+            return head
+        head.append(line)
+    raise _Layout
 
 
 def _unreadable(session: str) -> Verdict:

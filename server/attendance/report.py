@@ -426,19 +426,8 @@ def to_csv(report: SessionReport, receipt: dict | None, phones: bool = False) ->
     return ("\ufeff" + buf.getvalue()).encode("utf-8")
 
 
-def to_json(
-    report: SessionReport,
-    rows: Iterable[Row],
-    checkpoints: list[dict],
-    receipt: dict | None,
-    phones: bool = False,
-) -> bytes:
-    """The participants, and everything an offline check needs: every event, every
-    checkpoint and the receipt."""
-    return b"".join(json_chunks(report, rows, checkpoints, receipt, phones))
-
-
 JSON_EVENTS_PER_CHUNK = 5_000
+JSON_EVENTS_OPEN = '"events": ['  # alone on its line, each event on one of its own after it
 
 
 def json_chunks(
@@ -448,8 +437,9 @@ def json_chunks(
     receipt: dict | None,
     phones: bool = False,
 ) -> Iterator[bytes]:
-    """``to_json`` a piece at a time, an event per line: a 90-minute lecture for 4,000
-    members has two million events, ~700 MB of JSON, which is never held whole."""
+    """The JSON export a piece at a time: the participants, and everything an offline check
+    needs (every event, every checkpoint, the receipt). An event a line: a 90-minute lecture
+    for 4,000 members has two million events, ~700 MB of JSON, which is never held whole."""
     head = {
         "format": "lecture-relay attendance export v1",
         "session": report.session,
@@ -459,7 +449,7 @@ def json_chunks(
         "participants": rows_for_export(report, phones),
     }
     text = json.dumps(head, ensure_ascii=False, indent=1)
-    yield (text[: text.rindex("}")].rstrip() + ',\n "events": [\n').encode()
+    yield (text[: text.rindex("}")].rstrip() + f",\n {JSON_EVENTS_OPEN}\n").encode()
     sep = ""
     chunk: list[str] = []
     for r in rows:
