@@ -553,6 +553,8 @@ async def bench(args) -> None:
                 f"p99 {steady[int(len(steady) * 0.99) - 1] * 1000:.1f} ms",
                 flush=True,
             )
+    if args.timeline:
+        print_timeline(acks)
     rate = stats["appended"] / elapsed
     rows = report.decode("utf-8-sig").count("\n") - 3
     print(
@@ -587,6 +589,17 @@ async def bench(args) -> None:
     )
     if errors or lost or not verdict["ok"]:
         sys.exit(1)  # a run with refused requests measured something else
+
+
+def print_timeline(acks: list[tuple[float, int, float]]) -> None:
+    """Acks by the second they were sent in: where in the run the slow ones were."""
+    by_second: dict[int, list[float]] = {}
+    for latency, _, sent in acks:
+        by_second.setdefault(int(sent), []).append(latency * 1000)
+    for second in sorted(by_second):
+        lat = sorted(by_second[second])
+        p50, p99 = lat[len(lat) // 2], lat[max(int(len(lat) * 0.99) - 1, 0)]
+        print(f"  second {second:3d}: {len(lat):5d} acks, p50 {p50:6.1f}, p99 {p99:6.1f} ms")
 
 
 STARTED = time.perf_counter()
@@ -711,6 +724,9 @@ def main() -> None:
         type=float,
         default=Config.ledger_commit_interval_s,
         help="least seconds between two ledger commits (LR_LEDGER_COMMIT_INTERVAL)",
+    )
+    parser.add_argument(
+        "--timeline", action="store_true", help="print the acks' percentiles second by second"
     )
     parser.add_argument(
         "--floor",

@@ -490,6 +490,55 @@ async def test_a_writer_process_ignores_stop_signals_and_a_dead_one_is_replaced(
     assert ledger._writer.process.poll() is not None  # closing the ledger ended its writer
 
 
+async def test_the_event_loop_waits_on_its_writer_process_without_blocking(tmp_path):
+    """The loop's appends wait for the child's answer on the loop: a blocking call made on
+    the loop meanwhile is refused (it would wait for itself), and an append cancelled
+    mid-exchange leaves a writer that answers the next one in order."""
+    import os
+    import signal
+
+    from server.attendance.writer import WriterProcess
+    from tests.test_forwarding import wait_until
+
+    path = tmp_path / "ledger.sqlite3"
+    writer = WriterProcess(path)
+    try:
+        first = await writer.append_async([(S, Start("pub"), 1_000, None)])
+        child = writer.process
+        os.kill(child.pid, signal.SIGSTOP)  # it takes the next batch, and does not answer
+        join = Join("member:1", "p1", "token", "127.0.0.1", False)
+        stuck = asyncio.ensure_future(writer.append_async([(S, join, 1_100, None)]))
+        await wait_until(lambda: writer._loop_thread is not None)
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.01)
+
+        beating = asyncio.ensure_future(ticker())
+        await wait_until(lambda: ticks >= 5)  # the loop runs while the append waits
+        beating.cancel()
+        with pytest.raises(RuntimeError, match="in flight"):
+            writer.append([(S, join, 1_100, None)])
+        stuck.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await stuck
+        assert child.wait(timeout=10) is not None  # the stopped child was put down
+
+        second = await writer.append_async([(S, join, 1_200, None)])
+        assert writer.process.pid != child.pid
+        assert (first[0].seq, second[0].seq) == (1, 2)  # the cancelled batch never landed
+    finally:
+        writer.close()
+    ledger = Ledger(path)
+    try:
+        assert check_chain(list(ledger.rows(S)), S).ok
+    finally:
+        ledger.close()
+
+
 def test_a_restart_reads_only_sessions_not_ended_and_closes_their_open_intervals(
     ledger, key, tmp_path
 ):

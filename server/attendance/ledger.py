@@ -57,6 +57,7 @@ class Ledger:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._writer: Writer | WriterProcess = WriterProcess(path) if process else Writer(path)
+        self._process = process
         self._read = connect(path)
         self._read_lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger")
@@ -91,7 +92,14 @@ class Ledger:
 
     def append_now(self, session: str, event: Event, at_ms: int | None = None) -> Appended:
         """Synchronous append, for the CLI and start-up recovery (no event loop needed)."""
-        return self._executor.submit(self._write, [(session, event, at_ms or now_ms())]).result()[0]
+        return self._blocking(self._commit, [(session, event, at_ms or now_ms(), None)])[0]
+
+    def _blocking(self, call, *args):
+        """``call`` now, in this thread: the writer process takes one call at a time
+        itself, while a writer in this process is kept to the writer thread."""
+        if self._process:
+            return call(*args)
+        return self._executor.submit(call, *args).result()
 
     async def _flush(self) -> None:
         loop = asyncio.get_running_loop()
@@ -101,10 +109,12 @@ class Ledger:
                 await asyncio.sleep(wait)
             self._last_commit = loop.time()
             batch, self._pending = self._pending, []
+            entries = [(s, e, t, None) for s, e, t, _ in batch]
             try:
-                results = await loop.run_in_executor(
-                    self._executor, self._write, [(s, e, t) for s, e, t, _ in batch]
-                )
+                if isinstance(self._writer, WriterProcess):
+                    results = self._counted(await self._writer.append_async(entries))
+                else:
+                    results = await loop.run_in_executor(self._executor, self._commit, entries)
             except Exception as exc:  # noqa: BLE001 - every waiter hears of the failure
                 for *_, future in batch:
                     if not future.done():
@@ -114,24 +124,32 @@ class Ledger:
                 if not future.done():
                     future.set_result(result)
 
-    def _write(self, batch: list[tuple[str, Event, int]]) -> list[Appended]:
-        return self._commit([(s, e, t, None) for s, e, t in batch])
-
     def apply_stream(self, entries: list[tuple[str, Event, int, str]]) -> int:
         """Append entries read from the Redis stream, each once (by stream id), in one
         durable commit; returns how many were new. Runs on the writer thread."""
-        results = self._executor.submit(self._commit, entries).result()
+        results = self._blocking(self._commit, entries)
         return sum(r is not None for r in results)
 
     def _commit(self, batch: list[Entry]) -> list:
-        out = self._writer.append(batch)
+        return self._counted(self._writer.append(batch))
+
+    def _counted(self, out: list) -> list:
         self.appended += sum(r is not None for r in out)
         self.batches += 1
         return out
 
     def save_checkpoint(self, cp: Checkpoint) -> None:
-        fields = (cp.session, cp.seq, cp.head, cp.at_ms, int(cp.final), cp.key_fp, cp.signature)
-        self._executor.submit(self._writer.save_checkpoint, fields).result()
+        """Store a signed checkpoint (blocking: the CLI, tests)."""
+        self._blocking(self._writer.save_checkpoint, _checkpoint_fields(cp))
+
+    async def store_checkpoint(self, cp: Checkpoint) -> None:
+        """Store a signed checkpoint, from the event loop."""
+        if isinstance(self._writer, WriterProcess):
+            await self._writer.save_checkpoint_async(_checkpoint_fields(cp))
+        else:
+            loop = asyncio.get_running_loop()
+            fields = _checkpoint_fields(cp)
+            await loop.run_in_executor(self._executor, self._writer.save_checkpoint, fields)
 
     # -- reading -------------------------------------------------------------------------
     def rows(self, session: str) -> Iterator[Row]:
@@ -198,6 +216,10 @@ class Ledger:
         self._executor.shutdown(wait=True)
         self._writer.close()
         self._read.close()
+
+
+def _checkpoint_fields(cp: Checkpoint) -> tuple:
+    return (cp.session, cp.seq, cp.head, cp.at_ms, int(cp.final), cp.key_fp, cp.signature)
 
 
 def now_ms() -> int:

@@ -107,7 +107,7 @@ class Attendance:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.drain()
         for session in list(self._started):
-            self.checkpoint(session)
+            await self.checkpoint(session)
 
     async def drain(self) -> None:
         """Wait until every event handed to the ledger is on disk.
@@ -185,12 +185,12 @@ class Attendance:
         return await self.ledger.append(session, event)
 
     # -- signing -------------------------------------------------------------------------
-    def checkpoint(self, session: str, final: bool = False) -> dict | None:
+    async def checkpoint(self, session: str, final: bool = False) -> dict | None:
         seq, head = self.ledger.head(session)
         if seq == 0 or (not final and self._signed.get(session) == seq):
             return None
         cp = self.key.sign(session, seq, head, now_ms(), final)
-        self.ledger.save_checkpoint(cp)
+        await self.ledger.store_checkpoint(cp)
         self.checkpoint_log.append(cp)
         self._signed[session] = seq
         return receipt(cp, self.key.public)
@@ -199,7 +199,7 @@ class Attendance:
         await self.drain()
         await self.ledger.append(session, End(by))
         self._started.discard(session)
-        return self.checkpoint(session, final=True)
+        return await self.checkpoint(session, final=True)
 
     def final_receipt(self, session: str) -> dict | None:
         finals = [c for c in self.ledger.checkpoints(session) if c.final]
@@ -216,7 +216,7 @@ class Attendance:
             await self.drain()
             for session in list(self._started):
                 try:
-                    self.checkpoint(session)
+                    await self.checkpoint(session)
                 except Exception:  # noqa: BLE001 - try again at the next tick
                     log.exception("checkpoint of %s failed", session)
 

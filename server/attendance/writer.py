@@ -8,16 +8,21 @@ made heartbeats wait (docs/DECISIONS.md). The CLI and tests may write in their o
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import pickle
 import signal
 import socket
 import sqlite3
+import struct
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from multiprocessing.connection import Connection
+from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 
 from server.attendance.events import GENESIS, Event, canonical, chain_hash, data_json
@@ -159,8 +164,14 @@ def _insert(db: sqlite3.Connection, rows: list[tuple]) -> None:
 
 
 class WriterProcess:
-    """``Writer``'s calls answered by a child process over a socket pair (pickled batches
-    out, sequence numbers and hashes back). Calls come from one thread at a time.
+    """``Writer``'s calls answered by a child process over a socket pair (pickled requests
+    out, sequence numbers and hashes back), one exchange at a time.
+
+    The event loop's appends (``call_async``) wait for their answer on the loop itself, not
+    in a thread: a thread handing batches to the child woke for the interpreter lock on
+    every one of the loop's socket calls, and made the loop wait for it in turn
+    (docs/DECISIONS.md). Other callers (start-up recovery, the CLI's tests, the cluster's
+    stream writer on a worker thread) use ``append`` and ``save_checkpoint``, which block.
 
     The child ignores SIGINT and SIGTERM (a Ctrl-C or a service stop reaches the whole
     process group, and the server still drains its appends on the way out) and ends when
@@ -169,8 +180,12 @@ class WriterProcess:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.process: subprocess.Popen | None = None
-        self._conn: Connection | None = None
-        self._start()
+        self._sock: socket.socket | None = None
+        self._buffer = bytearray()
+        self._lock = threading.Lock()  # one exchange at a time
+        self._loop_thread: int | None = None  # the thread whose call_async holds the lock
+        with self._lock:
+            self._start()
 
     def _start(self) -> None:
         ours, theirs = socket.socketpair()
@@ -190,9 +205,10 @@ class WriterProcess:
             stdin=subprocess.DEVNULL,
         )
         theirs.close()
-        self._conn = Connection(ours.detach())
-        self._reply()  # it has opened the database (or says why not)
+        self._sock, self._buffer = ours, bytearray()
+        self._answer(self._read_blocking())  # it has opened the database (or says why not)
 
+    # -- blocking calls, from any thread ---------------------------------------------------
     def append(self, batch: list[Entry]) -> list[Appended | None]:
         return self._call(("append", batch))
 
@@ -200,49 +216,150 @@ class WriterProcess:
         self._call(("checkpoint", fields))
 
     def _call(self, request: tuple) -> object:
+        if not self._lock.acquire(blocking=False):
+            if self._loop_thread == threading.get_ident():
+                raise RuntimeError(
+                    "a blocking ledger call on the event loop while its append is in flight"
+                )
+            self._lock.acquire()
+        try:
+            self._ensure_child()
+            assert self._sock is not None
+            try:
+                self._sock.sendall(_frame(request))
+            except OSError as exc:
+                self._lost()
+                raise LedgerWriteError(f"the ledger writer process is gone: {exc}") from None
+            return self._answer(self._read_blocking())
+        finally:
+            self._lock.release()
+
+    def _read_blocking(self) -> object:
+        assert self._sock is not None
+        while (reply := _unframe(self._buffer)) is None:
+            try:
+                chunk = self._sock.recv(READ_SIZE)
+            except OSError as exc:
+                chunk, reason = b"", repr(exc)
+            else:
+                reason = "it closed its end"
+            if not chunk:
+                self._lost()
+                raise LedgerWriteError(f"the ledger writer process is gone ({reason})")
+            self._buffer += chunk
+        return reply
+
+    # -- the event loop's calls ------------------------------------------------------------
+    async def append_async(self, batch: list[Entry]) -> list[Appended | None]:
+        return await self.call_async(("append", batch))
+
+    async def save_checkpoint_async(self, fields: CheckpointFields) -> None:
+        await self.call_async(("checkpoint", fields))
+
+    async def call_async(self, request: tuple) -> object:
+        """One exchange, its waits on the event loop. Another thread's blocking call in
+        progress (rare: the cluster's stream writer) is waited out a millisecond at a time."""
+        while not self._lock.acquire(blocking=False):
+            await asyncio.sleep(0.001)
+        loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        done = False
+        try:
+            self._ensure_child()
+            sock = self._sock
+            assert sock is not None
+            sock.setblocking(False)
+            try:
+                await loop.sock_sendall(sock, _frame(request))
+                while (reply := _unframe(self._buffer)) is None:
+                    chunk = await loop.sock_recv(sock, READ_SIZE)
+                    if not chunk:
+                        break
+                    self._buffer += chunk
+            except OSError as exc:
+                reply, reason = None, repr(exc)
+            else:
+                reason = "it closed its end"
+            finally:
+                sock.setblocking(True)
+            if reply is None:
+                self._lost()
+                raise LedgerWriteError(f"the ledger writer process is gone ({reason})")
+            done = True
+            return self._answer(reply)
+        finally:
+            if not done and self._sock is not None:
+                # cancelled mid-exchange: what the child answers would be read as the next
+                # call's answer, so this child is done with
+                self._lost()
+            self._loop_thread = None
+            self._lock.release()
+
+    # -- both ------------------------------------------------------------------------------
+    def _ensure_child(self) -> None:
         if self.process is None or self.process.poll() is not None:
             log.error(
                 "the ledger writer process had ended (%s); starting another",
                 self.process and self.process.returncode,
             )
+            self._lost()
             self._start()
-        assert self._conn is not None
-        try:
-            self._conn.send(request)
-        except OSError as exc:
-            self._lost()
-            raise LedgerWriteError(f"the ledger writer process is gone: {exc}") from None
-        return self._reply()
 
-    def _reply(self) -> object:
-        assert self._conn is not None
-        try:
-            status, value = self._conn.recv()
-        except (EOFError, OSError) as exc:
-            self._lost()
-            raise LedgerWriteError(f"the ledger writer process is gone ({exc!r})") from None
+    @staticmethod
+    def _answer(reply: object) -> object:
+        status, value = reply  # type: ignore[misc]
         if status != "ok":
             raise LedgerWriteError(value)
         return value
 
     def _lost(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-        self._conn = None
-        if self.process is not None:
+        if self._sock is not None:
+            self._sock.close()
+        self._sock = None
+        if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()  # the child's cue to finish
-            self._conn = None
+        with self._lock:
+            if self._sock is not None:
+                self._sock.close()  # the child's cue to finish
+                self._sock = None
         if self.process is not None:
             try:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+READ_SIZE = 1 << 16
+
+
+def _frame(request: tuple) -> bytes:
+    """A request as ``multiprocessing.connection.Connection.recv`` (the child) reads it: a
+    4-byte big-endian length, then the pickle."""
+    payload = ForkingPickler.dumps(request)
+    return struct.pack("!i", len(payload)) + payload
+
+
+def _unframe(buffer: bytearray) -> object | None:
+    """The first whole message in ``buffer`` (taken out of it), as the child's
+    ``Connection.send`` framed it; None while it is not all there."""
+    if len(buffer) < 4:
+        return None
+    (size,) = struct.unpack_from("!i", buffer)
+    start = 4
+    if size == -1:  # over 2 GiB: an 8-byte length follows
+        if len(buffer) < 12:
+            return None
+        (size,) = struct.unpack_from("!Q", buffer, 4)
+        start = 12
+    if len(buffer) < start + size:
+        return None
+    message = pickle.loads(buffer[start : start + size])
+    del buffer[: start + size]
+    return message
 
 
 def serve(conn: Connection, path: Path) -> None:

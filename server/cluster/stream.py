@@ -123,7 +123,7 @@ class StreamLedger:
     def checkpoints(self, session: str) -> list:
         return []
 
-    def save_checkpoint(self, cp) -> None: ...
+    async def store_checkpoint(self, cp) -> None: ...
 
     def close(self) -> None:
         if self._buffer:

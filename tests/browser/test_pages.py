@@ -232,7 +232,7 @@ async def test_audit_page_draws_its_chart_tables_and_receipt(relay, browser, art
     for event, at in sorted(events, key=lambda e: e[1]):
         await att.ledger.append(sid, event, at)
     await att.ledger.append(sid, End("lecturer"), t + 140_000)
-    att.checkpoint(sid, final=True)
+    await att.checkpoint(sid, final=True)
 
     admin = relay.token("admin", None, "组织部")
     ctx = await browser.new_context(viewport={"width": 1200, "height": 900})
