@@ -89,7 +89,7 @@ async def _serve(config: Config, ssl_context, workers: int) -> None:
     from aiohttp import web
 
     from server.app import create_app
-    from server.runtime import tune_gc
+    from server.runtime import pace_gc, tune_gc
     from server.state import STATE
 
     app = create_app(config, workers)
@@ -114,12 +114,14 @@ async def _serve(config: Config, ssl_context, workers: int) -> None:
             if config.cluster_home and config.ledger_writer:
                 writer = _start_writer(config, cluster.redis, app[STATE].attendance.ledger)
         tune_gc()  # once start-up's objects exist: they are frozen out of every collection
+        pacer = asyncio.ensure_future(pace_gc())
         mode = f", cluster node {cluster.id}" if cluster is not None else ""
         print(
             f"Lecture Relay listening on {config.base_url} ({workers} worker(s){mode})",
             flush=True,
         )
         await stop.wait()
+        pacer.cancel()
         if writer is not None:
             writer[0].stop()
             writer[1].cancel()
