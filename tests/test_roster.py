@@ -98,6 +98,7 @@ async def test_members_see_their_own_record_and_exports_mask_phones(relay):
     ) as resp:
         body = await resp.json()
         assert resp.status == 200 and body["member_id"] == "P1" and "phone" not in body
+        assert (body["name"], body["place"]) == ("吴十", "团堡镇")
     admin = relay.token("admin", None)
     auth = {"Authorization": f"Bearer {admin}"}
     async with relay.http.get(f"{relay.base_url}/api/sessions/{sid}/me", headers=auth) as resp:

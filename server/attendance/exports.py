@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from server.attendance.ledger import Ledger
 from server.attendance.report import ReportFold, SessionReport, json_chunks, to_csv, to_xlsx
 from server.attendance.signing import Checkpoint
-from server.store import Session, Store
+from server.store import Member, Session, Store
 
 CONTENT_TYPES = {
     "csv": "text/csv",
@@ -59,12 +59,14 @@ class Reports:
         return fold
 
 
-def report_options(store: Store, session: Session) -> dict:
+def report_options(store: Store, session: Session, roster: list[Member] | None = None) -> dict:
     """What a session's report takes from the store (read where the store is used: the event
-    loop's thread), beside the ledger."""
+    loop's thread), beside the ledger; ``roster``: the members, when the caller has read them
+    already."""
+    members = store.members() if roster is None else roster
     return {
         "threshold": store.credit_threshold(session.id),
-        "names": {m.member_id: (m.name, m.township, m.phone) for m in store.members()},
+        "names": {m.member_id: (m.name, m.township, m.phone) for m in members},
         "rooms": {r.code: r.name for r in session.rooms},
         "replay_credit": store.replay_credit(session.id),
     }
