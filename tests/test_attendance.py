@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import pytest
 
 from media.sources import PatternVideoTrack, ToneAudioTrack
 from server.attendance.report import build_report
-from server.client import publish, watch
+from server.client import Viewing, publish, watch
 from server.store import Member
 from tests.test_forwarding import wait_until
 
@@ -49,6 +51,37 @@ async def joined(relay, viewing, timeout=10.0):
             raise AssertionError("the viewer never joined")
         await asyncio.sleep(0.02)
     return rid
+
+
+@dataclass
+class Watching:
+    links: dict  # the session's, as relay.new_session made them
+    sid: str
+    viewer: Viewing
+    rid: str  # its connection (the WHEP resource)
+
+
+@asynccontextmanager
+async def one_watching(relay, who: str):
+    """A new session, its lecture, and one participant watching it once joined: ``who`` is
+    "member:<id>" or "room:<index in the session's rooms>". Both end afterwards (a viewer
+    that has already left gets a DELETE it answers 404)."""
+    links = relay.new_session()
+    sid = links["session_id"]
+    kind, _, ident = who.partition(":")
+    if kind == "member":
+        token = relay.token("member", sid, ident)
+    else:
+        token = links["rooms"][int(ident)]["token"]
+    pub = await lecture(relay, links)
+    try:
+        viewer = await watch(relay.http, relay.base_url, sid, token)
+        try:
+            yield Watching(links, sid, viewer, await joined(relay, viewer))
+        finally:
+            await viewer.stop(relay.http)
+    finally:
+        await pub.stop()
 
 
 def report(relay, sid):
@@ -102,13 +135,8 @@ async def test_reconnecting_member_is_one_participant_with_two_intervals(relay, 
 
 
 async def test_page_claiming_playback_after_its_media_was_cut_earns_nothing(relay):
-    links = relay.new_session()
-    sid = links["session_id"]
-    member = relay.token("member", sid, "M002")
-    pub = await lecture(relay, links)
-    v = await watch(relay.http, relay.base_url, sid, member)
-    try:
-        rid = await joined(relay, v)
+    async with one_watching(relay, "member:M002") as w:
+        sid, v, rid = w.sid, w.viewer, w.rid
         await v.wait_frames("video", 5, timeout=15)
         await next_report(relay, sid, v)
         assert (await v.heartbeat(relay.http))[0] == 200
@@ -139,21 +167,13 @@ async def test_page_claiming_playback_after_its_media_was_cut_earns_nothing(rela
             (rows[-2].at_ms - rows[-3].at_ms) / 1000 + 0.01
         )
         assert after.unverified_s >= last_span - 0.01
-    finally:
-        await v.stop()
-        await pub.stop()
 
 
 async def test_room_checkins_are_credited_from_the_rooms_watched_time(relay):
-    links = relay.new_session()
-    sid = links["session_id"]
     store = relay.state.store
     store.upsert_members([Member("M010", "李四", "团堡镇"), Member("M011", "王五", "团堡镇")])
-    room = links["rooms"][8]
-    pub = await lecture(relay, links)
-    v = await watch(relay.http, relay.base_url, sid, room["token"])
-    try:
-        await joined(relay, v)
+    async with one_watching(relay, "room:8") as w:
+        sid, v, room = w.sid, w.viewer, w.links["rooms"][8]
         await v.wait_frames("video", 5, timeout=15)
         status, _ = await call(
             relay, "POST", f"/api/sessions/{sid}/headcount", room["token"], {"count": 1}
@@ -172,9 +192,6 @@ async def test_room_checkins_are_credited_from_the_rooms_watched_time(relay):
         for _ in range(2):
             await next_report(relay, sid, v)
             assert (await v.heartbeat(relay.http))[0] == 200
-    finally:
-        await v.stop(relay.http)
-        await pub.stop()
     rep = report(relay, sid)
     member = rep.participants["member:M010"]
     room_rep = rep.participants[f"room:{room['code']}"]
@@ -229,48 +246,31 @@ async def test_heartbeat_and_export_refusals_leave_the_ledger_consistent(relay):
 
 @pytest.mark.relay_config(heartbeat_timeout_s=1.5)
 async def test_a_viewer_whose_page_falls_silent_is_ended_for_heartbeat_timeout(relay):
-    links = relay.new_session()
-    sid = links["session_id"]
-    pub = await lecture(relay, links)
-    v = await watch(relay.http, relay.base_url, sid, relay.token("member", sid, "S1"))
-    try:
-        rid = await joined(relay, v)
+    async with one_watching(relay, "member:S1") as w:
+        sid, rid = w.sid, w.rid
         media = relay.state.live.find(sid)
         await wait_until(lambda: rid not in media.viewers, timeout=15)  # no heartbeat is sent
         await relay.state.attendance.drain()
         leaves = [r.data for r in relay.state.attendance.ledger.rows(sid) if r.kind == "leave"]
         assert leaves == [{"peer": rid, "reason": "heartbeat_timeout"}]
-    finally:
-        await v.stop()
-        await pub.stop()
 
 
 async def test_a_vanished_viewer_leaves_with_reason_ice_failure(relay):
-    links = relay.new_session()
-    sid = links["session_id"]
-    pub = await lecture(relay, links)
-    v = await watch(relay.http, relay.base_url, sid, relay.token("member", sid, "S2"))
-    try:
-        rid = await joined(relay, v)
-        await v.pc.close()  # the phone lost its network: no DELETE
+    async with one_watching(relay, "member:S2") as w:
+        sid, rid = w.sid, w.rid
+        await w.viewer.pc.close()  # the phone lost its network: no DELETE
         media = relay.state.live.find(sid)
         await wait_until(lambda: rid not in media.viewers, timeout=40)  # reaped by ICE consent
         await relay.state.attendance.drain()
         leaves = [r.data for r in relay.state.attendance.ledger.rows(sid) if r.kind == "leave"]
         assert leaves == [{"peer": rid, "reason": "ice_failure"}]
-    finally:
-        await pub.stop()
 
 
 async def test_a_heartbeat_socket_ends_with_its_viewer_connection(relay):
     """No WebSocket pings: a page's socket lives as long as its connection, and is closed
     (1001, going away) when the connection ends, here by its DELETE."""
-    links = relay.new_session()
-    sid = links["session_id"]
-    pub = await lecture(relay, links)
-    va = await watch(relay.http, relay.base_url, sid, relay.token("member", sid, "A"))
-    try:
-        rid = await joined(relay, va)
+    async with one_watching(relay, "member:A") as w:
+        sid, va, rid = w.sid, w.viewer, w.rid
         await next_report(relay, sid, va)
         ws = await va.heartbeat_socket(relay.http, token_in_header=True)
         await ws.send_json(va.playback())
@@ -281,20 +281,14 @@ async def test_a_heartbeat_socket_ends_with_its_viewer_connection(relay):
         assert closing.type.name == "CLOSE" and closing.data == 1001
         assert rid not in relay.state.heartbeat_sockets
         await ws.close()
-    finally:
-        await pub.stop()
 
 
 async def test_heartbeats_over_a_websocket_are_recorded_like_posts_and_refused_alike(relay):
     """The page's WebSocket carries the same heartbeats as the POST route, each answered once
     durable; a wrong token or someone else's connection ends it and records nothing."""
-    links = relay.new_session()
-    sid = links["session_id"]
-    pub = await lecture(relay, links)
-    a, b = relay.token("member", sid, "A"), relay.token("member", sid, "B")
-    va = await watch(relay.http, relay.base_url, sid, a)
-    try:
-        rid = await joined(relay, va)
+    async with one_watching(relay, "member:A") as w:
+        sid, va, rid = w.sid, w.viewer, w.rid
+        a, b = va.token, relay.token("member", sid, "B")
         await next_report(relay, sid, va)
         await va.wait_frames("video", 5)
         ledger = relay.state.attendance.ledger
@@ -341,9 +335,6 @@ async def test_heartbeats_over_a_websocket_are_recorded_like_posts_and_refused_a
         # a POST heartbeat continues the same chain
         status, body = await va.heartbeat(relay.http)
         assert status == 200 and body["seq"] == seqs[-1] + 1
-    finally:
-        await va.stop(relay.http)
-        await pub.stop()
 
 
 @pytest.mark.relay_config(checkpoint_interval_s=0.1)
