@@ -115,6 +115,44 @@ async def test_drain_waits_for_every_write_handed_over_before_it(tmp_path, key):
         ledger.close()
 
 
+async def test_drain_does_not_wait_for_what_arrives_after_it(tmp_path, key):
+    """Members keep joining while one leaves: the leave's DELETE answers once what came
+    before it is on disk, not once the ledger falls idle."""
+    from media.session import MediaEvent
+    from server.attendance.tracker import Attendance, Identity
+
+    ledger = Ledger(tmp_path / "ledger.sqlite3", commit_interval_s=0.02)
+
+    async def close_peer(session: str, peer: str, reason: str) -> bool:
+        return True
+
+    att = Attendance(ledger, key, CheckpointLog(tmp_path / "checkpoints.jsonl"), close_peer, 0)
+    ident = Identity("member:1", "token", "member", "1", "127.0.0.1", False)
+    arrived = 0
+
+    def arrive(_=None) -> None:
+        # another member joins as each commit lands (before anyone waiting hears of it),
+        # up to 50 commits: there is always a newer join pending
+        nonlocal arrived
+        if arrived < 50:
+            arrived += 1
+            att.on_media_event(MediaEvent("viewer_connected", S, f"late{arrived}", ident))
+            att._newest.add_done_callback(arrive)
+
+    att.on_media_event(MediaEvent("viewer_connected", S, "p", ident))
+    att.on_media_event(MediaEvent("viewer_gone", S, "p", None, "delete"))
+    arrive()
+    try:
+        await att.drain()
+        rows = list(ledger.rows(S))
+        assert [r.kind for r in rows[:2]] == ["join", "leave"]
+        assert arrived < 10  # it answered after the first commits, not after all 50
+    finally:
+        arrived = 50  # no more arrivals
+        await att.drain()
+        ledger.close()
+
+
 def test_the_ledger_refuses_updates_and_deletes_through_sql(ledger):
     fill(ledger)
     db = sqlite3.connect(ledger.path)

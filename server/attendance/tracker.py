@@ -110,13 +110,16 @@ class Attendance:
             await self.checkpoint(session)
 
     async def drain(self) -> None:
-        """Wait until every event handed to the ledger is on disk.
+        """Wait until every event handed to the ledger before this call is on disk.
 
         The ledger makes appends durable in the order they were submitted, so the newest
         write stands for all before it: each caller waits on one future (a leaving member's
         DELETE did a gather over every pending write, which under a join surge cost a quarter
-        of the relay's CPU)."""
-        while (newest := self._newest) is not None and not newest.done():
+        of the relay's CPU), and only on the one that was newest when it came: waiting again
+        for whatever arrived meanwhile kept a DELETE waiting as long as members kept joining
+        or leaving, a wait and a wake-up per commit."""
+        newest = self._newest
+        if newest is not None and not newest.done():
             await asyncio.wait((newest,))
         flush = getattr(self.ledger, "drain", None)  # cluster edge: the stream's sender
         if flush is not None:
