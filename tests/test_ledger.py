@@ -504,6 +504,22 @@ def test_a_report_brought_up_to_date_equals_one_folded_from_the_start(ledger):
     assert early.participants["member:1"].seconds_watched == 40
 
 
+def test_a_shared_report_is_built_once_per_state_of_the_ledger(ledger):
+    """Members reading their own rows share one report: built again only when an event was
+    appended or the options differ, never handed out stale."""
+    from server.attendance.exports import Reports
+
+    fill(ledger)
+    reports = Reports(ledger)
+    first = reports.shared(S, threshold=0.8)
+    assert reports.shared(S, threshold=0.8) is first
+    assert reports.shared(S, threshold=0.5) is not first  # other options, another report
+    ledger.append_now(S, Join("member:2", "p2", "token", "127.0.0.1", False))
+    later = reports.shared(S, threshold=0.8)
+    assert later is not first and "member:2" in later.participants
+    assert "member:2" not in first.participants  # what was handed out is left as it was
+
+
 async def test_a_writer_process_ignores_stop_signals_and_a_dead_one_is_replaced(tmp_path):
     import os
     import signal

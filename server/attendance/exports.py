@@ -37,6 +37,19 @@ class Reports:
         with fold.lock:
             return fold.report(**options)
 
+    def shared(self, session: str, **options) -> SessionReport:
+        """The session's report for callers that only read it, built once for each state of
+        the ledger and each set of ``options``: after a lecture thousands of members each
+        read their own row, and the whole report (all participants) was built for every one
+        of them."""
+        fold = self.refresh(session)
+        with fold.lock:
+            key = (fold.seq, repr(sorted(options.items())))
+            built = fold.built
+            if built is None or built[0] != key:
+                built = fold.built = (key, fold.report(**options))
+        return built[1]
+
     def refresh(self, session: str) -> ReportFold:
         """The session's fold, with the events since last time folded in (a live session's
         now and then, and before each report)."""

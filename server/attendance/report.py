@@ -173,6 +173,7 @@ class ReportFold:
         self._open: set[str] = set()
         self._replay_last: dict[tuple[str, str], tuple[int, int, bool]] = {}
         self._replayed: dict[str, list[tuple[int, int]]] = {}
+        self.built: tuple[tuple, SessionReport] | None = None  # Reports.shared's, with its key
 
     def feed(self, rows: Iterable[tuple[int, int, str, str]]) -> ReportFold:
         """Fold in ``(seq, at_ms, kind, data JSON)`` rows, as ``Ledger.scan`` reads them."""
