@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qs, urlparse
 
 from openpyxl import Workbook
@@ -42,6 +43,10 @@ def test_csv_import_keeps_good_rows_and_names_bad_ones(tmp_path):
     assert store.member("LC001").category == "mobile"
     assert store.member("LC002").category == "elderly"
     assert [m.member_id for m in store.members("团堡镇")] == ["LC001"]
+    # read apart, from another thread, the roster is the same as just imported
+    with ThreadPoolExecutor(1) as pool:
+        apart = pool.submit(store.roster_apart).result()
+    assert apart == store.members() and len(apart) == 3
 
 
 def test_xlsx_import_and_unreadable_files(tmp_path):

@@ -204,7 +204,9 @@ async def session_report(
 ) -> SessionReport:
     """The session's report, folded on a worker thread: a long session's first report is
     seconds of work that other sessions' heartbeats should not wait behind. ``roster``: the
-    members, when the caller has read them already."""
+    members, when the caller has read them already (else read on a worker thread too)."""
+    if roster is None:
+        roster = await asyncio.to_thread(state.store.roster_apart)
     options = report_options(state.store, session, roster)
     return await asyncio.to_thread(state.reports.report, session.id, **options)
 
@@ -288,7 +290,8 @@ async def audit(request: web.Request) -> web.Response:
     claims = require(request, state.signer, ("admin",))
     session = _known_session(state, sid)
     await state.attendance.append(sid, Export(claims.subject or claims.role, "audit-page", False))
-    roster = state.store.members()  # read once: the report's names and the absentees
+    # read once, off the event loop: the report's names and the absentees
+    roster = await asyncio.to_thread(state.store.roster_apart)
     report = await session_report(state, session, roster)
     rooms = {r.code: r.name for r in session.rooms}
     body = await asyncio.to_thread(audit_summary, report, roster, rooms)
