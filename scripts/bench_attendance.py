@@ -7,7 +7,8 @@ synchronous=FULL, group commit), the report and the CLI import. What stands in: 
 plane. 4,000 WebRTC peers do not fit on a 2-core machine beside the server, so each participant's
 connection is a stand-in registered in the session as the media plane would register it (a
 ``viewer_connected`` event), whose receiver reports advance while it "watches". The stand-ins
-are created through a bench-only route (``/bench/join``) that exists in this script only.
+are created through a bench-only route (``/bench/join``) that exists in this script only, and
+the lecturer's media is announced the same way (``/bench/start``).
 
 The load generator (two processes on the same cores) speaks HTTP/1.1 and WebSocket itself
 over plain asyncio sockets, with one timer for all of a process's heartbeats: aiohttp's client
@@ -93,7 +94,7 @@ def free_port() -> int:
 
 
 async def run_server(
-    data: Path, port: int, ready: asyncio.Event, stop: asyncio.Event, commit_interval: float
+    data: Path, port: int, ready: asyncio.Event, stop: asyncio.Event, args: argparse.Namespace
 ) -> dict:
     from aiohttp import web
 
@@ -110,7 +111,8 @@ async def run_server(
         ledger_key=data.parent / "ledger.pem",
         secret=SECRET.decode(),
         heartbeat_timeout_s=0,
-        ledger_commit_interval_s=commit_interval,
+        ledger_commit_interval_s=args.commit_interval,
+        checkpoint_interval_s=args.checkpoint_interval,
     )
     app = create_app(config)
     state = app[STATE]
@@ -131,7 +133,16 @@ async def run_server(
         media._listener(MediaEvent("viewer_connected", sid, viewer.id, media.identities[viewer.id]))
         return web.Response(status=201, headers={"Location": f"/whep/{sid}/{viewer.id}"})
 
+    async def bench_start(request: web.Request) -> web.Response:
+        """The lecturer's media first flowing, as the media plane reports it: the session is
+        live from here (its start in the ledger; its report kept up to date meanwhile)."""
+        sid = request.match_info["session"]
+        media = state.live.get(sid)
+        media._listener(MediaEvent("publisher_connected", sid, "lecturer-standin"))
+        return web.Response(status=204)
+
     app.router.add_post("/bench/join/{session}", bench_join)
+    app.router.add_post("/bench/start/{session}", bench_start)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -489,7 +500,7 @@ async def bench(args) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     ready, stop = asyncio.Event(), asyncio.Event()
-    server = asyncio.ensure_future(run_server(data, port, ready, stop, args.commit_interval))
+    server = asyncio.ensure_future(run_server(data, port, ready, stop, args))
     await ready.wait()
     # a session and the members' tokens, as `session create` and `links` would issue them
     from server.auth import TokenSigner
@@ -509,6 +520,9 @@ async def bench(args) -> None:
     floor = None
     if args.floor:
         floor = await run_floor(args, sid)
+    async with aiohttp.ClientSession() as http:  # the lecture begins
+        async with http.post(f"{url}/bench/start/{sid}") as resp:
+            assert resp.status == 204, await resp.text()
     GC_PAUSES.pauses = {0: [], 1: [], 2: []}  # the relay's own, not the floor's
     acks, errors, elapsed, server_cpu, clients_cpu = await drive(args, url, sid)
     async with aiohttp.ClientSession() as http:
@@ -738,6 +752,14 @@ def main() -> None:
         type=float,
         default=Config.ledger_commit_interval_s,
         help="least seconds between two ledger commits (LR_LEDGER_COMMIT_INTERVAL)",
+    )
+    parser.add_argument(
+        "--checkpoint-interval",
+        type=float,
+        default=Config.checkpoint_interval_s,
+        help="seconds between signed checkpoints and live reports brought up to date "
+        "(LR_CHECKPOINT_INTERVAL); compress it with the timeline to see a lecture's end as "
+        "the server would meet it",
     )
     parser.add_argument(
         "--timeline", action="store_true", help="print the acks' percentiles second by second"

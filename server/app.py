@@ -109,7 +109,7 @@ def create_app(config: Config, workers: int = 1) -> web.Application:
             await asyncio.sleep(config.checkpoint_interval_s)
             for sid in attendance.live_sessions():
                 try:
-                    await asyncio.to_thread(state.reports.refresh, sid)
+                    await asyncio.to_thread(state.reports.refresh, sid, paced=True)
                 except Exception:  # noqa: BLE001 - the report is built in full when asked
                     log.exception("bringing the report of %s up to date failed", sid)
 

@@ -520,6 +520,25 @@ def test_a_shared_report_is_built_once_per_state_of_the_ledger(ledger):
     assert "member:2" not in first.participants  # what was handed out is left as it was
 
 
+def test_a_paced_fold_takes_every_event_in_order_and_pauses_between_runs_of_them(
+    ledger, monkeypatch
+):
+    from server.attendance import exports
+    from server.attendance.exports import Reports, paced_rows
+
+    pauses: list[float] = []
+    monkeypatch.setattr(exports.time, "sleep", pauses.append)  # the clock only
+    assert list(paced_rows(iter(range(10)), every=4, pause_s=0.5)) == list(range(10))
+    assert pauses == [0.5, 0.5]
+
+    fill(ledger, n_beats=3 * exports.PACE_EVERY)
+    pauses.clear()
+    paced = Reports(ledger).refresh(S, paced=True).report()
+    assert len(pauses) == ledger.head(S)[0] // exports.PACE_EVERY
+    whole = Reports(ledger).report(S)
+    assert paced.participants["member:1"].watched == whole.participants["member:1"].watched
+
+
 async def test_a_writer_process_ignores_stop_signals_and_a_dead_one_is_replaced(tmp_path):
     import os
     import signal
