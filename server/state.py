@@ -41,11 +41,13 @@ class AppState:
     floor: FloorBoard = field(default_factory=FloorBoard)
     # Pages' heartbeat WebSockets by viewer connection: closed when the connection ends.
     heartbeat_sockets: dict[str, set[web.WebSocketResponse]] = field(default_factory=dict)
-    # Sessions' reports, kept up to date with the ledger between requests.
+    # Sessions' reports, kept up to date with the ledger as it is appended to.
     reports: Reports = field(init=False)
 
     def __post_init__(self) -> None:
         self.reports = Reports(self.attendance.ledger)
+        if hasattr(self.attendance.ledger, "on_durable"):  # an edge node's has no folds
+            self.attendance.ledger.on_durable = self.reports.follow
 
     @property
     def heartbeat_sockets_open(self) -> int:

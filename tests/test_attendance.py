@@ -339,15 +339,21 @@ async def test_heartbeats_over_a_websocket_are_recorded_like_posts_and_refused_a
 
 @pytest.mark.relay_config(checkpoint_interval_s=0.1)
 async def test_a_live_sessions_report_is_kept_up_to_date_in_the_background(relay):
+    """Folds follow the ledger as the server appends; what they cannot follow (here an event
+    appended before, as by the CLI or a server before a restart) the background refresh
+    reads in, every checkpoint interval."""
     from media.session import MediaEvent
     from server.attendance.events import Headcount
 
     state = relay.state
     sid = state.store.create_session("直播").id
+    state.attendance.ledger.append_now(sid, Headcount("11112222", 3))  # not followed
     state.attendance.on_media_event(MediaEvent("publisher_connected", sid, "pub"))
-    await state.attendance.append(sid, Headcount("11112222", 3))
+    await state.attendance.drain()
     head, _ = state.attendance.ledger.head(sid)
-    assert head == 2  # start, headcount
+    assert head == 2  # headcount, start
     await wait_until(lambda: state.reports.folded(sid) >= head)  # no report was asked for
     # and a report asked for now starts from that fold
     assert state.reports.report(sid).headcounts == {"11112222": 3}
+    await state.attendance.append(sid, Headcount("11112222", 4))
+    assert state.reports.folded(sid) == head + 1  # followed as it was appended

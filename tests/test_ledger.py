@@ -504,6 +504,42 @@ def test_a_report_brought_up_to_date_equals_one_folded_from_the_start(ledger):
     assert early.participants["member:1"].seconds_watched == 40
 
 
+async def test_reports_follow_the_ledger_as_it_is_appended_to(ledger):
+    """A session's fold takes in events as they become durable, from the events in hand: up
+    to date without reading the ledger back. Events it could not take in order (appended
+    elsewhere, or while the fold was busy) wait for the next refresh, which reads from where
+    it stopped."""
+    from server.attendance.events import Headcount
+    from server.attendance.exports import Reports
+    from server.attendance.report import rows_for_export
+
+    reports = Reports(ledger)
+    ledger.on_durable = reports.follow
+    await ledger.append(S, Start("pub"), 1_000)
+    await ledger.append(S, Join("member:1", "p1", "token", "127.0.0.1", False), 1_100)
+    await ledger.append(S, Heartbeat("p1", 25, True, True, 10, 10), 11_000)
+    assert reports.folded(S) == 3  # no refresh, no report asked for
+
+    ledger.append_now(S, Heartbeat("p1", 50, True, True, 20, 20), 21_000)  # the CLI's way
+    await ledger.append(S, Heartbeat("p1", 75, True, True, 30, 30), 31_000)
+    assert reports.folded(S) == 3  # out of order: left for the refresh
+    report = reports.report(S)
+    assert reports.folded(S) == 5
+    assert rows_for_export(report) == rows_for_export(build_report(S, ledger.rows(S)))
+
+    fold = reports.refresh(S)
+    with fold.lock:  # a report being built on a worker thread
+        await ledger.append(S, Leave("p1", "delete"), 35_000)
+    await ledger.append(S, End("lecturer"), 40_000)
+    assert reports.folded(S) == 5
+    assert rows_for_export(reports.report(S)) == rows_for_export(build_report(S, ledger.rows(S)))
+    await ledger.append(S, Headcount("11112222", 2), 41_000)
+    assert reports.folded(S) == 8  # following again
+    late = reports.report(S)
+    assert late.headcounts == {"11112222": 2}
+    assert late.participants["member:1"].watched == [(1_100, 31_000)]  # join to last beat
+
+
 def test_a_shared_report_is_built_once_per_state_of_the_ledger(ledger):
     """Members reading their own rows share one report: built again only when an event was
     appended or the options differ, never handed out stale."""

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from server.attendance.ledger import Ledger
 from server.attendance.report import ReportFold, SessionReport, json_chunks, to_csv, to_xlsx
 from server.attendance.signing import Checkpoint
+from server.attendance.writer import Appended
 from server.store import Member, Session, Store
 
 CONTENT_TYPES = {
@@ -37,6 +38,36 @@ class Reports:
         fold = self.refresh(session)
         with fold.lock:
             return fold.report(**options)
+
+    def follow(self, batch: list[tuple], results: list[Appended]) -> None:
+        """Fold in events as the ledger makes them durable (its ``on_durable``, on the event
+        loop): ``batch`` as the ledger queued them, ``(session, event, at_ms, future)``, and
+        what each became. The events are in hand: nothing is read back or decoded, and a live
+        session's fold is up to date when the lecture ends.
+
+        Only in order: a fold takes an event that follows its last one, and a new session's
+        fold begins at its first event. Anything else (a fold busy in a report on a worker
+        thread, events appended elsewhere: the CLI, the cluster's stream) is left for the
+        next ``refresh``, which reads from the fold's last event on."""
+        held: ReportFold | None = None  # the fold of the run of one session's events
+        current = None
+        try:
+            for (session, event, _, _), done in zip(batch, results, strict=True):
+                if session != current:
+                    if held is not None:
+                        held.lock.release()
+                        held = None
+                    current = session
+                    fold = self._folds.get(session)
+                    if fold is None and done.seq == 1:
+                        fold = self._fold(session)
+                    if fold is not None and fold.lock.acquire(blocking=False):
+                        held = fold
+                if held is not None and done.seq == held.seq + 1:
+                    held.add_event(done.seq, done.at_ms, event)
+        finally:
+            if held is not None:
+                held.lock.release()
 
     def shared(self, session: str, **options) -> SessionReport:
         """The session's report for callers that only read it, built once for each state of

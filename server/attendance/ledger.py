@@ -11,10 +11,11 @@ interval.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ from typing import NamedTuple
 from server.attendance.events import GENESIS, Event, canonical, chain_hash, data_from_json
 from server.attendance.signing import Checkpoint
 from server.attendance.writer import Appended, Entry, Writer, WriterProcess, connect
+
+log = logging.getLogger(__name__)
 
 
 class Row(NamedTuple):
@@ -69,6 +72,10 @@ class Ledger:
         self._last_commit = -1e9
         self.appended = 0
         self.batches = 0
+        # Told of each batch the event loop's appends made durable, on the loop, in order:
+        # ``(session, event, at_ms, future)`` each, and what each became. Reports keep live
+        # folds up to date with it.
+        self.on_durable: Callable[[list[tuple], list[Appended]], None] | None = None
 
     @property
     def writer_pid(self) -> int | None:
@@ -123,6 +130,11 @@ class Ledger:
             for (*_, future), result in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(result)
+            if self.on_durable is not None:
+                try:
+                    self.on_durable(batch, results)
+                except Exception:  # noqa: BLE001 - a report falls back to reading the ledger
+                    log.exception("following the ledger's appends failed")
 
     def apply_stream(self, entries: list[tuple[str, Event, int, str]]) -> int:
         """Append entries read from the Redis stream, each once (by stream id), in one

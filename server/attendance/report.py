@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from server.attendance.events import data_from_json
+from server.attendance.events import Event, Heartbeat, data_from_json
 from server.attendance.ledger import Row
 from server.roster import mask_phone
 
@@ -128,9 +128,13 @@ class _Conn:
         self.unverified = 0
 
     def heartbeat(self, at_ms: int, d: dict) -> None:
+        self.beat(at_ms, d["frames_decoded"], d["audio_playing"], d["video_rr"], d["audio_rr"])
+
+    def beat(
+        self, at_ms: int, frames: int, audio_playing: bool, video_rr: int, audio_rr: int
+    ) -> None:
         start = max(self.at, at_ms - MAX_SPAN_MS)
-        video_rr, audio_rr = d["video_rr"], d["audio_rr"]
-        page = d["audio_playing"] or d["frames_decoded"] > self.frames
+        page = audio_playing or frames > self.frames
         relay = (video_rr >= 0 and video_rr != self.video_rr) or (
             audio_rr >= 0 and audio_rr != self.audio_rr
         )
@@ -142,12 +146,7 @@ class _Conn:
                 watched.append((start, at_ms))
         elif page:
             self.unverified += at_ms - start
-        self.at, self.frames, self.video_rr, self.audio_rr = (
-            at_ms,
-            d["frames_decoded"],
-            video_rr,
-            audio_rr,
-        )
+        self.at, self.frames, self.video_rr, self.audio_rr = at_ms, frames, video_rr, audio_rr
 
 
 class ReportFold:
@@ -186,6 +185,19 @@ class ReportFold:
         for row in rows:
             self.add(row.seq, row.at_ms, row.kind, row.data)
         return self
+
+    def add_event(self, seq: int, at_ms: int, event: Event) -> None:
+        """An event in hand, as the ledger made it durable: a heartbeat (nearly all of them)
+        without a dict made for it."""
+        if type(event) is Heartbeat:
+            self.seq, self.last_ms = seq, at_ms
+            conn = self.conns.get(event.peer)
+            if conn is not None and conn.leave is None:
+                conn.beat(
+                    at_ms, event.frames_decoded, event.audio_playing, event.video_rr, event.audio_rr
+                )
+        else:
+            self.add(seq, at_ms, event.kind, event.data() if event.kind in _FOLDED else None)
 
     def add(self, seq: int, at_ms: int, kind: str, d: dict | None) -> None:
         self.seq = seq
