@@ -476,7 +476,7 @@ async def run_floor(args, sid: str) -> dict:
     floor = {
         "events": count,
         "rate": count / elapsed,
-        "p99_ms": lat[int(len(lat) * 0.99) - 1] * 1000 if lat else float("nan"),
+        "p99_ms": percentile(lat, 99) * 1000 if lat else float("nan"),
         "us_per_event": cpu / max(count, 1) * 1e6,
         "clients_cpu": clients,
         "elapsed": elapsed,
@@ -484,7 +484,7 @@ async def run_floor(args, sid: str) -> dict:
     print(
         f"floor (bare aiohttp, same load): {count} events, {floor['rate']:.0f} events/s, "
         f"p99 ack {floor['p99_ms']:.1f} ms (once all have joined "
-        f"{steady[int(len(steady) * 0.99) - 1] * 1000:.1f}), "
+        f"{percentile(steady, 99) * 1000:.1f}), "
         f"{floor['us_per_event']:.0f} us CPU per event, "
         f"the load generator {clients / elapsed * 100:.0f}% of a core, {len(errors)} errors",
         flush=True,
@@ -562,9 +562,9 @@ async def bench(args) -> None:
     ledger.close()
     lost = sum(1 for _, seq, _ in acks if seq not in seqs)
     lat = sorted(a for a, *_ in acks)
-    p99 = lat[int(len(lat) * 0.99) - 1] * 1000 if lat else float("nan")
+    p99 = percentile(lat, 99) * 1000 if lat else float("nan")
     if lat:
-        marks = ", ".join(f"p{q} {lat[int(len(lat) * q / 100) - 1] * 1000:.1f}" for q in (50, 90))
+        marks = ", ".join(f"p{q} {percentile(lat, q) * 1000:.1f}" for q in (50, 90))
         print(f"heartbeat acks: {marks}, p99 {p99:.1f}, max {lat[-1] * 1000:.1f} ms", flush=True)
         # once every member has joined: the steady state, without the arrival surge
         steady = sorted(a for a, _, at in acks if at > args.ramp + args.interval * 1.2)
@@ -572,7 +572,7 @@ async def bench(args) -> None:
             print(
                 f"heartbeat acks once all have joined: {len(steady)}, "
                 f"p50 {steady[len(steady) // 2] * 1000:.1f}, "
-                f"p99 {steady[int(len(steady) * 0.99) - 1] * 1000:.1f} ms",
+                f"p99 {percentile(steady, 99) * 1000:.1f} ms",
                 flush=True,
             )
     if args.timeline:
@@ -613,6 +613,11 @@ async def bench(args) -> None:
         sys.exit(1)  # a run with refused requests measured something else
 
 
+def percentile(ordered: list[float], q: float) -> float:
+    """The ``q``-th percentile of an ordered, non-empty list (nearest rank)."""
+    return ordered[max(int(len(ordered) * q / 100) - 1, 0)]
+
+
 def print_timeline(acks: list[tuple[float, int, float]]) -> None:
     """Acks by the second they were sent in: where in the run the slow ones were."""
     by_second: dict[int, list[float]] = {}
@@ -620,7 +625,7 @@ def print_timeline(acks: list[tuple[float, int, float]]) -> None:
         by_second.setdefault(int(sent), []).append(latency * 1000)
     for second in sorted(by_second):
         lat = sorted(by_second[second])
-        p50, p99 = lat[len(lat) // 2], lat[max(int(len(lat) * 0.99) - 1, 0)]
+        p50, p99 = lat[len(lat) // 2], percentile(lat, 99)
         print(f"  second {second:3d}: {len(lat):5d} acks, p50 {p50:6.1f}, p99 {p99:6.1f} ms")
 
 

@@ -102,9 +102,11 @@ def create_app(config: Config, workers: int = 1) -> web.Application:
             await asyncio.sleep(RETENTION_SWEEP_S)
 
     async def warm_reports() -> None:
-        """Each live session's report fold takes in the events since, every checkpoint
-        interval, on a worker thread: ending a long lecture (its report credits the members)
-        then reads about a minute of events, not the whole lecture's."""
+        """Each live session's report fold reads in, every checkpoint interval and on a
+        worker thread, what it could not follow as it was appended (Reports.follow): events
+        the CLI or the cluster's stream appended, or a lecture already under way when the
+        server started. Ending a long lecture (its report credits the members) then folds
+        little, not the whole lecture."""
         while True:
             await asyncio.sleep(config.checkpoint_interval_s)
             for sid in attendance.live_sessions():

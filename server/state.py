@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from server.attendance.exports import Reports
+from server.attendance.ledger import Ledger
 from server.attendance.tracker import Attendance
 from server.auth import TokenSigner
 from server.cluster.node import Cluster
@@ -46,7 +47,7 @@ class AppState:
 
     def __post_init__(self) -> None:
         self.reports = Reports(self.attendance.ledger)
-        if hasattr(self.attendance.ledger, "on_durable"):  # an edge node's has no folds
+        if isinstance(self.attendance.ledger, Ledger):  # an edge node has no ledger of its own
             self.attendance.ledger.on_durable = self.reports.follow
 
     @property

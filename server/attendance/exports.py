@@ -21,11 +21,11 @@ CONTENT_TYPES = {
 
 
 class Reports:
-    """The folds of the sessions reported or refreshed last (up to ``keep``), each brought up
-    to date with only the events appended since: ending a session, exporting it and opening
-    its audit page read the ledger once between them, and a live session's fold is refreshed
-    every minute (app.py). Safe to use from worker threads (reports are built off the event
-    loop)."""
+    """The folds of the sessions reported, refreshed or followed last (up to ``keep``), each
+    brought up to date with only the events appended since: a live session's fold follows the
+    ledger's appends (``follow``), and what it could not follow is read in by ``refresh``
+    (before each report, and every checkpoint interval in the background, app.py). Safe to
+    use from worker threads (reports are built off the event loop)."""
 
     def __init__(self, ledger: Ledger, keep: int = 16) -> None:
         self.ledger = ledger
@@ -85,7 +85,7 @@ class Reports:
     def refresh(self, session: str, paced: bool = False) -> ReportFold:
         """The session's fold, with the events since last time folded in (a live session's
         now and then, and before each report). ``paced``: in the background, a pause after
-        every few hundred events (see ``paced``)."""
+        every few hundred events (see ``paced_rows``)."""
         fold = self._fold(session)
         with fold.lock:
             rows = self.ledger.scan(session, fold.seq)
@@ -110,7 +110,9 @@ PACE_EVERY = 400  # events folded between two pauses (~2 ms of the interpreter's
 PACE_PAUSE_S = 0.004
 
 
-def paced_rows(rows: Iterator[tuple], every: int = PACE_EVERY, pause_s: float = PACE_PAUSE_S):
+def paced_rows(
+    rows: Iterator[tuple], every: int = PACE_EVERY, pause_s: float = PACE_PAUSE_S
+) -> Iterator[tuple]:
     """``rows``, with a pause after every ``every`` of them.
 
     A fold on a worker thread shares the interpreter lock with the event loop, half and half

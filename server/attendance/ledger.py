@@ -60,7 +60,6 @@ class Ledger:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._writer: Writer | WriterProcess = WriterProcess(path) if process else Writer(path)
-        self._process = process
         self._read = connect(path)
         self._read_lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger")
@@ -104,7 +103,7 @@ class Ledger:
     def _blocking(self, call, *args):
         """``call`` now, in this thread: the writer process takes one call at a time
         itself, while a writer in this process is kept to the writer thread."""
-        if self._process:
+        if isinstance(self._writer, WriterProcess):
             return call(*args)
         return self._executor.submit(call, *args).result()
 
@@ -156,11 +155,11 @@ class Ledger:
 
     async def store_checkpoint(self, cp: Checkpoint) -> None:
         """Store a signed checkpoint, from the event loop."""
+        fields = _checkpoint_fields(cp)
         if isinstance(self._writer, WriterProcess):
-            await self._writer.save_checkpoint_async(_checkpoint_fields(cp))
+            await self._writer.save_checkpoint_async(fields)
         else:
             loop = asyncio.get_running_loop()
-            fields = _checkpoint_fields(cp)
             await loop.run_in_executor(self._executor, self._writer.save_checkpoint, fields)
 
     # -- reading -------------------------------------------------------------------------
