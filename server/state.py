@@ -13,6 +13,7 @@ from server.auth import TokenSigner
 from server.cluster.node import Cluster
 from server.config import Config
 from server.floor import FloorBoard
+from server.lean_socket import LeanSocket
 from server.live import LiveSessions
 from server.programme.store import ProgrammeStore
 from server.qa import QuestionBoard
@@ -41,7 +42,7 @@ class AppState:
     cluster: Cluster | None = None
     floor: FloorBoard = field(default_factory=FloorBoard)
     # Pages' heartbeat WebSockets by viewer connection: closed when the connection ends.
-    heartbeat_sockets: dict[str, set[web.WebSocketResponse]] = field(default_factory=dict)
+    heartbeat_sockets: dict[str, set[LeanSocket]] = field(default_factory=dict)
     # Sessions' reports, kept up to date with the ledger as it is appended to.
     reports: Reports = field(init=False)
 

@@ -8,7 +8,7 @@ import json
 import time
 
 import segno
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import web
 
 from media.session import MediaEvent
 from server.attendance.events import Checkin, Export, Headcount, Replay
@@ -17,6 +17,7 @@ from server.attendance.report import SessionReport, audit_summary, export_row
 from server.attendance.verify import Verdict, verify
 from server.auth import Claims, authorize, require
 from server.errors import HTTPProblem
+from server.lean_socket import GOING_AWAY, NORMAL, LeanSocket, accept
 from server.replay import recordings_of
 from server.routes.api import bounded_int, read_json
 from server.routes.programme import credit_session
@@ -44,10 +45,10 @@ def _own_viewer(state: AppState, sid: str, rid: str, claims: Claims):
     return viewer
 
 
-async def _record_heartbeat(state: AppState, rid: str, viewer, body) -> dict:
+def _submit_heartbeat(state: AppState, rid: str, viewer, body) -> asyncio.Future:
     """One heartbeat from a page on its own connection ``viewer``, with the relay's own
-    evidence, into the ledger; the answer once it is durable. Shared by the POST route and
-    the WebSocket."""
+    evidence, handed to the ledger; the future resolves once it is durable. Shared by the
+    POST route and the WebSocket."""
     if rid not in state.attendance.peers:
         raise HTTPProblem(409, "media has not reached this connection yet")
     if not isinstance(body, dict):
@@ -58,10 +59,7 @@ async def _record_heartbeat(state: AppState, rid: str, viewer, body) -> dict:
     if not all(isinstance(f, bool) for f in flags):
         raise HTTPProblem(400, "audio_playing and visible must be booleans")
     rr = viewer.receiver_highest()
-    done = await state.attendance.heartbeat(rid, frames, flags[0], flags[1], rr)
-    # The quality the relay chose for this connection, so that the page can say why the
-    # picture went soft or away (a weak network), and that it comes back by itself.
-    return {"seq": done.seq, "layer": viewer.quality().get("layer", "high")}
+    return state.attendance.heartbeat(rid, frames, flags[0], flags[1], rr)
 
 
 async def heartbeat(request: web.Request) -> web.Response:
@@ -71,7 +69,10 @@ async def heartbeat(request: web.Request) -> web.Response:
     claims = require(request, state.signer, VIEW_ROLES, sid)
     viewer = _own_viewer(state, sid, rid, claims)  # 403/404 before reading the body
     body = await read_json(request)
-    return web.json_response(await _record_heartbeat(state, rid, viewer, body))
+    done = await _submit_heartbeat(state, rid, viewer, body)
+    # The quality the relay chose for this connection, so that the page can say why the
+    # picture went soft or away (a weak network), and that it comes back by itself.
+    return web.json_response({"seq": done.seq, "layer": viewer.quality().get("layer", "high")})
 
 
 async def heartbeat_socket(request: web.Request) -> web.StreamResponse:
@@ -94,56 +95,70 @@ async def heartbeat_socket(request: web.Request) -> web.StreamResponse:
     # lives as long as its viewer connection (closed with it, below), whose end a silent or
     # vanished page brings about (heartbeat timeout, ICE consent). A ping timer per socket,
     # reset on every message, was a measurable part of a heartbeat's cost.
-    ws = web.WebSocketResponse(max_msg_size=WS_MAX_MESSAGE)
-    await ws.prepare(request)
+    page = _HeartbeatPage(state, sid, rid, claims)
+    sock = await accept(request, page.on_message, WS_MAX_MESSAGE)
     sockets = state.heartbeat_sockets.setdefault(rid, set())
-    sockets.add(ws)
+    sockets.add(sock)
     try:
-        await _serve_heartbeats(ws, state, sid, rid, claims)
+        await sock.wait()
     finally:
-        sockets.discard(ws)
+        sockets.discard(sock)
         if not sockets and state.heartbeat_sockets.get(rid) is sockets:
             del state.heartbeat_sockets[rid]
-        await ws.close()
-    return ws
+        sock.close(GOING_AWAY, "the relay is stopping")  # only if still open
+    return sock.response
 
 
 def close_heartbeat_sockets(state: AppState, event: MediaEvent) -> None:
     """A media listener: a viewer connection that ended takes its pages' sockets with it."""
     if event.kind == "viewer_gone":
-        for ws in state.heartbeat_sockets.pop(event.peer_id, ()):
-            asyncio.ensure_future(ws.close(code=WSCloseCode.GOING_AWAY, message=b"ended"))
+        for sock in state.heartbeat_sockets.pop(event.peer_id, ()):
+            sock.close(GOING_AWAY, "ended")
 
 
-async def _serve_heartbeats(
-    ws: web.WebSocketResponse, state: AppState, sid: str, rid: str, claims: Claims | None
-) -> None:
-    async for msg in ws:
-        if msg.type != WSMsgType.TEXT:
-            break
+class _HeartbeatPage:
+    """One page's heartbeat socket: each message handled as it is parsed, with no task of
+    its own. While a heartbeat waits to be durable the socket reads nothing more (a page
+    cannot queue work faster than the ledger answers it), so answers keep their order."""
+
+    def __init__(self, state: AppState, sid: str, rid: str, claims: Claims | None) -> None:
+        self.state, self.sid, self.rid, self.claims = state, sid, rid, claims
+
+    def on_message(self, sock: LeanSocket, text: bytes) -> None:
+        state = self.state
         try:
             try:
-                body = json.loads(msg.data)
+                body = json.loads(text)
             except ValueError:
                 raise HTTPProblem(400, "a message must be JSON") from None
-            if claims is None:
+            if self.claims is None:
                 token = body.get("token") if isinstance(body, dict) else None
                 if not isinstance(token, str):
                     raise HTTPProblem(401, 'the first message must be {"token": ...}')
-                claims = authorize(state.signer.verify(token), VIEW_ROLES, sid)
-                _own_viewer(state, sid, rid, claims)
-                reply = {"ok": True}
-            else:
-                # looked up each time: the connection may have ended since the last one
-                viewer = _own_viewer(state, sid, rid, claims)
-                reply = await _record_heartbeat(state, rid, viewer, body)
-                state.metrics.socket_heartbeats += 1
+                claims = authorize(state.signer.verify(token), VIEW_ROLES, self.sid)
+                _own_viewer(state, self.sid, self.rid, claims)
+                self.claims = claims
+                sock.send_text(b'{"ok": true}')
+                return
+            # looked up each time: the connection may have ended since the last one
+            viewer = _own_viewer(state, self.sid, self.rid, self.claims)
+            durable = _submit_heartbeat(state, self.rid, viewer, body)
         except HTTPProblem as exc:
-            await ws.send_json({"error": exc.reason, "status": exc.status})
+            sock.send_text(json.dumps({"error": exc.reason, "status": exc.status}).encode())
             if exc.status in (401, 403, 404):
-                break
-            continue
-        await ws.send_json(reply)
+                sock.close(NORMAL, exc.reason)
+            return
+        sock.hold()
+        durable.add_done_callback(lambda done: self._answer(sock, viewer, done))
+
+    def _answer(self, sock: LeanSocket, viewer, done: asyncio.Future) -> None:
+        if done.cancelled() or done.exception() is not None:
+            sock.send_text(b'{"error": "the ledger could not record it", "status": 503}')
+        else:
+            self.state.metrics.socket_heartbeats += 1
+            layer = viewer.quality().get("layer", "high")
+            sock.send_text(json.dumps({"seq": done.result().seq, "layer": layer}).encode())
+        sock.release()
 
 
 async def headcount(request: web.Request) -> web.Response:
