@@ -10,14 +10,15 @@ connection is a stand-in registered in the session as the media plane would regi
 are created through a bench-only route (``/bench/join``) that exists in this script only, and
 the lecturer's media is announced the same way (``/bench/start``).
 
-The load generator (two processes on the same cores) speaks HTTP/1.1 and WebSocket itself
-over plain asyncio sockets, with one timer for all of a process's heartbeats: aiohttp's client
-cost as much CPU per heartbeat as the relay did. First, the same load goes through a bare
+The load generator (two processes on the same cores, at a lower priority than the relay:
+``--generator-nice``) speaks HTTP/1.1 and WebSocket itself over plain asyncio sockets, with
+one timer for all of a process's heartbeats: aiohttp's client cost as much CPU per heartbeat
+as the relay did. First, the same load goes through a bare
 aiohttp application that answers every join, heartbeat and leave at once (no tokens, no
 ledger, no disk): the floor of this stack on this machine, measured in the same run.
 
     .venv/bin/python scripts/bench_attendance.py [--participants 4000] [--rounds 8]
-        [--interval 1.0] [--ramp 4] [--heartbeats ws|http] [--no-floor]
+        [--interval 1.0] [--ramp 4] [--heartbeats ws|http] [--no-floor] [--generator-nice 10]
 
 Last line:
   attendance: N participants, E events, R events/s, p99 ack X ms, report Y s, roster Z s, lost L
@@ -397,6 +398,7 @@ async def drive(args, url: str, sid: str) -> tuple:
                 "connections": args.connections,
                 "heartbeats": args.heartbeats,
                 "ramp": args.ramp,
+                "nice": args.generator_nice,
             }
         )
         procs.append(
@@ -592,7 +594,7 @@ async def bench(args) -> None:
         f"server: {server_cpu:.1f} s CPU for {stats['appended']} events over {elapsed:.1f} s, "
         f"{per_event * 1e6:.0f} us per event, {1 / per_event:.0f} events/s per core; "
         f"the load generator {clients_cpu:.1f} s CPU ({clients_cpu / elapsed * 100:.0f}% "
-        f"of a core)",
+        f"of a core, nice {args.generator_nice})",
         flush=True,
     )
     if floor:
@@ -638,6 +640,9 @@ async def run_clients(spec: dict) -> None:
     when sent) and errors."""
     from server.auth import TokenSigner
 
+    # The phones have CPUs of their own; here they share the relay's two cores, and at the
+    # same priority the scheduler kept the relay waiting behind them (see --generator-nice).
+    os.nice(spec["nice"])
     signer = TokenSigner(SECRET)
     acks: list[tuple[float, int, float]] = []
     errors: list[int] = []
@@ -750,6 +755,13 @@ def main() -> None:
         choices=["ws", "http"],
         default="ws",
         help="over each page's WebSocket (as the pages send them) or one POST each",
+    )
+    parser.add_argument(
+        "--generator-nice",
+        type=int,
+        default=10,
+        help="the load generator's niceness (0: the relay's priority); it stands for phones, "
+        "which do not take the relay's cores",
     )
     parser.add_argument("--roster", type=int, default=30000)
     parser.add_argument(
