@@ -228,8 +228,7 @@ class WriterProcess:
             try:
                 self._sock.sendall(_frame(request))
             except OSError as exc:
-                self._lost()
-                raise LedgerWriteError(f"the ledger writer process is gone: {exc}") from None
+                raise self._gone(repr(exc)) from None
             return self._answer(self._read_blocking())
         finally:
             self._lock.release()
@@ -244,8 +243,7 @@ class WriterProcess:
             else:
                 reason = "it closed its end"
             if not chunk:
-                self._lost()
-                raise LedgerWriteError(f"the ledger writer process is gone ({reason})")
+                raise self._gone(reason)
             self._buffer += chunk
         return reply
 
@@ -265,7 +263,9 @@ class WriterProcess:
         self._loop_thread = threading.get_ident()
         done = False
         try:
-            self._ensure_child()
+            if self._child_ended():
+                # a new child takes ~0.1-0.2 s to start and open the database: not on the loop
+                await loop.run_in_executor(None, self._restart)
             sock = self._sock
             assert sock is not None
             sock.setblocking(False)
@@ -283,8 +283,7 @@ class WriterProcess:
             finally:
                 sock.setblocking(True)
             if reply is None:
-                self._lost()
-                raise LedgerWriteError(f"the ledger writer process is gone ({reason})")
+                raise self._gone(reason)
             done = True
             return self._answer(reply)
         finally:
@@ -297,13 +296,24 @@ class WriterProcess:
 
     # -- both ------------------------------------------------------------------------------
     def _ensure_child(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            log.error(
-                "the ledger writer process had ended (%s); starting another",
-                self.process and self.process.returncode,
-            )
-            self._lost()
-            self._start()
+        if self._child_ended():
+            self._restart()
+
+    def _child_ended(self) -> bool:
+        return self.process is None or self.process.poll() is not None
+
+    def _restart(self) -> None:
+        log.error(
+            "the ledger writer process had ended (%s); starting another",
+            self.process and self.process.returncode,
+        )
+        self._lost()
+        self._start()
+
+    def _gone(self, reason: str) -> LedgerWriteError:
+        """The child is done with (it died, or its socket failed): the error to raise."""
+        self._lost()
+        return LedgerWriteError(f"the ledger writer process is gone ({reason})")
 
     @staticmethod
     def _answer(reply: object) -> object:
