@@ -114,6 +114,7 @@ async def run_server(
         heartbeat_timeout_s=0,
         ledger_commit_interval_s=args.commit_interval,
         checkpoint_interval_s=args.checkpoint_interval,
+        gc_pace_s=args.gc_pace,
     )
     app = create_app(config)
     state = app[STATE]
@@ -158,12 +159,13 @@ async def run_server(
 
     ticker = asyncio.ensure_future(advance())
     tune_gc()  # as `serve` does once it is up (the floor, run in this process, gets it too)
-    pacer = asyncio.ensure_future(pace_gc())
+    pacer = asyncio.ensure_future(pace_gc(config.gc_pace_s)) if config.gc_pace_s > 0 else None
     gc.callbacks.append(GC_PAUSES)
     ready.set()
     await stop.wait()
     ticker.cancel()
-    pacer.cancel()
+    if pacer is not None:
+        pacer.cancel()
     stats = {
         "appended": state.attendance.ledger.appended,
         "batches": state.attendance.ledger.batches,
@@ -777,6 +779,12 @@ def main() -> None:
         help="seconds between signed checkpoints and live reports brought up to date "
         "(LR_CHECKPOINT_INTERVAL); compress it with the timeline to see a lecture's end as "
         "the server would meet it",
+    )
+    parser.add_argument(
+        "--gc-pace",
+        type=float,
+        default=Config.gc_pace_s,
+        help="seconds between the collector's paced young collections (LR_GC_PACE; 0: none)",
     )
     parser.add_argument(
         "--timeline", action="store_true", help="print the acks' percentiles second by second"

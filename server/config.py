@@ -67,6 +67,9 @@ class Config:
     ledger_commit_interval_s: float = 0.01
     # The ledger is written by a child process of the server (False: by a thread of it).
     ledger_process: bool = True
+    # Young collections of CPython's cycle collector this often as well as on its count, a
+    # middle one every fourth (server/runtime.py, docs/DECISIONS.md); 0: on its count only.
+    gc_pace_s: float = 0.025
     # Recordings and replays (recordings/, replays/); None: the data directory.
     media_dir: Path | None = None
     # Days to keep recordings once their replay is made, and replays (0: forever).
@@ -190,6 +193,7 @@ ENV: tuple[tuple[str, str, Callable[[str], object], bool], ...] = (
     ("LR_CHECKPOINT_INTERVAL", "checkpoint_interval_s", float, False),
     ("LR_LEDGER_COMMIT_INTERVAL", "ledger_commit_interval_s", float, False),
     ("LR_LEDGER_PROCESS", "ledger_process", _flag, False),
+    ("LR_GC_PACE", "gc_pace_s", float, False),
     ("LR_MEDIA_DIR", "media_dir", Path, True),
     ("LR_RECORDING_RETENTION_DAYS", "recording_retention_days", float, False),
     ("LR_REPLAY_RETENTION_DAYS", "replay_retention_days", float, False),

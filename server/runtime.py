@@ -25,13 +25,13 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-# A young collection every 25 ms and a middle one every fourth: pace_gc.
-GC_PACE_S = 0.025
+# A middle collection every fourth young one: pace_gc (its clock: Config.gc_pace_s, 25 ms).
 GC_MIDDLE_EVERY = 4
 
 
-async def pace_gc(interval_s: float = GC_PACE_S, middle_every: int = GC_MIDDLE_EVERY) -> None:
-    """Young collections on a clock as well as on CPython's count, for as long as it runs.
+async def pace_gc(interval_s: float, middle_every: int = GC_MIDDLE_EVERY) -> None:
+    """Young collections every ``interval_s`` as well as on CPython's count, for as long as
+    it runs.
 
     CPython starts a young collection once allocations outnumber deallocations by the first
     threshold. Under a steady load of heartbeats they nearly balance, while what thousands

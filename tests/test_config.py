@@ -16,6 +16,7 @@ def test_environment_variables_set_the_configuration():
             "LR_ICE_SERVERS": "stun:s.example:3478,turn:u:p@t.example:3478",
             "LR_HEARTBEAT_TIMEOUT": "0",
             "LR_MEDIA_DIR": "/media",
+            "LR_GC_PACE": "0",
         }
     )
     assert c.port == 9000 and c.data_dir == Path("/srv/lr")
@@ -25,6 +26,7 @@ def test_environment_variables_set_the_configuration():
         IceServer("turn:t.example:3478", "u", "p"),
     )
     assert c.heartbeat_timeout_s == 0 and c.media_root == Path("/media")
+    assert c.gc_pace_s == 0 and Config().gc_pace_s > 0
 
 
 def test_empty_secrets_and_lists_are_unset_and_nothing_means_the_defaults():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import threading
 
 import pytest
 
@@ -456,7 +457,7 @@ def test_the_session_setting_decides_whether_replay_earns_credit():
 def test_a_report_brought_up_to_date_equals_one_folded_from_the_start(ledger):
     from server.attendance.events import Checkin, Headcount, Replay
     from server.attendance.exports import Reports
-    from server.attendance.report import rows_for_export
+    from server.attendance.report import export_row, rows_for_export
 
     def beats(peer, first, last, step=10_000):
         return [
@@ -502,6 +503,11 @@ def test_a_report_brought_up_to_date_equals_one_folded_from_the_start(ledger):
     # a report handed out earlier is not changed by bringing the fold up to date
     assert rows_for_export(early) == early_rows
     assert early.participants["member:1"].seconds_watched == 40
+    # one participant's record alone (a member reading their own) is their row of the whole
+    for pid, whole in late.participants.items():
+        alone = reports.one(S, pid, rooms={"11112222": "团堡镇"})
+        assert export_row(alone) == export_row(whole), pid
+    assert reports.one(S, "member:nobody") is None
 
 
 async def test_reports_follow_the_ledger_as_it_is_appended_to(ledger):
@@ -538,22 +544,6 @@ async def test_reports_follow_the_ledger_as_it_is_appended_to(ledger):
     late = reports.report(S)
     assert late.headcounts == {"11112222": 2}
     assert late.participants["member:1"].watched == [(1_100, 31_000)]  # join to last beat
-
-
-def test_a_shared_report_is_built_once_per_state_of_the_ledger(ledger):
-    """Members reading their own rows share one report: built again only when an event was
-    appended or the options differ, never handed out stale."""
-    from server.attendance.exports import Reports
-
-    fill(ledger)
-    reports = Reports(ledger)
-    first = reports.shared(S, threshold=0.8)
-    assert reports.shared(S, threshold=0.8) is first
-    assert reports.shared(S, threshold=0.5) is not first  # other options, another report
-    ledger.append_now(S, Join("member:2", "p2", "token", "127.0.0.1", False))
-    later = reports.shared(S, threshold=0.8)
-    assert later is not first and "member:2" in later.participants
-    assert "member:2" not in first.participants  # what was handed out is left as it was
 
 
 def test_a_paced_fold_takes_every_event_in_order_and_pauses_between_runs_of_them(
@@ -636,8 +626,12 @@ async def test_the_event_loop_waits_on_its_writer_process_without_blocking(tmp_p
             await stuck
         assert child.wait(timeout=10) is not None  # the stopped child was put down
 
+        started_in = []  # which thread starts the next child (a spy on our own method)
+        start = writer._start
+        writer._start = lambda: (started_in.append(threading.get_ident()), start())
         second = await writer.append_async([(S, join, 1_200, None)])
         assert writer.process.pid != child.pid
+        assert len(started_in) == 1 and started_in[0] != threading.get_ident()  # off the loop
         assert (first[0].seq, second[0].seq) == (1, 2)  # the cancelled batch never landed
     finally:
         writer.close()

@@ -8,7 +8,14 @@ from collections import OrderedDict
 from collections.abc import Iterator
 
 from server.attendance.ledger import Ledger
-from server.attendance.report import ReportFold, SessionReport, json_chunks, to_csv, to_xlsx
+from server.attendance.report import (
+    ParticipantReport,
+    ReportFold,
+    SessionReport,
+    json_chunks,
+    to_csv,
+    to_xlsx,
+)
 from server.attendance.signing import Checkpoint
 from server.attendance.writer import Appended
 from server.store import Member, Session, Store
@@ -69,18 +76,13 @@ class Reports:
             if held is not None:
                 held.lock.release()
 
-    def shared(self, session: str, **options) -> SessionReport:
-        """The session's report for callers that only read it, built once for each state of
-        the ledger and each set of ``options``: after a lecture thousands of members each
-        read their own row, and the whole report (all participants) was built for every one
-        of them."""
+    def one(self, session: str, participant: str, **options) -> ParticipantReport | None:
+        """One participant's record, brought up to date: after a lecture thousands of
+        members each read their own, while replays append to the session's ledger; the
+        whole report was built for every one of them."""
         fold = self.refresh(session)
         with fold.lock:
-            key = (fold.seq, repr(sorted(options.items())))
-            built = fold.built
-            if built is None or built[0] != key:
-                built = fold.built = (key, fold.report(**options))
-        return built[1]
+            return fold.report(only=participant, **options).participants.get(participant)
 
     def refresh(self, session: str, paced: bool = False) -> ReportFold:
         """The session's fold, with the events since last time folded in (a live session's

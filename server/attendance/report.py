@@ -172,7 +172,6 @@ class ReportFold:
         self._open: set[str] = set()
         self._replay_last: dict[tuple[str, str], tuple[int, int, bool]] = {}
         self._replayed: dict[str, list[tuple[int, int]]] = {}
-        self.built: tuple[tuple, SessionReport] | None = None  # Reports.shared's, with its key
 
     def feed(self, rows: Iterable[tuple[int, int, str, str]]) -> ReportFold:
         """Fold in ``(seq, at_ms, kind, data JSON)`` rows, as ``Ledger.scan`` reads them."""
@@ -243,6 +242,16 @@ class ReportFold:
     def replay_spans(self) -> dict[str, list[tuple[int, int]]]:
         return {p: merge(s) for p, s in self._replayed.items()}
 
+    def _credits_of(self, participant: str) -> set[str]:
+        """The participant and the rooms that checked them in."""
+        kind, _, ident = participant.partition(":")
+        rooms = set()
+        if kind == "member":
+            for code, entries in self.checkins.items():
+                if any(member == ident for member, _ in entries):
+                    rooms.add(f"room:{code}")
+        return {participant} | rooms
+
     def report(
         self,
         threshold: float = 0.8,
@@ -250,13 +259,19 @@ class ReportFold:
         rooms: dict[str, str] | None = None,
         now_ms: int | None = None,
         replay_credit: bool = True,
+        only: str | None = None,
     ) -> SessionReport:
-        """``names``: member id -> (name, township, phone); ``rooms``: room code -> name."""
+        """``names``: member id -> (name, township, phone); ``rooms``: room code -> name.
+        ``only``: that participant alone (with the rooms that credit them, if any): what a
+        member reading their own record needs, a small part of the whole report's work."""
         names = names or {}
         rooms = rooms or {}
         close_at = self.end or now_ms or self.last_ms
         people: dict[str, ParticipantReport] = {}
+        wanted = None if only is None else self._credits_of(only)
         for c in self.conns.values():
+            if wanted is not None and c.participant not in wanted:
+                continue
             rep = people.get(c.participant)
             if rep is None:
                 rep = people[c.participant] = _participant(c.participant, names, rooms)
@@ -280,6 +295,8 @@ class ReportFold:
         for code, entries in self.checkins.items():
             room = people.get(f"room:{code}")
             for member, at in entries:
+                if only is not None and only != f"member:{member}":
+                    continue
                 rep = people.get(f"member:{member}")
                 if rep is None:
                     rep = people[f"member:{member}"] = _participant(
@@ -294,7 +311,11 @@ class ReportFold:
                         rep.first_join_ms = max(at, room.first_join_ms or at)
                         rep.last_leave_ms = room.last_leave_ms
 
-        for pid, spans in self.replay_spans().items():
+        replayed = self._replayed if only is None else {only: self._replayed.get(only, [])}
+        for pid, spans in replayed.items():
+            if not spans:
+                continue
+            spans = merge(spans)
             rep = people.get(pid)
             if rep is None:
                 rep = people[pid] = _participant(pid, names, rooms)
