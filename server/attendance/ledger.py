@@ -16,14 +16,13 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 from server.attendance.events import GENESIS, Event, canonical, chain_hash, data_from_json
 from server.attendance.signing import Checkpoint
-from server.attendance.writer import Appended, Entry, Writer, WriterProcess, connect
+from server.attendance.writer import Appended, Entry, WriterProcess, WriterThread, connect
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +58,9 @@ class Ledger:
         one (the CLI, tests)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._writer: Writer | WriterProcess = WriterProcess(path) if process else Writer(path)
+        self._writer = WriterProcess(path) if process else WriterThread(path)
         self._read = connect(path)
         self._read_lock = threading.Lock()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger")
         self._pending: list[tuple[str, Event, int, asyncio.Future]] = []
         self._flusher: asyncio.Task | None = None
         # A commit's fixed cost (its fsync, the hand-over to the writer and back) is
@@ -79,7 +77,7 @@ class Ledger:
     @property
     def writer_pid(self) -> int | None:
         """The writer child process, when there is one."""
-        proc = getattr(self._writer, "process", None)
+        proc = self._writer.process
         return proc.pid if proc is not None else None
 
     # -- writing -------------------------------------------------------------------------
@@ -98,14 +96,7 @@ class Ledger:
 
     def append_now(self, session: str, event: Event, at_ms: int | None = None) -> Appended:
         """Synchronous append, for the CLI and start-up recovery (no event loop needed)."""
-        return self._blocking(self._commit, [(session, event, at_ms or now_ms(), None)])[0]
-
-    def _blocking(self, call, *args):
-        """``call`` now, in this thread: the writer process takes one call at a time
-        itself, while a writer in this process is kept to the writer thread."""
-        if isinstance(self._writer, WriterProcess):
-            return call(*args)
-        return self._executor.submit(call, *args).result()
+        return self._commit([(session, event, at_ms or now_ms(), None)])[0]
 
     async def _flush(self) -> None:
         loop = asyncio.get_running_loop()
@@ -117,10 +108,7 @@ class Ledger:
             batch, self._pending = self._pending, []
             entries = [(s, e, t, None) for s, e, t, _ in batch]
             try:
-                if isinstance(self._writer, WriterProcess):
-                    results = self._counted(await self._writer.append_async(entries))
-                else:
-                    results = await loop.run_in_executor(self._executor, self._commit, entries)
+                results = self._counted(await self._writer.append_async(entries))
             except Exception as exc:  # noqa: BLE001 - every waiter hears of the failure
                 for *_, future in batch:
                     if not future.done():
@@ -137,8 +125,9 @@ class Ledger:
 
     def apply_stream(self, entries: list[tuple[str, Event, int, str]]) -> int:
         """Append entries read from the Redis stream, each once (by stream id), in one
-        durable commit; returns how many were new. Runs on the writer thread."""
-        results = self._blocking(self._commit, entries)
+        durable commit; returns how many were new. Blocks (the stream writer calls it from a
+        worker thread)."""
+        results = self._commit(entries)
         return sum(r is not None for r in results)
 
     def _commit(self, batch: list[Entry]) -> list:
@@ -151,16 +140,11 @@ class Ledger:
 
     def save_checkpoint(self, cp: Checkpoint) -> None:
         """Store a signed checkpoint (blocking: the CLI, tests)."""
-        self._blocking(self._writer.save_checkpoint, _checkpoint_fields(cp))
+        self._writer.save_checkpoint(_checkpoint_fields(cp))
 
     async def store_checkpoint(self, cp: Checkpoint) -> None:
         """Store a signed checkpoint, from the event loop."""
-        fields = _checkpoint_fields(cp)
-        if isinstance(self._writer, WriterProcess):
-            await self._writer.save_checkpoint_async(fields)
-        else:
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._executor, self._writer.save_checkpoint, fields)
+        await self._writer.save_checkpoint_async(_checkpoint_fields(cp))
 
     # -- reading -------------------------------------------------------------------------
     def rows(self, session: str) -> Iterator[Row]:
@@ -224,7 +208,6 @@ class Ledger:
         return [s for s in self.sessions() if s not in ended]
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True)
         self._writer.close()
         self._read.close()
 

@@ -19,6 +19,7 @@ import struct
 import subprocess
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from multiprocessing.connection import Connection
@@ -140,6 +141,36 @@ class Writer:
 
     def close(self) -> None:
         self._db.close()
+
+
+class WriterThread:
+    """``Writer``'s calls made on one thread of this process: blocking callers wait for it,
+    the event loop awaits it. For the CLI, tests, and ``LR_LEDGER_PROCESS=0``; the same
+    calls as ``WriterProcess``."""
+
+    process = None  # no child
+
+    def __init__(self, path: Path) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger")
+        self._writer = Writer(path)
+
+    def append(self, batch: list[Entry]) -> list[Appended | None]:
+        return self._executor.submit(self._writer.append, batch).result()
+
+    def save_checkpoint(self, fields: CheckpointFields) -> None:
+        self._executor.submit(self._writer.save_checkpoint, fields).result()
+
+    async def append_async(self, batch: list[Entry]) -> list[Appended | None]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._writer.append, batch)
+
+    async def save_checkpoint_async(self, fields: CheckpointFields) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._writer.save_checkpoint, fields)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+        self._writer.close()
 
 
 @lru_cache(maxsize=16)
