@@ -16,17 +16,21 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import logging
 from collections.abc import Callable
 
 from aiohttp import web
 
 from server.errors import HTTPProblem
 
+log = logging.getLogger(__name__)
+
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 CLOSE_TIMEOUT_S = 2.0  # how long a socket we close waits for the page's own close frame
 
 # close codes (RFC 6455, 7.4.1)
 NORMAL, GOING_AWAY, PROTOCOL_ERROR, UNSUPPORTED, TOO_BIG = 1000, 1001, 1002, 1003, 1009
+INTERNAL_ERROR = 1011
 
 
 class FrameError(Exception):
@@ -119,7 +123,9 @@ class LeanSocket:
             return
         self.close_code = code
         if not self.transport.is_closing():
-            self.transport.write(server_frame(0x8, code.to_bytes(2, "big") + reason.encode()))
+            # a control frame carries at most 125 bytes: the code and 123 of the reason
+            said = reason.encode()[:123].decode(errors="ignore").encode()
+            self.transport.write(server_frame(0x8, code.to_bytes(2, "big") + said))
         asyncio.get_running_loop().call_later(CLOSE_TIMEOUT_S, self._finish, code)
 
     def hold(self) -> None:
@@ -144,10 +150,16 @@ class LeanSocket:
             while self._holds == 0 and not self.done.done() and self._frame():
                 pass
         except FrameError as exc:
-            self._buffer.clear()
-            if self.close_code is None:
-                self.close(exc.code, exc.reason)
-            self._finish(exc.code)
+            self._end(exc.code, exc.reason)
+        except Exception:  # noqa: BLE001 - a fault of ours ends this socket, not the connection's protocol
+            log.exception("a WebSocket message could not be handled")
+            self._end(INTERNAL_ERROR, "internal error")
+
+    def _end(self, code: int, reason: str) -> None:
+        self._buffer.clear()
+        if self.close_code is None:
+            self.close(code, reason)
+        self._finish(code)
 
     def _frame(self) -> bool:
         """Take one whole frame off the buffer and act on it; False when there is none."""
@@ -184,7 +196,9 @@ class LeanSocket:
             if not fin or len(payload) > 125:
                 raise FrameError(PROTOCOL_ERROR, "a control frame must be whole and short")
             if opcode == 0x8:
-                code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else NORMAL
+                if len(payload) == 1:
+                    raise FrameError(PROTOCOL_ERROR, "a close frame's code is two bytes")
+                code = int.from_bytes(payload[:2], "big") if payload else NORMAL
                 if self.close_code is None:
                     self.close_code = code
                     self.transport.write(server_frame(0x8, code.to_bytes(2, "big")))

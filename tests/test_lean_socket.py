@@ -34,7 +34,8 @@ def test_unmasking_undoes_masking_at_any_length():
 @asynccontextmanager
 async def echo_server():
     """Echoes each message upper-cased; ``hold`` holds the socket until the test releases
-    it (``held`` receives the socket); ``close`` closes it from the server's side."""
+    it (``held`` receives the socket); ``close`` closes it from the server's side, ``fail``
+    raises in the handler."""
     held: asyncio.Queue[LeanSocket] = asyncio.Queue()
     ended: asyncio.Queue[int] = asyncio.Queue()
 
@@ -44,6 +45,10 @@ async def echo_server():
             held.put_nowait(sock)
         elif text == b"close":
             sock.close(4000, "asked to")
+        elif text == b"close at length":
+            sock.close(4000, "a" + "原因" * 100)  # 601 bytes of reason
+        elif text == b"fail":
+            raise RuntimeError("a fault in the handler")
         else:
             sock.send_text(text.upper())
 
@@ -173,6 +178,8 @@ async def test_frames_a_client_must_not_send_end_the_socket_with_their_code():
         (RawClient.frame(0x0, b"orphan"), 1002),  # continuation without a start
         (RawClient.frame(0x3, b""), 1002),  # reserved opcode
         (RawClient.frame(0x9, b"p", fin=False), 1002),  # fragmented control frame
+        (RawClient.frame(0x8, b"\x03"), 1002),  # a close code of one byte
+        (RawClient.frame(0x1, b"fail"), 1011),  # the handler failed: this socket ends
     ]
     async with echo_server() as (server, _, ended):
         for frame, code in cases:
@@ -210,6 +217,16 @@ async def test_a_server_close_sends_its_code_and_ends_when_the_page_answers():
         client.send(client.frame(0x8, (4000).to_bytes(2, "big")))
         assert await asyncio.wait_for(ended.get(), 5) == 4000
         assert await client.at_eof()
+
+
+async def test_a_long_close_reason_is_cut_to_fit_a_control_frame():
+    async with echo_server() as (server, _, _):
+        client, _ = await RawClient.connect(server.port)
+        client.send(client.frame(0x1, b"close at length"))
+        opcode, payload = await client.receive()
+        assert opcode == 0x8 and len(payload) <= 125
+        assert payload[2:].decode() == ("a" + "原因" * 100)[:41]  # no character cut in two
+        client.close()
 
 
 async def test_a_held_socket_hands_on_nothing_until_released_and_keeps_the_order():
