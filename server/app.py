@@ -139,7 +139,11 @@ def create_app(config: Config, workers: int = 1) -> web.Application:
         questions.close()
         store.close()
 
+    async def shutdown(app: web.Application) -> None:
+        attendance_routes.close_all_heartbeat_sockets(state)
+
     app.on_startup.append(startup)
+    app.on_shutdown.append(shutdown)
     app.on_cleanup.append(cleanup)
     return app
 

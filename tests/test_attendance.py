@@ -283,6 +283,23 @@ async def test_a_heartbeat_socket_ends_with_its_viewer_connection(relay):
         await ws.close()
 
 
+async def test_stopping_the_relay_ends_its_heartbeat_sockets_first(relay):
+    """aiohttp waits for every handler still running when it stops, and an open socket's
+    runs until its page goes: the relay ends them (1001) as it begins to stop."""
+    async with one_watching(relay, "member:A") as w:
+        await next_report(relay, w.sid, w.viewer)
+        ws = await w.viewer.heartbeat_socket(relay.http, token_in_header=True)
+        await ws.send_json(w.viewer.playback())
+        assert "seq" in await ws.receive_json()
+        closing = asyncio.ensure_future(ws.receive())
+        await relay.app.shutdown()  # what stopping the server does first (on_shutdown)
+        message = await asyncio.wait_for(closing, 10)
+        assert message.type.name == "CLOSE" and message.data == 1001
+        assert message.extra == "the relay is stopping"
+        await ws.close()
+        await wait_until(lambda: relay.state.heartbeat_sockets_open == 0)  # its handler ended
+
+
 async def test_heartbeats_over_a_websocket_are_recorded_like_posts_and_refused_alike(relay):
     """The page's WebSocket carries the same heartbeats as the POST route, each answered once
     durable; a wrong token or someone else's connection ends it and records nothing."""

@@ -116,6 +116,14 @@ def close_heartbeat_sockets(state: AppState, event: MediaEvent) -> None:
             sock.close(GOING_AWAY, "ended")
 
 
+def close_all_heartbeat_sockets(state: AppState) -> None:
+    """The relay is stopping: every page's socket ends (1001), before aiohttp waits for the
+    handlers still running, which an open socket's is until its page answers (or 2 s)."""
+    for sockets in list(state.heartbeat_sockets.values()):
+        for sock in list(sockets):
+            sock.close(GOING_AWAY, "the relay is stopping")
+
+
 class _HeartbeatPage:
     """One page's heartbeat socket: each message handled as it is parsed, with no task of
     its own. While a heartbeat waits to be durable the socket reads nothing more (a page
