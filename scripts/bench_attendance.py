@@ -86,10 +86,19 @@ class StandInViewer:
         return {"audio_only": False, "layer": "high"}
 
     async def close(self, reason: str = "delete") -> None:
+        """Gone, as SessionMedia reports a viewer connection that ended (its ``_peer_gone``
+        knows only the media plane's own kinds of viewer): the leave in the ledger."""
+        from media.session import MediaEvent
+
         if not self.closed:
             self.closed = True
             self.close_reason = reason
-            self.media._peer_gone(self)
+            media = self.media
+            if media.viewers.pop(self.id, None) is not None:
+                identity = media.identities.pop(self.id, None)
+                media._listener(
+                    MediaEvent("viewer_gone", media.session_id, self.id, identity, reason)
+                )
 
 
 def free_port() -> int:
@@ -565,9 +574,15 @@ async def bench(args) -> None:
     from server.attendance.ledger import Ledger
 
     ledger = Ledger(data / "ledger.sqlite3")
-    seqs = {r.seq for r in ledger.rows(sid)}
+    seqs, kinds = set(), {}
+    for r in ledger.rows(sid):
+        seqs.add(r.seq)
+        kinds[r.kind] = kinds.get(r.kind, 0) + 1
     events = len(seqs)
     ledger.close()
+    # every connection joined and left (a reconnecting member twice)
+    connections = args.participants + len(range(0, args.participants, 10))
+    whole = kinds.get("join") == kinds.get("leave") == connections
     lost = sum(1 for _, seq, _ in acks if seq not in seqs)
     lat = sorted(a for a, *_ in acks)
     p99 = percentile(lat, 99) * 1000 if lat else float("nan")
@@ -590,7 +605,8 @@ async def bench(args) -> None:
     print(
         f"ledger: {stats['appended']} appends in {stats['batches']} commits, "
         f"{len(errors)} HTTP errors, verify {'ok' if verdict['ok'] else 'FAILED'}, "
-        f"report rows {rows}",
+        f"report rows {rows}; {kinds.get('join', 0)} joins, {kinds.get('leave', 0)} leaves, "
+        f"{kinds.get('heartbeat', 0)} heartbeats",
         flush=True,
     )
     # The server's own CPU per event (this process, the app, and its ledger writer), which
@@ -617,8 +633,8 @@ async def bench(args) -> None:
         f"attendance: {args.participants} participants, {events} events, {rate:.0f} events/s, "
         f"p99 ack {p99:.1f} ms, report {report_s:.2f} s, roster {roster_s:.1f} s, lost {lost}"
     )
-    if errors or lost or not verdict["ok"]:
-        sys.exit(1)  # a run with refused requests measured something else
+    if errors or lost or not verdict["ok"] or not whole:
+        sys.exit(1)  # a run with refused requests (or missing events) measured something else
 
 
 def percentile(ordered: list[float], q: float) -> float:
