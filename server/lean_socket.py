@@ -225,7 +225,8 @@ class LeanSocket:
                 return
         else:
             raise FrameError(PROTOCOL_ERROR, f"unknown opcode {opcode}")
-        self.on_message(self, payload)
+        if self.close_code is None:  # once we have said close, only the page's close counts
+            self.on_message(self, payload)
 
 
 async def accept(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 from contextlib import asynccontextmanager
+from types import SimpleNamespace
 
 import aiohttp
 from aiohttp import web
@@ -38,8 +39,10 @@ async def echo_server():
     raises in the handler."""
     held: asyncio.Queue[LeanSocket] = asyncio.Queue()
     ended: asyncio.Queue[int] = asyncio.Queue()
+    seen: list[bytes] = []
 
     def on_message(sock: LeanSocket, text: bytes) -> None:
+        seen.append(text)
         if text == b"hold":
             sock.hold()
             held.put_nowait(sock)
@@ -65,7 +68,7 @@ async def echo_server():
     server = TestServer(app, host="127.0.0.1", port=0)
     await server.start_server()
     try:
-        yield server, held, ended
+        yield SimpleNamespace(port=server.port, held=held, ended=ended, seen=seen)
     finally:
         await server.close()
 
@@ -123,35 +126,35 @@ class RawClient:
 
 
 async def test_an_aiohttp_client_talks_to_it_and_closes_cleanly():
-    async with echo_server() as (server, _, ended):
+    async with echo_server() as echo:
         async with aiohttp.ClientSession() as http:
-            async with http.ws_connect(f"http://127.0.0.1:{server.port}/ws") as ws:
+            async with http.ws_connect(f"http://127.0.0.1:{echo.port}/ws") as ws:
                 for word in ("hello", "心跳"):
                     await ws.send_str(word)
                     assert await ws.receive_str() == word.upper()
                 await ws.close()
                 assert ws.close_code == 1000
-        assert await asyncio.wait_for(ended.get(), 5) == 1000
+        assert await asyncio.wait_for(echo.ended.get(), 5) == 1000
 
 
 async def test_a_bad_handshake_is_a_400_with_a_reason():
-    async with echo_server() as (server, _, ended):
+    async with echo_server() as echo:
         client, head = await RawClient.connect(
-            server.port,
+            echo.port,
             "Upgrade: websocket\r\nConnection: Upgrade\r\n"
             f"Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 8\r\n",
         )
         assert head.startswith(b"HTTP/1.1 400")
         client.close()
         async with aiohttp.ClientSession() as http:
-            async with http.get(f"http://127.0.0.1:{server.port}/ws") as resp:
+            async with http.get(f"http://127.0.0.1:{echo.port}/ws") as resp:
                 assert resp.status == 400 and "Upgrade" in (await resp.json())["error"]
-        assert ended.empty()
+        assert echo.ended.empty()
 
 
 async def test_fragments_make_one_message_and_pings_between_them_are_answered():
-    async with echo_server() as (server, _, _):
-        client, head = await RawClient.connect(server.port)
+    async with echo_server() as echo:
+        client, head = await RawClient.connect(echo.port)
         assert head.startswith(b"HTTP/1.1 101")
         accept_line = f"Sec-WebSocket-Accept: {accept_key(KEY)}".encode()
         assert accept_line in head
@@ -181,47 +184,48 @@ async def test_frames_a_client_must_not_send_end_the_socket_with_their_code():
         (RawClient.frame(0x8, b"\x03"), 1002),  # a close code of one byte
         (RawClient.frame(0x1, b"fail"), 1011),  # the handler failed: this socket ends
     ]
-    async with echo_server() as (server, _, ended):
+    async with echo_server() as echo:
         for frame, code in cases:
-            client, _ = await RawClient.connect(server.port)
+            client, _ = await RawClient.connect(echo.port)
             client.send(frame)
             assert await client.receive_close() == code
             client.close()
-            assert await asyncio.wait_for(ended.get(), 5) == code
+            assert await asyncio.wait_for(echo.ended.get(), 5) == code
 
 
 async def test_fragments_too_big_together_are_refused_before_the_last_arrives():
-    async with echo_server() as (server, _, ended):
-        client, _ = await RawClient.connect(server.port)
+    async with echo_server() as echo:
+        client, _ = await RawClient.connect(echo.port)
         client.send(client.frame(0x1, b"a" * 40, fin=False), client.frame(0x0, b"b" * 40))
         assert await client.receive_close() == 1009
         client.close()
-        assert await asyncio.wait_for(ended.get(), 5) == 1009
+        assert await asyncio.wait_for(echo.ended.get(), 5) == 1009
 
 
 async def test_a_clients_close_is_answered_with_its_code_and_ends_the_socket():
-    async with echo_server() as (server, _, ended):
-        client, _ = await RawClient.connect(server.port)
+    async with echo_server() as echo:
+        client, _ = await RawClient.connect(echo.port)
         client.send(client.frame(0x8, (1001).to_bytes(2, "big") + b"bye"))
         assert await client.receive_close() == 1001
-        assert await asyncio.wait_for(ended.get(), 5) == 1001
+        assert await asyncio.wait_for(echo.ended.get(), 5) == 1001
         assert await client.at_eof()  # the server closes the connection after the handshake
 
 
 async def test_a_server_close_sends_its_code_and_ends_when_the_page_answers():
-    async with echo_server() as (server, _, ended):
-        client, _ = await RawClient.connect(server.port)
-        client.send(client.frame(0x1, b"close"))
+    async with echo_server() as echo:
+        client, _ = await RawClient.connect(echo.port)
+        client.send(client.frame(0x1, b"close"), client.frame(0x1, b"after"))
         assert await client.receive_close() == 4000
-        assert ended.empty()  # waiting for the page's own close frame
-        client.send(client.frame(0x8, (4000).to_bytes(2, "big")))
-        assert await asyncio.wait_for(ended.get(), 5) == 4000
+        assert echo.ended.empty()  # waiting for the page's own close frame
+        client.send(client.frame(0x1, b"later"), client.frame(0x8, (4000).to_bytes(2, "big")))
+        assert await asyncio.wait_for(echo.ended.get(), 5) == 4000
         assert await client.at_eof()
+        assert echo.seen == [b"close"]  # nothing after it was handed on
 
 
 async def test_a_long_close_reason_is_cut_to_fit_a_control_frame():
-    async with echo_server() as (server, _, _):
-        client, _ = await RawClient.connect(server.port)
+    async with echo_server() as echo:
+        client, _ = await RawClient.connect(echo.port)
         client.send(client.frame(0x1, b"close at length"))
         opcode, payload = await client.receive()
         assert opcode == 0x8 and len(payload) <= 125
@@ -230,12 +234,12 @@ async def test_a_long_close_reason_is_cut_to_fit_a_control_frame():
 
 
 async def test_a_held_socket_hands_on_nothing_until_released_and_keeps_the_order():
-    async with echo_server() as (server, held, _):
-        client, _ = await RawClient.connect(server.port)
+    async with echo_server() as echo:
+        client, _ = await RawClient.connect(echo.port)
         client.send(
             client.frame(0x1, b"hold"), client.frame(0x1, b"one"), client.frame(0x1, b"two")
         )
-        sock = await asyncio.wait_for(held.get(), 5)
+        sock = await asyncio.wait_for(echo.held.get(), 5)
         # a ping comes after the held messages and is parsed after them too
         client.send(client.frame(0x9, b"ping"))
         pending = asyncio.ensure_future(client.receive())
@@ -251,9 +255,9 @@ async def test_a_held_socket_hands_on_nothing_until_released_and_keeps_the_order
 
 
 async def test_a_page_that_drops_its_connection_ends_the_socket():
-    async with echo_server() as (server, _, ended):
-        client, _ = await RawClient.connect(server.port)
+    async with echo_server() as echo:
+        client, _ = await RawClient.connect(echo.port)
         client.send(client.frame(0x1, b"still here"))
         assert await client.receive() == (0x1, b"STILL HERE")
         client.writer.transport.abort()
-        assert await asyncio.wait_for(ended.get(), 5) == 1006
+        assert await asyncio.wait_for(echo.ended.get(), 5) == 1006
