@@ -29,7 +29,14 @@ GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 CLOSE_TIMEOUT_S = 2.0  # how long a socket we close waits for the page's own close frame
 
 # close codes (RFC 6455, 7.4.1)
-NORMAL, GOING_AWAY, PROTOCOL_ERROR, UNSUPPORTED, TOO_BIG = 1000, 1001, 1002, 1003, 1009
+NORMAL, GOING_AWAY, PROTOCOL_ERROR, UNSUPPORTED, BAD_DATA, TOO_BIG = (
+    1000,
+    1001,
+    1002,
+    1003,
+    1007,
+    1009,
+)
 INTERNAL_ERROR = 1011
 
 
@@ -225,6 +232,10 @@ class LeanSocket:
                 return
         else:
             raise FrameError(PROTOCOL_ERROR, f"unknown opcode {opcode}")
+        try:
+            payload.decode()
+        except UnicodeDecodeError:
+            raise FrameError(BAD_DATA, "a text message must be UTF-8") from None
         if self.close_code is None:  # once we have said close, only the page's close counts
             self.on_message(self, payload)
 

@@ -182,6 +182,7 @@ async def test_frames_a_client_must_not_send_end_the_socket_with_their_code():
         (RawClient.frame(0x3, b""), 1002),  # reserved opcode
         (RawClient.frame(0x9, b"p", fin=False), 1002),  # fragmented control frame
         (RawClient.frame(0x8, b"\x03"), 1002),  # a close code of one byte
+        (RawClient.frame(0x1, "心跳".encode()[:4]), 1007),  # not UTF-8 (a character cut)
         (RawClient.frame(0x1, b"fail"), 1011),  # the handler failed: this socket ends
     ]
     async with echo_server() as echo:
