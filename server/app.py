@@ -63,6 +63,7 @@ def create_app(config: Config, workers: int = 1) -> web.Application:
         live.stop_peer,
         config.heartbeat_timeout_s,
         config.checkpoint_interval_s,
+        config.heartbeat_min_gap_s,
     )
     live.listeners.append(attendance.on_media_event)
     replays = ReplayJobs(config.media_root, sys.executable)

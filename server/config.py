@@ -62,6 +62,9 @@ class Config:
     heartbeat_interval_s: float = 10.0
     # A viewer whose page sends no heartbeat for this long is ended (0: never).
     heartbeat_timeout_s: float = 45.0
+    # A connection's heartbeats closer together than this are refused (429): a page sends one
+    # every heartbeat_interval_s, and each is a ledger event.
+    heartbeat_min_gap_s: float = 1.0
     checkpoint_interval_s: float = 60.0
     # Least time between two ledger commits: appends in between share one (docs/DECISIONS.md).
     ledger_commit_interval_s: float = 0.01
@@ -190,6 +193,7 @@ ENV: tuple[tuple[str, str, Callable[[str], object], bool], ...] = (
     ("LR_LEDGER_KEY", "ledger_key", Path, True),
     ("LR_HEARTBEAT_INTERVAL", "heartbeat_interval_s", float, False),
     ("LR_HEARTBEAT_TIMEOUT", "heartbeat_timeout_s", float, False),
+    ("LR_HEARTBEAT_MIN_GAP", "heartbeat_min_gap_s", float, False),
     ("LR_CHECKPOINT_INTERVAL", "checkpoint_interval_s", float, False),
     ("LR_LEDGER_COMMIT_INTERVAL", "ledger_commit_interval_s", float, False),
     ("LR_LEDGER_PROCESS", "ledger_process", _flag, False),

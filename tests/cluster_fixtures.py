@@ -76,6 +76,7 @@ def node_env(data: Path, **extra: str) -> dict:
         "LR_ICE_HOSTS": "127.0.0.1",
         "LR_ICE_PEER_NETWORKS": "127.0.0.0/8",
         "LR_LOG_LEVEL": "WARNING",
+        "LR_HEARTBEAT_MIN_GAP": "0",  # the tests send heartbeats back to back
         "LR_NODE_TTL": "1.5",
         **extra,
     }

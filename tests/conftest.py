@@ -63,6 +63,7 @@ async def running_relay(tmp_path, **overrides):
         keyframe_interval_s=0.3,
         ledger_key=tmp_path / "keys" / "ledger.pem",
         heartbeat_interval_s=1.0,
+        heartbeat_min_gap_s=0.0,  # tests send heartbeats back to back; one test sets a gap
     ).with_overrides(**overrides)
     app = create_app(config)
     server = TestServer(app, host="127.0.0.1", port=0)

@@ -283,6 +283,35 @@ async def test_a_heartbeat_socket_ends_with_its_viewer_connection(relay):
         await ws.close()
 
 
+@pytest.mark.relay_config(heartbeat_min_gap_s=30)
+async def test_a_page_cannot_record_heartbeats_faster_than_the_least_gap(relay):
+    """Each heartbeat is a ledger event: one sooner than the least gap after the connection's
+    last is refused (429, over POST and the socket alike), records nothing, and leaves the
+    socket open."""
+    async with one_watching(relay, "member:A") as w:
+        sid, va = w.sid, w.viewer
+        await next_report(relay, sid, va)
+        status, first = await va.heartbeat(relay.http)
+        assert status == 200
+        ledger = relay.state.attendance.ledger
+        await relay.state.attendance.drain()
+        head = ledger.head(sid)
+        status, body = await va.heartbeat(relay.http)
+        assert status == 429 and body["error"] == "one heartbeat every 30 s at most"
+        ws = await va.heartbeat_socket(relay.http, token_in_header=True)
+        try:
+            for _ in range(2):
+                await ws.send_json(va.playback())
+                assert await ws.receive_json() == {
+                    "error": "one heartbeat every 30 s at most",
+                    "status": 429,
+                }
+        finally:
+            await ws.close()
+        await relay.state.attendance.drain()
+        assert ledger.head(sid) == head == (first["seq"], head[1])
+
+
 async def test_stopping_the_relay_ends_its_heartbeat_sockets_first(relay):
     """aiohttp waits for every handler still running when it stops, and an open socket's
     runs until its page goes: the relay ends them (1001) as it begins to stop."""

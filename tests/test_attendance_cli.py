@@ -33,6 +33,7 @@ def env_for(tmp_path: Path, **extra: str) -> dict:
         "LR_ICE_HOSTS": "127.0.0.1",
         "LR_ICE_PEER_NETWORKS": "127.0.0.0/8",
         "LR_LOG_LEVEL": "WARNING",
+        "LR_HEARTBEAT_MIN_GAP": "0",  # the tests send heartbeats back to back
         **extra,
     }
 

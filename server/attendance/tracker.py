@@ -41,6 +41,16 @@ class _Peer:
     session: str
     identity: Identity
     last_evidence_ms: int
+    last_beat_ms: int | None = None  # the page's last heartbeat taken
+
+
+class HeartbeatTooSoon(Exception):
+    """A page's heartbeat sooner than the least gap after its last one: refused, so that no
+    page can fill the ledger faster than a page needs to (one every few seconds)."""
+
+    def __init__(self, gap_s: float) -> None:
+        super().__init__(f"one heartbeat every {gap_s:g} s at most")
+        self.gap_s = gap_s
 
 
 ClosePeer = Callable[[str, str, str], Awaitable[bool]]  # (session, peer, reason)
@@ -55,6 +65,7 @@ class Attendance:
         close_peer: ClosePeer,
         heartbeat_timeout_s: float = 45.0,
         checkpoint_interval_s: float = 60.0,
+        heartbeat_min_gap_s: float = 0.0,
     ) -> None:
         self.ledger = ledger
         self.key = key
@@ -62,6 +73,8 @@ class Attendance:
         self._close_peer = close_peer
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self.checkpoint_interval_s = checkpoint_interval_s
+        self.heartbeat_min_gap_s = heartbeat_min_gap_s
+        self._min_gap_ms = int(heartbeat_min_gap_s * 1000)
         self.peers: dict[str, _Peer] = {}
         self._started: set[str] = set()
         self._signed: dict[str, int] = {}  # session -> seq of its last checkpoint
@@ -171,9 +184,13 @@ class Attendance:
         rr: dict[str, int],
     ) -> asyncio.Future[Appended]:
         """Queue the heartbeat; the future resolves once it is durable. (Not a coroutine:
-        thousands a second each save a frame to create and resume.)"""
+        thousands a second each save a frame to create and resume.) HeartbeatTooSoon when it
+        comes within ``heartbeat_min_gap_s`` of the connection's last one."""
         peer = self.peers[peer_id]
-        peer.last_evidence_ms = now_ms()
+        now = now_ms()
+        if peer.last_beat_ms is not None and now - peer.last_beat_ms < self._min_gap_ms:
+            raise HeartbeatTooSoon(self.heartbeat_min_gap_s)
+        peer.last_beat_ms = peer.last_evidence_ms = now
         event = Heartbeat(
             peer_id,
             frames_decoded,

@@ -14,6 +14,7 @@ from media.session import MediaEvent
 from server.attendance.events import Checkin, Export, Headcount, Replay
 from server.attendance.exports import CONTENT_TYPES, render_chunks, report_options
 from server.attendance.report import SessionReport, audit_summary, export_row
+from server.attendance.tracker import HeartbeatTooSoon
 from server.attendance.verify import Verdict, verify
 from server.auth import Claims, authorize, require
 from server.errors import HTTPProblem
@@ -59,7 +60,10 @@ def _submit_heartbeat(state: AppState, rid: str, viewer, body) -> asyncio.Future
     if not all(isinstance(f, bool) for f in flags):
         raise HTTPProblem(400, "audio_playing and visible must be booleans")
     rr = viewer.receiver_highest()
-    return state.attendance.heartbeat(rid, frames, flags[0], flags[1], rr)
+    try:
+        return state.attendance.heartbeat(rid, frames, flags[0], flags[1], rr)
+    except HeartbeatTooSoon as exc:
+        raise HTTPProblem(429, str(exc)) from None
 
 
 async def heartbeat(request: web.Request) -> web.Response:
