@@ -174,13 +174,12 @@ async def run_server(
 
     ticker = asyncio.ensure_future(advance())
     tune_gc()  # as `serve` does once it is up (the floor, run in this process, gets it too)
-    pacer = asyncio.ensure_future(pace_gc(config.gc_pace_s)) if config.gc_pace_s > 0 else None
+    pacer = asyncio.ensure_future(pace_gc(config.gc_pace_s))
     gc.callbacks.append(GC_PAUSES)
     ready.set()
     await stop.wait()
     ticker.cancel()
-    if pacer is not None:
-        pacer.cancel()
+    pacer.cancel()
     stats = {
         "appended": state.attendance.ledger.appended,
         "batches": state.attendance.ledger.batches,

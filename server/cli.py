@@ -114,15 +114,14 @@ async def _serve(config: Config, ssl_context, workers: int) -> None:
             if config.cluster_home and config.ledger_writer:
                 writer = _start_writer(config, cluster.redis, app[STATE].attendance.ledger)
         tune_gc()  # once start-up's objects exist: they are frozen out of every collection
-        pacer = asyncio.ensure_future(pace_gc(config.gc_pace_s)) if config.gc_pace_s > 0 else None
+        pacer = asyncio.ensure_future(pace_gc(config.gc_pace_s))
         mode = f", cluster node {cluster.id}" if cluster is not None else ""
         print(
             f"Lecture Relay listening on {config.base_url} ({workers} worker(s){mode})",
             flush=True,
         )
         await stop.wait()
-        if pacer is not None:
-            pacer.cancel()
+        pacer.cancel()
         if writer is not None:
             writer[0].stop()
             writer[1].cancel()

@@ -90,6 +90,7 @@ class LeanSocket:
         self.on_message = on_message
         self.max_message = max_message
         self.done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self.response: web.StreamResponse | None = None  # the 101 (``accept`` sets it)
         self.close_code: int | None = None  # the code we sent, once we have
         self._buffer = bytearray()
         self._fragments: bytearray | None = None

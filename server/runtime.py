@@ -31,7 +31,7 @@ GC_MIDDLE_EVERY = 4
 
 async def pace_gc(interval_s: float, middle_every: int = GC_MIDDLE_EVERY) -> None:
     """Young collections every ``interval_s`` as well as on CPython's count, for as long as
-    it runs.
+    it runs (``interval_s`` 0: none, it returns at once).
 
     CPython starts a young collection once allocations outnumber deallocations by the first
     threshold. Under a steady load of heartbeats they nearly balance, while what thousands
@@ -44,7 +44,7 @@ async def pace_gc(interval_s: float, middle_every: int = GC_MIDDLE_EVERY) -> Non
     (server/lean_socket.py) less piles up, but without the clock the longest pauses are
     still 30-55 ms."""
     n = 0
-    while True:
+    while interval_s > 0:
         await asyncio.sleep(interval_s)
         n += 1
         gc.collect(1 if n % middle_every == 0 else 0)

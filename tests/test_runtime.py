@@ -43,3 +43,9 @@ async def test_pace_gc_collects_young_and_middle_generations_on_its_clock():
         if was_enabled:
             gc.enable()
     assert seen[:9] == [0, 0, 1, 0, 0, 1, 0, 0, 1]
+
+
+async def test_pace_gc_with_no_interval_returns_at_once():
+    """``LR_GC_PACE=0``: no clock (collections come on CPython's count alone): it returns
+    at once rather than running until cancelled."""
+    assert await asyncio.wait_for(pace_gc(0), 5) is None

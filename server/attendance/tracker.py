@@ -50,7 +50,6 @@ class HeartbeatTooSoon(Exception):
 
     def __init__(self, gap_s: float) -> None:
         super().__init__(f"one heartbeat every {gap_s:g} s at most")
-        self.gap_s = gap_s
 
 
 ClosePeer = Callable[[str, str, str], Awaitable[bool]]  # (session, peer, reason)
@@ -74,7 +73,6 @@ class Attendance:
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self.checkpoint_interval_s = checkpoint_interval_s
         self.heartbeat_min_gap_s = heartbeat_min_gap_s
-        self._min_gap_ms = int(heartbeat_min_gap_s * 1000)
         self.peers: dict[str, _Peer] = {}
         self._started: set[str] = set()
         self._signed: dict[str, int] = {}  # session -> seq of its last checkpoint
@@ -188,7 +186,8 @@ class Attendance:
         comes within ``heartbeat_min_gap_s`` of the connection's last one."""
         peer = self.peers[peer_id]
         now = now_ms()
-        if peer.last_beat_ms is not None and now - peer.last_beat_ms < self._min_gap_ms:
+        gap_ms = self.heartbeat_min_gap_s * 1000
+        if peer.last_beat_ms is not None and now - peer.last_beat_ms < gap_ms:
             raise HeartbeatTooSoon(self.heartbeat_min_gap_s)
         peer.last_beat_ms = peer.last_evidence_ms = now
         event = Heartbeat(
