@@ -544,6 +544,8 @@ async def bench(args) -> None:
     GC_PAUSES.pauses = {0: [], 1: [], 2: []}  # the relay's own, not the floor's
     acks, errors, elapsed, server_cpu, clients_cpu = await drive(args, url, sid)
     async with aiohttp.ClientSession() as http:
+        async with http.get(f"{url}/metrics") as resp:  # what an operator would see
+            waits = ledger_waits(await resp.text())
         t0 = time.perf_counter()
         async with http.post(
             f"{url}/api/sessions/{sid}/end", headers={"Authorization": f"Bearer {lecturer}"}
@@ -599,6 +601,7 @@ async def bench(args) -> None:
                 f"p99 {percentile(steady, 99) * 1000:.1f} ms",
                 flush=True,
             )
+    print(waits, flush=True)
     if args.timeline:
         print_timeline(acks)
     rate = stats["appended"] / elapsed
@@ -641,6 +644,35 @@ async def bench(args) -> None:
 def percentile(ordered: list[float], q: float) -> float:
     """The ``q``-th percentile of an ordered, non-empty list (nearest rank)."""
     return ordered[max(int(len(ordered) * q / 100) - 1, 0)]
+
+
+def ledger_waits(metrics: str) -> str:
+    """The relay's own account of where heartbeats waited, from its ``/metrics`` histograms:
+    each append until durable, and each batch in the ledger writer (its fsync included)."""
+    buckets: dict[str, list[tuple[float, float]]] = {}
+    for line in metrics.splitlines():
+        name, _, rest = line.partition('_bucket{le="')
+        if rest and name.startswith("lr_ledger_"):
+            le, _, value = rest.partition('"} ')
+            buckets.setdefault(name, []).append((float(le), float(value)))
+
+    def summary(name: str, what: str) -> str:
+        counts = buckets.get(name) or [(float("inf"), 0.0)]
+        total = counts[-1][1]
+        p99 = next((le for le, n in counts if n >= 0.99 * total), float("inf"))
+        within_50 = next((n for le, n in counts if le >= 0.05), total)
+        top = next((le for le, n in counts if n >= total), float("inf"))
+        return (
+            f"{what} p99 <= {p99 * 1000:g} ms, {total - within_50:.0f} of {total:.0f} over 50 ms, "
+            f"all <= {top * 1000:g} ms"
+        )
+
+    return (
+        "the relay's /metrics: "
+        + summary("lr_ledger_durable_seconds", "appends until durable")
+        + "; "
+        + summary("lr_ledger_write_seconds", "the writer's batches (fsync included)")
+    )
 
 
 def print_timeline(acks: list[tuple[float, int, float]]) -> None:

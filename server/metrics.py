@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from server.attendance.ledger import Ledger
+from server.histogram import Histogram
 from server.state import STATE, AppState
 
 
@@ -21,6 +23,13 @@ def render(state: AppState) -> str:
         lines.append(f"# TYPE {name} {kind}")
         for labels, value in samples:
             lines.append(f"{name}{labels} {value}")
+
+    def histogram(name: str, help_text: str, h: Histogram) -> None:
+        lines.append(f"# HELP {name} {help_text}")
+        lines.append(f"# TYPE {name} histogram")
+        lines.extend(f'{name}_bucket{{le="{le}"}} {count}' for le, count in h.cumulative())
+        lines.append(f"{name}_sum {round(h.sum, 6)}")
+        lines.append(f"{name}_count {h.count}")
 
     metric("lr_sessions", "gauge", "Sessions with media state in this process.", [("", len(media))])
     metric(
@@ -48,6 +57,33 @@ def render(state: AppState) -> str:
         "Heartbeats recorded through the pages' WebSockets (the rest came as POSTs).",
         [("", state.metrics.socket_heartbeats)],
     )
+    ledger = state.attendance.ledger
+    if isinstance(ledger, Ledger):  # an edge node of a cluster has none of its own
+        metric(
+            "lr_ledger_events_total",
+            "counter",
+            "Events appended to the attendance ledger.",
+            [("", ledger.appended)],
+        )
+        metric(
+            "lr_ledger_commits_total",
+            "counter",
+            "Ledger commits (batches).",
+            [("", ledger.batches)],
+        )
+        metric(
+            "lr_ledger_pending", "gauge", "Appends waiting to be committed.", [("", ledger.pending)]
+        )
+        histogram(
+            "lr_ledger_durable_seconds",
+            "From an append (a heartbeat, a join, ...) to its being on disk, when it is answered.",
+            ledger.durable_seconds,
+        )
+        histogram(
+            "lr_ledger_write_seconds",
+            "One batch in the ledger writer: hashing, inserting, and its commit's fsync.",
+            ledger.write_seconds,
+        )
     for attr, name, help_text in (
         ("packets_in", "lr_packets_received_total", "RTP packets received from publishers."),
         ("packets_out", "lr_packets_forwarded_total", "RTP packets sent to viewers."),

@@ -13,6 +13,7 @@ from server.attendance.report import build_report
 from server.client import Viewing, publish, watch
 from server.store import Member
 from tests.test_forwarding import wait_until
+from tests.test_workers import metrics
 
 
 async def lecture(relay, links):
@@ -199,6 +200,31 @@ async def test_room_checkins_are_credited_from_the_rooms_watched_time(relay):
     assert 0 < member.seconds_watched <= room_rep.seconds_watched
     assert "member:M011" not in rep.participants
     assert rep.headcounts == {room["code"]: 1}
+
+
+async def test_metrics_show_how_long_appends_waited_to_be_durable(relay):
+    """``/metrics`` has, as Prometheus histograms, each append's wait until it was on disk and
+    each batch's time in the ledger writer: how an operator sees a disk keeping heartbeats
+    waiting."""
+    async with one_watching(relay, "member:M1") as w:
+        await relay.state.attendance.drain()
+        before = await metrics(relay.http, relay.base_url)
+        for _ in range(3):
+            assert (await w.viewer.heartbeat(relay.http))[0] == 200  # answered once durable
+        after = await metrics(relay.http, relay.base_url)
+
+    def grew(name: str) -> float:
+        return after[name] - before.get(name, 0)
+
+    durable, written = "lr_ledger_durable_seconds", "lr_ledger_write_seconds"
+    assert grew(f"{durable}_count") >= 3 and grew(f"{durable}_sum") > 0
+    assert grew(f"{durable}_count") == grew("lr_ledger_events_total")  # each append, once
+    assert grew(f"{written}_count") == grew("lr_ledger_commits_total") >= 1
+    for name in (durable, written):
+        buckets = [v for k, v in after.items() if k.startswith(f"{name}_bucket")]
+        assert buckets == sorted(buckets) and buckets[-1] == after[f"{name}_count"]
+        assert f'{name}_bucket{{le="0.05"}}' in after  # the heartbeat target is a bound
+    assert after["lr_ledger_pending"] == 0
 
 
 async def test_heartbeat_and_export_refusals_leave_the_ledger_consistent(relay):

@@ -633,6 +633,7 @@ async def test_the_event_loop_waits_on_its_writer_process_without_blocking(tmp_p
         assert writer.process.pid != child.pid
         assert len(started_in) == 1 and started_in[0] != threading.get_ident()  # off the loop
         assert (first[0].seq, second[0].seq) == (1, 2)  # the cancelled batch never landed
+        assert writer.write_seconds.count == 2  # the child said how long each one took
     finally:
         writer.close()
     ledger = Ledger(path)

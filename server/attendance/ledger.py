@@ -23,6 +23,7 @@ from typing import NamedTuple
 from server.attendance.events import GENESIS, Event, canonical, chain_hash, data_from_json
 from server.attendance.signing import Checkpoint
 from server.attendance.writer import Appended, Entry, WriterProcess, WriterThread, connect
+from server.histogram import Histogram
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class Ledger:
         self._read = connect(path)
         self._read_lock = threading.Lock()
         self._pending: list[tuple[str, Event, int, asyncio.Future]] = []
+        self._submitted: list[float] = []  # when each pending append was made (loop time)
         self._flusher: asyncio.Task | None = None
         # A commit's fixed cost (its fsync, the hand-over to the writer and back) is
         # several appends' worth: under a steady trickle, appends wait up to this long to share.
@@ -69,10 +71,23 @@ class Ledger:
         self._last_commit = -1e9
         self.appended = 0
         self.batches = 0
+        # How long the event loop's appends waited to be durable: queued behind the commit
+        # in flight, then their own (``write_seconds``: its time in the writer).
+        self.durable_seconds = Histogram()
         # Told of each batch the event loop's appends made durable, on the loop, in order:
         # ``(session, event, at_ms, future)`` each, and what each became. Reports keep live
         # folds up to date with it.
         self.on_durable: Callable[[list[tuple], list[Appended]], None] | None = None
+
+    @property
+    def write_seconds(self) -> Histogram:
+        """Each batch's time in the writer: hashing, inserting and its commit's fsync."""
+        return self._writer.write_seconds
+
+    @property
+    def pending(self) -> int:
+        """Appends waiting for the next commit."""
+        return len(self._pending)
 
     @property
     def writer_pid(self) -> int | None:
@@ -88,8 +103,10 @@ class Ledger:
     def submit(self, session: str, event: Event, at_ms: int | None = None) -> asyncio.Future:
         """Queue an append now (order is the order of calls); the future resolves once it is
         on disk."""
-        future = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
         self._pending.append((session, event, at_ms or now_ms(), future))
+        self._submitted.append(loop.time())
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.ensure_future(self._flush())
         return future
@@ -106,6 +123,7 @@ class Ledger:
                 await asyncio.sleep(wait)
             self._last_commit = loop.time()
             batch, self._pending = self._pending, []
+            submitted, self._submitted = self._submitted, []
             entries = [(s, e, t, None) for s, e, t, _ in batch]
             try:
                 results = self._counted(await self._writer.append_async(entries))
@@ -114,6 +132,7 @@ class Ledger:
                     if not future.done():
                         future.set_exception(exc)
                 continue
+            self.durable_seconds.observe_waits(submitted, loop.time())
             for (*_, future), result in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(result)

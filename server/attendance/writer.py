@@ -19,6 +19,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
@@ -27,6 +28,7 @@ from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 
 from server.attendance.events import GENESIS, Event, canonical, chain_hash, data_json
+from server.histogram import Histogram
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +93,11 @@ class Writer:
     def __init__(self, path: Path) -> None:
         self._db = connect(path)
         self._db.executescript(SCHEMA)
+        self.last_write_s = 0.0  # how long the last append took, its fsync included
 
     def append(self, batch: list[Entry]) -> list[Appended | None]:
         """One durable commit for the batch; ``None`` for a stream entry already applied."""
+        started = time.perf_counter()
         db = self._db
         out: list[Appended | None] = []
         touched: dict[str, tuple[int, str]] = {}
@@ -121,6 +125,7 @@ class Writer:
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        self.last_write_s = time.perf_counter() - started
         return out
 
     def _head(self, session: str) -> tuple[int, str]:
@@ -153,16 +158,22 @@ class WriterThread:
     def __init__(self, path: Path) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger")
         self._writer = Writer(path)
+        self.write_seconds = Histogram()  # each append's time in the writer
 
     def append(self, batch: list[Entry]) -> list[Appended | None]:
-        return self._executor.submit(self._writer.append, batch).result()
+        return self._executor.submit(self._append, batch).result()
 
     def save_checkpoint(self, fields: CheckpointFields) -> None:
         self._executor.submit(self._writer.save_checkpoint, fields).result()
 
     async def append_async(self, batch: list[Entry]) -> list[Appended | None]:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._writer.append, batch)
+        return await loop.run_in_executor(self._executor, self._append, batch)
+
+    def _append(self, batch: list[Entry]) -> list[Appended | None]:
+        out = self._writer.append(batch)
+        self.write_seconds.observe(self._writer.last_write_s)
+        return out
 
     async def save_checkpoint_async(self, fields: CheckpointFields) -> None:
         loop = asyncio.get_running_loop()
@@ -215,6 +226,7 @@ class WriterProcess:
         self._buffer = bytearray()
         self._lock = threading.Lock()  # one exchange at a time
         self._loop_thread: int | None = None  # the thread whose call_async holds the lock
+        self.write_seconds = Histogram()  # each append's time in the child, as it says
         with self._lock:
             self._start()
 
@@ -346,11 +358,12 @@ class WriterProcess:
         self._lost()
         return LedgerWriteError(f"the ledger writer process is gone ({reason})")
 
-    @staticmethod
-    def _answer(reply: object) -> object:
-        status, value = reply  # type: ignore[misc]
+    def _answer(self, reply: object) -> object:
+        status, value, *took = reply  # type: ignore[misc]
         if status != "ok":
             raise LedgerWriteError(value)
+        if took:  # an append's answer says how long the child took to write it
+            self.write_seconds.observe(took[0])
         return value
 
     def _lost(self) -> None:
@@ -404,8 +417,9 @@ def _unframe(buffer: bytearray) -> object | None:
 
 
 def serve(conn: Connection, path: Path) -> None:
-    """The child's loop: one request at a time, each answered ``("ok", value)`` or
-    ``("error", reason)``, until the server closes its end."""
+    """The child's loop: one request at a time, each answered ``("ok", value)`` (an append's
+    with the seconds it took as well) or ``("error", reason)``, until the server closes its
+    end."""
     try:
         writer = Writer(path)
     except Exception as exc:  # noqa: BLE001 - the server hears why and stops
@@ -418,11 +432,14 @@ def serve(conn: Connection, path: Path) -> None:
         except EOFError:
             break
         try:
-            value = writer.append(arg) if kind == "append" else writer.save_checkpoint(arg)
+            if kind == "append":
+                reply = ("ok", writer.append(arg), writer.last_write_s)
+            else:
+                reply = ("ok", writer.save_checkpoint(arg))
         except Exception as exc:  # noqa: BLE001 - the batch failed; the writer goes on
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
             continue
-        conn.send(("ok", value))
+        conn.send(reply)
     writer.close()
 
 
