@@ -539,13 +539,15 @@ async def bench(args) -> None:
     if args.floor:
         floor = await run_floor(args, sid)
     async with aiohttp.ClientSession() as http:  # the lecture begins
+        async with http.get(f"{url}/metrics") as resp:  # what the set-up above left there
+            before = await resp.text()
         async with http.post(f"{url}/bench/start/{sid}") as resp:
             assert resp.status == 204, await resp.text()
     GC_PAUSES.pauses = {0: [], 1: [], 2: []}  # the relay's own, not the floor's
     acks, errors, elapsed, server_cpu, clients_cpu = await drive(args, url, sid)
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{url}/metrics") as resp:  # what an operator would see
-            waits = ledger_waits(await resp.text())
+            waits = ledger_waits(before, await resp.text())
         t0 = time.perf_counter()
         async with http.post(
             f"{url}/api/sessions/{sid}/end", headers={"Authorization": f"Bearer {lecturer}"}
@@ -646,15 +648,25 @@ def percentile(ordered: list[float], q: float) -> float:
     return ordered[max(int(len(ordered) * q / 100) - 1, 0)]
 
 
-def ledger_waits(metrics: str) -> str:
-    """The relay's own account of where heartbeats waited, from its ``/metrics`` histograms:
-    each append until durable, and each batch in the ledger writer (its fsync included)."""
-    buckets: dict[str, list[tuple[float, float]]] = {}
-    for line in metrics.splitlines():
-        name, _, rest = line.partition('_bucket{le="')
-        if rest and name.startswith("lr_ledger_"):
-            le, _, value = rest.partition('"} ')
-            buckets.setdefault(name, []).append((float(le), float(value)))
+def ledger_waits(before: str, after: str) -> str:
+    """The relay's own account of where heartbeats waited during the run, from its
+    ``/metrics`` histograms (``after`` less ``before``): each append until durable, each
+    batch in the ledger writer (its fsync included), and how late the event loop ran."""
+
+    def parse(metrics: str) -> dict[str, list[tuple[float, float]]]:
+        buckets: dict[str, list[tuple[float, float]]] = {}
+        for line in metrics.splitlines():
+            name, _, rest = line.partition('_bucket{le="')
+            if rest:
+                le, _, value = rest.partition('"} ')
+                buckets.setdefault(name, []).append((float(le), float(value)))
+        return buckets
+
+    start = parse(before)
+    buckets = {
+        name: [(le, n - dict(start.get(name, [])).get(le, 0.0)) for le, n in counts]
+        for name, counts in parse(after).items()
+    }
 
     def summary(name: str, what: str) -> str:
         counts = buckets.get(name) or [(float("inf"), 0.0)]
@@ -667,11 +679,12 @@ def ledger_waits(metrics: str) -> str:
             f"all <= {top * 1000:g} ms"
         )
 
-    return (
-        "the relay's /metrics: "
-        + summary("lr_ledger_durable_seconds", "appends until durable")
-        + "; "
-        + summary("lr_ledger_write_seconds", "the writer's batches (fsync included)")
+    return "the relay's /metrics: " + "; ".join(
+        (
+            summary("lr_ledger_durable_seconds", "appends until durable"),
+            summary("lr_ledger_write_seconds", "the writer's batches (fsync included)"),
+            summary("lr_event_loop_lag_seconds", "the event loop's lag (every 0.1 s)"),
+        )
     )
 
 

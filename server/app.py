@@ -18,6 +18,7 @@ from server.cluster.node import Cluster
 from server.cluster.stream import StreamLedger
 from server.config import Config
 from server.errors import error_middleware
+from server.histogram import watch_loop_lag
 from server.live import LiveSessions
 from server.metrics import metrics_handler
 from server.openapi import openapi_handler
@@ -119,6 +120,7 @@ def create_app(config: Config, workers: int = 1) -> web.Application:
     async def startup(app: web.Application) -> None:
         attendance.recover()
         attendance.start()
+        background.append(asyncio.ensure_future(watch_loop_lag(state.loop_lag)))
         if isinstance(ledger, Ledger):  # an edge node has no ledger of its own
             background.append(asyncio.ensure_future(warm_reports()))
         if config.recording_retention_days > 0 or config.replay_retention_days > 0:

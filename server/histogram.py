@@ -1,7 +1,9 @@
-"""Latency histograms with fixed bounds, shown in ``/metrics`` as Prometheus histograms."""
+"""Latency histograms with fixed bounds, shown in ``/metrics`` as Prometheus histograms, and
+the event loop's lag, the one every other latency includes."""
 
 from __future__ import annotations
 
+import asyncio
 from bisect import bisect_left
 
 # Seconds: a heartbeat's 50 ms target sits on a bound, and a stalled disk shows up to 2.5 s.
@@ -60,3 +62,14 @@ class Histogram:
             if running >= wanted:
                 return bound
         return float("inf")
+
+
+async def watch_loop_lag(into: Histogram, period_s: float = 0.1) -> None:
+    """Observe, every ``period_s``, how late the event loop ran a timer that was due: what
+    any answer of this process waited besides its own work (the loop busy with others' work,
+    or the process waiting for a core). Runs until cancelled."""
+    loop = asyncio.get_running_loop()
+    while True:
+        due = loop.time() + period_s
+        await asyncio.sleep(period_s)
+        into.observe(max(0.0, loop.time() - due))

@@ -31,6 +31,12 @@ def render(state: AppState) -> str:
         lines.append(f"{name}_sum {round(h.sum, 6)}")
         lines.append(f"{name}_count {h.count}")
 
+    histogram(
+        "lr_event_loop_lag_seconds",
+        "How late the event loop ran a timer due every 0.1 s: what every answer waits besides "
+        "its own work.",
+        state.loop_lag,
+    )
     metric("lr_sessions", "gauge", "Sessions with media state in this process.", [("", len(media))])
     metric(
         "lr_publishers",

@@ -13,6 +13,7 @@ from server.auth import TokenSigner
 from server.cluster.node import Cluster
 from server.config import Config
 from server.floor import FloorBoard
+from server.histogram import Histogram
 from server.lean_socket import LeanSocket
 from server.live import LiveSessions
 from server.programme.store import ProgrammeStore
@@ -41,6 +42,7 @@ class AppState:
     metrics: Counters = field(default_factory=Counters)
     cluster: Cluster | None = None
     floor: FloorBoard = field(default_factory=FloorBoard)
+    loop_lag: Histogram = field(default_factory=Histogram)  # how late the event loop runs
     # Pages' heartbeat WebSockets by viewer connection: closed when the connection ends.
     heartbeat_sockets: dict[str, set[LeanSocket]] = field(default_factory=dict)
     # Sessions' reports, kept up to date with the ledger as it is appended to.

@@ -12,7 +12,7 @@ from media.sources import PatternVideoTrack, ToneAudioTrack
 from server.attendance.report import build_report
 from server.client import Viewing, publish, watch
 from server.store import Member
-from tests.test_forwarding import wait_until
+from tests.test_forwarding import wait_until, wait_until_async
 from tests.test_workers import metrics
 
 
@@ -225,6 +225,11 @@ async def test_metrics_show_how_long_appends_waited_to_be_durable(relay):
         assert buckets == sorted(buckets) and buckets[-1] == after[f"{name}_count"]
         assert f'{name}_bucket{{le="0.05"}}' in after  # the heartbeat target is a bound
     assert after["lr_ledger_pending"] == 0
+
+    async def lag_sampled() -> bool:
+        return (await metrics(relay.http, relay.base_url))["lr_event_loop_lag_seconds_count"] > 0
+
+    await wait_until_async(lag_sampled, timeout=5)  # how late the loop runs, every 0.1 s
 
 
 async def test_heartbeat_and_export_refusals_leave_the_ledger_consistent(relay):

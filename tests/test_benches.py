@@ -32,6 +32,10 @@ def test_bench_attendance_runs_and_refuses_nothing():
         assert any(
             line.startswith("floor (bare aiohttp") and line.endswith(" 0 errors") for line in lines
         ), lines
+        # where the relay says heartbeats waited, from its /metrics: every one of them counted
+        (waits,) = [line for line in lines if line.startswith("the relay's /metrics: ")]
+        durable = re.search(r"appends until durable p99 <= [\d.]+ ms, \d+ of (\d+) over", waits)
+        assert durable and int(durable[1]) >= 40 * 2, waits
         last = lines[-1]
         assert re.fullmatch(
             r"attendance: 40 participants, \d+ events, \d+ events/s, p99 ack [\d.]+ ms, "

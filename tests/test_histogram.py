@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from server.histogram import Histogram
+import asyncio
+import time
+
+from server.histogram import Histogram, watch_loop_lag
+from tests.test_forwarding import wait_until
 
 
 def test_waits_counted_in_one_pass_land_where_single_observations_do():
@@ -28,3 +32,14 @@ def test_buckets_are_cumulative_up_to_inf_and_a_quantile_names_its_bucket():
     assert h.quantile_bound(0.75) == 0.05
     assert h.quantile_bound(0.99) == float("inf")
     assert Histogram().quantile_bound(0.99) == 0.0
+
+
+async def test_a_blocked_event_loop_shows_as_lag():
+    lag = Histogram()
+    watcher = asyncio.ensure_future(watch_loop_lag(lag, period_s=0.02))
+    try:
+        await wait_until(lambda: lag.count >= 2)
+        time.sleep(0.3)  # the loop's thread busy elsewhere: the watcher's timer is late
+        await wait_until(lambda: sum(lag.counts[lag.bounds.index(0.25) + 1 :]) >= 1)
+    finally:
+        watcher.cancel()
