@@ -181,6 +181,10 @@ class SessionMedia:
         self.viewers[viewer.id] = viewer
         self.identities[viewer.id] = identity
 
+    def remote_gone(self, viewer: RemoteViewer) -> None:
+        """A viewer another process served has ended: ``viewer_gone``, with its reason."""
+        self._peer_gone(viewer)
+
     def remote_connected(self, peer_id: str) -> None:
         viewer = self.viewers.get(peer_id)
         if isinstance(viewer, RemoteViewer) and not viewer.connected.is_set():

@@ -51,54 +51,33 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import aiohttp  # noqa: E402
 
-# The relay's modules (aiortc and PyAV among them) are imported where the server starts, not
-# here: the load generator's processes import this file too, and need none of them.
+from media.remote import RemoteViewer  # noqa: E402 - asyncio and logging, nothing more
+
+# The relay's other modules (aiortc and PyAV among them) are imported where the server starts,
+# not here: the load generator's processes import this file too, and need none of them.
 
 SECRET = b"bench-secret-bench-secret"
 
 
-class StandInTrack:
-    def __init__(self) -> None:
-        self.rr = None
-
-
-class StandInViewer:
-    """A viewer connection without WebRTC: what SessionMedia needs of one, nothing more."""
+class StandInViewer(RemoteViewer):
+    """A viewer connection without WebRTC, joined to the media plane as one another process
+    serves (what a media worker reports of its viewers, the bench reports itself): its media
+    "arrives" every quarter second, its receiver reports advancing with it."""
 
     def __init__(self, media, peer_id: str) -> None:
-        self.id = peer_id
-        self.media = media
-        self.tracks = {"video": (None, StandInTrack()), "audio": (None, StandInTrack())}
-        self.closed = False
-        self.close_reason = ""
-        self.connected_hook = None
+        super().__init__(peer_id, -1, False, media.remote_gone, self._nothing_there)
         self.seq = random.randrange(60000)
 
-    def advance(self, now: float) -> None:
+    def advance(self) -> None:
         self.seq += 48
-        for _, track in self.tracks.values():
-            track.rr = (self.seq, 0, 0, 0, now)
+        self.report({"video": self.seq, "audio": self.seq}, QUALITY)
 
-    def receiver_highest(self) -> dict[str, int]:
-        return {kind: dt.rr[0] for kind, (_, dt) in self.tracks.items() if dt.rr is not None}
+    @staticmethod
+    async def _nothing_there(resource: str, reason: str) -> None:
+        """No process serves it: nothing to stop there."""
 
-    def quality(self) -> dict:
-        return {"audio_only": False, "layer": "high"}
 
-    async def close(self, reason: str = "delete") -> None:
-        """Gone, as SessionMedia reports a viewer connection that ended (its ``_peer_gone``
-        knows only the media plane's own kinds of viewer): the leave in the ledger."""
-        from media.session import MediaEvent
-
-        if not self.closed:
-            self.closed = True
-            self.close_reason = reason
-            media = self.media
-            if media.viewers.pop(self.id, None) is not None:
-                identity = media.identities.pop(self.id, None)
-                media._listener(
-                    MediaEvent("viewer_gone", media.session_id, self.id, identity, reason)
-                )
+QUALITY = {"audio_only": False, "layer": "high"}
 
 
 def free_port() -> int:
@@ -143,11 +122,10 @@ async def run_server(
         claims = state.signer.verify(token)
         media = state.live.get(sid)
         viewer = StandInViewer(media, os.urandom(9).hex())
-        viewer.advance(time.monotonic())
+        viewer.advance()
         standins.append(viewer)
-        media.viewers[viewer.id] = viewer
-        media.identities[viewer.id] = identity_of(claims, request.remote or "", False)
-        media._listener(MediaEvent("viewer_connected", sid, viewer.id, media.identities[viewer.id]))
+        media.add_remote(viewer, identity_of(claims, request.remote or "", False))
+        media.remote_connected(viewer.id)  # media reached it: its join
         return web.Response(status=201, headers={"Location": f"/whep/{sid}/{viewer.id}"})
 
     async def bench_start(request: web.Request) -> web.Response:
@@ -167,10 +145,9 @@ async def run_server(
     async def advance() -> None:
         while True:
             await asyncio.sleep(0.25)
-            now = time.monotonic()
             for v in standins:
                 if not v.closed:
-                    v.advance(now)
+                    v.advance()
 
     ticker = asyncio.ensure_future(advance())
     tune_gc()  # as `serve` does once it is up (the floor, run in this process, gets it too)

@@ -158,7 +158,7 @@ class WorkerPool:
 
         def gone(viewer: RemoteViewer) -> None:
             handle.viewers = max(handle.viewers - 1, 0)
-            media._peer_gone(viewer)
+            media.remote_gone(viewer)
 
         async def stop_there(resource: str, reason: str) -> None:
             if handle.up.is_set():
