@@ -37,6 +37,11 @@ from server.storage import sweep
 from server.store import Store
 
 log = logging.getLogger(__name__)
+
+# How the app is run (``serve``; the tests' relay too). aiohttp's access log would write every
+# request line, the page links' tokens in their query included, and a line per heartbeat.
+RUNNER_OPTIONS: dict = {"access_log": None}
+
 RETENTION_SWEEP_S = 6 * 3600
 
 

@@ -88,12 +88,12 @@ async def _serve(config: Config, ssl_context, workers: int) -> None:
 
     from aiohttp import web
 
-    from server.app import create_app
+    from server.app import RUNNER_OPTIONS, create_app
     from server.runtime import pace_gc, tune_gc
     from server.state import STATE
 
     app = create_app(config, workers)
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, **RUNNER_OPTIONS)
     await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -52,7 +52,8 @@ def member_parser() -> Callable[[Callable[[str], str]], Member]:
         if township not in TOWNSHIPS:
             raise RowError(f"unknown township {township!r}")
         if phone and not PHONE.match(phone):
-            raise RowError(f"phone {phone!r} is not an 11-digit mobile number")
+            # the value is not repeated: errors are printed, and may end up in a log
+            raise RowError(f"phone is not an 11-digit mobile number ({len(phone)} characters)")
         if category is None:
             raise RowError(f"unknown category {get('category')!r}")
         seen.add(member_id)

@@ -14,7 +14,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from media.fastpath import restrict_host_addresses
-from server.app import create_app
+from server.app import RUNNER_OPTIONS, create_app
 from server.config import Config
 from server.links import session_links
 from server.state import STATE
@@ -67,7 +67,7 @@ async def running_relay(tmp_path, **overrides):
     ).with_overrides(**overrides)
     app = create_app(config)
     server = TestServer(app, host="127.0.0.1", port=0)
-    await server.start_server()
+    await server.start_server(**RUNNER_OPTIONS)  # as `serve` runs it
     config = config.with_overrides(port=server.port)
     async with aiohttp.ClientSession() as http:
         yield Relay(f"http://127.0.0.1:{server.port}", app, http, config)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -230,6 +232,53 @@ async def test_metrics_show_how_long_appends_waited_to_be_durable(relay):
         return (await metrics(relay.http, relay.base_url))["lr_event_loop_lag_seconds_count"] > 0
 
     await wait_until_async(lag_sampled, timeout=5)  # how late the loop runs, every 0.1 s
+
+
+async def test_no_token_or_phone_number_reaches_a_log_line(relay, caplog):
+    """Every logger at every level, through a member's whole visit and the refusals around
+    it: the tokens and the phone number appear in no log line (the admin's export, asked with
+    phones, has the number)."""
+    caplog.set_level(logging.DEBUG)
+    links = relay.new_session()
+    sid = links["session_id"]
+    phone = "13912345678"
+    relay.state.store.upsert_members([Member("M042", "李四", "团堡镇", phone, "elderly")])
+    member = relay.token("member", sid, "M042")
+    expired = relay.token("member", sid, "M042", ttl=-1)
+    admin = relay.token("admin", None)
+    pub = await lecture(relay, links)
+    try:
+        async with relay.http.get(links["urls"]["watch"]) as resp:  # a page, its token in the query
+            assert resp.status == 200
+        v = await watch(relay.http, relay.base_url, sid, member)
+        await joined(relay, v)
+        await next_report(relay, sid, v)
+        assert (await v.heartbeat(relay.http))[0] == 200
+        ws = await v.heartbeat_socket(relay.http, token_in_header=False)  # the token as a message
+        await ws.send_json({"frames_decoded": 1, "audio_playing": True, "visible": True})
+        assert "seq" in await ws.receive_json()
+        await ws.close()
+        beat = {"frames_decoded": 2, "audio_playing": True, "visible": True}
+        assert (await call(relay, "POST", f"{v.location}/heartbeat", expired, beat))[0] == 401
+        assert (await call(relay, "GET", f"/api/sessions/{sid}/me", member[:-2] + "xx"))[0] == 401
+        async with relay.http.post(
+            f"{relay.base_url}/whep/{sid}",
+            data="v=0 not an offer",
+            headers={"Authorization": f"Bearer {member}", "Content-Type": "application/sdp"},
+        ) as resp:
+            assert resp.status == 400
+        await v.stop(relay.http)
+        status, doc = await call(
+            relay, "GET", f"/api/sessions/{sid}/attendance?format=json&phones=1", admin
+        )
+        assert status == 200 and phone in json.dumps(doc)
+    finally:
+        await pub.stop()
+    logged = caplog.text
+    assert f"peer={v.location.rsplit('/', 1)[1]}" in logged  # the visit was logged
+    tokens = [member, expired, admin, links["lecturer_token"], links["viewer_token"]]
+    secrets = [phone, *tokens, *(t.rsplit(".", 1)[-1] for t in tokens)]  # signatures alone too
+    assert [s for s in secrets if s in logged] == []
 
 
 async def test_heartbeat_and_export_refusals_leave_the_ledger_consistent(relay):

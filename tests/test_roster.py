@@ -40,6 +40,7 @@ def test_csv_import_keeps_good_rows_and_names_bad_ones(tmp_path):
     reasons = dict(result.errors)
     assert "empty" in reasons[4] and "twice" in reasons[5] and "township" in reasons[6]
     assert "11-digit" in reasons[7] and "category" in reasons[8]
+    assert "12345" not in reasons[7]  # a phone number is not repeated into the output
     assert store.member("LC001").category == "mobile"
     assert store.member("LC002").category == "elderly"
     assert [m.member_id for m in store.members("团堡镇")] == ["LC001"]
