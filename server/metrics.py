@@ -5,6 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from server.attendance.ledger import Ledger
+from server.cluster.stream import BUFFER_LIMIT as STREAM_BUFFER_LIMIT
+from server.cluster.stream import StreamLedger
 from server.histogram import Histogram
 from server.state import STATE, AppState
 
@@ -89,6 +91,25 @@ def render(state: AppState) -> str:
             "lr_ledger_write_seconds",
             "One batch in the ledger writer: hashing, inserting, and its commit's fsync.",
             ledger.write_seconds,
+        )
+    if isinstance(ledger, StreamLedger):  # an edge: its events go to the home node by Redis
+        metric(
+            "lr_attendance_backlog",
+            "gauge",
+            "Attendance events kept in memory until Redis takes them.",
+            [("", ledger.backlog)],
+        )
+        metric(
+            "lr_attendance_sent_total",
+            "counter",
+            "Attendance events sent to Redis.",
+            [("", ledger.sent)],
+        )
+        metric(
+            "lr_attendance_dropped_total",
+            "counter",
+            f"Attendance events dropped, the oldest first, past {STREAM_BUFFER_LIMIT} kept.",
+            [("", ledger.dropped)],
         )
     for attr, name, help_text in (
         ("packets_in", "lr_packets_received_total", "RTP packets received from publishers."),

@@ -214,6 +214,8 @@ async def test_redis_outage_mid_session_degrades_and_recovers(tmp_path, redis_se
                 status, _ = await edge.heartbeat(http)
                 assert status == 200
                 acked += 1
+            kept = await metrics(http, node_b.url)  # held in B's memory meanwhile, and shown
+            assert kept["lr_attendance_backlog"] >= 3 and kept["lr_attendance_dropped_total"] == 0
 
             redis_server.resume()
 
@@ -228,6 +230,8 @@ async def test_redis_outage_mid_session_degrades_and_recovers(tmp_path, redis_se
                 return sum(r.kind == "heartbeat" and r.data["peer"] == peer for r in rows) >= acked
 
             await until(caught_up, timeout=20)
+            sent = await metrics(http, node_b.url)
+            assert sent["lr_attendance_backlog"] == 0 and sent["lr_attendance_dropped_total"] == 0
             await edge.wait_frames("video", edge.stats["video"].frames + 10, timeout=15)
             await edge.stop(http)
             await pub.stop(http)
@@ -292,3 +296,33 @@ async def test_lecturer_republishing_to_another_node_resumes_the_session(
         for node in (node_b, node_a):
             node.stop()
         await r.aclose()
+
+
+async def test_an_edge_past_its_buffer_drops_the_oldest_counts_them_and_says_so_once(
+    monkeypatch, caplog
+):
+    """Redis gone for long (nothing listens on its port): an edge keeps the newest events up
+    to its limit, counts what it dropped, and logs the first drop of the outage only."""
+    from server.attendance.events import Heartbeat
+    from server.cluster import stream
+    from tests.test_cli import free_port
+    from tests.test_forwarding import wait_until
+
+    monkeypatch.setattr(stream, "BUFFER_LIMIT", 5)
+    redis = aioredis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.5)
+    edge = stream.StreamLedger(redis, "edge-1")
+    try:
+        edge.submit("s1", Heartbeat("p1", 0, True, True, 0, 0))
+        await wait_until(
+            lambda: edge.failing_since is not None
+        )  # it tried, and Redis was not there
+        for frames in range(1, 8):
+            await edge.submit("s1", Heartbeat("p1", frames, True, True, frames, frames))
+        assert (edge.backlog, edge.dropped, edge.sent) == (5, 3, 0)
+        kept = [json.loads(e["data"])["frames_decoded"] for e in edge._buffer]
+        assert kept == [3, 4, 5, 6, 7]  # the newest
+        drops = [r for r in caplog.records if "dropping the oldest" in r.getMessage()]
+        assert len(drops) == 1 and drops[0].levelname == "ERROR"
+    finally:
+        edge._flusher.cancel()
+        await redis.aclose()

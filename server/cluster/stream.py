@@ -41,7 +41,9 @@ class StreamLedger:
     """What an edge node's attendance tracker writes to: the stream, not a file.
 
     An event is accepted at once; it is sent in order, and kept in memory while Redis is
-    unreachable (viewers keep watching) until it can be sent."""
+    unreachable (viewers keep watching) until it can be sent: up to ``BUFFER_LIMIT``, past which
+    the oldest are dropped, counted (``lr_attendance_dropped_total``) and logged once an
+    outage."""
 
     def __init__(self, redis: aioredis.Redis, instance: str) -> None:
         self._redis = redis
@@ -51,13 +53,21 @@ class StreamLedger:
         self._next_id = 0
         self.sent = 0
         self.dropped = 0
+        self.dropped_since_sent = 0  # in this outage: the first drop is logged
         self.failing_since: float | None = None
 
     def submit(self, session: str, event: Event, at_ms: int | None = None) -> asyncio.Future:
         at = at_ms or now_ms()
         if len(self._buffer) >= BUFFER_LIMIT:
             self._buffer.popleft()
+            if not self.dropped_since_sent:
+                log.error(
+                    "Redis unreachable and %d attendance events kept: dropping the oldest"
+                    " (lr_attendance_dropped_total counts them)",
+                    BUFFER_LIMIT,
+                )
             self.dropped += 1
+            self.dropped_since_sent += 1
         self._buffer.append(
             {
                 "session": session,
@@ -105,6 +115,7 @@ class StreamLedger:
             for _ in batch:
                 self._buffer.popleft()
             self.sent += len(batch)
+            self.dropped_since_sent = 0
 
     async def drain(self, timeout: float = 5.0) -> None:
         if self._flusher is not None and not self._flusher.done():
