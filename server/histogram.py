@@ -51,18 +51,6 @@ class Histogram:
             out.append(("+Inf" if bound is None else repr(bound), running))
         return out
 
-    def quantile_bound(self, q: float) -> float:
-        """The bound of the bucket that holds the ``q`` quantile (``inf`` past the last; 0
-        when nothing was observed)."""
-        if not self.count:
-            return 0.0
-        wanted, running = q * self.count, 0
-        for bound, count in zip(self.bounds, self.counts, strict=False):
-            running += count
-            if running >= wanted:
-                return bound
-        return float("inf")
-
 
 async def watch_loop_lag(into: Histogram, period_s: float = 0.1) -> None:
     """Observe, every ``period_s``, how late the event loop ran a timer that was due: what
