@@ -5,7 +5,6 @@ from __future__ import annotations
 from aiohttp import web
 
 from server.attendance.ledger import Ledger
-from server.cluster.stream import BUFFER_LIMIT as STREAM_BUFFER_LIMIT
 from server.cluster.stream import StreamLedger
 from server.histogram import Histogram
 from server.state import STATE, AppState
@@ -108,7 +107,7 @@ def render(state: AppState) -> str:
         metric(
             "lr_attendance_dropped_total",
             "counter",
-            f"Attendance events dropped, the oldest first, past {STREAM_BUFFER_LIMIT} kept.",
+            f"Attendance events dropped, the oldest first, past {ledger.limit} kept.",
             [("", ledger.dropped)],
         )
     for attr, name, help_text in (

@@ -298,9 +298,7 @@ async def test_lecturer_republishing_to_another_node_resumes_the_session(
         await r.aclose()
 
 
-async def test_an_edge_past_its_buffer_drops_the_oldest_counts_them_and_says_so_once(
-    monkeypatch, caplog
-):
+async def test_an_edge_past_its_buffer_drops_the_oldest_counts_them_and_says_so_once(caplog):
     """Redis gone for long (nothing listens on its port): an edge keeps the newest events up
     to its limit, counts what it dropped, and logs the first drop of the outage only."""
     from server.attendance.events import Heartbeat
@@ -308,9 +306,8 @@ async def test_an_edge_past_its_buffer_drops_the_oldest_counts_them_and_says_so_
     from tests.test_cli import free_port
     from tests.test_forwarding import wait_until
 
-    monkeypatch.setattr(stream, "BUFFER_LIMIT", 5)
     redis = aioredis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.5)
-    edge = stream.StreamLedger(redis, "edge-1")
+    edge = stream.StreamLedger(redis, "edge-1", limit=5)
     try:
         edge.submit("s1", Heartbeat("p1", 0, True, True, 0, 0))
         await wait_until(

@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 STREAM = "lr:attendance"
 GROUP = "ledger"
 OPEN_PREFIX = "lr:open:"
-BUFFER_LIMIT = 200_000
 READ_COUNT = 500
 CLAIM_IDLE_MS = 30_000
 
@@ -41,13 +40,14 @@ class StreamLedger:
     """What an edge node's attendance tracker writes to: the stream, not a file.
 
     An event is accepted at once; it is sent in order, and kept in memory while Redis is
-    unreachable (viewers keep watching) until it can be sent: up to ``BUFFER_LIMIT``, past which
-    the oldest are dropped, counted (``lr_attendance_dropped_total``) and logged once an
-    outage."""
+    unreachable (viewers keep watching) until it can be sent: up to ``limit``
+    (``LR_ATTENDANCE_BUFFER``), past which the oldest are dropped, counted
+    (``lr_attendance_dropped_total``) and logged once an outage."""
 
-    def __init__(self, redis: aioredis.Redis, instance: str) -> None:
+    def __init__(self, redis: aioredis.Redis, instance: str, limit: int = 200_000) -> None:
         self._redis = redis
         self.instance = instance
+        self.limit = limit
         self._buffer: deque[dict] = deque()
         self._flusher: asyncio.Task | None = None
         self._next_id = 0
@@ -58,13 +58,13 @@ class StreamLedger:
 
     def submit(self, session: str, event: Event, at_ms: int | None = None) -> asyncio.Future:
         at = at_ms or now_ms()
-        if len(self._buffer) >= BUFFER_LIMIT:
+        if len(self._buffer) >= self.limit:
             self._buffer.popleft()
             if not self.dropped_since_sent:
                 log.error(
                     "Redis unreachable and %d attendance events kept: dropping the oldest"
-                    " (lr_attendance_dropped_total counts them)",
-                    BUFFER_LIMIT,
+                    " (lr_attendance_dropped_total counts them; LR_ATTENDANCE_BUFFER)",
+                    self.limit,
                 )
             self.dropped += 1
             self.dropped_since_sent += 1
