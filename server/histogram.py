@@ -51,6 +51,16 @@ class Histogram:
             out.append(("+Inf" if bound is None else repr(bound), running))
         return out
 
+    def quantile_bound(self, q: float) -> float | None:
+        """The bound of the bucket that holds the ``q`` quantile: "at most this". None when
+        nothing was observed or it lies past the last bound."""
+        wanted, running = q * self.count, 0
+        for bound, count in zip(self.bounds, self.counts, strict=False):
+            running += count
+            if running >= wanted and self.count:
+                return bound
+        return None
+
 
 async def watch_loop_lag(into: Histogram, period_s: float = 0.1) -> None:
     """Observe, every ``period_s``, how late the event loop ran a timer that was due: what

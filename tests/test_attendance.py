@@ -13,6 +13,7 @@ import pytest
 from media.sources import PatternVideoTrack, ToneAudioTrack
 from server.attendance.report import build_report
 from server.client import Viewing, publish, watch
+from server.histogram import LATENCY_BOUNDS
 from server.store import Member
 from tests.test_forwarding import wait_until, wait_until_async
 from tests.test_workers import metrics
@@ -232,6 +233,16 @@ async def test_metrics_show_how_long_appends_waited_to_be_durable(relay):
         return (await metrics(relay.http, relay.base_url))["lr_event_loop_lag_seconds_count"] > 0
 
     await wait_until_async(lag_sampled, timeout=5)  # how late the loop runs, every 0.1 s
+
+    # the admin page's line: the same numbers, for an admin without a metrics system
+    status, view = await call(relay, "GET", "/api/admin/cluster", relay.token("admin", None))
+    ledger = view["ledger"]
+    assert status == 200 and ledger["events"] >= after["lr_ledger_events_total"]
+    bounds = {round(b * 1000, 3) for b in LATENCY_BOUNDS} | {None}  # None: past the last
+    assert ledger["pending"] == 0 and ledger["durable_p99_ms"] in bounds
+    assert ledger["write_p99_ms"] in bounds
+    member = relay.token("member", w.sid, "M1")
+    assert (await call(relay, "GET", "/api/admin/cluster", member))[0] == 403
 
 
 async def test_no_token_or_phone_number_reaches_a_log_line(relay, caplog):

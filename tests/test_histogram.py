@@ -23,12 +23,15 @@ def test_waits_counted_in_one_pass_land_where_single_observations_do():
     assert batch.count == 6
 
 
-def test_buckets_are_cumulative_up_to_inf():
+def test_buckets_are_cumulative_up_to_inf_and_a_quantile_names_its_bucket():
     h = Histogram((0.01, 0.05))
     for value in (0.002, 0.004, 0.03, 0.07):
         h.observe(value)
     assert h.cumulative() == [("0.01", 2), ("0.05", 3), ("+Inf", 4)]
     assert Histogram((0.01,)).cumulative() == [("0.01", 0), ("+Inf", 0)]
+    assert h.quantile_bound(0.5) == 0.01 and h.quantile_bound(0.75) == 0.05
+    assert h.quantile_bound(0.99) is None  # past the last bound
+    assert Histogram().quantile_bound(0.99) is None  # nothing observed
 
 
 async def test_a_blocked_event_loop_shows_as_lag():

@@ -6,7 +6,9 @@ import json
 
 from aiohttp import web
 
+from server.attendance.ledger import Ledger
 from server.auth import require
+from server.cluster.stream import StreamLedger
 from server.errors import HTTPProblem
 from server.links import session_links
 from server.state import STATE, AppState
@@ -220,6 +222,18 @@ async def admin_cluster(request: web.Request) -> web.Response:
             for h in pool.workers.values()
         ]
     body: dict = {"mode": "cluster" if cluster else "single node", "workers": workers}
+    ledger = state.attendance.ledger
+    if isinstance(ledger, Ledger):  # since start: how long attendance waited to be on disk
+        p99 = ledger.durable_seconds.quantile_bound(0.99)
+        write_p99 = ledger.write_seconds.quantile_bound(0.99)
+        body["ledger"] = {
+            "events": ledger.appended,
+            "pending": ledger.pending,
+            "durable_p99_ms": None if p99 is None else round(p99 * 1000, 3),
+            "write_p99_ms": None if write_p99 is None else round(write_p99 * 1000, 3),
+        }
+    elif isinstance(ledger, StreamLedger):  # an edge: what waits for Redis
+        body["ledger"] = {"backlog": ledger.backlog, "sent": ledger.sent, "dropped": ledger.dropped}
     if cluster is not None:
         body["node"] = cluster.id
         body["redis_up"] = cluster.redis_ok

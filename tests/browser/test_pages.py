@@ -295,6 +295,12 @@ async def test_admin_page_shows_replays_and_disk(relay, browser, artifacts):
     await page.wait_for_function(
         "document.getElementById('sessions').textContent.includes('已生成')", timeout=10000
     )
+    # the attendance ledger's health, for an admin without a metrics system
+    await page.wait_for_function(
+        "document.getElementById('ledger').textContent.includes('落盘用时')", timeout=10000
+    )
+    ledger = await page.inner_text("#ledger")
+    assert "考勤账本（本次启动以来）：已记录" in ledger and "99% 的记录" in ledger, ledger
     await page.fill("#title", "新讲座（管理页创建）")
     await page.click("#create button")
     await page.wait_for_selector("#created:not([hidden])", timeout=5000)
