@@ -79,6 +79,7 @@ class Cluster:
         self._load = load
         self.capacity = capacity
         self._tasks: list[asyncio.Task] = []
+        self._closing = False  # the loops end on it too: a cancel inside Redis can be lost
         self._nodes: list[NodeInfo] = []
         self._nodes_at = 0.0
         self._placed: dict[str, int] = {}  # viewers sent elsewhere since the last refresh
@@ -105,9 +106,14 @@ class Cluster:
         self._tasks.append(asyncio.ensure_future(self._control_loop()))
 
     async def close(self) -> None:
+        self._closing = True
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            # bounded: a cancellation lost inside a Redis call must not hold the stop for ever
+            _, pending = await asyncio.wait(self._tasks, timeout=5)
+            if pending:
+                log.warning("%d cluster tasks did not end when stopped; left", len(pending))
         try:
             await self.redis.delete(f"lr:node:{self.id}")
         except (RedisError, OSError):
@@ -139,7 +145,7 @@ class Cluster:
         missing_since: dict[str, float] = {}
         known: set[str] = set()
         loop = asyncio.get_running_loop()
-        while True:
+        while not self._closing:
             await asyncio.sleep(self.config.node_ttl_s / 3)
             try:
                 await self._register()
@@ -261,7 +267,7 @@ class Cluster:
             log.warning("could not announce the end of %s: %s", sid, exc)
 
     async def _control_loop(self) -> None:
-        while True:
+        while not self._closing:
             try:
                 pubsub = self.redis.pubsub()
                 await pubsub.subscribe(CONTROL)
