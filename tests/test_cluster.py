@@ -197,6 +197,13 @@ async def test_redis_outage_mid_session_degrades_and_recovers(tmp_path, redis_se
                 return (await metrics(http, node_a.url)).get("lr_cluster_nodes") == 2
 
             await until(ready)
+            r = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+
+            async def origin_is_a() -> bool:  # else B sends its viewer to the home node
+                return await r.hget(f"lr:session:{sid}", "origin") == "A"
+
+            await until(origin_is_a)
+            await r.aclose()
             edge = await watch(http, node_b.url, sid, room["token"])  # B serves it, from A
             assert edge.resource_url.startswith(node_b.url)
             await edge.wait_frames("video", 10, timeout=20)
