@@ -54,10 +54,12 @@ class Histogram:
     def quantile_bound(self, q: float) -> float | None:
         """The bound of the bucket that holds the ``q`` quantile: "at most this". None when
         nothing was observed or it lies past the last bound."""
+        if not self.count:
+            return None
         wanted, running = q * self.count, 0
         for bound, count in zip(self.bounds, self.counts, strict=False):
             running += count
-            if running >= wanted and self.count:
+            if running >= wanted:
                 return bound
         return None
 

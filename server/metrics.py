@@ -66,21 +66,13 @@ def render(state: AppState) -> str:
     )
     ledger = state.attendance.ledger
     if isinstance(ledger, Ledger):  # an edge node of a cluster has none of its own
-        metric(
-            "lr_ledger_events_total",
-            "counter",
-            "Events appended to the attendance ledger.",
-            [("", ledger.appended)],
-        )
-        metric(
-            "lr_ledger_commits_total",
-            "counter",
-            "Ledger commits (batches).",
-            [("", ledger.batches)],
-        )
-        metric(
-            "lr_ledger_pending", "gauge", "Appends waiting to be committed.", [("", ledger.pending)]
-        )
+        for name, kind, help_text, value in (
+            ("lr_ledger_events_total", "counter", "Events appended to the attendance ledger.",
+             ledger.appended),
+            ("lr_ledger_commits_total", "counter", "Ledger commits (batches).", ledger.batches),
+            ("lr_ledger_pending", "gauge", "Appends waiting to be committed.", ledger.pending),
+        ):  # fmt: skip
+            metric(name, kind, help_text, [("", value)])
         histogram(
             "lr_ledger_durable_seconds",
             "From an append (a heartbeat, a join, ...) to its being on disk, when it is answered.",
@@ -92,24 +84,16 @@ def render(state: AppState) -> str:
             ledger.write_seconds,
         )
     if isinstance(ledger, StreamLedger):  # an edge: its events go to the home node by Redis
-        metric(
-            "lr_attendance_backlog",
-            "gauge",
-            "Attendance events kept in memory until Redis takes them.",
-            [("", ledger.backlog)],
-        )
-        metric(
-            "lr_attendance_sent_total",
-            "counter",
-            "Attendance events sent to Redis.",
-            [("", ledger.sent)],
-        )
-        metric(
-            "lr_attendance_dropped_total",
-            "counter",
-            f"Attendance events dropped, the oldest first, past {ledger.limit} kept.",
-            [("", ledger.dropped)],
-        )
+        for name, kind, help_text, value in (
+            ("lr_attendance_backlog", "gauge",
+             "Attendance events kept in memory until Redis takes them.", ledger.backlog),
+            ("lr_attendance_sent_total", "counter", "Attendance events sent to Redis.",
+             ledger.sent),
+            ("lr_attendance_dropped_total", "counter",
+             f"Attendance events dropped, the oldest first, past {ledger.limit} kept.",
+             ledger.dropped),
+        ):  # fmt: skip
+            metric(name, kind, help_text, [("", value)])
     for attr, name, help_text in (
         ("packets_in", "lr_packets_received_total", "RTP packets received from publishers."),
         ("packets_out", "lr_packets_forwarded_total", "RTP packets sent to viewers."),

@@ -53,21 +53,21 @@ class StreamLedger:
         self._next_id = 0
         self.sent = 0
         self.dropped = 0
-        self.dropped_since_sent = 0  # in this outage: the first drop is logged
+        self.dropping = False  # since the last send: the first drop of an outage is logged
         self.failing_since: float | None = None
 
     def submit(self, session: str, event: Event, at_ms: int | None = None) -> asyncio.Future:
         at = at_ms or now_ms()
         if len(self._buffer) >= self.limit:
             self._buffer.popleft()
-            if not self.dropped_since_sent:
+            if not self.dropping:
                 log.error(
                     "Redis unreachable and %d attendance events kept: dropping the oldest"
                     " (lr_attendance_dropped_total counts them; LR_ATTENDANCE_BUFFER)",
                     self.limit,
                 )
             self.dropped += 1
-            self.dropped_since_sent += 1
+            self.dropping = True
         self._buffer.append(
             {
                 "session": session,
@@ -115,7 +115,7 @@ class StreamLedger:
             for _ in batch:
                 self._buffer.popleft()
             self.sent += len(batch)
-            self.dropped_since_sent = 0
+            self.dropping = False
 
     async def drain(self, timeout: float = 5.0) -> None:
         if self._flusher is not None and not self._flusher.done():
