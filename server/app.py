@@ -57,7 +57,7 @@ def create_app(config: Config, workers: int = 1) -> web.Application:
         cluster = Cluster(config, signer.internal_token(), live.viewer_count, workers)
         live.use_cluster(cluster)
     if cluster is not None and not config.cluster_home:
-        ledger = StreamLedger(cluster.redis, cluster.instance_name, config.attendance_buffer)
+        ledger = StreamLedger(cluster.redis, cluster.instance_name, config.outbox_path)
     else:
         ledger = Ledger(
             config.ledger_path, config.ledger_commit_interval_s, process=config.ledger_process
@@ -128,12 +128,12 @@ def create_app(config: Config, workers: int = 1) -> web.Application:
         background.append(asyncio.ensure_future(watch_loop_lag(state.loop_lag)))
         if isinstance(ledger, Ledger):  # an edge node has no ledger of its own
             background.append(asyncio.ensure_future(warm_reports()))
+        else:
+            ledger.start()
         if config.recording_retention_days > 0 or config.replay_retention_days > 0:
             background.append(asyncio.ensure_future(retention()))
 
     async def cleanup(app: web.Application) -> None:
-        if cluster is not None:
-            await cluster.close()
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
@@ -142,7 +142,12 @@ def create_app(config: Config, workers: int = 1) -> web.Application:
         if live.pool is not None:
             await live.pool.close()
         await attendance.close()
-        ledger.close()
+        if isinstance(ledger, StreamLedger):  # the last leaves to Redis, while it is open
+            await ledger.aclose()
+        else:
+            ledger.close()
+        if cluster is not None:
+            await cluster.close()
         programme.close()
         questions.close()
         store.close()

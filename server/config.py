@@ -101,9 +101,6 @@ class Config:
     ledger_writer: bool = True
     # A node that has not refreshed its registry entry for this long is dropped.
     node_ttl_s: float = 6.0
-    # An edge keeps up to this many attendance events in memory while Redis is unreachable
-    # (~600 bytes each; 200,000 is ~8 minutes of 4,000 members' heartbeats), then drops the oldest.
-    attendance_buffer: int = 200_000
 
     @property
     def base_url(self) -> str:
@@ -130,6 +127,11 @@ class Config:
     @property
     def ledger_path(self) -> Path:
         return self.data_dir / "ledger.sqlite3"
+
+    @property
+    def outbox_path(self) -> Path:
+        """An edge node's attendance until the home node's ledger has it."""
+        return self.data_dir / "outbox.sqlite3"
 
     @property
     def checkpoint_log_path(self) -> Path:
@@ -216,7 +218,6 @@ ENV: tuple[tuple[str, str, Callable[[str], object], bool], ...] = (
     ("LR_CLUSTER_HOME", "cluster_home", _flag, False),
     ("LR_LEDGER_WRITER", "ledger_writer", _flag, False),
     ("LR_NODE_TTL", "node_ttl_s", float, False),
-    ("LR_ATTENDANCE_BUFFER", "attendance_buffer", int, False),
 )
 
 

@@ -86,12 +86,12 @@ def render(state: AppState) -> str:
     if isinstance(ledger, StreamLedger):  # an edge: its events go to the home node by Redis
         for name, kind, help_text, value in (
             ("lr_attendance_backlog", "gauge",
-             "Attendance events kept in memory until Redis takes them.", ledger.backlog),
+             "Attendance events on this node's disk that the home node's ledger has not"
+             " confirmed yet.", ledger.backlog),
             ("lr_attendance_sent_total", "counter", "Attendance events sent to Redis.",
              ledger.sent),
-            ("lr_attendance_dropped_total", "counter",
-             f"Attendance events dropped, the oldest first, past {ledger.limit} kept.",
-             ledger.dropped),
+            ("lr_attendance_resent_total", "counter",
+             "Attendance events sent again because Redis no longer held them.", ledger.resent),
         ):  # fmt: skip
             metric(name, kind, help_text, [("", value)])
     for attr, name, help_text in (

@@ -17,7 +17,6 @@ def test_environment_variables_set_the_configuration():
             "LR_HEARTBEAT_TIMEOUT": "0",
             "LR_MEDIA_DIR": "/media",
             "LR_GC_PACE": "0",
-            "LR_ATTENDANCE_BUFFER": "2000000",
         }
     )
     assert c.port == 9000 and c.data_dir == Path("/srv/lr")
@@ -28,7 +27,6 @@ def test_environment_variables_set_the_configuration():
     )
     assert c.heartbeat_timeout_s == 0 and c.media_root == Path("/media")
     assert c.gc_pace_s == 0 and Config().gc_pace_s > 0
-    assert c.attendance_buffer == 2_000_000
 
 
 def test_empty_secrets_and_lists_are_unset_and_nothing_means_the_defaults():

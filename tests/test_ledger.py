@@ -729,3 +729,34 @@ def test_an_export_file_is_checked_a_line_at_a_time_and_a_reformatted_one_whole(
     assert not verdict.ok and verdict.first_bad_seq == 4
     path.write_text("{not json")
     assert not verify_export_file(path, key.public).ok
+
+
+def test_a_heartbeat_that_comes_after_later_ones_adds_no_time(tmp_path):
+    """A cluster edge resends what a restarted Redis lost after newer events went through, so
+    in the chain a heartbeat can follow later ones of its connection. It earns nothing: the
+    time it covers is counted as if it had never come (not a backwards span)."""
+    from server.attendance.report import ReportFold
+
+    t = 1_000_000
+    beats = [
+        (t + 10_000 * (i + 1), Heartbeat("p1", 30 * (i + 1), True, True, 100 + i, 50 + i))
+        for i in range(5)
+    ]
+    beats[2] = (beats[2][0], Heartbeat("p1", 90, True, True, -1, -1))  # the page's word alone
+    watched = {}
+    for name, order in (
+        ("in order", beats),
+        ("third missing", beats[:2] + beats[3:]),
+        ("third late", beats[:2] + beats[3:] + beats[2:3]),
+    ):
+        ledger = Ledger(tmp_path / f"{name}.sqlite3")
+        ledger.append_now(S, Start("pub"), t)
+        ledger.append_now(S, Join("member:1", "p1", "token", "127.0.0.1", False), t + 100)
+        for at, beat in order:
+            ledger.append_now(S, beat, at)
+        ledger.append_now(S, Leave("p1", "delete"), t + 60_000)
+        person = ReportFold(S).feed(ledger.scan(S)).report().participants["member:1"]
+        watched[name] = (person.seconds_watched, person.unverified_s)
+        ledger.close()
+    assert watched["third late"] == watched["third missing"]
+    assert watched["in order"][1] > 0 and watched["third missing"][0] > 0

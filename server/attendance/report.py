@@ -133,6 +133,10 @@ class _Conn:
     def beat(
         self, at_ms: int, frames: int, audio_playing: bool, video_rr: int, audio_rr: int
     ) -> None:
+        if at_ms < self.at:
+            # older than evidence already folded (a cluster edge resent what a restarted
+            # Redis lost after later events went through): it vouches for nothing new
+            return
         start = max(self.at, at_ms - MAX_SPAN_MS)
         page = audio_playing or frames > self.frames
         relay = (video_rr >= 0 and video_rr != self.video_rr) or (

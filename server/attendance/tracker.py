@@ -132,9 +132,6 @@ class Attendance:
         newest = self._newest
         if newest is not None and not newest.done():
             await asyncio.wait((newest,))
-        flush = getattr(self.ledger, "drain", None)  # cluster edge: the stream's sender
-        if flush is not None:
-            await flush()
 
     def live_sessions(self) -> list[str]:
         """The sessions started and not ended."""

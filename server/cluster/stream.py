@@ -1,13 +1,15 @@
 """Attendance through a Redis Stream (cluster mode).
 
-Edge nodes hold no ledger: their attendance events go into the stream ``lr:attendance``
+Edge nodes hold no ledger: their attendance events go first into an outbox on their own disk
+(outbox.py; the event is acknowledged then), then into the stream ``lr:attendance``
 (``StreamLedger``). One ledger writer (``StreamWriter``: in the home node, or the
 ``lecture-relay ledger-writer`` process) reads it through the consumer group ``ledger``, appends
-each entry to the SQLite ledger in one durable commit together with its stream id, and only
-then acknowledges it. A writer that is killed re-reads what it had not acknowledged when it
-comes back, and the entries already in the ledger are skipped by their id (the sender's own
-id, so an XADD retried after a timeout that had in fact reached Redis counts once too): every
-event once.
+each entry to the SQLite ledger in one durable commit together with its sender's id, and only
+then acknowledges and deletes it, and confirms to each edge how far its outbox is in
+(``lr:applied``), so the edge can forget those rows. A writer that is killed re-reads what it
+had not acknowledged when it comes back; an edge resends what Redis lost; entries already in
+the ledger are skipped by their id (outbox id and row number, so an XADD retried after a
+timeout that had in fact reached Redis counts once too): every event once.
 
 The writer also closes the intervals of a node that died: it keeps each node's open
 connections in ``lr:open:<node>/<instance>`` and, once that instance's registry entry has
@@ -19,13 +21,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from server.attendance.events import GENESIS, Event, Leave, event_from
 from server.attendance.ledger import Appended, Ledger, now_ms
+from server.attendance.writer import LedgerWriteError
+from server.cluster.outbox import Outbox, Row
 
 log = logging.getLogger(__name__)
 
@@ -34,92 +39,197 @@ GROUP = "ledger"
 OPEN_PREFIX = "lr:open:"
 READ_COUNT = 500
 CLAIM_IDLE_MS = 30_000
+# hash: an edge's outbox id -> the number up to which the ledger holds every event of it
+APPLIED = "lr:applied"
+CONFIRM_POLL_S = 0.25  # how often an edge asks whether what it sent is in the ledger
+RESEND_AFTER_S = 5.0  # unconfirmed this long: is what was sent still in the stream?
 
 
 class StreamLedger:
-    """What an edge node's attendance tracker writes to: the stream, not a file.
+    """What an edge node's attendance tracker writes to: its outbox, then the stream.
 
-    An event is accepted at once; it is sent in order, and kept in memory while Redis is
-    unreachable (viewers keep watching) until it can be sent: up to ``limit``
-    (``LR_ATTENDANCE_BUFFER``), past which the oldest are dropped, counted
-    (``lr_attendance_dropped_total``) and logged once an outage."""
+    ``submit`` resolves once the event is in the outbox, on this node's disk (outbox.py): an
+    edge's acknowledgement means durable, as the home node's does. A sender sends the outbox
+    to the stream in order and forgets rows once the ledger writer has confirmed them
+    (``lr:applied``). Redis unreachable: rows wait on disk, however long. Redis back without
+    the entries it had taken (restarted with no persistence): the writer's confirmation stalls
+    and the last entry sent is gone, so the unconfirmed rows are sent again, and appended once.
+    """
 
-    def __init__(self, redis: aioredis.Redis, instance: str, limit: int = 200_000) -> None:
+    def __init__(self, redis: aioredis.Redis, instance: str, path: Path) -> None:
         self._redis = redis
         self.instance = instance
-        self.limit = limit
-        self._buffer: deque[dict] = deque()
-        self._flusher: asyncio.Task | None = None
-        self._next_id = 0
+        self._outbox = Outbox(path)
+        self.box = self._outbox.box
+        # every row up to ``confirmed`` is in the ledger; up to ``_sent_upto`` in the stream
+        self.confirmed, self.stored = self._outbox.bounds()
+        self._sent_upto = self.confirmed
+        self._last_entry: str | None = None  # the stream id of the last row sent
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="outbox")
+        self._pending: list[tuple[Row, int, asyncio.Future]] = []
+        self._storing: asyncio.Task | None = None
+        self._sender: asyncio.Task | None = None
+        self._wake = asyncio.Event()  # something to send, or stop
+        self._all_sent = asyncio.Event()  # every row stored is in the stream
+        self._closing = False
         self.sent = 0
-        self.dropped = 0
-        self.dropping = False  # since the last send: the first drop of an outage is logged
+        self.resent = 0
         self.failing_since: float | None = None
+
+    @property
+    def backlog(self) -> int:
+        """Events on this node's disk that the ledger has not confirmed yet."""
+        return self.stored - self.confirmed
+
+    def start(self) -> None:
+        """Send what the outbox holds (a previous run's rows too) and whatever comes."""
+        if self._sender is None:
+            self._sender = asyncio.ensure_future(self._send_loop())
 
     def submit(self, session: str, event: Event, at_ms: int | None = None) -> asyncio.Future:
         at = at_ms or now_ms()
-        if len(self._buffer) >= self.limit:
-            self._buffer.popleft()
-            if not self.dropping:
-                log.error(
-                    "Redis unreachable and %d attendance events kept: dropping the oldest"
-                    " (lr_attendance_dropped_total counts them; LR_ATTENDANCE_BUFFER)",
-                    self.limit,
-                )
-            self.dropped += 1
-            self.dropping = True
-        self._buffer.append(
-            {
-                "session": session,
-                "kind": event.kind,
-                "data": json.dumps(event.data(), ensure_ascii=False),
-                "at_ms": str(at),
-                "node": self.instance,
-                # A send that timed out may still have reached Redis: the retry adds the
-                # entry again, and the writer keeps the first of each id.
-                "eid": f"{self.instance}:{self._next_id}",
-            }
-        )
-        self._next_id += 1
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.ensure_future(self._flush())
+        data = json.dumps(event.data(), ensure_ascii=False)
         future = asyncio.get_running_loop().create_future()
-        future.set_result(Appended(0, "", at))
+        self._pending.append(((session, event.kind, data, at, self.instance), at, future))
+        if self._storing is None or self._storing.done():
+            self._storing = asyncio.ensure_future(self._store())
         return future
 
     async def append(self, session: str, event: Event, at_ms: int | None = None) -> Appended:
         return await self.submit(session, event, at_ms)
 
-    @property
-    def backlog(self) -> int:
-        return len(self._buffer)
-
-    async def _flush(self) -> None:
+    async def _store(self) -> None:
+        """Group commit: whatever was submitted while a commit was in flight goes in the next."""
         loop = asyncio.get_running_loop()
-        while self._buffer:
-            batch = [self._buffer[i] for i in range(min(len(self._buffer), READ_COUNT))]
+        while self._pending:
+            batch, self._pending = self._pending, []
             try:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for fields in batch:
-                        pipe.xadd(STREAM, fields)
-                    await pipe.execute()
+                rows = [row for row, _, _ in batch]
+                last = await loop.run_in_executor(self._executor, self._outbox.add, rows)
+            except Exception as exc:  # noqa: BLE001 - every waiter hears of it
+                failure = LedgerWriteError(f"the attendance outbox refused it: {exc}")
+                for *_, future in batch:
+                    if not future.done():
+                        future.set_exception(failure)
+                continue
+            self.stored = last
+            self._all_sent.clear()
+            self._wake.set()
+            for _, at, future in batch:
+                if not future.done():
+                    future.set_result(Appended(0, "", at))
+
+    async def _send_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        stalled_since: float | None = None
+        while not self._closing:
+            self._wake.clear()
+            try:
+                if self._sent_upto < self.stored:
+                    await self._send_next()
+                if self.confirmed < self._sent_upto:
+                    if await self._confirm():
+                        stalled_since = None
+                    elif stalled_since is None:
+                        stalled_since = loop.time()
+                    elif loop.time() - stalled_since > RESEND_AFTER_S:
+                        stalled_since = loop.time()
+                        if await self._lost():
+                            lost = self._sent_upto - self.confirmed
+                            log.warning(
+                                "Redis no longer holds %d attendance events sent to it"
+                                " (restarted?): sending them again",
+                                lost,
+                            )
+                            self.resent += lost
+                            self._sent_upto = self.confirmed
             except (RedisError, OSError) as exc:
                 if self.failing_since is None:
                     self.failing_since = loop.time()
-                    log.warning("Redis unreachable (%s): attendance kept in memory", exc)
-                await asyncio.sleep(1.0)
+                    log.warning("Redis unreachable (%s): attendance kept on disk", exc)
+                await self._pause(1.0)
                 continue
             if self.failing_since is not None:
-                log.warning("Redis back: sending %d kept attendance events", len(self._buffer))
+                log.warning("Redis back: sending %d kept attendance events", self.backlog)
                 self.failing_since = None
-            for _ in batch:
-                self._buffer.popleft()
-            self.sent += len(batch)
-            self.dropping = False
+            if self._sent_upto >= self.stored:
+                self._all_sent.set()
+                await self._pause(None if self.confirmed >= self._sent_upto else CONFIRM_POLL_S)
 
-    async def drain(self, timeout: float = 5.0) -> None:
-        if self._flusher is not None and not self._flusher.done():
-            await asyncio.wait({self._flusher}, timeout=timeout)
+    async def _pause(self, timeout: float | None) -> None:
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        except TimeoutError:
+            pass
+
+    async def _send_next(self) -> None:
+        loop = asyncio.get_running_loop()
+        rows = await loop.run_in_executor(
+            self._executor, self._outbox.after, self._sent_upto, READ_COUNT
+        )
+        if not rows:  # confirmed meanwhile
+            self._sent_upto = max(self._sent_upto, self.confirmed)
+            return
+        base = str(self.confirmed)  # the writer's watermark may be behind (Redis lost it)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for seq, session, kind, data, at_ms, node in rows:
+                pipe.xadd(
+                    STREAM,
+                    {
+                        "session": session,
+                        "kind": kind,
+                        "data": data,
+                        "at_ms": str(at_ms),
+                        "node": node,
+                        "box": self.box,
+                        "seq": str(seq),
+                        "base": base,
+                        "eid": f"{self.box}:{seq}",
+                    },
+                )
+            ids = await pipe.execute()
+        self._last_entry = ids[-1]
+        self._sent_upto = rows[-1][0]
+        self.sent += len(rows)
+
+    async def _confirm(self) -> bool:
+        """Forget the rows the writer has confirmed since; whether there were any."""
+        applied = int(await self._redis.hget(APPLIED, self.box) or 0)
+        if applied <= self.confirmed:
+            return False
+        await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._outbox.forget, applied
+        )
+        self.confirmed = applied
+        self._sent_upto = max(self._sent_upto, applied)
+        return True
+
+    async def _lost(self) -> bool:
+        """The last entry sent is neither in the stream nor confirmed: Redis lost it."""
+        if self._last_entry is None:
+            return True
+        if await self._redis.xrange(STREAM, self._last_entry, self._last_entry):
+            return False  # waiting for the writer, which is down or behind
+        return int(await self._redis.hget(APPLIED, self.box) or 0) < self._sent_upto
+
+    async def aclose(self, timeout: float = 3.0) -> None:
+        """Send what is stored (waiting at most ``timeout``), then stop. What is not sent
+        stays in the outbox for the next start."""
+        if self._storing is not None:
+            await asyncio.wait({self._storing}, timeout=timeout)
+        if self._sender is not None and self.stored > self._sent_upto:
+            try:
+                await asyncio.wait_for(self._all_sent.wait(), timeout)
+            except TimeoutError:
+                pass
+        self._closing = True
+        self._wake.set()
+        if self._sender is not None:
+            # bounded: a cancellation lost inside a Redis call must not hold the stop
+            _, pending = await asyncio.wait({self._sender}, timeout=timeout)
+            for task in pending:
+                task.cancel()
+        self.close()
 
     # What the tracker reads of a ledger: an edge has none of its own.
     def open_sessions(self) -> list[str]:
@@ -137,8 +247,13 @@ class StreamLedger:
     async def store_checkpoint(self, cp) -> None: ...
 
     def close(self) -> None:
-        if self._buffer:
-            log.warning("%d attendance events not sent to Redis at shutdown", len(self._buffer))
+        if self.stored > self._sent_upto:
+            log.warning(
+                "%d attendance events not yet sent to Redis: kept in the outbox for the next start",
+                self.stored - self._sent_upto,
+            )
+        self._executor.shutdown(wait=True)
+        self._outbox.close()
 
 
 class StreamWriter:
@@ -164,6 +279,8 @@ class StreamWriter:
         self.lost_after_s = lost_after_s
         self._missing_since: dict[str, float] = {}
         self._stop = asyncio.Event()
+        # per edge outbox: the number up to which every row of it is in the ledger
+        self._applied: dict[str, int] = {}
 
     async def ensure_group(self) -> None:
         try:
@@ -200,6 +317,8 @@ class StreamWriter:
         self._stop.set()
 
     async def _catch_up(self) -> None:
+        applied = await self._redis.hgetall(APPLIED)
+        self._applied = {box: int(mark) for box, mark in applied.items()}
         while await self._read("0", block_ms=None):
             pass
         # entries a consumer of another name read and never acknowledged (a renamed writer)
@@ -223,7 +342,12 @@ class StreamWriter:
         batch = []
         opened: dict[str, dict[str, str]] = {}
         closed: dict[str, list[str]] = {}
+        marks = dict.fromkeys({f["box"] for _, f in entries if "box" in f}, 0)
+        for box in marks:
+            marks[box] = self._applied.get(box, 0)
         for entry_id, fields in entries:
+            if "box" in fields:  # an edge's outbox row: is every row up to it in?
+                _advance(marks, fields)
             try:
                 event = event_from(fields["kind"], json.loads(fields["data"]))
                 key = fields.get("eid") or entry_id
@@ -240,13 +364,19 @@ class StreamWriter:
         if batch:
             self.applied += await asyncio.to_thread(self.ledger.apply_stream, batch)
             self.on_written({s for s, *_ in batch})
-        async with self._redis.pipeline(transaction=False) as pipe:
+        ids = [i for i, _ in entries]
+        moved = {box: mark for box, mark in marks.items() if mark > self._applied.get(box, 0)}
+        async with self._redis.pipeline(transaction=True) as pipe:
             for node, peers in closed.items():
                 pipe.hdel(OPEN_PREFIX + node, *peers)
             for node, peers in opened.items():
                 pipe.hset(OPEN_PREFIX + node, mapping=peers)
-            pipe.xack(STREAM, GROUP, *[i for i, _ in entries])
+            if moved:
+                pipe.hset(APPLIED, mapping=moved)
+            pipe.xack(STREAM, GROUP, *ids)
+            pipe.xdel(STREAM, *ids)  # in the ledger now: the stream need not keep them
             await pipe.execute()
+        self._applied.update(moved)
 
     async def _reap_loop(self, until: asyncio.Event) -> None:
         """Reap every second until ``until`` is set. Its cancellation alone is not enough: a
@@ -284,3 +414,16 @@ class StreamWriter:
             closed += len(batch)
         self.closed_lost += closed
         return closed
+
+
+def _advance(marks: dict[str, int], fields: dict) -> None:
+    """An outbox sends its rows in order, from one past what the ledger confirmed; Redis may
+    have lost some (then they come again). So the mark moves only through an unbroken run:
+    to the sender's ``base`` (what it had confirmed: Redis may have lost the mark itself),
+    then one row at a time. Rows already in the ledger count, as do malformed ones."""
+    try:
+        box, seq, base = fields["box"], int(fields["seq"]), int(fields.get("base", 0))
+    except (KeyError, ValueError):
+        return
+    mark = max(marks.get(box, 0), base)
+    marks[box] = seq if seq == mark + 1 else mark

@@ -232,8 +232,8 @@ async def admin_cluster(request: web.Request) -> web.Response:
             "durable_p99_ms": None if p99 is None else round(p99 * 1000, 3),
             "write_p99_ms": None if write_p99 is None else round(write_p99 * 1000, 3),
         }
-    elif isinstance(ledger, StreamLedger):  # an edge: what waits for Redis
-        body["ledger"] = {"backlog": ledger.backlog, "sent": ledger.sent, "dropped": ledger.dropped}
+    elif isinstance(ledger, StreamLedger):  # an edge: what waits for the home node's ledger
+        body["ledger"] = {"backlog": ledger.backlog, "sent": ledger.sent, "resent": ledger.resent}
     if cluster is not None:
         body["node"] = cluster.id
         body["redis_up"] = cluster.redis_ok
