@@ -175,12 +175,27 @@ async def test_unreachable_redis_is_a_clear_error_at_start(tmp_path):
     assert "cannot reach Redis" in out.stderr
 
 
+def _home_and_edge(tmp_path, url: str, title: str) -> tuple[dict, Node, Node]:
+    """A session created on A's data; A the home node, B an edge, one worker each."""
+    links = json.loads(cli(tmp_path / "a" / "data", "session", "create", "--title", title,
+                           "--json").stdout)  # fmt: skip
+    node_a = Node("A", tmp_path / "a" / "data", url, workers=1)
+    node_b = Node("B", tmp_path / "b" / "data", url, workers=1, LR_CLUSTER_HOME="0")
+    return links, node_a, node_b
+
+
+async def _lecture_on_home(http, node_a: Node, node_b: Node, links: dict):
+    """Both nodes started, and the lecturer publishing to A."""
+    await node_a.start()
+    await node_b.start()
+    tracks = [ToneAudioTrack(), PatternVideoTrack()]
+    return await publish(http, node_a.url, links["session_id"], links["lecturer_token"], tracks)
+
+
 async def test_redis_outage_mid_session_degrades_and_recovers(tmp_path, redis_server):  # noqa: F811
-    data_a, data_b = tmp_path / "a" / "data", tmp_path / "b" / "data"
-    links = json.loads(cli(data_a, "session", "create", "--title", "断网", "--json").stdout)
-    sid, room = links["session_id"], links["rooms"][0]
-    node_a = Node("A", data_a, redis_server.url, workers=1)  # home, writes the ledger itself
-    node_b = Node("B", data_b, redis_server.url, workers=1, LR_CLUSTER_HOME="0")
+    # A is home and writes the ledger itself
+    links, node_a, node_b = _home_and_edge(tmp_path, redis_server.url, "断网")
+    sid, room, data_a = links["session_id"], links["rooms"][0], tmp_path / "a" / "data"
     try:
         await node_a.start()
         await node_b.start()
@@ -262,22 +277,69 @@ async def test_redis_outage_mid_session_degrades_and_recovers(tmp_path, redis_se
     assert sum(r.kind == "heartbeat" and r.data["peer"] == peer for r in rows) == acked
 
 
+async def test_an_edge_killed_in_a_redis_outage_keeps_what_it_acknowledged(
+    tmp_path,
+    redis_server,  # noqa: F811
+):
+    """Heartbeats an edge acknowledged while Redis was down are on its disk: killed (SIGKILL)
+    before Redis came back, and started again, it sends them, and the ledger has each once."""
+    links, node_a, node_b = _home_and_edge(tmp_path, redis_server.url, "宕机")
+    sid, room, data_a = links["session_id"], links["rooms"][0], tmp_path / "a" / "data"
+    r = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        async with aiohttp.ClientSession() as http:
+            pub = await _lecture_on_home(http, node_a, node_b, links)
+
+            async def origin_is_a() -> bool:
+                return await r.hget(f"lr:session:{sid}", "origin") == "A"
+
+            await until(origin_is_a)
+            edge = await watch(http, node_b.url, sid, room["token"])
+            assert edge.resource_url.startswith(node_b.url)
+            await edge.wait_frames("video", 10, timeout=20)
+            await until(lambda: _joined(http, edge))
+            peer = edge.resource_url.rsplit("/", 1)[1]
+            acked = 1
+
+            redis_server.pause()
+
+            async def b_notices() -> bool:
+                return (await metrics(http, node_b.url)).get("lr_cluster_redis_up") == 0
+
+            await until(b_notices, timeout=20)
+            for _ in range(3):
+                status, _ = await edge.heartbeat(http)
+                assert status == 200
+                acked += 1
+            node_b.kill()
+            await edge.stop()  # its node is gone: no DELETE to send
+            redis_server.resume()
+            await node_b.start()
+
+            async def caught_up() -> bool:
+                rows = ledger_rows(data_a, sid)
+                return sum(r.kind == "heartbeat" and r.data["peer"] == peer for r in rows) >= acked
+
+            await until(caught_up, timeout=30)
+            await pub.stop(http)
+    finally:
+        for node in (node_b, node_a):
+            node.stop()
+        await r.aclose()
+    rows = ledger_rows(data_a, sid)
+    assert sum(r.kind == "heartbeat" and r.data["peer"] == peer for r in rows) == acked
+
+
 async def test_lecturer_republishing_to_another_node_resumes_the_session(
     tmp_path,
     redis_url,  # noqa: F811
 ):
-    data_a, data_b = tmp_path / "a" / "data", tmp_path / "b" / "data"
-    links = json.loads(cli(data_a, "session", "create", "--title", "切换", "--json").stdout)
+    links, node_a, node_b = _home_and_edge(tmp_path, redis_url, "切换")
     sid = links["session_id"]
-    node_a = Node("A", data_a, redis_url, workers=1)
-    node_b = Node("B", data_b, redis_url, workers=1, LR_CLUSTER_HOME="0")
     r = aioredis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        await node_a.start()
-        await node_b.start()
         async with aiohttp.ClientSession() as http:
-            tracks = [ToneAudioTrack(), PatternVideoTrack()]
-            pub = await publish(http, node_a.url, sid, links["lecturer_token"], tracks)
+            pub = await _lecture_on_home(http, node_a, node_b, links)
 
             async def origin(name: str):
                 async def check() -> bool:

@@ -149,6 +149,10 @@ class StreamLedger:
                     log.warning("Redis unreachable (%s): attendance kept on disk", exc)
                 await self._pause(1.0)
                 continue
+            except Exception:  # noqa: BLE001 - the outbox keeps it; try again
+                log.exception("sending attendance from the outbox failed; trying again")
+                await self._pause(1.0)
+                continue
             if self.failing_since is not None:
                 log.warning("Redis back: sending %d kept attendance events", self.backlog)
                 self.failing_since = None
@@ -365,18 +369,17 @@ class StreamWriter:
             self.applied += await asyncio.to_thread(self.ledger.apply_stream, batch)
             self.on_written({s for s, *_ in batch})
         ids = [i for i, _ in entries]
-        moved = {box: mark for box, mark in marks.items() if mark > self._applied.get(box, 0)}
         async with self._redis.pipeline(transaction=True) as pipe:
             for node, peers in closed.items():
                 pipe.hdel(OPEN_PREFIX + node, *peers)
             for node, peers in opened.items():
                 pipe.hset(OPEN_PREFIX + node, mapping=peers)
-            if moved:
-                pipe.hset(APPLIED, mapping=moved)
+            if marks:  # written even when unmoved: Redis may have lost them
+                pipe.hset(APPLIED, mapping=marks)
             pipe.xack(STREAM, GROUP, *ids)
             pipe.xdel(STREAM, *ids)  # in the ledger now: the stream need not keep them
             await pipe.execute()
-        self._applied.update(moved)
+        self._applied.update(marks)
 
     async def _reap_loop(self, until: asyncio.Event) -> None:
         """Reap every second until ``until`` is set. Its cancellation alone is not enough: a
