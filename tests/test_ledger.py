@@ -760,3 +760,30 @@ def test_a_heartbeat_that_comes_after_later_ones_adds_no_time(tmp_path):
         ledger.close()
     assert watched["third late"] == watched["third missing"]
     assert watched["in order"][1] > 0 and watched["third missing"][0] > 0
+
+
+def test_an_edge_outbox_goes_into_the_ledger_once_each_and_in_its_order(tmp_path):
+    """What the stream writer hands over of an edge's outbox: (box, row, the mark the edge
+    had heard of). A row at or below the mark is a duplicate; one past a gap (rows Redis lost)
+    waits for them to come again; an unreadable row only moves the mark; and a mark the edge
+    says is higher than the ledger's is followed, not waited for."""
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+
+    def rows(*numbers, base=0, box="b1"):
+        return [(S, _beat(n), 1000 + n, (box, n, base)) for n in numbers]
+
+    def _beat(n):
+        return Heartbeat("p1", n, True, True, n, n)
+
+    assert ledger.apply_stream(rows(1, 2)) == 2
+    assert ledger.apply_stream(rows(2, 4, 5)) == 0  # 2 again; 4 and 5 past a lost 3
+    assert ledger.outbox_marks(["b1", "b2"]) == {"b1": 2, "b2": 0}
+    assert ledger.apply_stream(rows(3, 4, 5)) == 3  # sent again, in order
+    assert ledger.apply_stream([(S, None, 0, ("b1", 6, 5))]) == 0  # unreadable: skipped
+    assert ledger.outbox_marks(["b1"]) == {"b1": 6}
+    assert ledger.apply_stream(rows(21, base=20, box="b2")) == 1  # its first 20: not here
+    assert ledger.outbox_marks(["b2"]) == {"b2": 21}
+    frames = [r.data["frames_decoded"] for r in ledger.rows(S)]
+    assert frames == [1, 2, 3, 4, 5, 21]
+    assert check_chain(list(ledger.rows(S)), S).ok
+    ledger.close()

@@ -142,10 +142,10 @@ class Ledger:
                 except Exception:  # noqa: BLE001 - a report falls back to reading the ledger
                     log.exception("following the ledger's appends failed")
 
-    def apply_stream(self, entries: list[tuple[str, Event, int, str]]) -> int:
-        """Append entries read from the Redis stream, each once (by stream id), in one
-        durable commit; returns how many were new. Blocks (the stream writer calls it from a
-        worker thread)."""
+    def apply_stream(self, entries: list[Entry]) -> int:
+        """Append entries read from the Redis stream, each once (by stream id, or by an edge
+        outbox's row number and mark), in one durable commit; returns how many were new.
+        Blocks (the stream writer calls it from a worker thread)."""
         results = self._commit(entries)
         return sum(r is not None for r in results)
 
@@ -203,6 +203,19 @@ class Ledger:
                 (session,),
             ).fetchone()
         return (row[0], row[1]) if row else (0, GENESIS)
+
+    def outbox_marks(self, boxes: list[str]) -> dict[str, int]:
+        """How far each cluster edge's outbox is in the ledger (every row up to the mark)."""
+        with self._read_lock:
+            return {
+                box: (
+                    self._read.execute(
+                        "SELECT mark FROM outbox_marks WHERE box = ?", (box,)
+                    ).fetchone()
+                    or (0,)
+                )[0]
+                for box in boxes
+            }
 
     def checkpoints(self, session: str) -> list[Checkpoint]:
         with self._read_lock:

@@ -54,16 +54,23 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     PRIMARY KEY (session, seq, final)
 );
 -- Stream entries (cluster mode) already written: a writer restarted between its commit and
--- its XACK reads them again and must not append them twice.
+-- its XACK reads them again and must not append them twice. (Entries named by id; an edge's
+-- outbox rows are counted by outbox_marks instead, one row per edge, not one per event.)
 CREATE TABLE IF NOT EXISTS stream_applied (id TEXT PRIMARY KEY) WITHOUT ROWID;
+-- Per cluster edge's outbox: every row of it up to ``mark`` is in the ledger.
+CREATE TABLE IF NOT EXISTS outbox_marks (box TEXT PRIMARY KEY, mark INTEGER NOT NULL)
+    WITHOUT ROWID;
 CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
 BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
 BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
 """
 
-# (session, event, at_ms, stream id or None): the stream id makes an append happen once
-Entry = tuple[str, Event, int, "str | None"]
+# (session, event, at_ms, key): the key makes an entry from the Redis stream count once:
+# a stream id, or an edge outbox's (box, row number, the mark its sender had heard of), in
+# which case the event may be None (unreadable: it only moves the mark). None: no key.
+OutboxKey = tuple[str, int, int]
+Entry = tuple[str, "Event | None", int, "str | OutboxKey | None"]
 # (session, seq, head, at_ms, final, key fingerprint, signature)
 CheckpointFields = tuple[str, int, str, int, int, str, str]
 
@@ -102,17 +109,22 @@ class Writer:
         out: list[Appended | None] = []
         touched: dict[str, tuple[int, str]] = {}
         rows: list[tuple] = []
+        marks: dict[str, int] = {}
         db.execute("BEGIN IMMEDIATE")
         try:
-            for session, event, at_ms, stream_id in batch:
-                if stream_id is not None:
+            for session, event, at_ms, key in batch:
+                if type(key) is tuple:
+                    if not self._next_of_outbox(marks, *key) or event is None:
+                        out.append(None)
+                        continue
+                elif key is not None:
                     seen = db.execute(
-                        "SELECT 1 FROM stream_applied WHERE id = ?", (stream_id,)
+                        "SELECT 1 FROM stream_applied WHERE id = ?", (key,)
                     ).fetchone()
                     if seen:
                         out.append(None)
                         continue
-                    db.execute("INSERT INTO stream_applied (id) VALUES (?)", (stream_id,))
+                    db.execute("INSERT INTO stream_applied (id) VALUES (?)", (key,))
                 seq, prev = touched.get(session) or self._head(session)
                 seq += 1
                 encoded = data_json(event.data())
@@ -121,12 +133,33 @@ class Writer:
                 touched[session] = (seq, digest)
                 out.append(Appended(seq, digest, at_ms))
             _insert(db, rows)
+            if marks:
+                db.executemany("INSERT OR REPLACE INTO outbox_marks VALUES (?, ?)", marks.items())
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
         self.last_write_s = time.perf_counter() - started
         return out
+
+    def _next_of_outbox(self, marks: dict[str, int], box: str, row: int, base: int) -> bool:
+        """Whether an edge's outbox row is the next one of that outbox (then the mark moves
+        to it). Not the next: a duplicate (at or below the mark), or past rows that Redis
+        lost, which the edge sends again, this one with them: so an outbox's events go into
+        the ledger once each, in the order the edge had them."""
+        mark = marks.get(box)
+        if mark is None:
+            found = self._db.execute(
+                "SELECT mark FROM outbox_marks WHERE box = ?", (box,)
+            ).fetchone()
+            mark = found[0] if found else 0
+        if base > mark:
+            # the edge forgot rows this ledger lacks: it was told they were in (a ledger
+            # restored from an older copy?). They are gone; go on from where the edge is.
+            log.error("the ledger lacks rows %d-%d of edge outbox %s", mark + 1, base, box)
+            mark = base
+        marks[box] = row if row == mark + 1 else mark
+        return row == mark + 1
 
     def _head(self, session: str) -> tuple[int, str]:
         # Read inside the write transaction, not from a cache: another process (the CLI

@@ -4,12 +4,13 @@ Edge nodes hold no ledger: their attendance events go first into an outbox on th
 (outbox.py; the event is acknowledged then), then into the stream ``lr:attendance``
 (``StreamLedger``). One ledger writer (``StreamWriter``: in the home node, or the
 ``lecture-relay ledger-writer`` process) reads it through the consumer group ``ledger``, appends
-each entry to the SQLite ledger in one durable commit together with its sender's id, and only
-then acknowledges and deletes it, and confirms to each edge how far its outbox is in
-(``lr:applied``), so the edge can forget those rows. A writer that is killed re-reads what it
-had not acknowledged when it comes back; an edge resends what Redis lost; entries already in
-the ledger are skipped by their id (outbox id and row number, so an XADD retried after a
-timeout that had in fact reached Redis counts once too): every event once.
+each entry to the SQLite ledger in one durable commit, together with how far each edge's
+outbox is now in the ledger (its mark: every row up to it), and only then acknowledges and
+deletes the entries and tells the edges their marks (``lr:applied``), so they can forget those
+rows. An outbox row is appended only if it is the next after its outbox's mark: a duplicate (a
+writer killed before its XACK re-reads it; an XADD retried after a timeout that had in fact
+reached Redis) is skipped, and one past rows Redis lost waits for the edge to send them all
+again. Every event once, each edge's in its order.
 
 The writer also closes the intervals of a node that died: it keeps each node's open
 connections in ``lr:open:<node>/<instance>`` and, once that instance's registry entry has
@@ -39,7 +40,7 @@ GROUP = "ledger"
 OPEN_PREFIX = "lr:open:"
 READ_COUNT = 500
 CLAIM_IDLE_MS = 30_000
-# hash: an edge's outbox id -> the number up to which the ledger holds every event of it
+# hash: an edge's outbox id -> its mark (the ledger's outbox_marks, told to the edges)
 APPLIED = "lr:applied"
 CONFIRM_POLL_S = 0.25  # how often an edge asks whether what it sent is in the ledger
 RESEND_AFTER_S = 5.0  # unconfirmed this long: is what was sent still in the stream?
@@ -188,7 +189,6 @@ class StreamLedger:
                         "box": self.box,
                         "seq": str(seq),
                         "base": base,
-                        "eid": f"{self.box}:{seq}",
                     },
                 )
             ids = await pipe.execute()
@@ -283,8 +283,6 @@ class StreamWriter:
         self.lost_after_s = lost_after_s
         self._missing_since: dict[str, float] = {}
         self._stop = asyncio.Event()
-        # per edge outbox: the number up to which every row of it is in the ledger
-        self._applied: dict[str, int] = {}
 
     async def ensure_group(self) -> None:
         try:
@@ -321,8 +319,6 @@ class StreamWriter:
         self._stop.set()
 
     async def _catch_up(self) -> None:
-        applied = await self._redis.hgetall(APPLIED)
-        self._applied = {box: int(mark) for box, mark in applied.items()}
         while await self._read("0", block_ms=None):
             pass
         # entries a consumer of another name read and never acknowledged (a renamed writer)
@@ -346,18 +342,20 @@ class StreamWriter:
         batch = []
         opened: dict[str, dict[str, str]] = {}
         closed: dict[str, list[str]] = {}
-        marks = dict.fromkeys({f["box"] for _, f in entries if "box" in f}, 0)
-        for box in marks:
-            marks[box] = self._applied.get(box, 0)
+        boxes = set()
         for entry_id, fields in entries:
-            if "box" in fields:  # an edge's outbox row: is every row up to it in?
-                _advance(marks, fields)
+            key = _outbox_key(fields)
+            if key is not None:
+                boxes.add(key[0])
             try:
                 event = event_from(fields["kind"], json.loads(fields["data"]))
-                key = fields.get("eid") or entry_id
-                batch.append((fields["session"], event, int(fields["at_ms"]), key))
+                # an entry from an edge of the sixth session's kind is named by its "eid"
+                name = key or fields.get("eid") or entry_id
+                batch.append((fields["session"], event, int(fields["at_ms"]), name))
             except (KeyError, TypeError, ValueError) as exc:
                 log.error("stream entry %s is malformed (%s); skipped", entry_id, exc)
+                if key is not None:  # counted as handled, or its edge would send it for ever
+                    batch.append(("", None, 0, key))
                 continue
             node, peer = fields.get("node", ""), getattr(event, "peer", None)
             if node and peer and event.kind in ("join", "heartbeat"):
@@ -365,21 +363,22 @@ class StreamWriter:
             elif node and peer and event.kind == "leave":
                 opened.get(node, {}).pop(peer, None)
                 closed.setdefault(node, []).append(peer)
+        marks = {}
         if batch:
             self.applied += await asyncio.to_thread(self.ledger.apply_stream, batch)
-            self.on_written({s for s, *_ in batch})
+            self.on_written({s for s, e, *_ in batch if e is not None})
+            marks = self.ledger.outbox_marks(sorted(boxes))
         ids = [i for i, _ in entries]
         async with self._redis.pipeline(transaction=True) as pipe:
             for node, peers in closed.items():
                 pipe.hdel(OPEN_PREFIX + node, *peers)
             for node, peers in opened.items():
                 pipe.hset(OPEN_PREFIX + node, mapping=peers)
-            if marks:  # written even when unmoved: Redis may have lost them
+            if marks:  # told each time, even unmoved: Redis may have lost them
                 pipe.hset(APPLIED, mapping=marks)
             pipe.xack(STREAM, GROUP, *ids)
-            pipe.xdel(STREAM, *ids)  # in the ledger now: the stream need not keep them
+            pipe.xdel(STREAM, *ids)  # in the ledger, or to come again: not kept
             await pipe.execute()
-        self._applied.update(marks)
 
     async def _reap_loop(self, until: asyncio.Event) -> None:
         """Reap every second until ``until`` is set. Its cancellation alone is not enough: a
@@ -419,14 +418,9 @@ class StreamWriter:
         return closed
 
 
-def _advance(marks: dict[str, int], fields: dict) -> None:
-    """An outbox sends its rows in order, from one past what the ledger confirmed; Redis may
-    have lost some (then they come again). So the mark moves only through an unbroken run:
-    to the sender's ``base`` (what it had confirmed: Redis may have lost the mark itself),
-    then one row at a time. Rows already in the ledger count, as do malformed ones."""
+def _outbox_key(fields: dict) -> tuple[str, int, int] | None:
+    """An edge's outbox row: (box, row number, the mark its edge had heard of)."""
     try:
-        box, seq, base = fields["box"], int(fields["seq"]), int(fields.get("base", 0))
+        return fields["box"], int(fields["seq"]), int(fields.get("base", 0))
     except (KeyError, ValueError):
-        return
-    mark = max(marks.get(box, 0), base)
-    marks[box] = seq if seq == mark + 1 else mark
+        return None
