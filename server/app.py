@@ -15,7 +15,7 @@ from server.attendance.tracker import Attendance
 from server.auth import signer_for
 from server.cluster.cors import cors_middleware
 from server.cluster.node import Cluster
-from server.cluster.stream import StreamLedger
+from server.cluster.outbox import StreamLedger
 from server.config import Config
 from server.errors import error_middleware
 from server.histogram import watch_loop_lag

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from server.attendance.ledger import Ledger
-from server.cluster.stream import StreamLedger
+from server.cluster.outbox import StreamLedger
 from server.histogram import Histogram
 from server.state import STATE, AppState
 

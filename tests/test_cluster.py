@@ -399,7 +399,8 @@ async def test_an_edge_acknowledges_from_its_disk_and_sends_after_an_outage_and_
     in the edge's outbox file, and keeps it there through its own stop. Started again with
     Redis there, it sends them; the ledger writer appends each once and confirms them, the
     edge forgets them, and the stream keeps nothing."""
-    from server.cluster.stream import APPLIED, STREAM, StreamLedger, StreamWriter
+    from server.cluster.outbox import StreamLedger
+    from server.cluster.stream import APPLIED, STREAM, StreamWriter
     from tests.test_cli import free_port
     from tests.test_forwarding import wait_until
 
@@ -442,13 +443,13 @@ async def test_events_redis_lost_are_sent_again_and_appended_once(
     group and the writer's confirmations are gone. The edge still has every unconfirmed event
     on disk; when confirmation stalls and its last entry is no longer in the stream, it sends
     them again, and the ledger ends with each event exactly once."""
-    from server.cluster import stream
+    from server.cluster import outbox, stream
     from tests.test_forwarding import wait_until
 
-    monkeypatch.setattr(stream, "RESEND_AFTER_S", 0.3)
+    monkeypatch.setattr(outbox, "RESEND_AFTER_S", 0.3)
     redis = aioredis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=5)
     ledger = Ledger(tmp_path / "ledger.sqlite3")
-    edge = stream.StreamLedger(redis, "B/1", tmp_path / "edge" / "outbox.sqlite3")
+    edge = outbox.StreamLedger(redis, "B/1", tmp_path / "edge" / "outbox.sqlite3")
     edge.start()
     writer = running = None
     try:

@@ -1,23 +1,39 @@
-"""An edge node's attendance on its own disk until the home node's ledger has it.
+"""An edge node's attendance on its own disk until the home node's ledger has it, and its
+sender to the Redis stream (``StreamLedger``; the writer's side is stream.py).
 
 An edge acknowledges a heartbeat (or answers a leaving member's DELETE) once the event is in
 this file (SQLite, WAL, ``synchronous=FULL``, group-committed like the ledger), so an
 acknowledgement means durable on an edge too: a Redis outage, a Redis restart that lost the
-stream, and a crash of the edge itself lose nothing. The sender (``StreamLedger`` in
-stream.py) forgets a row only once the ledger writer has confirmed it.
+stream, and a crash of the edge itself lose nothing. The sender forgets a row only once the
+ledger writer has confirmed it.
 
 Rows are numbered by ``AUTOINCREMENT`` (never reused, even after every row is forgotten), and
-the file has an id of its own (``box``), made when it is created: ``box:seq`` names an event
-for ever, so a row sent twice is appended once, and a fresh data directory never collides
-with an old one's numbers.
+the file has an id of its own (``box``), made when it is created: box and number name an event
+for ever, so a row sent twice is appended once (the ledger keeps each box's mark), and a fresh
+data directory never collides with an old one's numbers.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from server.attendance.writer import connect
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from server.attendance.events import GENESIS, Event
+from server.attendance.ledger import Appended, now_ms
+from server.attendance.writer import LedgerWriteError, connect
+from server.cluster.stream import APPLIED, READ_COUNT, STREAM
+
+log = logging.getLogger(__name__)
+
+CONFIRM_POLL_S = 0.25  # how often an edge asks whether what it sent is in the ledger
+RESEND_AFTER_S = 5.0  # unconfirmed this long: is what was sent still in the stream?
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -85,3 +101,217 @@ class Outbox:
 
     def close(self) -> None:
         self._db.close()
+
+
+class StreamLedger:
+    """What an edge node's attendance tracker writes to: its outbox, then the stream.
+
+    ``submit`` resolves once the event is in the outbox, on this node's disk: an edge's
+    acknowledgement means durable, as the home node's does. A sender sends the outbox to the
+    stream in order and forgets rows once the ledger writer has confirmed them
+    (``lr:applied``). Redis unreachable: rows wait on disk, however long. Redis back without
+    the entries it had taken (restarted with no persistence): the writer's confirmation stalls
+    and the last entry sent is gone, so the unconfirmed rows are sent again, and appended once.
+    """
+
+    def __init__(self, redis: aioredis.Redis, instance: str, path: Path) -> None:
+        self._redis = redis
+        self.instance = instance
+        self._outbox = Outbox(path)
+        self.box = self._outbox.box
+        # every row up to ``confirmed`` is in the ledger; up to ``_sent_upto`` in the stream
+        self.confirmed, self.stored = self._outbox.bounds()
+        self._sent_upto = self.confirmed
+        self._last_entry: str | None = None  # the stream id of the last row sent
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="outbox")
+        self._pending: list[tuple[Row, int, asyncio.Future]] = []
+        self._storing: asyncio.Task | None = None
+        self._sender: asyncio.Task | None = None
+        self._wake = asyncio.Event()  # something to send, or stop
+        self._all_sent = asyncio.Event()  # every row stored is in the stream
+        self._closing = False
+        self.sent = 0
+        self.resent = 0
+        self.failing_since: float | None = None
+
+    @property
+    def backlog(self) -> int:
+        """Events on this node's disk that the ledger has not confirmed yet."""
+        return self.stored - self.confirmed
+
+    def start(self) -> None:
+        """Send what the outbox holds (a previous run's rows too) and whatever comes."""
+        if self._sender is None:
+            self._sender = asyncio.ensure_future(self._send_loop())
+
+    def submit(self, session: str, event: Event, at_ms: int | None = None) -> asyncio.Future:
+        at = at_ms or now_ms()
+        data = json.dumps(event.data(), ensure_ascii=False)
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append(((session, event.kind, data, at, self.instance), at, future))
+        if self._storing is None or self._storing.done():
+            self._storing = asyncio.ensure_future(self._store())
+        return future
+
+    async def append(self, session: str, event: Event, at_ms: int | None = None) -> Appended:
+        return await self.submit(session, event, at_ms)
+
+    async def _store(self) -> None:
+        """Group commit: whatever was submitted while a commit was in flight goes in the next."""
+        loop = asyncio.get_running_loop()
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                rows = [row for row, _, _ in batch]
+                last = await loop.run_in_executor(self._executor, self._outbox.add, rows)
+            except Exception as exc:  # noqa: BLE001 - every waiter hears of it
+                failure = LedgerWriteError(f"the attendance outbox refused it: {exc}")
+                for *_, future in batch:
+                    if not future.done():
+                        future.set_exception(failure)
+                continue
+            self.stored = last
+            self._all_sent.clear()
+            self._wake.set()
+            for _, at, future in batch:
+                if not future.done():
+                    future.set_result(Appended(0, "", at))
+
+    async def _send_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        stalled_since: float | None = None
+        while not self._closing:
+            self._wake.clear()
+            try:
+                if self._sent_upto < self.stored:
+                    await self._send_next()
+                if self.confirmed < self._sent_upto:
+                    if await self._confirm():
+                        stalled_since = None
+                    elif stalled_since is None:
+                        stalled_since = loop.time()
+                    elif loop.time() - stalled_since > RESEND_AFTER_S:
+                        stalled_since = loop.time()
+                        if await self._lost():
+                            lost = self._sent_upto - self.confirmed
+                            log.warning(
+                                "Redis no longer holds %d attendance events sent to it"
+                                " (restarted?): sending them again",
+                                lost,
+                            )
+                            self.resent += lost
+                            self._sent_upto = self.confirmed
+            except (RedisError, OSError) as exc:
+                if self.failing_since is None:
+                    self.failing_since = loop.time()
+                    log.warning("Redis unreachable (%s): attendance kept on disk", exc)
+                await self._pause(1.0)
+                continue
+            except Exception:  # noqa: BLE001 - the outbox keeps it; try again
+                log.exception("sending attendance from the outbox failed; trying again")
+                await self._pause(1.0)
+                continue
+            if self.failing_since is not None:
+                log.warning("Redis back: sending %d kept attendance events", self.backlog)
+                self.failing_since = None
+            if self._sent_upto >= self.stored:
+                self._all_sent.set()
+                await self._pause(None if self.confirmed >= self._sent_upto else CONFIRM_POLL_S)
+
+    async def _pause(self, timeout: float | None) -> None:
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        except TimeoutError:
+            pass
+
+    async def _send_next(self) -> None:
+        loop = asyncio.get_running_loop()
+        rows = await loop.run_in_executor(
+            self._executor, self._outbox.after, self._sent_upto, READ_COUNT
+        )
+        if not rows:  # confirmed meanwhile
+            self._sent_upto = max(self._sent_upto, self.confirmed)
+            return
+        base = str(self.confirmed)  # the mark last heard of (the ledger's own may be lower)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for seq, session, kind, data, at_ms, node in rows:
+                pipe.xadd(
+                    STREAM,
+                    {
+                        "session": session,
+                        "kind": kind,
+                        "data": data,
+                        "at_ms": str(at_ms),
+                        "node": node,
+                        "box": self.box,
+                        "seq": str(seq),
+                        "base": base,
+                    },
+                )
+            ids = await pipe.execute()
+        self._last_entry = ids[-1]
+        self._sent_upto = rows[-1][0]
+        self.sent += len(rows)
+
+    async def _confirm(self) -> bool:
+        """Forget the rows the writer has confirmed since; whether there were any."""
+        applied = int(await self._redis.hget(APPLIED, self.box) or 0)
+        if applied <= self.confirmed:
+            return False
+        await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._outbox.forget, applied
+        )
+        self.confirmed = applied
+        self._sent_upto = max(self._sent_upto, applied)
+        return True
+
+    async def _lost(self) -> bool:
+        """The last entry sent is neither in the stream nor confirmed: Redis lost it."""
+        if self._last_entry is None:
+            return True
+        if await self._redis.xrange(STREAM, self._last_entry, self._last_entry):
+            return False  # waiting for the writer, which is down or behind
+        return int(await self._redis.hget(APPLIED, self.box) or 0) < self._sent_upto
+
+    async def aclose(self, timeout: float = 3.0) -> None:
+        """Send what is stored (waiting at most ``timeout``), then stop. What is not sent
+        stays in the outbox for the next start."""
+        if self._storing is not None:
+            await asyncio.wait({self._storing}, timeout=timeout)
+        if self._sender is not None and self.stored > self._sent_upto:
+            try:
+                await asyncio.wait_for(self._all_sent.wait(), timeout)
+            except TimeoutError:
+                pass
+        self._closing = True
+        self._wake.set()
+        if self._sender is not None:
+            # bounded: a cancellation lost inside a Redis call must not hold the stop
+            _, pending = await asyncio.wait({self._sender}, timeout=timeout)
+            for task in pending:
+                task.cancel()
+        self.close()
+
+    # What the tracker reads of a ledger: an edge has none of its own.
+    def open_sessions(self) -> list[str]:
+        return []
+
+    def rows(self, session: str) -> list:
+        return []
+
+    def head(self, session: str) -> tuple[int, str]:
+        return 0, GENESIS
+
+    def checkpoints(self, session: str) -> list:
+        return []
+
+    async def store_checkpoint(self, cp) -> None: ...
+
+    def close(self) -> None:
+        if self.stored > self._sent_upto:
+            log.warning(
+                "%d attendance events not yet sent to Redis: kept in the outbox for the next start",
+                self.stored - self._sent_upto,
+            )
+        self._executor.shutdown(wait=True)
+        self._outbox.close()

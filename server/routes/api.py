@@ -8,7 +8,7 @@ from aiohttp import web
 
 from server.attendance.ledger import Ledger
 from server.auth import require
-from server.cluster.stream import StreamLedger
+from server.cluster.outbox import StreamLedger
 from server.errors import HTTPProblem
 from server.links import session_links
 from server.state import STATE, AppState
