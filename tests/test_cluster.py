@@ -239,6 +239,12 @@ async def test_redis_outage_mid_session_degrades_and_recovers(tmp_path, redis_se
                 acked += 1
             kept = await metrics(http, node_b.url)  # on B's disk meanwhile, and shown
             assert kept["lr_attendance_backlog"] >= 3
+            admin = cli(data_a, "token", "admin").stdout.strip()  # and on B's admin page
+            async with http.get(
+                f"{node_b.url}/api/admin/cluster", headers={"Authorization": f"Bearer {admin}"}
+            ) as resp:
+                shown = (await resp.json())["ledger"]
+            assert shown["backlog"] >= 3 and shown["resent"] == 0
 
             redis_server.resume()
 
