@@ -42,3 +42,15 @@ def test_bench_attendance_runs_and_refuses_nothing():
             r"report [\d.]+ s, roster [\d.]+ s, lost 0",
             last,
         ), last
+
+
+def test_bench_stream_runs_and_loses_nothing():
+    lines = run_bench("scripts/bench_stream.py", "--edges", "2", "--rate", "300", "--seconds", "1")
+    assert lines[0].startswith("direct to the ledger: ")
+    last = lines[-1]
+    assert re.fullmatch(
+        r"stream: \d+ events from 2 edges, 300 events/s offered, \d+ events/s into the ledger, "
+        r"edge ack p99 [\d.]+ ms, in the ledger p99 [\d.]+ ms \(direct: [\d.]+ ms\), "
+        r"CPU per event \d+ us \(direct: \d+ us\), lost 0",
+        last,
+    ), last

@@ -506,3 +506,30 @@ async def test_a_stopped_ledger_writer_ends_within_seconds_whenever_it_is_told(
     finally:
         ledger.close()
         await redis.aclose()
+
+
+async def test_an_unreadable_outbox_entry_is_skipped_and_does_not_hold_its_edge_back(
+    tmp_path,
+    redis_url,  # noqa: F811
+):
+    """An entry the writer cannot read is logged and counted as handled: the edge's next rows
+    go in, and its mark moves past it (else the edge would send it again for ever)."""
+    from server.cluster.stream import APPLIED, ENTRY, STREAM, StreamWriter, entry_text
+    from tests.test_forwarding import wait_until
+
+    redis = aioredis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=5)
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    beat = json.dumps(_heartbeat(2).data())
+    await redis.xadd(STREAM, {ENTRY: entry_text("bx", 1, 0, "s1", "no-such-kind", 1, "B/1", "{}")})
+    await redis.xadd(STREAM, {ENTRY: entry_text("bx", 2, 0, "s1", "heartbeat", 2, "B/1", beat)})
+    writer = StreamWriter(redis, ledger)
+    running = asyncio.ensure_future(writer.run())
+    try:
+        await wait_until(lambda: writer.applied == 1)
+        assert _frames(ledger, "s1") == [2]
+        assert await redis.hget(APPLIED, "bx") == "2"
+    finally:
+        writer.stop()
+        await asyncio.wait({running}, timeout=5)
+        ledger.close()
+        await redis.aclose()

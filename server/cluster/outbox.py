@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 from server.attendance.events import GENESIS, Event
 from server.attendance.ledger import Appended, now_ms
 from server.attendance.writer import LedgerWriteError, connect
-from server.cluster.stream import APPLIED, READ_COUNT, STREAM
+from server.cluster.stream import APPLIED, ENTRY, READ_COUNT, STREAM, entry_text
 
 log = logging.getLogger(__name__)
 
@@ -232,21 +232,12 @@ class StreamLedger:
         if not rows:  # confirmed meanwhile
             self._sent_upto = max(self._sent_upto, self.confirmed)
             return
-        base = str(self.confirmed)  # the mark last heard of (the ledger's own may be lower)
+        base = self.confirmed  # the mark last heard of (the ledger's own may be lower)
+        box = self.box
         async with self._redis.pipeline(transaction=False) as pipe:
             for seq, session, kind, data, at_ms, node in rows:
                 pipe.xadd(
-                    STREAM,
-                    {
-                        "session": session,
-                        "kind": kind,
-                        "data": data,
-                        "at_ms": str(at_ms),
-                        "node": node,
-                        "box": self.box,
-                        "seq": str(seq),
-                        "base": base,
-                    },
+                    STREAM, {ENTRY: entry_text(box, seq, base, session, kind, at_ms, node, data)}
                 )
             ids = await pipe.execute()
         self._last_entry = ids[-1]
