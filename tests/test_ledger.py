@@ -787,3 +787,33 @@ def test_an_edge_outbox_goes_into_the_ledger_once_each_and_in_its_order(tmp_path
     assert frames == [1, 2, 3, 4, 5, 21]
     assert check_chain(list(ledger.rows(S)), S).ok
     ledger.close()
+
+
+def test_heartbeats_an_edge_sends_after_its_node_was_counted_lost_extend_the_connection(
+    tmp_path,
+):
+    """The ledger writer closes a dead edge's connections (node_lost) at the last evidence it
+    had. If the edge comes back and sends heartbeats it had acknowledged before it died, the
+    member is credited up to them, as if they had come in time; any other leave is final."""
+    from server.attendance.report import ReportFold
+
+    t = 1_000_000
+    beats = [
+        (t + 10_000 * i, Heartbeat("p1", 30 * i, True, True, 100 + i, 50 + i)) for i in (1, 2, 3)
+    ]
+    results = {}
+    for name, order in (
+        ("in time", [*beats, (t + 30_000, Leave("p1", "node_lost"))]),
+        ("late", [beats[0], (t + 10_000, Leave("p1", "node_lost")), *beats[1:]]),
+        ("after a delete", [beats[0], (t + 10_000, Leave("p1", "delete")), *beats[1:]]),
+    ):
+        ledger = Ledger(tmp_path / f"{name}.sqlite3")
+        ledger.append_now(S, Start("pub"), t)
+        ledger.append_now(S, Join("member:1", "p1", "token", "127.0.0.1", False), t + 100)
+        for at, event in order:
+            ledger.append_now(S, event, at)
+        person = ReportFold(S).feed(ledger.scan(S)).report().participants["member:1"]
+        results[name] = (person.seconds_watched, person.last_leave_ms)
+        ledger.close()
+    assert results["late"] == results["in time"] == (29.9, t + 30_000)
+    assert results["after a delete"] == (9.9, t + 10_000)

@@ -127,6 +127,18 @@ class _Conn:
         self.watched: list[tuple[int, int]] = []  # in order; overlapping spans joined
         self.unverified = 0
 
+    def open_at(self, at_ms: int) -> bool:
+        """Whether a heartbeat at ``at_ms`` still belongs to this connection. A ``node_lost``
+        leave is the ledger writer's inference, at the last evidence it had: an edge that
+        comes back sends what it acknowledged before it died, and such a heartbeat moves the
+        leave to itself."""
+        if self.leave is None:
+            return True
+        if self.reason == "node_lost" and at_ms >= self.leave:
+            self.leave = at_ms
+            return True
+        return False
+
     def heartbeat(self, at_ms: int, d: dict) -> None:
         self.beat(at_ms, d["frames_decoded"], d["audio_playing"], d["video_rr"], d["audio_rr"])
 
@@ -195,7 +207,7 @@ class ReportFold:
         if type(event) is Heartbeat:
             self.seq, self.last_ms = seq, at_ms
             conn = self.conns.get(event.peer)
-            if conn is not None and conn.leave is None:
+            if conn is not None and conn.open_at(at_ms):
                 conn.beat(
                     at_ms, event.frames_decoded, event.audio_playing, event.video_rr, event.audio_rr
                 )
@@ -207,7 +219,7 @@ class ReportFold:
         self.last_ms = at_ms
         if kind == "heartbeat":
             conn = self.conns.get(d["peer"])
-            if conn is not None and conn.leave is None:
+            if conn is not None and conn.open_at(at_ms):
                 conn.heartbeat(at_ms, d)
         elif kind == "join":
             self.conns[d["peer"]] = _Conn(at_ms, d)
