@@ -206,16 +206,16 @@ class Ledger:
 
     def outbox_marks(self, boxes: list[str]) -> dict[str, int]:
         """How far each cluster edge's outbox is in the ledger (every row up to the mark)."""
+        if not boxes:
+            return {}
+        places = ", ".join("?" * len(boxes))
         with self._read_lock:
-            return {
-                box: (
-                    self._read.execute(
-                        "SELECT mark FROM outbox_marks WHERE box = ?", (box,)
-                    ).fetchone()
-                    or (0,)
-                )[0]
-                for box in boxes
-            }
+            found = dict(
+                self._read.execute(
+                    f"SELECT box, mark FROM outbox_marks WHERE box IN ({places})", boxes
+                )
+            )
+        return {box: found.get(box, 0) for box in boxes}
 
     def checkpoints(self, session: str) -> list[Checkpoint]:
         with self._read_lock:

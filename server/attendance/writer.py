@@ -20,7 +20,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from multiprocessing.connection import Connection
@@ -87,6 +89,19 @@ class LedgerWriteError(RuntimeError):
     whether the batch in flight was committed is unknown)."""
 
 
+@contextmanager
+def immediate(db: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction (``BEGIN IMMEDIATE``): committed if the block ends, else rolled
+    back."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
 def connect(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
@@ -110,8 +125,7 @@ class Writer:
         touched: dict[str, tuple[int, str]] = {}
         rows: list[tuple] = []
         marks: dict[str, int] = {}
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(db):
             for session, event, at_ms, key in batch:
                 if type(key) is tuple:
                     if not self._next_of_outbox(marks, *key) or event is None:
@@ -135,10 +149,6 @@ class Writer:
             _insert(db, rows)
             if marks:
                 db.executemany("INSERT OR REPLACE INTO outbox_marks VALUES (?, ?)", marks.items())
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         self.last_write_s = time.perf_counter() - started
         return out
 

@@ -27,7 +27,7 @@ from redis.exceptions import RedisError
 
 from server.attendance.events import GENESIS, Event
 from server.attendance.ledger import Appended, now_ms
-from server.attendance.writer import LedgerWriteError, connect
+from server.attendance.writer import LedgerWriteError, connect, immediate
 from server.cluster.stream import APPLIED, ENTRY, READ_COUNT, STREAM, entry_text
 
 log = logging.getLogger(__name__)
@@ -58,26 +58,18 @@ class Outbox:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = connect(path)
         self._db.executescript(SCHEMA)
-        found = self._db.execute("SELECT value FROM meta WHERE key = 'box'").fetchone()
-        if found is None:
-            self._db.execute("INSERT INTO meta VALUES ('box', ?)", (secrets.token_hex(8),))
-            found = self._db.execute("SELECT value FROM meta WHERE key = 'box'").fetchone()
-        self.box: str = found[0]
+        self._db.execute("INSERT OR IGNORE INTO meta VALUES ('box', ?)", (secrets.token_hex(8),))
+        self.box: str = self._db.execute("SELECT value FROM meta WHERE key = 'box'").fetchone()[0]
 
     def add(self, rows: list[Row]) -> int:
         """Append in one durable commit; the last row's number."""
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(db):
             db.executemany(
                 "INSERT INTO outbox (session, kind, data, at_ms, node) VALUES (?, ?, ?, ?, ?)",
                 rows,
             )
             last = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         return last[0]
 
     def after(self, seq: int, limit: int) -> list[tuple[int, str, str, str, int, str]]:

@@ -123,18 +123,14 @@ class StreamWriter:
         batch = []
         opened: dict[str, dict[str, str]] = {}
         closed: dict[str, list[str]] = {}
-        boxes = set()
         for entry_id, fields in entries:
             try:
                 session, event, at_ms, key, node = _read_entry(entry_id, fields)
             except _Malformed as exc:
-                log.error("stream entry %s is malformed (%s); skipped", entry_id, exc.reason)
+                log.error("stream entry %s is malformed (%s); skipped", entry_id, exc)
                 if exc.key is not None:  # counted as handled, or its edge would send it for ever
-                    boxes.add(exc.key[0])
                     batch.append(("", None, 0, exc.key))
                 continue
-            if type(key) is tuple:
-                boxes.add(key[0])
             batch.append((session, event, at_ms, key))
             peer = getattr(event, "peer", None)
             if node and peer and event.kind in ("join", "heartbeat"):
@@ -146,6 +142,7 @@ class StreamWriter:
         if batch:
             self.applied += await asyncio.to_thread(self.ledger.apply_stream, batch)
             self.on_written({s for s, e, *_ in batch if e is not None})
+            boxes = {key[0] for *_, key in batch if type(key) is tuple}
             marks = self.ledger.outbox_marks(sorted(boxes))
         ids = [i for i, _ in entries]
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -210,7 +207,7 @@ def entry_text(
 class _Malformed(ValueError):
     def __init__(self, reason: str, key: tuple[str, int, int] | None) -> None:
         super().__init__(reason)
-        self.reason, self.key = reason, key
+        self.key = key
 
 
 def _read_entry(entry_id: str, fields: dict) -> tuple[str, Event, int, object, str]:
