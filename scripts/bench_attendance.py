@@ -13,7 +13,10 @@ the lecturer's media is announced the same way (``/bench/start``).
 The load generator (two processes on the same cores, at a lower priority than the relay:
 ``--generator-nice``) speaks HTTP/1.1 and WebSocket itself over plain asyncio sockets, with
 one timer for all of a process's heartbeats: aiohttp's client cost as much CPU per heartbeat
-as the relay did. First, the same load goes through a bare
+as the relay did. An ack's time runs from the heartbeat's send to the ack reaching the member's
+socket, by the kernel's receive timestamp (``SO_TIMESTAMPNS``; over ``--heartbeats http``, to
+aiohttp's reading it): how late the niced generator got round to reading it is printed beside
+it. First, the same load goes through a bare
 aiohttp application that answers every join, heartbeat and leave at once (no tokens, no
 ledger, no disk): the floor of this stack on this machine, measured in the same run.
 
@@ -40,6 +43,7 @@ import os
 import random
 import resource
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -171,7 +175,7 @@ class HeartbeatSocket(asyncio.Protocol):
     client cost as much CPU per heartbeat as the relay did, on the same two cores."""
 
     def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
+        self.transport: StampedWire | None = None
         self.buffer = bytearray()
         self.upgraded = False
         self.response: asyncio.Future | None = None
@@ -181,8 +185,18 @@ class HeartbeatSocket(asyncio.Protocol):
     @classmethod
     async def connect(cls, url: str) -> HeartbeatSocket:
         host, port = url.removeprefix("http://").split(":")
-        _, sock = await asyncio.get_running_loop().create_connection(cls, host, int(port))
+        loop = asyncio.get_running_loop()
+        raw = socket.socket()
+        raw.setblocking(False)
+        raw.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        try:
+            await loop.sock_connect(raw, (host, int(port)))
+        except BaseException:
+            raw.close()
+            raise
+        sock = cls()
         sock.host = f"{host}:{port}"
+        sock.connection_made(StampedWire(loop, raw, sock))
         return sock
 
     async def request(self, method: str, path: str, token: str, extra: str = "") -> tuple:
@@ -231,14 +245,15 @@ class HeartbeatSocket(asyncio.Protocol):
     def beat(self) -> None:
         self.frames += 25
         beat = {"frames_decoded": self.frames, "audio_playing": True, "visible": True}
-        self.sent = time.perf_counter()
+        self.sent, self.sent_wall = time.perf_counter(), time.time()
         self.transport.write(self.frame(0x1, json.dumps(beat).encode()))
 
     def answered(self, payload: bytes) -> None:
         now = time.perf_counter()
         answer = json.loads(payload)
         if "seq" in answer:
-            self.acks.append((now - self.sent, answer["seq"], self.sent - STARTED))
+            on_wire = self.transport.stamp - self.sent_wall
+            self.acks.append((on_wire, answer["seq"], self.sent - STARTED, now - self.sent))
         else:
             self.errors.append(answer.get("status", 0))
         self.left -= 1
@@ -302,6 +317,75 @@ class HeartbeatSocket(asyncio.Protocol):
                 future.set_exception(ConnectionError("the relay closed the heartbeat socket"))
 
 
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux's; not in Python's socket
+
+
+class StampedWire:
+    """The write/close half of a transport for one of the load generator's sockets, which
+    reads with ``recvmsg`` so that each read carries the kernel's receive time
+    (``SO_TIMESTAMPNS``). An ack's time is taken from there, when it reached the member's
+    socket: the generator shares the relay's two cores at a lower priority, and how late it
+    got round to reading an ack is its own delay, which a phone's CPU would not add."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, protocol) -> None:
+        self.loop, self.sock, self.protocol = loop, sock, protocol
+        self.pending = b""
+        self.stamp = 0.0  # the last read's receive time (time.time()'s clock)
+        self.closed = False
+        loop.add_reader(sock.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        try:
+            data, ancillary, _, _ = self.sock.recvmsg(1 << 18, 64)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data, ancillary = b"", []
+        if not data:
+            self.close()
+            return
+        for level, kind, raw in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                seconds, nanoseconds = struct.unpack("qq", raw[:16])
+                self.stamp = seconds + nanoseconds / 1e9
+        self.protocol.data_received(data)
+
+    def write(self, data: bytes) -> None:
+        if self.closed:
+            return
+        if not self.pending:
+            try:
+                data = data[self.sock.send(data) :]
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError:
+                self.close()
+                return
+            if data:
+                self.loop.add_writer(self.sock.fileno(), self._writable)
+        self.pending += data
+
+    def _writable(self) -> None:
+        try:
+            self.pending = self.pending[self.sock.send(self.pending) :]
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.close()
+            return
+        if not self.pending:
+            self.loop.remove_writer(self.sock.fileno())
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.loop.remove_reader(self.sock.fileno())
+        self.loop.remove_writer(self.sock.fileno())
+        self.sock.close()
+        self.loop.call_soon(self.protocol.connection_lost, None)
+
+
 class Clock:
     """One timer for all of a load-generator process's heartbeats (a heap of due times)."""
 
@@ -354,7 +438,8 @@ async def participant(
             async with http.post(f"{url}{location}/heartbeat", json=beat, headers=auth) as resp:
                 if resp.status == 200:
                     seq = (await resp.json())["seq"]
-                    acks.append((time.perf_counter() - t0, seq, t0 - STARTED))
+                    took = time.perf_counter() - t0  # no receive time from aiohttp's socket
+                    acks.append((took, seq, t0 - STARTED, took))
                 else:
                     errors.append(resp.status)
         if sock is not None:
@@ -415,10 +500,10 @@ async def drive(args, url: str, sid: str) -> tuple:
     return [out for out, _ in outputs], elapsed, server_cpu, clients_cpu
 
 
-def collect(outputs: list[bytes]) -> tuple[list[tuple[float, int, float]], list[int]]:
+def collect(outputs: list[bytes]) -> tuple[list[tuple[float, int, float, float]], list[int]]:
     """The load generator's acks and errors, from its processes' output. (Read after the
     relay's /metrics: on this process's event loop, the relay's, it takes ~0.2 s.)"""
-    acks: list[tuple[float, int, float]] = []
+    acks: list[tuple[float, int, float, float]] = []
     errors: list[int] = []
     for out in outputs:
         result = json.loads(out)
@@ -475,7 +560,7 @@ async def run_floor(args, sid: str) -> dict:
         await runner.cleanup()
     acks, errors = collect(outputs)
     lat = sorted(a for a, *_ in acks)
-    steady = sorted(a for a, _, at in acks if at > args.ramp + args.interval * 1.2) or [0.0]
+    steady = sorted(a for a, _, at, _ in acks if at > args.ramp + args.interval * 1.2) or [0.0]
     floor = {
         "events": count,
         "rate": count / elapsed,
@@ -487,7 +572,8 @@ async def run_floor(args, sid: str) -> dict:
     print(
         f"floor (bare aiohttp, same load): {count} events, {floor['rate']:.0f} events/s, "
         f"p99 ack {floor['p99_ms']:.1f} ms (once all have joined "
-        f"{percentile(steady, 99) * 1000:.1f}), "
+        f"{percentile(steady, 99) * 1000:.1f}; read by the generator "
+        f"{percentile(sorted(r for *_, r in acks), 99) * 1000:.1f}), "
         f"{floor['us_per_event']:.0f} us CPU per event, "
         f"the load generator {clients / elapsed * 100:.0f}% of a core, {len(errors)} errors",
         flush=True,
@@ -574,14 +660,21 @@ async def bench(args) -> None:
     # every connection joined and left (a reconnecting member twice)
     connections = args.participants + len(range(0, args.participants, 10))
     whole = kinds.get("join") == kinds.get("leave") == connections
-    lost = sum(1 for _, seq, _ in acks if seq not in seqs)
+    lost = sum(1 for _, seq, *_ in acks if seq not in seqs)
     lat = sorted(a for a, *_ in acks)
     p99 = percentile(lat, 99) * 1000 if lat else float("nan")
     if lat:
         marks = ", ".join(f"p{q} {percentile(lat, q) * 1000:.1f}" for q in (50, 90))
         print(f"heartbeat acks: {marks}, p99 {p99:.1f}, max {lat[-1] * 1000:.1f} ms", flush=True)
+        read = sorted(r for *_, r in acks)
+        print(
+            "  (from the heartbeat's send to its ack reaching the member's socket; to the load "
+            f"generator reading it: p50 {percentile(read, 50) * 1000:.1f}, "
+            f"p99 {percentile(read, 99) * 1000:.1f} ms)",
+            flush=True,
+        )
         # once every member has joined: the steady state, without the arrival surge
-        steady = sorted(a for a, _, at in acks if at > args.ramp + args.interval * 1.2)
+        steady = sorted(a for a, _, at, _ in acks if at > args.ramp + args.interval * 1.2)
         if steady:
             print(
                 f"heartbeat acks once all have joined: {len(steady)}, "
@@ -674,10 +767,10 @@ def ledger_waits(before: str, after: str) -> str:
     )
 
 
-def print_timeline(acks: list[tuple[float, int, float]]) -> None:
+def print_timeline(acks: list[tuple[float, int, float, float]]) -> None:
     """Acks by the second they were sent in: where in the run the slow ones were."""
     by_second: dict[int, list[float]] = {}
-    for latency, _, sent in acks:
+    for latency, _, sent, _ in acks:
         by_second.setdefault(int(sent), []).append(latency * 1000)
     for second in sorted(by_second):
         lat = sorted(by_second[second])
@@ -690,15 +783,15 @@ HELPER_PIDS: list[int] = []  # the relay's own child processes (its ledger write
 
 
 async def run_clients(spec: dict) -> None:
-    """Child process: ``count`` participants from ``first`` on; prints acks (latency, seq,
-    when sent) and errors."""
+    """Child process: ``count`` participants from ``first`` on; prints acks (latency to the
+    ack's arrival, seq, when sent, latency to the generator's reading it) and errors."""
     from server.auth import TokenSigner
 
     # The phones have CPUs of their own; here they share the relay's two cores, and at the
     # same priority the scheduler kept the relay waiting behind them (see --generator-nice).
     os.nice(spec["nice"])
     signer = TokenSigner(SECRET)
-    acks: list[tuple[float, int, float]] = []
+    acks: list[tuple[float, int, float, float]] = []
     errors: list[int] = []
     # Over WebSockets each participant holds its own connection, as each phone does.
     ws = spec["heartbeats"] == "ws"

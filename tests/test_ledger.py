@@ -812,8 +812,11 @@ def test_heartbeats_an_edge_sends_after_its_node_was_counted_lost_extend_the_con
         ledger.append_now(S, Join("member:1", "p1", "token", "127.0.0.1", False), t + 100)
         for at, event in order:
             ledger.append_now(S, event, at)
-        person = ReportFold(S).feed(ledger.scan(S)).report().participants["member:1"]
-        results[name] = (person.seconds_watched, person.last_leave_ms)
+        report = ReportFold(S).feed(ledger.scan(S)).report()
+        person = report.participants["member:1"]
+        results[name] = (person.seconds_watched, person.last_leave_ms, report.concurrency)
         ledger.close()
-    assert results["late"] == results["in time"] == (29.9, t + 30_000)
-    assert results["after a delete"] == (9.9, t + 10_000)
+    # the chart of viewers over time ends where the credit does
+    in_time = (29.9, t + 30_000, [(t + 100, 1), (t + 30_000, 0)])
+    assert results["late"] == results["in time"] == in_time
+    assert results["after a delete"] == (9.9, t + 10_000, [(t + 100, 1), (t + 10_000, 0)])

@@ -184,8 +184,6 @@ class ReportFold:
         self.conns: dict[str, _Conn] = {}
         self.headcounts: dict[str, int] = {}
         self.checkins: dict[str, list[tuple[str, int]]] = {}
-        self.steps: list[tuple[int, int]] = []  # (ms, connections open) at each join/leave
-        self._open: set[str] = set()
         self._replay_last: dict[tuple[str, str], tuple[int, int, bool]] = {}
         self._replayed: dict[str, list[tuple[int, int]]] = {}
 
@@ -223,14 +221,10 @@ class ReportFold:
                 conn.heartbeat(at_ms, d)
         elif kind == "join":
             self.conns[d["peer"]] = _Conn(at_ms, d)
-            self._open.add(d["peer"])
-            self.steps.append((at_ms, len(self._open)))
         elif kind == "leave":
             conn = self.conns.get(d["peer"])
             if conn is not None:
                 conn.leave, conn.reason = at_ms, d["reason"]
-            self._open.discard(d["peer"])
-            self.steps.append((at_ms, len(self._open)))
         elif kind == "replay":
             self._replay(at_ms, d)
         elif kind == "start" and self.start is None:
@@ -267,6 +261,18 @@ class ReportFold:
                 if any(member == ident for member, _ in entries):
                     rooms.add(f"room:{code}")
         return {participant} | rooms
+
+    def steps(self) -> list[tuple[int, int]]:
+        """(ms, connections open) after each join and leave, from the connections as they
+        stand: a ``node_lost`` leave that late heartbeats moved ends where they do."""
+        changes = [(c.join, 1) for c in self.conns.values()]
+        changes += [(c.leave, -1) for c in self.conns.values() if c.leave is not None]
+        changes.sort()  # at one ms, leaves before joins: no peak that never was
+        open_now, steps = 0, []
+        for ms, change in changes:
+            open_now += change
+            steps.append((ms, open_now))
+        return steps
 
     def report(
         self,
@@ -346,7 +352,7 @@ class ReportFold:
             people,
             dict(self.headcounts),
             {room: list(entries) for room, entries in self.checkins.items()},
-            thin(self.steps),
+            thin(self.steps()) if only is None else [],
         )
         length = (close_at - self.start) / 1000 if self.start is not None else 0.0
         for rep in people.values():

@@ -10,6 +10,7 @@ from server.attendance.ledger import Ledger
 from server.auth import require
 from server.cluster.outbox import StreamLedger
 from server.errors import HTTPProblem
+from server.histogram import Histogram
 from server.links import session_links
 from server.state import STATE, AppState
 from server.storage import recording_bytes, usage
@@ -224,13 +225,11 @@ async def admin_cluster(request: web.Request) -> web.Response:
     body: dict = {"mode": "cluster" if cluster else "single node", "workers": workers}
     ledger = state.attendance.ledger
     if isinstance(ledger, Ledger):  # since start: how long attendance waited to be on disk
-        p99 = ledger.durable_seconds.quantile_bound(0.99)
-        write_p99 = ledger.write_seconds.quantile_bound(0.99)
         body["ledger"] = {
             "events": ledger.appended,
             "pending": ledger.pending,
-            "durable_p99_ms": None if p99 is None else round(p99 * 1000, 3),
-            "write_p99_ms": None if write_p99 is None else round(write_p99 * 1000, 3),
+            "durable_p99_ms": _p99_ms(ledger.durable_seconds),
+            "write_p99_ms": _p99_ms(ledger.write_seconds),
         }
     elif isinstance(ledger, StreamLedger):  # an edge: what waits for the home node's ledger
         body["ledger"] = {"backlog": ledger.backlog, "sent": ledger.sent, "resent": ledger.resent}
@@ -249,6 +248,12 @@ async def admin_cluster(request: web.Request) -> web.Response:
             for n in sorted(cluster.known_nodes, key=lambda n: n.id)
         ]
     return web.json_response(body)
+
+
+def _p99_ms(histogram: Histogram) -> float | None:
+    """A histogram's p99 bound in milliseconds (None before its first sample)."""
+    p99 = histogram.quantile_bound(0.99)
+    return None if p99 is None else round(p99 * 1000, 3)
 
 
 def add_routes(app: web.Application) -> None:
