@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS members (
     phone TEXT NOT NULL DEFAULT '',
     category TEXT NOT NULL DEFAULT 'other'
 );
+CREATE INDEX IF NOT EXISTS members_by_township ON members (township);
 CREATE TABLE IF NOT EXISTS headcounts (
     session_id TEXT NOT NULL,
     room_code TEXT NOT NULL,
@@ -189,6 +190,17 @@ class Store:
             query += " WHERE township = ?"
             args = (township,)
         return [Member(*r) for r in self._db.execute(query + " ORDER BY member_id", args)]
+
+    def search_members(self, township: str, text: str, limit: int) -> list[Member]:
+        """Members of ``township`` whose member id starts with ``text`` or whose name contains
+        it (``%`` and ``_`` taken literally), by member id, at most ``limit``."""
+        literal = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        rows = self._db.execute(
+            SELECT_MEMBERS + " WHERE township = ? AND (member_id LIKE ? ESCAPE '\\'"
+            " OR name LIKE ? ESCAPE '\\') ORDER BY member_id LIMIT ?",
+            (township, literal + "%", "%" + literal + "%", limit),
+        )
+        return [Member(*r) for r in rows]
 
     def roster_apart(self) -> list[Member]:
         """Every member, read on a connection of its own: for a worker thread. The whole

@@ -205,6 +205,59 @@ async def test_room_checkins_are_credited_from_the_rooms_watched_time(relay):
     assert rep.headcounts == {room["code"]: 1}
 
 
+async def test_a_room_finds_members_of_its_own_township_by_name_to_check_them_in(relay):
+    """A member who does not know their member id is found by name (or the id's start) in
+    the classroom's township roster: names and ids only, that township only, a bounded list;
+    other roles and bad queries are refused."""
+    store = relay.state.store
+    store.upsert_members(
+        [
+            Member("TB001", "张三", "团堡镇", "13800000001"),
+            Member("TB002", "张三丰", "团堡镇", "13800000002"),
+            Member("TB003", "李_四", "团堡镇"),
+            Member("MD001", "张三", "谋道镇"),
+            *(Member(f"TB1{i:02d}", f"王{i}", "团堡镇") for i in range(25)),
+        ]
+    )
+    links = relay.new_session()
+    sid = links["session_id"]
+    room = next(r for r in links["rooms"] if r["name"] == "团堡镇")
+    path = f"/api/sessions/{sid}/roster?q="
+
+    status, body = await call(relay, "GET", path + "张三", room["token"])
+    assert status == 200 and body["township"] == "团堡镇" and body["more"] is False
+    assert body["members"] == [
+        {"member_id": "TB001", "name": "张三"},
+        {"member_id": "TB002", "name": "张三丰"},
+    ]  # not 谋道镇's 张三, and no phone numbers
+    status, body = await call(relay, "GET", path + "tb00", room["token"])
+    assert [m["member_id"] for m in body["members"]] == ["TB001", "TB002", "TB003"]
+    status, body = await call(relay, "GET", path + "_", room["token"])  # taken literally
+    assert [m["name"] for m in body["members"]] == ["李_四"]
+    status, body = await call(relay, "GET", path + "王", room["token"])
+    assert len(body["members"]) == 20 and body["more"] is True
+
+    # what the page does with a match: the check-in it records
+    status, body = await call(
+        relay, "POST", f"/api/sessions/{sid}/checkin", room["token"], {"member_id": "TB002"}
+    )
+    assert status == 200 and body["name"] == "张三丰"
+
+    member = relay.token("member", sid, "TB001")
+    other = relay.new_session("另一讲座")["rooms"][8]["token"]
+    for token, query, expected in (
+        (room["token"], "", 400),
+        (room["token"], "x" * 33, 400),
+        (member, "张三", 403),
+        (other, "张三", 403),
+        (None, "张三", 401),
+    ):
+        status, body = await call(relay, "GET", path + query, token)
+        assert status == expected and body["error"], (query, status, body)
+    kinds = [r.kind for r in relay.state.attendance.ledger.rows(sid)]
+    assert kinds == ["checkin"]  # a search records nothing
+
+
 async def test_metrics_show_how_long_appends_waited_to_be_durable(relay):
     """``/metrics`` has, as Prometheus histograms, each append's wait until it was on disk and
     each batch's time in the ledger writer: how an operator sees a disk keeping heartbeats

@@ -198,6 +198,34 @@ async def checkin(request: web.Request) -> web.Response:
     return web.json_response({"member_id": member_id, "name": member.name, "seq": done.seq})
 
 
+ROSTER_MATCHES = 20  # what one search shows; a narrower search finds the rest
+
+
+async def roster_search(request: web.Request) -> web.Response:
+    """``GET /api/sessions/{id}/roster?q=...`` (room): the classroom's township members whose
+    name contains ``q`` or whose member id starts with it, for checking in someone who does
+    not know their member id. Names and member ids only (no phone, no category), at most
+    ``ROSTER_MATCHES`` at a time, and a room sees its own township alone."""
+    state: AppState = request.app[STATE]
+    sid = request.match_info["session"]
+    claims = require(request, state.signer, ("room",), sid)
+    session = _known_session(state, sid)
+    room = next((r for r in session.rooms if r.code == claims.subject), None)
+    if room is None:
+        raise HTTPProblem(403, "this room is not one of the session's classrooms")
+    text = request.query.get("q", "").strip()
+    if not 1 <= len(text) <= 32:
+        raise HTTPProblem(400, "q is 1 to 32 characters: part of a name or a member id's start")
+    found = state.store.search_members(room.name, text, ROSTER_MATCHES + 1)
+    return web.json_response(
+        {
+            "township": room.name,
+            "members": [{"member_id": m.member_id, "name": m.name} for m in found[:ROSTER_MATCHES]],
+            "more": len(found) > ROSTER_MATCHES,
+        }
+    )
+
+
 async def end_session(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
@@ -378,6 +406,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/whep/{session}/{resource}/heartbeats", heartbeat_socket)
     app.router.add_post("/api/sessions/{session}/headcount", headcount)
     app.router.add_post("/api/sessions/{session}/checkin", checkin)
+    app.router.add_get("/api/sessions/{session}/roster", roster_search)
     app.router.add_post("/api/sessions/{session}/end", end_session)
     app.router.add_get("/api/sessions/{session}/attendance", export)
     app.router.add_get("/api/sessions/{session}/verify", verify_session)

@@ -148,9 +148,11 @@ async def test_room_joins_by_code_reports_headcount_and_checks_members_in(
     from server.store import Member
 
     links = relay.new_session("乡镇教室测试")
-    relay.state.store.upsert_members([Member("LC0001", "赵六", "团堡镇")])
-    await open_lecturer(browser, links)
     room = links["rooms"][3]
+    relay.state.store.upsert_members(
+        [Member("LC0001", "赵六", "团堡镇"), Member("LC0002", "孙七", room["name"])]
+    )
+    await open_lecturer(browser, links)
     ctx = await browser.new_context(viewport={"width": 1280, "height": 720})
     page = await ctx.new_page()
     await page.goto(links["urls"]["room_join"])
@@ -174,8 +176,18 @@ async def test_room_joins_by_code_reports_headcount_and_checks_members_in(
     await page.wait_for_function(
         "document.getElementById('status').textContent.includes('花名册')", timeout=5000
     )
+    # a member without their id: found by name in the township's roster, checked in from the list
+    await page.fill("#find", "孙")
+    await page.wait_for_function(
+        "document.getElementById('found').textContent.includes('孙七')", timeout=5000
+    )
+    await page.click("#found button")
+    await page.wait_for_function(
+        "document.getElementById('checkins').textContent.includes('孙七')", timeout=5000
+    )
+    assert await page.inner_text("#checked") == "已签到 2 人"
     kinds = [r.kind for r in relay.state.attendance.ledger.rows(links["session_id"])]
-    assert kinds.count("checkin") == 1 and kinds.count("headcount") == 1
+    assert kinds.count("checkin") == 2 and kinds.count("headcount") == 1
     await page.screenshot(path=str(artifacts / "room.png"))
 
 
