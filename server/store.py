@@ -191,6 +191,16 @@ class Store:
             args = (township,)
         return [Member(*r) for r in self._db.execute(query + " ORDER BY member_id", args)]
 
+    def member_names(self, member_ids: list[str]) -> dict[str, str]:
+        """Member id -> name, for the ids that are in the roster."""
+        if not member_ids:
+            return {}
+        marks = ",".join("?" * len(member_ids))
+        rows = self._db.execute(
+            f"SELECT member_id, name FROM members WHERE member_id IN ({marks})", member_ids
+        )
+        return dict(rows.fetchall())
+
     def search_members(self, township: str, text: str, limit: int) -> list[Member]:
         """Members of ``township`` whose member id starts with ``text`` or whose name contains
         it (``%`` and ``_`` taken literally), by member id, at most ``limit``."""

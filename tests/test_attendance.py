@@ -258,6 +258,31 @@ async def test_a_room_finds_members_of_its_own_township_by_name_to_check_them_in
     assert kinds == ["checkin"]  # a search records nothing
 
 
+async def test_a_room_reads_back_its_own_check_ins_after_a_reload(relay):
+    """The room page lists its check-ins again after a reload: each member once, in the
+    order of their first check-in, with names; another classroom sees only its own."""
+    relay.state.store.upsert_members(
+        [Member("TB001", "张三", "团堡镇"), Member("TB002", "李四", "团堡镇")]
+    )
+    links = relay.new_session()
+    sid = links["session_id"]
+    here, there = links["rooms"][8]["token"], links["rooms"][2]["token"]
+    for member in ("TB002", "TB001", "TB002"):
+        status, _ = await call(
+            relay, "POST", f"/api/sessions/{sid}/checkin", here, {"member_id": member}
+        )
+        assert status == 200
+    path = f"/api/sessions/{sid}/checkins"
+    status, body = await call(relay, "GET", path, here)
+    assert status == 200 and body["checkins"] == [
+        {"member_id": "TB002", "name": "李四"},
+        {"member_id": "TB001", "name": "张三"},
+    ]
+    assert (await call(relay, "GET", path, there)) == (200, {"checkins": []})
+    status, body = await call(relay, "GET", path, relay.token("member", sid, "TB001"))
+    assert status == 403 and body["error"]
+
+
 async def test_metrics_show_how_long_appends_waited_to_be_durable(relay):
     """``/metrics`` has, as Prometheus histograms, each append's wait until it was on disk and
     each batch's time in the ledger writer: how an operator sees a disk keeping heartbeats

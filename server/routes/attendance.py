@@ -198,6 +198,30 @@ async def checkin(request: web.Request) -> web.Response:
     return web.json_response({"member_id": member_id, "name": member.name, "seq": done.seq})
 
 
+async def room_checkins(request: web.Request) -> web.Response:
+    """``GET /api/sessions/{id}/checkins`` (room): the members this classroom has checked in,
+    in the order of their first check-in, with their names: what its page shows again after
+    a reload."""
+    state: AppState = request.app[STATE]
+    sid = request.match_info["session"]
+    claims = require(request, state.signer, ("room",), sid)
+    _known_session(state, sid)
+    entries = await asyncio.to_thread(_checkins_of, state, sid, str(claims.subject))
+    members = list(dict.fromkeys(member for member, _ in entries))
+    names = state.store.member_names(members)
+    return web.json_response(
+        {"checkins": [{"member_id": m, "name": names.get(m, "")} for m in members]}
+    )
+
+
+def _checkins_of(state: AppState, sid: str, room: str) -> list[tuple[str, int]]:
+    """A room's check-ins from the session's report fold, brought up to date (on a worker
+    thread: after a restart the first one folds the session from its first event)."""
+    fold = state.reports.refresh(sid)
+    with fold.lock:
+        return list(fold.checkins.get(room, ()))
+
+
 ROSTER_MATCHES = 20  # what one search shows; a narrower search finds the rest
 
 
@@ -407,6 +431,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/sessions/{session}/headcount", headcount)
     app.router.add_post("/api/sessions/{session}/checkin", checkin)
     app.router.add_get("/api/sessions/{session}/roster", roster_search)
+    app.router.add_get("/api/sessions/{session}/checkins", room_checkins)
     app.router.add_post("/api/sessions/{session}/end", end_session)
     app.router.add_get("/api/sessions/{session}/attendance", export)
     app.router.add_get("/api/sessions/{session}/verify", verify_session)

@@ -186,6 +186,11 @@ async def test_room_joins_by_code_reports_headcount_and_checks_members_in(
         "document.getElementById('checkins').textContent.includes('孙七')", timeout=5000
     )
     assert await page.inner_text("#checked") == "已签到 2 人"
+    await page.reload()  # the operator reloads: the list comes back from the relay's record
+    await page.wait_for_function(
+        "document.getElementById('checked').textContent === '已签到 2 人'", timeout=10000
+    )
+    assert "赵六" in await page.inner_text("#checkins")
     kinds = [r.kind for r in relay.state.attendance.ledger.rows(links["session_id"])]
     assert kinds.count("checkin") == 2 and kinds.count("headcount") == 1
     await page.screenshot(path=str(artifacts / "room.png"))
