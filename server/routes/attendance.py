@@ -199,9 +199,10 @@ async def checkin(request: web.Request) -> web.Response:
 
 
 async def room_checkins(request: web.Request) -> web.Response:
-    """``GET /api/sessions/{id}/checkins`` (room): the members this classroom has checked in,
-    in the order of their first check-in, with their names: what its page shows again after
-    a reload."""
+    """``GET /api/sessions/{id}/checkins`` (room): the members it has checked in.
+
+    Each once, in the order of their first check-in, with their names: what the room's page
+    lists again after a reload."""
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
     claims = require(request, state.signer, ("room",), sid)
@@ -226,8 +227,9 @@ ROSTER_MATCHES = 20  # what one search shows; a narrower search finds the rest
 
 
 async def roster_search(request: web.Request) -> web.Response:
-    """``GET /api/sessions/{id}/roster?q=...`` (room): the classroom's township members whose
-    name contains ``q`` or whose member id starts with it, for checking in someone who does
+    """``GET /api/sessions/{id}/roster?q=...`` (room): find members of its township to check in.
+
+    Those whose name contains ``q`` or whose member id starts with it, for someone who does
     not know their member id. Names and member ids only (no phone, no category), at most
     ``ROSTER_MATCHES`` at a time, and a room sees its own township alone."""
     state: AppState = request.app[STATE]

@@ -113,7 +113,9 @@ export class Player {
           this.running = false;
           return;
         }
-        await new Promise((r) => setTimeout(r, delay));
+        // jittered (0.5-1.5x): after a relay restart thousands of phones retry, and
+        // without it they would all come back in the same instant, again and again
+        await new Promise((r) => setTimeout(r, delay * (0.5 + Math.random())));
         delay = Math.min(delay * 2, 10000);
       }
     }
