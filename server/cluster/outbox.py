@@ -69,8 +69,7 @@ class Outbox:
                 "INSERT INTO outbox (session, kind, data, at_ms, node) VALUES (?, ?, ?, ?, ?)",
                 rows,
             )
-            last = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
-        return last[0]
+            return self._last()
 
     def after(self, seq: int, limit: int) -> list[tuple[int, str, str, str, int, str]]:
         """Up to ``limit`` rows numbered above ``seq``, in order."""
@@ -86,10 +85,14 @@ class Outbox:
 
     def bounds(self) -> tuple[int, int]:
         """(the number below which every row was confirmed, the last number given)."""
-        last = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
         first = self._db.execute("SELECT MIN(seq) FROM outbox").fetchone()[0]
-        last_seq = last[0] if last else 0
-        return (first - 1 if first is not None else last_seq), last_seq
+        last = self._last()
+        return (first - 1 if first is not None else last), last
+
+    def _last(self) -> int:
+        """The last row number given (AUTOINCREMENT's own record: kept when rows are not)."""
+        found = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
+        return found[0] if found else 0
 
     def close(self) -> None:
         self._db.close()
