@@ -46,6 +46,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -500,16 +501,21 @@ async def drive(args, url: str, sid: str) -> tuple:
     return [out for out, _ in outputs], elapsed, server_cpu, clients_cpu
 
 
-def collect(outputs: list[bytes]) -> tuple[list[tuple[float, int, float, float]], list[int]]:
-    """The load generator's acks and errors, from its processes' output. (Read after the
-    relay's /metrics: on this process's event loop, the relay's, it takes ~0.2 s.)"""
+def collect(
+    outputs: list[bytes],
+) -> tuple[list[tuple[float, int, float, float]], list[int], float]:
+    """The load generator's acks and errors, from its processes' output, and when its first
+    process started (its acks' send times count from there). (Read after the relay's
+    /metrics: on this process's event loop, the relay's, it takes ~0.2 s.)"""
     acks: list[tuple[float, int, float, float]] = []
     errors: list[int] = []
+    started = []
     for out in outputs:
         result = json.loads(out)
         acks.extend(result["acks"])
         errors.extend(result["errors"])
-    return acks, errors
+        started.append(result["started"])
+    return acks, errors, min(started)
 
 
 async def run_floor(args, sid: str) -> dict:
@@ -558,7 +564,7 @@ async def run_floor(args, sid: str) -> dict:
         outputs, elapsed, cpu, clients = await drive(args, f"http://127.0.0.1:{port}", sid)
     finally:
         await runner.cleanup()
-    acks, errors = collect(outputs)
+    acks, errors, _ = collect(outputs)
     lat = sorted(a for a, *_ in acks)
     steady = sorted(a for a, _, at, _ in acks if at > args.ramp + args.interval * 1.2) or [0.0]
     floor = {
@@ -615,11 +621,12 @@ async def bench(args) -> None:
         async with http.post(f"{url}/bench/start/{sid}") as resp:
             assert resp.status == 204, await resp.text()
     GC_PAUSES.pauses = {0: [], 1: [], 2: []}  # the relay's own, not the floor's
-    outputs, elapsed, server_cpu, clients_cpu = await drive(args, url, sid)
+    with Steal() as steal:
+        outputs, elapsed, server_cpu, clients_cpu = await drive(args, url, sid)
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{url}/metrics") as resp:  # what an operator would see
             waits = ledger_waits(before, await resp.text())
-        acks, errors = collect(outputs)
+        acks, errors, generator_started = collect(outputs)
         t0 = time.perf_counter()
         async with http.post(
             f"{url}/api/sessions/{sid}/end", headers={"Authorization": f"Bearer {lecturer}"}
@@ -683,8 +690,9 @@ async def bench(args) -> None:
                 flush=True,
             )
     print(waits, flush=True)
+    print(steal.summary(), flush=True)
     if args.timeline:
-        print_timeline(acks)
+        print_timeline(acks, steal.per_second(generator_started))
     rate = stats["appended"] / elapsed
     rows = report.decode("utf-8-sig").count("\n") - 3
     print(
@@ -767,15 +775,73 @@ def ledger_waits(before: str, after: str) -> str:
     )
 
 
-def print_timeline(acks: list[tuple[float, int, float, float]]) -> None:
-    """Acks by the second they were sent in: where in the run the slow ones were."""
+def print_timeline(acks: list[tuple[float, int, float, float]], steal: dict[int, float]) -> None:
+    """Acks by the second they were sent in, and the box's steal in it: where in the run the
+    slow ones were."""
     by_second: dict[int, list[float]] = {}
     for latency, _, sent, _ in acks:
         by_second.setdefault(int(sent), []).append(latency * 1000)
     for second in sorted(by_second):
         lat = sorted(by_second[second])
         p50, p99 = lat[len(lat) // 2], percentile(lat, 99)
-        print(f"  second {second:3d}: {len(lat):5d} acks, p50 {p50:6.1f}, p99 {p99:6.1f} ms")
+        print(
+            f"  second {second:3d}: {len(lat):5d} acks, p50 {p50:6.1f}, p99 {p99:6.1f} ms, "
+            f"steal {steal.get(second, 0.0) * 100:3.0f}%"
+        )
+
+
+class Steal:
+    """The hypervisor's share of this box's cores (``steal`` in /proc/stat), sampled every
+    0.1 s on a thread: time the relay's runnable threads waited for a core that another guest
+    had. Zero on a machine of its own; here, the noise a run cannot control."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, float]] = []  # (perf_counter, steal seconds so far)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="steal", daemon=True)
+
+    @staticmethod
+    def now() -> float:
+        try:
+            with open("/proc/stat") as f:
+                return int(f.readline().split()[8]) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            return 0.0
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            self.samples.append((time.perf_counter(), self.now()))
+
+    def __enter__(self) -> Steal:
+        self.samples.append((time.perf_counter(), self.now()))
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.samples.append((time.perf_counter(), self.now()))
+
+    def per_second(self, origin: float) -> dict[int, float]:
+        """Steal in each whole second from ``origin`` (a ``perf_counter`` time, which is the
+        same clock in every process), as a share of all the box's cores."""
+        cores = os.cpu_count() or 1
+        by: dict[int, float] = {}
+        for (t0, s0), (_, s1) in zip(self.samples, self.samples[1:], strict=False):
+            second = int(t0 - origin)
+            by[second] = by.get(second, 0.0) + (s1 - s0) / cores
+        return by
+
+    def summary(self) -> str:
+        (t0, s0), (t1, s1) = self.samples[0], self.samples[-1]
+        cores = os.cpu_count() or 1
+        seconds = self.per_second(t0)
+        worst = max(seconds.items(), key=lambda kv: kv[1], default=(0, 0.0))
+        return (
+            f"the box: the hypervisor took {(s1 - s0) / max(t1 - t0, 1e-9) / cores * 100:.1f}% "
+            f"of its {cores} cores during the run (steal), {worst[1] * 100:.0f}% in its worst "
+            f"second ({worst[0]} s in)"
+        )
 
 
 STARTED = time.perf_counter()
@@ -820,7 +886,7 @@ async def run_clients(spec: dict) -> None:
             )
         )
     ticking.cancel()
-    print(json.dumps({"acks": acks, "errors": errors}))
+    print(json.dumps({"acks": acks, "errors": errors, "started": STARTED}))
 
 
 class GcPauses:

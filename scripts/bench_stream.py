@@ -118,7 +118,9 @@ async def through_stream(
     redis = aioredis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=5)
     await wait_for_redis(redis)
     ledger = Ledger(tmp / "ledger.sqlite3", commit_interval_s=0.01, process=True)
-    senders = [StreamLedger(redis, f"edge-{i}/1", tmp / f"edge-{i}.sqlite3") for i in range(edges)]
+    senders = [  # each edge's outbox commits as the server's default has it
+        StreamLedger(redis, f"edge-{i}/1", tmp / f"edge-{i}.sqlite3", 0.01) for i in range(edges)
+    ]
     stamps: list[list[float]] = [[] for _ in senders]
     acks: list[float] = []
     in_ledger: list[float] = []

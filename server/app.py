@@ -57,7 +57,12 @@ def create_app(config: Config, workers: int = 1) -> web.Application:
         cluster = Cluster(config, signer.internal_token(), live.viewer_count, workers)
         live.use_cluster(cluster)
     if cluster is not None and not config.cluster_home:
-        ledger = StreamLedger(cluster.redis, cluster.instance_name, config.outbox_path)
+        ledger = StreamLedger(
+            cluster.redis,
+            cluster.instance_name,
+            config.outbox_path,
+            config.ledger_commit_interval_s,
+        )
     else:
         ledger = Ledger(
             config.ledger_path, config.ledger_commit_interval_s, process=config.ledger_process

@@ -48,7 +48,7 @@ class Reports:
 
     def follow(self, batch: list[tuple], results: list[Appended]) -> None:
         """Fold in events as the ledger makes them durable (its ``on_durable``, on the event
-        loop): ``batch`` as the ledger queued them, ``(session, event, at_ms, future)``, and
+        loop): ``batch`` as the ledger queued them, ``(session, event, at_ms)``, and
         what each became. The events are in hand: nothing is read back or decoded, and a live
         session's fold is up to date when the lecture ends.
 
@@ -59,7 +59,7 @@ class Reports:
         held: ReportFold | None = None  # the fold of the run of one session's events
         current = None
         try:
-            for (session, event, _, _), done in zip(batch, results, strict=True):
+            for (session, event, _), done in zip(batch, results, strict=True):
                 if session != current:
                     if held is not None:
                         held.lock.release()

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from server.attendance.events import GENESIS, Event, canonical, chain_hash, data_from_json
+from server.attendance.group_commit import GroupCommit
 from server.attendance.signing import Checkpoint
 from server.attendance.writer import Appended, Entry, WriterProcess, WriterThread, connect
 from server.histogram import Histogram
@@ -62,22 +63,17 @@ class Ledger:
         self._writer = WriterProcess(path) if process else WriterThread(path)
         self._read = connect(path)
         self._read_lock = threading.Lock()
-        self._pending: list[tuple[str, Event, int, asyncio.Future]] = []
-        self._submitted: list[float] = []  # when each pending append was made (loop time)
-        self._flusher: asyncio.Task | None = None
-        # A commit's fixed cost (its fsync, the hand-over to the writer and back) is
-        # several appends' worth: under a steady trickle, appends wait up to this long to share.
-        self.commit_interval_s = commit_interval_s
-        self._last_commit = -1e9
         self.appended = 0
         self.batches = 0
         # How long the event loop's appends waited to be durable: queued behind the commit
         # in flight, then their own (``write_seconds``: its time in the writer).
         self.durable_seconds = Histogram()
-        # Told of each batch the event loop's appends made durable, on the loop, in order:
-        # ``(session, event, at_ms, future)`` each, and what each became. Reports keep live
-        # folds up to date with it.
-        self.on_durable: Callable[[list[tuple], list[Appended]], None] | None = None
+        # A commit's fixed cost (its fsync, the hand-over to the writer and back) is
+        # several appends' worth: under a steady trickle, appends wait up to
+        # ``commit_interval_s`` to share.
+        self._group: GroupCommit[tuple[str, Event, int], Appended] = GroupCommit(
+            self._commit_async, commit_interval_s, self.durable_seconds
+        )
 
     @property
     def write_seconds(self) -> Histogram:
@@ -87,7 +83,18 @@ class Ledger:
     @property
     def pending(self) -> int:
         """Appends waiting for the next commit."""
-        return len(self._pending)
+        return self._group.pending
+
+    @property
+    def on_durable(self) -> Callable[[list[tuple], list[Appended]], None] | None:
+        """Told of each batch the event loop's appends made durable, on the loop, in order:
+        ``(session, event, at_ms)`` each, and what each became. Reports keep live folds up
+        to date with it."""
+        return self._group.on_committed
+
+    @on_durable.setter
+    def on_durable(self, follow: Callable[[list[tuple], list[Appended]], None] | None) -> None:
+        self._group.on_committed = follow
 
     @property
     def writer_pid(self) -> int | None:
@@ -103,44 +110,15 @@ class Ledger:
     def submit(self, session: str, event: Event, at_ms: int | None = None) -> asyncio.Future:
         """Queue an append now (order is the order of calls); the future resolves once it is
         on disk."""
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        self._pending.append((session, event, at_ms or now_ms(), future))
-        self._submitted.append(loop.time())
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.ensure_future(self._flush())
-        return future
+        return self._group.submit((session, event, at_ms or now_ms()))
 
     def append_now(self, session: str, event: Event, at_ms: int | None = None) -> Appended:
         """Synchronous append, for the CLI and start-up recovery (no event loop needed)."""
         return self._commit([(session, event, at_ms or now_ms(), None)])[0]
 
-    async def _flush(self) -> None:
-        loop = asyncio.get_running_loop()
-        while self._pending:
-            wait = self._last_commit + self.commit_interval_s - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            self._last_commit = loop.time()
-            batch, self._pending = self._pending, []
-            submitted, self._submitted = self._submitted, []
-            entries = [(s, e, t, None) for s, e, t, _ in batch]
-            try:
-                results = self._counted(await self._writer.append_async(entries))
-            except Exception as exc:  # noqa: BLE001 - every waiter hears of the failure
-                for *_, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            self.durable_seconds.observe_waits(submitted, loop.time())
-            for (*_, future), result in zip(batch, results, strict=True):
-                if not future.done():
-                    future.set_result(result)
-            if self.on_durable is not None:
-                try:
-                    self.on_durable(batch, results)
-                except Exception:  # noqa: BLE001 - a report falls back to reading the ledger
-                    log.exception("following the ledger's appends failed")
+    async def _commit_async(self, batch: list[tuple[str, Event, int]]) -> list[Appended]:
+        entries = [(s, e, t, None) for s, e, t in batch]
+        return self._counted(await self._writer.append_async(entries))
 
     def apply_stream(self, entries: list[Entry]) -> int:
         """Append entries read from the Redis stream, each once (by stream id, or by an edge

@@ -26,6 +26,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from server.attendance.events import GENESIS, Event
+from server.attendance.group_commit import GroupCommit
 from server.attendance.ledger import Appended, now_ms
 from server.attendance.writer import LedgerWriteError, connect, immediate
 from server.cluster.stream import APPLIED, ENTRY, READ_COUNT, STREAM, entry_text
@@ -109,7 +110,11 @@ class StreamLedger:
     and the last entry sent is gone, so the unconfirmed rows are sent again, and appended once.
     """
 
-    def __init__(self, redis: aioredis.Redis, instance: str, path: Path) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, instance: str, path: Path, commit_interval_s: float = 0.0
+    ) -> None:
+        """``commit_interval_s``: least time between two of the outbox's commits, as the
+        ledger's (``LR_LEDGER_COMMIT_INTERVAL``)."""
         self._redis = redis
         self.instance = instance
         self._outbox = Outbox(path)
@@ -119,8 +124,7 @@ class StreamLedger:
         self._sent_upto = self.confirmed
         self._last_entry: str | None = None  # the stream id of the last row sent
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="outbox")
-        self._pending: list[tuple[Row, int, asyncio.Future]] = []
-        self._storing: asyncio.Task | None = None
+        self._group: GroupCommit[Row, Appended] = GroupCommit(self._store, commit_interval_s)
         self._sender: asyncio.Task | None = None
         self._wake = asyncio.Event()  # something to send, or stop
         self._all_sent = asyncio.Event()  # every row stored is in the stream
@@ -140,37 +144,22 @@ class StreamLedger:
             self._sender = asyncio.ensure_future(self._send_loop())
 
     def submit(self, session: str, event: Event, at_ms: int | None = None) -> asyncio.Future:
-        at = at_ms or now_ms()
         data = json.dumps(event.data(), ensure_ascii=False)
-        future = asyncio.get_running_loop().create_future()
-        self._pending.append(((session, event.kind, data, at, self.instance), at, future))
-        if self._storing is None or self._storing.done():
-            self._storing = asyncio.ensure_future(self._store())
-        return future
+        return self._group.submit((session, event.kind, data, at_ms or now_ms(), self.instance))
 
     async def append(self, session: str, event: Event, at_ms: int | None = None) -> Appended:
         return await self.submit(session, event, at_ms)
 
-    async def _store(self) -> None:
-        """Group commit: whatever was submitted while a commit was in flight goes in the next."""
+    async def _store(self, rows: list[Row]) -> list[Appended]:
+        """One group commit of submitted rows to the outbox (GroupCommit's commit)."""
         loop = asyncio.get_running_loop()
-        while self._pending:
-            batch, self._pending = self._pending, []
-            try:
-                rows = [row for row, _, _ in batch]
-                last = await loop.run_in_executor(self._executor, self._outbox.add, rows)
-            except Exception as exc:  # noqa: BLE001 - every waiter hears of it
-                failure = LedgerWriteError(f"the attendance outbox refused it: {exc}")
-                for *_, future in batch:
-                    if not future.done():
-                        future.set_exception(failure)
-                continue
-            self.stored = last
-            self._all_sent.clear()
-            self._wake.set()
-            for _, at, future in batch:
-                if not future.done():
-                    future.set_result(Appended(0, "", at))
+        try:
+            self.stored = await loop.run_in_executor(self._executor, self._outbox.add, rows)
+        except Exception as exc:  # noqa: BLE001 - every waiter hears of it
+            raise LedgerWriteError(f"the attendance outbox refused it: {exc}") from exc
+        self._all_sent.clear()
+        self._wake.set()
+        return [Appended(0, "", row[3]) for row in rows]
 
     async def _send_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -262,8 +251,7 @@ class StreamLedger:
     async def aclose(self, timeout: float = 3.0) -> None:
         """Send what is stored (waiting at most ``timeout``), then stop. What is not sent
         stays in the outbox for the next start."""
-        if self._storing is not None:
-            await asyncio.wait({self._storing}, timeout=timeout)
+        await self._group.idle(timeout)
         if self._sender is not None and self.stored > self._sent_upto:
             try:
                 await asyncio.wait_for(self._all_sent.wait(), timeout)
