@@ -22,6 +22,12 @@ ledger, no disk): the floor of this stack on this machine, measured in the same 
 
     .venv/bin/python scripts/bench_attendance.py [--participants 4000] [--rounds 48]
         [--interval 0.6] [--ramp 4] [--heartbeats ws|http] [--no-floor] [--generator-nice 10]
+        [--stay] [--timeline]
+
+By default members leave (a DELETE each, over ~4 s at the end) before the lecture ends; with
+``--stay`` they are all still watching when the lecturer ends it, as at most lectures' end: the
+end then closes every connection and appends every leave before it answers, and the report's
+time includes that.
 
 The default timeline offers ~6,700 events a second once all have joined (the target is
 5,000); ``--interval 1 --rounds 8`` is the lighter one earlier sessions' tables call
@@ -406,14 +412,50 @@ class Clock:
             await asyncio.sleep(0.002)
 
 
+class Stay:
+    """``--stay``: members still watching when the lecture ends. Each one's last heartbeat
+    answered, the process says so on its output (``beaten``), once for all of them; the bench
+    then ends the session, which closes every socket, and each member's ends with it."""
+
+    def __init__(self, count: int) -> None:
+        self.left = count
+
+    async def watch(self, sock: HeartbeatSocket) -> None:
+        self.left -= 1
+        if self.left == 0:
+            print("beaten", flush=True)
+        try:
+            await asyncio.wait_for(asyncio.shield(sock.closed), STAY_TIMEOUT_S)
+        finally:
+            sock.transport.close()
+
+
+STAY_TIMEOUT_S = 120.0  # bounded: a lecture that never ends still lets the run stop
+
+
 async def participant(
-    http, url, sid, token, rounds, interval, reconnect, acks, errors, ws, start_after, clock
+    http,
+    url,
+    sid,
+    token,
+    rounds,
+    interval,
+    reconnect,
+    acks,
+    errors,
+    ws,
+    start_after,
+    clock,
+    stay=None,
 ):
     """One member: join (``start_after`` seconds in), heartbeats (over the page's WebSocket,
-    or one POST each with ``ws`` false), leave; a reconnecting one does it twice."""
+    or one POST each with ``ws`` false), leave; a reconnecting one does it twice. With
+    ``stay`` (a ``Stay``), the member is still watching after their last heartbeat, until
+    the lecture's end closes their socket."""
     auth = {"Authorization": f"Bearer {token}"}
     await asyncio.sleep(start_after)
-    for attempt in range(2 if reconnect else 1):
+    attempts = 2 if reconnect else 1
+    for attempt in range(attempts):
         sock = None
         if ws:  # the join, then the socket on the same connection
             sock = await HeartbeatSocket.connect(url)
@@ -431,6 +473,9 @@ async def participant(
         )
         if sock is not None:
             await sock.beats(clock, n, interval, acks, errors)
+            if stay is not None and attempt == attempts - 1:
+                await stay.watch(sock)
+                continue
         for _ in range(n if sock is None else 0):
             await asyncio.sleep(interval * random.uniform(0.8, 1.2))
             frames += 25
@@ -456,10 +501,11 @@ async def participant(
                 errors.append(resp.status)
 
 
-async def drive(args, url: str, sid: str) -> tuple:
+async def drive(args, url: str, sid: str, end=None) -> tuple:
     """Run the participants (in other processes, as phones would) against ``url``; returns
     their processes' output (``collect`` reads it), seconds, this process's CPU seconds, the
-    load generator's CPU seconds."""
+    load generator's CPU seconds. With ``--stay``, ``end()`` is awaited once every process
+    has had its last heartbeat answered (its members still watching)."""
     per = [
         args.participants // args.procs + (i < args.participants % args.procs)
         for i in range(args.procs)
@@ -479,6 +525,7 @@ async def drive(args, url: str, sid: str) -> tuple:
                 "heartbeats": args.heartbeats,
                 "ramp": args.ramp,
                 "nice": args.generator_nice,
+                "stay": args.stay,
             }
         )
         procs.append(
@@ -494,6 +541,11 @@ async def drive(args, url: str, sid: str) -> tuple:
 
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started, cpu0 = time.perf_counter(), server_cpu_now()
+    if args.stay:
+        for p in procs:  # each says "beaten" once its members' heartbeats are all answered
+            while (line := await p.stdout.readline()) and line != b"beaten\n":
+                pass
+        await end()
     outputs = await asyncio.gather(*(p.communicate() for p in procs))
     elapsed, server_cpu = time.perf_counter() - started, server_cpu_now() - cpu0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -621,29 +673,39 @@ async def bench(args) -> None:
         async with http.post(f"{url}/bench/start/{sid}") as resp:
             assert resp.status == 204, await resp.text()
     GC_PAUSES.pauses = {0: [], 1: [], 2: []}  # the relay's own, not the floor's
+    ending: dict = {}
+
+    async def end() -> None:
+        """The lecturer ends the lecture; the admin exports its attendance."""
+        async with aiohttp.ClientSession() as http:
+            t0 = time.perf_counter()
+            async with http.post(
+                f"{url}/api/sessions/{sid}/end", headers={"Authorization": f"Bearer {lecturer}"}
+            ) as resp:
+                assert resp.status == 200, await resp.text()
+            ended_s = time.perf_counter() - t0
+            async with http.get(
+                f"{url}/api/sessions/{sid}/attendance?format=csv",
+                headers={"Authorization": f"Bearer {admin}"},
+            ) as resp:
+                ending["report"] = await resp.read()
+            ending["report_s"] = time.perf_counter() - t0
+        watching = f" with {args.participants} members watching" if args.stay else ""
+        print(
+            f"report: the session ended{watching} (its members credited) in {ended_s:.2f} s, "
+            f"then the CSV export in {ending['report_s'] - ended_s:.2f} s",
+            flush=True,
+        )
+
     with Steal() as steal:
-        outputs, elapsed, server_cpu, clients_cpu = await drive(args, url, sid)
+        outputs, elapsed, server_cpu, clients_cpu = await drive(args, url, sid, end)
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{url}/metrics") as resp:  # what an operator would see
             waits = ledger_waits(before, await resp.text())
         acks, errors, generator_started = collect(outputs)
-        t0 = time.perf_counter()
-        async with http.post(
-            f"{url}/api/sessions/{sid}/end", headers={"Authorization": f"Bearer {lecturer}"}
-        ) as resp:
-            assert resp.status == 200, await resp.text()
-        ended_s = time.perf_counter() - t0
-        async with http.get(
-            f"{url}/api/sessions/{sid}/attendance?format=csv",
-            headers={"Authorization": f"Bearer {admin}"},
-        ) as resp:
-            report = await resp.read()
-        report_s = time.perf_counter() - t0
-        print(
-            f"report: the session ended (its members credited) in {ended_s:.2f} s, "
-            f"then the CSV export in {report_s - ended_s:.2f} s",
-            flush=True,
-        )
+        if not args.stay:
+            await end()
+        report, report_s = ending["report"], ending["report_s"]
         async with http.get(
             f"{url}/api/sessions/{sid}/verify", headers={"Authorization": f"Bearer {admin}"}
         ) as resp:
@@ -864,6 +926,7 @@ async def run_clients(spec: dict) -> None:
     connector = aiohttp.TCPConnector(limit=0 if ws else spec["connections"])
     clock = Clock()
     ticking = asyncio.ensure_future(clock.run())
+    stay = Stay(spec["count"]) if spec.get("stay") and ws else None
     async with aiohttp.ClientSession(connector=connector) as http:
         await asyncio.gather(
             *(
@@ -881,6 +944,7 @@ async def run_clients(spec: dict) -> None:
                     # members arrive over the ramp, as they do before a lecture
                     random.uniform(0, spec["ramp"]),
                     clock,
+                    stay,
                 )
                 for i in range(spec["first"], spec["first"] + spec["count"])
             )
@@ -976,6 +1040,12 @@ def main() -> None:
         help="the load generator's niceness (0: the relay's priority); it stands for phones, "
         "which do not take the relay's cores",
     )
+    parser.add_argument(
+        "--stay",
+        action="store_true",
+        help="members do not leave: the lecture ends while all are watching, and the report "
+        "(its time included) comes from that end (heartbeats over WebSockets only)",
+    )
     parser.add_argument("--roster", type=int, default=30000)
     parser.add_argument(
         "--commit-interval",
@@ -1007,6 +1077,8 @@ def main() -> None:
         help="first drive the same load through a bare aiohttp application (the floor)",
     )
     args = parser.parse_args()
+    if args.stay and args.heartbeats != "ws":
+        parser.error("--stay needs --heartbeats ws: a member watches on their socket")
     asyncio.run(bench(args))
 
 
