@@ -19,6 +19,13 @@ export class Player {
     this.running = true;
     window.addEventListener("online", () => this.check(true));
     if (navigator.connection) navigator.connection.addEventListener("change", () => this.check(true));
+    // The page going away (closed, reloaded, navigated from) ends its connection at once:
+    // without a word the relay would go on sending to it until ICE consent lapsed, ~30 s
+    // later, and record that as an ICE failure.
+    window.addEventListener("pagehide", () => this.leave());
+    window.addEventListener("pageshow", (e) => {
+      if (e.persisted && this.running && !this.view) this.join(); // back from the page cache
+    });
     await this.join();
     this._timer = setInterval(() => this.check(false), 2000);
     this._beat = setInterval(() => this.heartbeat(), this.heartbeatS * 1000);
@@ -99,7 +106,7 @@ export class Player {
       try {
         this.onStatus("正在连接……");
         const view = await watch(this.session, this.token, { iceServers: this.iceServers, audioOnly: this.audioOnly });
-        if (this.view) this.view.pc.close();
+        if (this.view) this.release(this.view); // the connection this one replaces
         this.view = view;
         this._lastBytes = 0;
         this._lastChange = Date.now();
@@ -164,6 +171,20 @@ export class Player {
     this.audioOnly = value;
     if (this.view) await this.view.setAudioOnly(value);
     this.onStatus(value ? "正在收听（仅声音）" : "正在观看", "ok");
+  }
+
+  // Ends a connection at the relay now with a DELETE that outlives the page (keepalive),
+  // its answer not waited for; the PeerConnection is closed once the request has gone.
+  release(view) {
+    fetch(view.location, { method: "DELETE", keepalive: true, headers: { Authorization: `Bearer ${this.token}` } })
+      .catch(() => {})
+      .finally(() => view.pc.close());
+  }
+
+  leave() {
+    if (this._beats) { this._beats.close(); this._beats = null; }
+    if (this.view) this.release(this.view);
+    this.view = null;
   }
 
   async stop() {

@@ -218,6 +218,46 @@ async def test_phone_rejoins_by_itself_when_the_relay_drops_it(relay, browser, a
     await phone.wait_for_function(
         f"({FRAMES_DECODED})().then(n => n > {first} + 10)", timeout=15000
     )
+    sid = links["session_id"]
+    # a network change: the page joins again and ends the connection it replaces itself
+    (second_id,) = media.viewers
+    rejoins = await phone.evaluate("window.relayState.rejoins")
+    await phone.wait_for_function(
+        f"(window.dispatchEvent(new Event('online')), window.relayState.rejoins > {rejoins})",
+        polling=500,
+        timeout=15000,
+    )
+    assert await left(relay, sid, second_id) == "delete"
+    third_id = await joined(media, second_id)
+    # the page goes away: its connection ends at once, by a DELETE that outlives the page
+    await phone.close()
+    assert await left(relay, sid, third_id) == "delete"
+    assert not media.viewers
+
+
+async def left(relay, sid: str, peer: str) -> str:
+    """The reason of ``peer``'s leave once it is in the ledger, waited for 15 s at most: a
+    page that vanished without a word is noticed only when ICE consent lapses, ~30 s on."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 15
+    while True:
+        for row in relay.state.attendance.ledger.rows(sid):
+            if row.kind == "leave" and row.data["peer"] == peer:
+                return row.data["reason"]
+        assert loop.time() < deadline, f"no leave of {peer} in 15 s"
+        await asyncio.sleep(0.1)
+
+
+async def joined(media, previous: str) -> str:
+    """The viewer connection that replaced ``previous`` (waited for 15 s at most)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 15
+    while True:
+        fresh = [peer for peer in media.viewers if peer != previous]
+        if fresh and previous not in media.viewers:
+            return fresh[0]
+        assert loop.time() < deadline, "the page did not join again"
+        await asyncio.sleep(0.1)
 
 
 async def test_audit_page_draws_its_chart_tables_and_receipt(relay, browser, artifacts):
