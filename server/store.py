@@ -90,6 +90,11 @@ class Session:
     created_at: float
     rooms: tuple[Room, ...] = ()
 
+    @property
+    def room_names(self) -> dict[str, str]:
+        """Each room's code to its name (a report names rooms by them)."""
+        return {r.code: r.name for r in self.rooms}
+
 
 SELECT_MEMBERS = "SELECT member_id, name, township, phone, category FROM members"
 

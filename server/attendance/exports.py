@@ -136,7 +136,7 @@ def report_options(store: Store, session: Session, roster: list[Member] | None =
     return {
         "threshold": store.credit_threshold(session.id),
         "names": {m.member_id: (m.name, m.township, m.phone) for m in members},
-        "rooms": {r.code: r.name for r in session.rooms},
+        "rooms": session.room_names,
         "replay_credit": store.replay_credit(session.id),
     }
 

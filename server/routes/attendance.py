@@ -373,8 +373,7 @@ async def audit(request: web.Request) -> web.Response:
     # read once, off the event loop: the report's names and the absentees
     roster = await asyncio.to_thread(state.store.roster_apart)
     report = await session_report(state, session, roster)
-    rooms = {r.code: r.name for r in session.rooms}
-    body = await asyncio.to_thread(audit_summary, report, roster, rooms)
+    body = await asyncio.to_thread(audit_summary, report, roster, session.room_names)
     body["title"] = session.title
     receipt = state.attendance.final_receipt(sid)
     body["receipt"] = receipt
