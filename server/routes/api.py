@@ -75,8 +75,7 @@ async def session_info(request: web.Request) -> web.Response:
         "heartbeat_interval_s": state.config.heartbeat_interval_s,
     }
     if claims.role == "room":
-        room = next((r for r in session.rooms if r.code == claims.subject), None)
-        info["room"] = room.name if room else None
+        info["room"] = session.room_names.get(str(claims.subject))
     return web.json_response(info)
 
 

@@ -236,16 +236,16 @@ async def roster_search(request: web.Request) -> web.Response:
     sid = request.match_info["session"]
     claims = require(request, state.signer, ("room",), sid)
     session = _known_session(state, sid)
-    room = next((r for r in session.rooms if r.code == claims.subject), None)
-    if room is None:
+    township = session.room_names.get(str(claims.subject))
+    if township is None:
         raise HTTPProblem(403, "this room is not one of the session's classrooms")
     text = request.query.get("q", "").strip()
     if not 1 <= len(text) <= 32:
         raise HTTPProblem(400, "q is 1 to 32 characters: part of a name or a member id's start")
-    found = state.store.search_members(room.name, text, ROSTER_MATCHES + 1)
+    found = state.store.search_members(township, text, ROSTER_MATCHES + 1)
     return web.json_response(
         {
-            "township": room.name,
+            "township": township,
             "members": [{"member_id": m.member_id, "name": m.name} for m in found[:ROSTER_MATCHES]],
             "more": len(found) > ROSTER_MATCHES,
         }

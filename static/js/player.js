@@ -187,12 +187,10 @@ export class Player {
     this.view = null;
   }
 
-  async stop() {
+  stop() {
     this.running = false;
     clearInterval(this._timer);
     clearInterval(this._beat);
-    if (this._beats) this._beats.close();
-    if (this.view) await this.view.stop();
-    this.view = null;
+    this.leave();
   }
 }

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from tests.browser.conftest import pytestmark as browser_only
+from tests.test_workers import until
 
 pytestmark = [browser_only, pytest.mark.browser]
 
@@ -238,26 +239,25 @@ async def test_phone_rejoins_by_itself_when_the_relay_drops_it(relay, browser, a
 async def left(relay, sid: str, peer: str) -> str:
     """The reason of ``peer``'s leave once it is in the ledger, waited for 15 s at most: a
     page that vanished without a word is noticed only when ICE consent lapses, ~30 s on."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 15
-    while True:
-        for row in relay.state.attendance.ledger.rows(sid):
-            if row.kind == "leave" and row.data["peer"] == peer:
-                return row.data["reason"]
-        assert loop.time() < deadline, f"no leave of {peer} in 15 s"
-        await asyncio.sleep(0.1)
+
+    async def reason() -> str | None:
+        rows = relay.state.attendance.ledger.rows(sid)
+        return next(
+            (r.data["reason"] for r in rows if r.kind == "leave" and r.data["peer"] == peer), None
+        )
+
+    return await until(reason, timeout=15)
 
 
 async def joined(media, previous: str) -> str:
     """The viewer connection that replaced ``previous`` (waited for 15 s at most)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 15
-    while True:
-        fresh = [peer for peer in media.viewers if peer != previous]
-        if fresh and previous not in media.viewers:
-            return fresh[0]
-        assert loop.time() < deadline, "the page did not join again"
-        await asyncio.sleep(0.1)
+
+    async def fresh() -> str | None:
+        if previous in media.viewers:
+            return None
+        return next((peer for peer in media.viewers if peer != previous), None)
+
+    return await until(fresh, timeout=15)
 
 
 async def test_audit_page_draws_its_chart_tables_and_receipt(relay, browser, artifacts):
