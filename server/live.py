@@ -159,7 +159,16 @@ class LiveSessions:
             await self.cluster.ended(session_id)
 
     def _on_event(self, event: MediaEvent) -> None:
-        log.info("%s session=%s peer=%s", event.kind, event.session_id, event.peer_id)
+        if event.reason:
+            log.info(
+                "%s session=%s peer=%s reason=%s",
+                event.kind,
+                event.session_id,
+                event.peer_id,
+                event.reason,
+            )
+        else:
+            log.info("%s session=%s peer=%s", event.kind, event.session_id, event.peer_id)
         for listener in self.listeners:
             listener(event)
         if event.kind == "publisher_connected":

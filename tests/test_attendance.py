@@ -15,8 +15,8 @@ from server.attendance.report import build_report
 from server.client import Viewing, publish, watch
 from server.histogram import LATENCY_BOUNDS
 from server.store import Member
-from tests.test_forwarding import wait_until, wait_until_async
 from tests.test_workers import metrics
+from tests.waiting import until
 
 
 async def lecture(relay, links):
@@ -38,22 +38,20 @@ async def next_report(relay, sid, viewing, timeout=5.0):
     newer than now (audio and video report on their own schedules)."""
     tracks = [dt for _, dt in server_viewer(relay, sid, viewing).tracks.values()]
     seen = [dt.rr[4] if dt.rr else None for dt in tracks]
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while any(dt.rr is None or dt.rr[4] == s for dt, s in zip(tracks, seen, strict=True)):
-        if loop.time() > deadline:
-            raise AssertionError("no receiver report from the viewer")
-        await asyncio.sleep(0.05)
+    await until(
+        lambda: all(
+            dt.rr is not None and dt.rr[4] != s for dt, s in zip(tracks, seen, strict=True)
+        ),
+        timeout,
+        what="no receiver report from the viewer",
+    )
 
 
 async def joined(relay, viewing, timeout=10.0):
     rid = viewing.location.rsplit("/", 1)[1]
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while rid not in relay.state.attendance.peers:
-        if loop.time() > deadline:
-            raise AssertionError("the viewer never joined")
-        await asyncio.sleep(0.02)
+    await until(
+        lambda: rid in relay.state.attendance.peers, timeout, 0.02, "the viewer never joined"
+    )
     return rid
 
 
@@ -310,7 +308,7 @@ async def test_metrics_show_how_long_appends_waited_to_be_durable(relay):
     async def lag_sampled() -> bool:
         return (await metrics(relay.http, relay.base_url))["lr_event_loop_lag_seconds_count"] > 0
 
-    await wait_until_async(lag_sampled, timeout=5)  # how late the loop runs, every 0.1 s
+    await until(lag_sampled, timeout=5)  # how late the loop runs, every 0.1 s
 
     # the admin page's line: the same numbers, for an admin without a metrics system
     status, view = await call(relay, "GET", "/api/admin/cluster", relay.token("admin", None))
@@ -418,7 +416,7 @@ async def test_a_viewer_whose_page_falls_silent_is_ended_for_heartbeat_timeout(r
     async with one_watching(relay, "member:S1") as w:
         sid, rid = w.sid, w.rid
         media = relay.state.live.find(sid)
-        await wait_until(lambda: rid not in media.viewers, timeout=15)  # no heartbeat is sent
+        await until(lambda: rid not in media.viewers, timeout=15)  # no heartbeat is sent
         await relay.state.attendance.drain()
         leaves = [r.data for r in relay.state.attendance.ledger.rows(sid) if r.kind == "leave"]
         assert leaves == [{"peer": rid, "reason": "heartbeat_timeout"}]
@@ -429,7 +427,7 @@ async def test_a_vanished_viewer_leaves_with_reason_ice_failure(relay):
         sid, rid = w.sid, w.rid
         await w.viewer.pc.close()  # the phone lost its network: no DELETE
         media = relay.state.live.find(sid)
-        await wait_until(lambda: rid not in media.viewers, timeout=40)  # reaped by ICE consent
+        await until(lambda: rid not in media.viewers, timeout=40)  # reaped by ICE consent
         await relay.state.attendance.drain()
         leaves = [r.data for r in relay.state.attendance.ledger.rows(sid) if r.kind == "leave"]
         assert leaves == [{"peer": rid, "reason": "ice_failure"}]
@@ -495,7 +493,7 @@ async def test_stopping_the_relay_ends_its_heartbeat_sockets_first(relay):
         assert message.type.name == "CLOSE" and message.data == 1001
         assert message.extra == "the relay is stopping"
         await ws.close()
-        await wait_until(lambda: relay.state.heartbeat_sockets_open == 0)  # its handler ended
+        await until(lambda: relay.state.heartbeat_sockets_open == 0)  # its handler ended
 
 
 async def test_heartbeats_over_a_websocket_are_recorded_like_posts_and_refused_alike(relay):
@@ -567,7 +565,7 @@ async def test_a_live_sessions_report_is_kept_up_to_date_in_the_background(relay
     await state.attendance.drain()
     head, _ = state.attendance.ledger.head(sid)
     assert head == 2  # headcount, start
-    await wait_until(lambda: state.reports.folded(sid) >= head)  # no report was asked for
+    await until(lambda: state.reports.folded(sid) >= head)  # no report was asked for
     # and a report asked for now starts from that fold
     assert state.reports.report(sid).headcounts == {"11112222": 3}
     await state.attendance.append(sid, Headcount("11112222", 4))

@@ -22,7 +22,8 @@ from media.sources import PatternVideoTrack, ToneAudioTrack
 from server.attendance.ledger import Ledger
 from server.client import publish, watch
 from tests.cluster_fixtures import ROOT, Node, cli, node_env, redis_server, redis_url  # noqa: F401
-from tests.test_workers import metrics, until
+from tests.test_workers import metrics
+from tests.waiting import until
 
 
 def ledger_rows(data, sid):
@@ -408,7 +409,6 @@ async def test_an_edge_acknowledges_from_its_disk_and_sends_after_an_outage_and_
     from server.cluster.outbox import StreamLedger
     from server.cluster.stream import APPLIED, STREAM, StreamWriter
     from tests.test_cli import free_port
-    from tests.test_forwarding import wait_until
 
     outbox = tmp_path / "edge" / "outbox.sqlite3"
     gone = aioredis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.5)
@@ -417,7 +417,7 @@ async def test_an_edge_acknowledges_from_its_disk_and_sends_after_an_outage_and_
     for frames in range(1, 6):
         done = await asyncio.wait_for(edge.submit("s1", _heartbeat(frames)), 5)
         assert done.at_ms > 0
-    await wait_until(lambda: edge.failing_since is not None)  # it tried; Redis was not there
+    await until(lambda: edge.failing_since is not None)  # it tried; Redis was not there
     assert edge.backlog == 5 and edge.sent == 0
     await edge.aclose(timeout=0.5)
     await gone.aclose()
@@ -431,7 +431,7 @@ async def test_an_edge_acknowledges_from_its_disk_and_sends_after_an_outage_and_
         assert again.backlog == 5
         again.start()
         await again.submit("s1", _heartbeat(6))
-        await wait_until(lambda: again.backlog == 0)
+        await until(lambda: again.backlog == 0)
         assert _frames(ledger, "s1") == [1, 2, 3, 4, 5, 6]
         assert int(await redis.hget(APPLIED, again.box)) == 6
         assert await redis.xlen(STREAM) == 0  # applied entries leave the stream
@@ -450,7 +450,6 @@ async def test_events_redis_lost_are_sent_again_and_appended_once(
     on disk; when confirmation stalls and its last entry is no longer in the stream, it sends
     them again, and the ledger ends with each event exactly once."""
     from server.cluster import outbox, stream
-    from tests.test_forwarding import wait_until
 
     monkeypatch.setattr(outbox, "RESEND_AFTER_S", 0.3)
     redis = aioredis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=5)
@@ -464,7 +463,7 @@ async def test_events_redis_lost_are_sent_again_and_appended_once(
         running = asyncio.ensure_future(writer.run())
         for frames in (1, 2):
             await edge.submit("s1", _heartbeat(frames))
-        await wait_until(lambda: edge.confirmed == 2)
+        await until(lambda: edge.confirmed == 2)
         writer.stop()
         await asyncio.wait({running}, timeout=5)
         for frames in (3, 4, 5, 6):
@@ -478,7 +477,7 @@ async def test_events_redis_lost_are_sent_again_and_appended_once(
         await edge.submit("s1", _heartbeat(7))
         writer = stream.StreamWriter(redis, ledger)
         running = asyncio.ensure_future(writer.run())
-        await wait_until(lambda: edge.backlog == 0, timeout=15)
+        await until(lambda: edge.backlog == 0, timeout=15)
         assert _frames(ledger, "s1") == [1, 2, 3, 4, 5, 6, 7]  # each once, in the edge's order
         assert edge.resent >= 4  # 3-6 at least; 7 too if it came before the writer read it
     finally:
@@ -515,7 +514,6 @@ async def test_an_unreadable_outbox_entry_is_skipped_and_does_not_hold_its_edge_
     """An entry the writer cannot read is logged and counted as handled: the edge's next rows
     go in, and its mark moves past it (else the edge would send it again for ever)."""
     from server.cluster.stream import APPLIED, ENTRY, STREAM, StreamWriter, entry_text
-    from tests.test_forwarding import wait_until
 
     redis = aioredis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=5)
     ledger = Ledger(tmp_path / "ledger.sqlite3")
@@ -525,7 +523,7 @@ async def test_an_unreadable_outbox_entry_is_skipped_and_does_not_hold_its_edge_
     writer = StreamWriter(redis, ledger)
     running = asyncio.ensure_future(writer.run())
     try:
-        await wait_until(lambda: writer.applied == 1)
+        await until(lambda: writer.applied == 1)
         assert _frames(ledger, "s1") == [2]
         assert await redis.hget(APPLIED, "bx") == "2"
     finally:

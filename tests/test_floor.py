@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from media.sources import PatternVideoTrack, ToneAudioTrack
 from server.client import SignallingError, publish, watch
-from tests.test_forwarding import start_lecture, wait_until
+from tests.test_forwarding import start_lecture
+from tests.waiting import until
 
 
 async def call(relay, method: str, path: str, token: str, body: dict | None = None):
@@ -56,7 +57,7 @@ async def test_granted_room_is_received_by_rooms_and_phones_and_revoking_stops_i
 
         speaker = await speak(relay, sid, room_a["token"])
         media = relay.state.live.find(sid)
-        await wait_until(lambda: media.feed(f"speaker:{who}").live)
+        await until(lambda: media.feed(f"speaker:{who}").live)
         status, state = await call(relay, "GET", f"{base}/floor", member)
         assert state["speakers"] == [
             {"who": who, "name": state["speakers"][0]["name"], "live": True}
@@ -83,7 +84,7 @@ async def test_granted_room_is_received_by_rooms_and_phones_and_revoking_stops_i
         assert media.feed(f"speaker:{who}") is None
 
         # the relay closed their connections (DTLS close_notify reaches the peers)
-        await wait_until(
+        await until(
             lambda: all(v.pc.connectionState in ("closed", "failed") for v in (other, phone)),
             timeout=15,
         )

@@ -3,12 +3,11 @@ and decode what the relay forwards without decoding it itself."""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from media.sources import PatternVideoTrack, ToneAudioTrack
 from server.client import publish, watch
+from tests.waiting import until
 
 
 async def start_lecture(relay, links, codec="VP8", width=320, height=240):
@@ -22,16 +21,6 @@ async def start_lecture(relay, links, codec="VP8", width=320, height=240):
     )
 
 
-async def wait_until(predicate, timeout=10.0, interval=0.05):
-    """Poll a cheap in-process condition until it holds (fails the test on timeout)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(interval)
-
-
 async def sender_reports_seen(viewer) -> bool:
     kinds = set()
     for t in viewer.pc.getTransceivers():
@@ -39,15 +28,6 @@ async def sender_reports_seen(viewer) -> bool:
             if s.type == "remote-outbound-rtp":
                 kinds.add(t.kind)
     return kinds == {"audio", "video"}
-
-
-async def wait_until_async(predicate, timeout=10.0, interval=0.1):
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(interval)
 
 
 async def inbound_lost(viewer) -> dict[str, int]:
@@ -77,7 +57,7 @@ async def test_viewers_decode_the_lecture_in_its_codec(relay, codec):
         assert media.video.packets_out > 0 and media.audio.packets_out > 0
         # the relay's sender reports reach every viewer (what lip sync rests on)
         for v in viewers:
-            await wait_until_async(lambda v=v: sender_reports_seen(v), timeout=5)
+            await until(lambda v=v: sender_reports_seen(v), timeout=5)
     finally:
         for v in viewers:
             await v.stop()
@@ -135,7 +115,7 @@ async def test_vanished_viewer_is_reaped_and_the_others_continue(relay):
     try:
         await a.wait_frames("video", 5, timeout=15)
         await a.pc.close()  # no DELETE: the page died
-        await wait_until(lambda: len(media.viewers) == 1, timeout=40)
+        await until(lambda: len(media.viewers) == 1, timeout=40)
         seen = b.stats["video"].frames
         await b.wait_frames("video", seen + 20, timeout=10)
     finally:
@@ -223,7 +203,7 @@ async def test_viewer_connection_quality_from_its_reports(relay):
             )
 
         # a round trip needs one of our sender reports and the viewer's answer to it
-        await wait_until_async(measured, timeout=10)
+        await until(measured, timeout=10)
         async with relay.http.get(
             f"{relay.base_url}/api/sessions/{sid}/quality", headers=auth
         ) as r:

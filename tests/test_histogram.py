@@ -6,7 +6,7 @@ import asyncio
 import time
 
 from server.histogram import Histogram, watch_loop_lag
-from tests.test_forwarding import wait_until
+from tests.waiting import until
 
 
 def test_waits_counted_in_one_pass_land_where_single_observations_do():
@@ -38,8 +38,8 @@ async def test_a_blocked_event_loop_shows_as_lag():
     lag = Histogram()
     watcher = asyncio.ensure_future(watch_loop_lag(lag, period_s=0.02))
     try:
-        await wait_until(lambda: lag.count >= 2)
+        await until(lambda: lag.count >= 2)
         time.sleep(0.3)  # the loop's thread busy elsewhere: the watcher's timer is late
-        await wait_until(lambda: sum(lag.counts[lag.bounds.index(0.25) + 1 :]) >= 1)
+        await until(lambda: sum(lag.counts[lag.bounds.index(0.25) + 1 :]) >= 1)
     finally:
         watcher.cancel()

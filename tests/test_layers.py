@@ -13,8 +13,9 @@ import pytest
 from media.layers import AUDIO, HIGH, LOW, LayerChooser, LayerPolicy
 from media.sources import PatternVideoTrack
 from server.client import publish, watch
-from tests.test_forwarding import start_lecture, wait_until
+from tests.test_forwarding import start_lecture
 from tests.test_workers import metrics
+from tests.waiting import until
 
 
 class LossyLink:
@@ -64,17 +65,17 @@ async def test_viewer_on_a_poor_link_steps_down_to_low_then_sound_and_back_up(re
     media = relay.state.live.find(sid)
     viewer = media.viewers[viewing.location.rsplit("/", 1)[1]]
     try:
-        await wait_until(lambda: media.low_layer() is not None, timeout=10)
+        await until(lambda: media.low_layer() is not None, timeout=10)
         stats = await viewing.wait_frames("video", 20, timeout=15)
         assert stats.sizes == {(320, 240)} and viewer.layers.layer == HIGH
 
         link.on = True
-        await wait_until(lambda: viewer.layers.layer == LOW, timeout=20)
-        await wait_until(lambda: viewer.layers.layer == AUDIO, timeout=20)
+        await until(lambda: viewer.layers.layer == LOW, timeout=20)
+        await until(lambda: viewer.layers.layer == AUDIO, timeout=20)
         # sound only: the relay keeps sending audio and sends no video
         audio_dt, video_dt = viewer.tracks["audio"][1], viewer.tracks["video"][1]
         audio_then, video_then = audio_dt.packets, video_dt.packets
-        await wait_until(lambda: audio_dt.packets > audio_then + 50, timeout=10)
+        await until(lambda: audio_dt.packets > audio_then + 50, timeout=10)
         assert video_dt.packets == video_then
         q = viewer.quality()
         assert q["layer"] == AUDIO and q["audio_only"] is False  # the relay's choice, not theirs
@@ -92,17 +93,17 @@ async def test_viewer_on_a_poor_link_steps_down_to_low_then_sound_and_back_up(re
         assert [r["layer"] for r in rows] == [AUDIO]
 
         link.on = False
-        await wait_until(lambda: viewer.layers.layer == LOW, timeout=20)
+        await until(lambda: viewer.layers.layer == LOW, timeout=20)
         # the low copy flows to the viewer again, and its receiver reports say it arrived
         # (aiortc's receiver cannot show it decoded here: its 512-packet buffer still holds
         # the gap a real browser would skip at the next keyframe; see the next test)
         video_dt = viewer.tracks["video"][1]
         assert viewer.tracks["video"][0] is media.low_layer()
         sent = video_dt.packets
-        await wait_until(lambda: video_dt.packets > sent + 20, timeout=10)
+        await until(lambda: video_dt.packets > sent + 20, timeout=10)
         reported = video_dt.rr[0]
-        await wait_until(lambda: video_dt.rr[0] != reported, timeout=10)
-        await wait_until(lambda: viewer.layers.layer == HIGH, timeout=20)
+        await until(lambda: video_dt.rr[0] != reported, timeout=10)
+        await until(lambda: viewer.layers.layer == HIGH, timeout=20)
         assert viewer.tracks["video"][0] is media.video
         # the four steps were checked one by one above; a loaded machine can add real loss
         # of its own (the chooser's hysteresis is specified in the unit test below)
@@ -125,7 +126,7 @@ async def test_switching_layers_keeps_one_decodable_stream(relay):
     viewer = media.viewers[viewing.location.rsplit("/", 1)[1]]
     video = viewing.stats["video"]
     try:
-        await wait_until(lambda: media.low_layer() is not None, timeout=10)
+        await until(lambda: media.low_layer() is not None, timeout=10)
         await viewing.wait_frames("video", 10, timeout=15)
         for layer, size in (
             (LOW, (160, 120)),
@@ -137,7 +138,7 @@ async def test_switching_layers_keeps_one_decodable_stream(relay):
             if size is None:
                 audio_dt, video_dt = viewer.tracks["audio"][1], viewer.tracks["video"][1]
                 a, v = audio_dt.packets, video_dt.packets
-                await wait_until(lambda a=a, dt=audio_dt: dt.packets > a + 30, timeout=10)
+                await until(lambda a=a, dt=audio_dt: dt.packets > a + 30, timeout=10)
                 assert video_dt.packets == v
                 continue
             video.sizes.clear()
@@ -160,13 +161,13 @@ async def test_without_a_low_copy_a_poor_link_goes_to_sound_only_and_back(relay)
     try:
         await viewing.wait_frames("video", 10, timeout=15)
         link.on = True
-        await wait_until(lambda: viewer.layers.layer == AUDIO, timeout=20)
+        await until(lambda: viewer.layers.layer == AUDIO, timeout=20)
         link.on = False
-        await wait_until(lambda: viewer.layers.layer == HIGH, timeout=20)
+        await until(lambda: viewer.layers.layer == HIGH, timeout=20)
         video_dt = viewer.tracks["video"][1]
         sent, reported = video_dt.packets, video_dt.rr[0]
-        await wait_until(lambda: video_dt.packets > sent + 20, timeout=10)
-        await wait_until(lambda: video_dt.rr[0] != reported, timeout=10)
+        await until(lambda: video_dt.packets > sent + 20, timeout=10)
+        await until(lambda: video_dt.rr[0] != reported, timeout=10)
     finally:
         await viewing.stop()
         await lecture.stop()

@@ -597,7 +597,7 @@ async def test_the_event_loop_waits_on_its_writer_process_without_blocking(tmp_p
     import signal
 
     from server.attendance.writer import WriterProcess
-    from tests.test_forwarding import wait_until
+    from tests.waiting import until
 
     path = tmp_path / "ledger.sqlite3"
     writer = WriterProcess(path)
@@ -607,7 +607,7 @@ async def test_the_event_loop_waits_on_its_writer_process_without_blocking(tmp_p
         os.kill(child.pid, signal.SIGSTOP)  # it takes the next batch, and does not answer
         join = Join("member:1", "p1", "token", "127.0.0.1", False)
         stuck = asyncio.ensure_future(writer.append_async([(S, join, 1_100, None)]))
-        await wait_until(lambda: writer._loop_thread is not None)
+        await until(lambda: writer._loop_thread is not None)
         ticks = 0
 
         async def ticker() -> None:
@@ -617,7 +617,7 @@ async def test_the_event_loop_waits_on_its_writer_process_without_blocking(tmp_p
                 await asyncio.sleep(0.01)
 
         beating = asyncio.ensure_future(ticker())
-        await wait_until(lambda: ticks >= 5)  # the loop runs while the append waits
+        await until(lambda: ticks >= 5)  # the loop runs while the append waits
         beating.cancel()
         with pytest.raises(RuntimeError, match="in flight"):
             writer.append([(S, join, 1_100, None)])

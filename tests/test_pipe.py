@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
 
 from media.forwarder import Forwarder
 from media.keyframes import KeyframeRequester
 from media.pipe import VIDEO_SSRC, PipeIn, PipeOut, nack, parse_nack
 from media.rtp import vp8_is_keyframe
+from tests.waiting import until
 
 KEY = bytes([0x10, 0, 0, 0x9D, 0x01, 0x2A]) + b"k" * 50  # VP8 keyframe payload descriptor
 DELTA = bytes([0x10, 0x01, 0, 0]) + b"d" * 50
@@ -18,14 +18,6 @@ def forwarders() -> tuple[Forwarder, Forwarder]:
     return Forwarder("audio", 48000), Forwarder(
         "video", 90000, vp8_is_keyframe, KeyframeRequester(lambda: None, 0.0)
     )
-
-
-async def until(predicate, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
 
 
 def test_nack_round_trip():

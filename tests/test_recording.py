@@ -10,6 +10,7 @@ import pytest
 
 from media.sources import clip_tracks
 from server.client import publish
+from tests.waiting import until
 
 
 def probe(path) -> dict:
@@ -42,11 +43,14 @@ async def record(relay, links, codec, seconds_of_frames=60):
         video_codec=codec,
     )
     media = relay.state.live.find(links["session_id"])
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 20
-    while media.recorder is None or media.recorder.tracks["video"].frames < seconds_of_frames:
-        assert loop.time() < deadline, "the recording did not grow"
-        await asyncio.sleep(0.05)
+    await until(
+        lambda: (
+            media.recorder is not None
+            and media.recorder.tracks["video"].frames >= seconds_of_frames
+        ),
+        20,
+        what="the recording did not grow",
+    )
     return pub, video, media
 
 
@@ -121,15 +125,15 @@ async def test_a_killed_server_leaves_a_readable_recording(tmp_path):
                 [audio, video],
             )
             recordings = tmp_path / "data" / "recordings"
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + 20
             # wait until a good part of the file is on disk (clusters are written as they close)
-            while (
-                not list(recordings.glob("*.webm"))
-                or max(p.stat().st_size for p in recordings.glob("*.webm")) < 200_000
-            ):
-                assert loop.time() < deadline, "nothing recorded"
-                await asyncio.sleep(0.1)
+            await until(
+                lambda: (
+                    max((p.stat().st_size for p in recordings.glob("*.webm")), default=0) >= 200_000
+                ),
+                20,
+                0.1,
+                "nothing recorded",
+            )
             server.send_signal(signal.SIGKILL)
             server.wait(10)
             await pub.pc.close()

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import av
 
 from server.attendance.report import build_report
 from server.store import Member
 from tests.test_recording import record
+from tests.waiting import until
 
 
 async def ended_with_replay(relay, codec="VP8", frames=90):
@@ -22,14 +21,12 @@ async def ended_with_replay(relay, codec="VP8", frames=90):
     ) as resp:
         body = await resp.json()
         assert resp.status == 200 and body["replay"] == "queued"
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 60
-    while True:
+
+    def finished():
         job = relay.state.replays.state(sid)
-        if job is not None and job.state in ("done", "failed"):
-            break
-        assert loop.time() < deadline, "the replay job did not finish"
-        await asyncio.sleep(0.1)
+        return job if job is not None and job.state in ("done", "failed") else None
+
+    job = await until(finished, 60, 0.1, "the replay job did not finish")
     assert job.state == "done", job.error
     return links, job
 

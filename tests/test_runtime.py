@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from server.runtime import GC_THRESHOLDS, pace_gc
-from tests.test_forwarding import wait_until
+from tests.waiting import until
 
 
 def test_tune_gc_freezes_start_up_and_raises_the_thresholds():
@@ -36,7 +36,7 @@ async def test_pace_gc_collects_young_and_middle_generations_on_its_clock():
     gc.callbacks.append(record)
     pacer = asyncio.ensure_future(pace_gc(0.005, 3))
     try:
-        await wait_until(lambda: len(seen) >= 9, timeout=10, interval=0.01)
+        await until(lambda: len(seen) >= 9, timeout=10, interval=0.01)
     finally:
         pacer.cancel()
         gc.callbacks.remove(record)

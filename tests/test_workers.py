@@ -17,6 +17,7 @@ from server.attendance.ledger import Ledger
 from server.client import SignallingError, publish, watch
 from tests.test_attendance_cli import ROOT, cli, env_for
 from tests.test_cli import free_port
+from tests.waiting import until
 
 
 async def start_server(tmp_path: Path, workers: int, **env: str) -> tuple[subprocess.Popen, str]:
@@ -60,18 +61,6 @@ def children(pid: int, named: str) -> list[int]:
     text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
     kids = [int(p) for p in text.split()]
     return [p for p in kids if named in Path(f"/proc/{p}/cmdline").read_text().replace("\0", " ")]
-
-
-async def until(predicate, timeout: float = 15.0, interval: float = 0.1):
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        result = await predicate()
-        if result:
-            return result
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(interval)
 
 
 async def joined(http, viewing) -> bool:

@@ -106,7 +106,7 @@ export class Player {
       try {
         this.onStatus("正在连接……");
         const view = await watch(this.session, this.token, { iceServers: this.iceServers, audioOnly: this.audioOnly });
-        if (this.view) this.release(this.view); // the connection this one replaces
+        if (this.view) this.view.stop(); // the connection this one replaces
         this.view = view;
         this._lastBytes = 0;
         this._lastChange = Date.now();
@@ -173,17 +173,11 @@ export class Player {
     this.onStatus(value ? "正在收听（仅声音）" : "正在观看", "ok");
   }
 
-  // Ends a connection at the relay now with a DELETE that outlives the page (keepalive),
-  // its answer not waited for; the PeerConnection is closed once the request has gone.
-  release(view) {
-    fetch(view.location, { method: "DELETE", keepalive: true, headers: { Authorization: `Bearer ${this.token}` } })
-      .catch(() => {})
-      .finally(() => view.pc.close());
-  }
-
+  // Ends the connection at the relay now (view.stop: a DELETE that outlives the page), its
+  // answer not waited for.
   leave() {
     if (this._beats) { this._beats.close(); this._beats = null; }
-    if (this.view) this.release(this.view);
+    if (this.view) this.view.stop();
     this.view = null;
   }
 

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from tests.browser.conftest import pytestmark as browser_only
-from tests.test_workers import until
+from tests.waiting import until
 
 pytestmark = [browser_only, pytest.mark.browser]
 
@@ -72,10 +72,12 @@ async def test_lecturer_publishes_and_a_phone_plays_it(relay, browser, artifacts
     media = relay.state.live.find(links["session_id"])
     assert media.video.packets_out > 0 and len(media.viewers) == 1
     # the lecturer page also publishes its low copy, for viewers on weak networks
-    deadline = asyncio.get_running_loop().time() + 15
-    while media.low_layer() is None or media.low_layer().packets_in < 30:
-        assert asyncio.get_running_loop().time() < deadline, "no low copy from the lecturer page"
-        await phone.wait_for_timeout(200)
+    await until(
+        lambda: media.low_layer() is not None and media.low_layer().packets_in >= 30,
+        15,
+        0.2,
+        "no low copy from the lecturer page",
+    )
     # moved to the low copy and back (as the relay does on a weak link), the phone's picture
     # goes to half size and back on the same connection
     (viewer,) = media.viewers.values()
@@ -83,14 +85,18 @@ async def test_lecturer_publishes_and_a_phone_plays_it(relay, browser, artifacts
     async def phone_shows(layer: str) -> None:
         """The phone's picture has the width the lecturer page is sending on that layer now
         (Chrome may scale either down under load, so the widths are read, not assumed)."""
-        deadline = asyncio.get_running_loop().time() + 15
-        while True:
+        last: list = []
+
+        async def shown() -> bool:
             high, low = await lecturer.evaluate(SENT_WIDTHS)
             seen = await phone.evaluate("document.getElementById('video').videoWidth")
-            if low and high and low < high and seen == (low if layer == "low" else high):
-                return
-            assert asyncio.get_running_loop().time() < deadline, (layer, high, low, seen)
-            await phone.wait_for_timeout(200)
+            last[:] = [layer, high, low, seen]
+            return bool(low and high and low < high and seen == (low if layer == "low" else high))
+
+        try:
+            await until(shown, 15, 0.2)
+        except AssertionError:
+            raise AssertionError(last) from None
 
     viewer.set_layer("low", media.low_layer())
     await phone_shows("low")
@@ -126,15 +132,26 @@ async def test_lecturer_publishes_and_a_phone_plays_it(relay, browser, artifacts
         rows = relay.state.attendance.ledger.rows(sid)
         return [r for r in rows if r.kind == "heartbeat"]
 
-    deadline = asyncio.get_running_loop().time() + 15
-    while not any(b.data["video_rr"] >= 0 and b.data["frames_decoded"] > 0 for b in beats()):
-        assert asyncio.get_running_loop().time() < deadline, "no heartbeat with evidence"
-        await phone.wait_for_timeout(200)
+    await until(
+        lambda: any(b.data["video_rr"] >= 0 and b.data["frames_decoded"] > 0 for b in beats()),
+        15,
+        0.2,
+        "no heartbeat with evidence",
+    )
     # after the first (a POST), the page sends them over its WebSocket
-    while relay.state.metrics.socket_heartbeats == 0:
-        assert asyncio.get_running_loop().time() < deadline, "no heartbeat over the WebSocket"
-        await phone.wait_for_timeout(200)
+    await until(
+        lambda: relay.state.metrics.socket_heartbeats, 15, 0.2, "no heartbeat over the WebSocket"
+    )
     assert relay.state.heartbeat_sockets_open == 1
+    # "stop the broadcast" ends the publication with a DELETE, not by the DTLS close that
+    # reaches the relay first when the page closes its connection before asking
+    gone: list = []
+    relay.state.live.listeners.append(
+        lambda event: gone.append(event.reason) if event.kind == "publisher_gone" else None
+    )
+    await lecturer.click("#stop")
+    await until(lambda: gone, 15)
+    assert gone == ["delete"]
     # the lecturer ends the lecture and is shown the receipt
     lecturer.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
     await lecturer.click("#end")
