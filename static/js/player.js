@@ -26,9 +26,11 @@ export class Player {
     window.addEventListener("pageshow", (e) => {
       if (e.persisted && this.running && !this.view) this.join(); // back from the page cache
     });
-    await this.join();
+    // Checks run from the start, not from the first picture: a member who opens the page
+    // before the lecture begins waits on a connection that may drop meanwhile.
     this._timer = setInterval(() => this.check(false), 2000);
     this._beat = setInterval(() => this.heartbeat(), this.heartbeatS * 1000);
+    await this.join();
   }
 
   // Attendance: what this page can say about playback, every 10 s. The relay adds its own
@@ -37,7 +39,8 @@ export class Player {
     const view = this.view;
     if (!view) return;
     try {
-      const { audioBytes, framesDecoded } = await inboundBytes(view.pc);
+      const { bytes, audioBytes, framesDecoded } = await inboundBytes(view.pc);
+      if (!bytes) return; // nothing has played yet (the lecture has not begun): nothing to say
       const audioPlaying = !this.video.paused && audioBytes > (this._lastAudio || 0);
       this._lastAudio = audioBytes;
       const beat = JSON.stringify({
@@ -111,8 +114,12 @@ export class Player {
         this._lastBytes = 0;
         this._lastChange = Date.now();
         this.video.srcObject = view.stream;
-        await this.play();
-        this.onStatus(this.audioOnly ? "正在收听（仅声音）" : "正在观看", "ok");
+        // Playback starts when the first media arrives, which before the lecture begins, or
+        // while the lecturer has paused, is not soon: the join is done, the status says so.
+        this.onStatus("已连接，主讲人开始直播后将自动播放");
+        this.play().then(() => {
+          if (this.view === view) this.onStatus(this.audioOnly ? "正在收听（仅声音）" : "正在观看", "ok");
+        });
         return;
       } catch (e) {
         this.onStatus(fmtError(e), "error");
@@ -156,7 +163,9 @@ export class Player {
         this._lastBytes = bytes;
         this._lastChange = Date.now();
       }
-      const stalled = Date.now() - this._lastChange > 8000;
+      // Stalled: media had been arriving on this connection and stopped for 8 s. One that
+      // has had none yet (the lecture not begun, or paused) is left to its ICE/DTLS state.
+      const stalled = this._lastBytes > 0 && Date.now() - this._lastChange > 8000;
       if (networkChanged || connectionDead(pc) || stalled) {
         this.rejoins += 1;
         this.onStatus("网络变化，正在重新连接……", "error");

@@ -253,6 +253,43 @@ async def test_phone_rejoins_by_itself_when_the_relay_drops_it(relay, browser, a
     assert not media.viewers
 
 
+async def test_phone_opened_before_the_lecture_waits_and_plays_when_it_begins(
+    relay, browser, artifacts
+):
+    links = relay.new_session("提前进入测试")
+    sid = links["session_id"]
+    ctx = await browser.new_context(**PHONE)
+    phone = await ctx.new_page()
+    beats: list[str] = []
+    phone.on("request", lambda r: beats.append(r.url) if "heartbeat" in r.url else None)
+    phone.on("websocket", lambda ws: beats.append(ws.url))
+    await phone.goto(links["urls"]["watch"])
+    await phone.click("#skip")
+    # joined, and told so, though nothing plays yet
+    await phone.wait_for_function(
+        "document.getElementById('status').textContent.includes('开始直播后将自动播放')",
+        timeout=15000,
+    )
+    media = await until(lambda: relay.state.live.find(sid), 15)
+    (early,) = await until(lambda: list(media.viewers), 15)
+    # the connection drops before the lecture begins: the page joins again by itself
+    await media.stop_peer(early)
+    await until(lambda: media.viewers and early not in media.viewers, 30, 0.2, "no re-join")
+    await phone.wait_for_function(
+        "document.getElementById('status').textContent.includes('开始直播后将自动播放')",
+        timeout=15000,
+    )
+    # with nothing played, the page had nothing to report (heartbeats every second here)
+    assert beats == []
+    await open_lecturer(browser, links)
+    await phone.wait_for_function("document.getElementById('video').videoWidth > 0", timeout=20000)
+    await phone.wait_for_function(
+        "document.getElementById('status').textContent.includes('正在观看')", timeout=15000
+    )
+    await until(lambda: beats, 15, 0.2, "no heartbeat once the lecture plays")
+    await phone.screenshot(path=str(artifacts / "watch-early-then-live.png"))
+
+
 async def left(relay, sid: str, peer: str) -> str:
     """The reason of ``peer``'s leave once it is in the ledger, waited for 15 s at most: a
     page that vanished without a word is noticed only when ICE consent lapses, ~30 s on."""
