@@ -77,6 +77,11 @@ class SessionMedia:
         self.publishers_total = 0
         self._listener = listener or (lambda event: None)
         self._ticker: asyncio.Task | None = None
+        # Set while the lecture's media arrives (from its publisher or over a pipe), as the
+        # ticker saw it last: a viewer joins when media starts flowing to it, not when its
+        # connection is up before the lecture has begun (or while the lecturer has paused).
+        self.media_flowing = asyncio.Event()
+        self._packets_seen = 0
         self.record_dir = record_dir
         self.recorder: SessionRecorder | None = None
         self.recordings: list[Path] = []
@@ -136,10 +141,18 @@ class SessionMedia:
         self.video_codec = offered[0]
         self.video.is_keyframe = keyframe_detector(f"video/{self.video_codec}")
 
-    async def _announce(self, peer: _Peer) -> None:
+    async def _announce(self, peer: _Peer | RemoteViewer) -> None:
         await peer.connected.wait()
-        kind = "publisher_connected" if isinstance(peer, Publisher) else "viewer_connected"
-        self._listener(MediaEvent(kind, self.session_id, peer.id, self.identities.get(peer.id)))
+        if isinstance(peer, Publisher):
+            self._listener(MediaEvent("publisher_connected", self.session_id, peer.id))
+            return
+        await self.media_flowing.wait()
+        self._joined(peer.id)
+
+    def _joined(self, peer_id: str) -> None:
+        self._listener(
+            MediaEvent("viewer_connected", self.session_id, peer_id, self.identities.get(peer_id))
+        )
 
     # -- viewing -------------------------------------------------------------------------
     async def subscribe(
@@ -189,9 +202,10 @@ class SessionMedia:
         viewer = self.viewers.get(peer_id)
         if isinstance(viewer, RemoteViewer) and not viewer.connected.is_set():
             viewer.connected.set()
-            self._listener(
-                MediaEvent("viewer_connected", self.session_id, peer_id, self.identities[peer_id])
-            )
+            if self.media_flowing.is_set():
+                self._joined(peer_id)
+            else:
+                viewer.connected_hook = asyncio.ensure_future(self._announce(viewer))
 
     # -- feeding other processes ---------------------------------------------------------
     async def pipe_source(self, host: str = "127.0.0.1") -> tuple[str, int]:
@@ -304,6 +318,12 @@ class SessionMedia:
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(REPORT_INTERVAL_S)
+            seen = self.audio.packets_in + self.video.packets_in
+            if seen != self._packets_seen:
+                self._packets_seen = seen
+                self.media_flowing.set()
+            else:
+                self.media_flowing.clear()
             self.video.keyframes.tick()
             low = self.low_layer()
             now = asyncio.get_running_loop().time()

@@ -145,6 +145,7 @@ async def run_server(
         sid = request.match_info["session"]
         media = state.live.get(sid)
         media._listener(MediaEvent("publisher_connected", sid, "lecturer-standin"))
+        media.media_flowing.set()  # its members join as they connect (no ticker runs here)
         return web.Response(status=204)
 
     app.router.add_post("/bench/join/{session}", bench_join)

@@ -136,6 +136,57 @@ async def test_reconnecting_member_is_one_participant_with_two_intervals(relay, 
     assert status == 200 and verdict["ok"] and verdict["checkpoints"] >= 1
 
 
+async def test_a_viewer_joins_when_the_lectures_media_reaches_it_not_before(relay):
+    """A member connected before the lecture begins, or while the lecturer has paused, joins
+    when media starts flowing; one who leaves before then was never present."""
+    links = relay.new_session()
+    sid = links["session_id"]
+
+    def member(mid: str) -> str:
+        return relay.token("member", sid, mid)
+
+    def connected(viewing) -> bool:
+        viewer = relay.state.live.find(sid).viewers.get(viewing.location.rsplit("/", 1)[1])
+        return viewer is not None and viewer.connected.is_set()
+
+    early = await watch(relay.http, relay.base_url, sid, member("E001"))
+    gone = await watch(relay.http, relay.base_url, sid, member("E002"))
+    late = None
+    await until(lambda: connected(early) and connected(gone), 15, what="no connection")
+    assert relay.state.attendance.peers == {}  # connected, and nothing to watch yet
+    await gone.stop(relay.http)
+    pub = await lecture(relay, links)
+    try:
+        await joined(relay, early)
+        await relay.state.attendance.drain()
+        rows = list(relay.state.attendance.ledger.rows(sid))
+        (start,) = [r for r in rows if r.kind == "start"]
+        (join,) = [r for r in rows if r.kind == "join"]
+        assert join.data["participant"] == "member:E001" and join.at_ms >= start.at_ms
+        assert not [r for r in rows if r.kind == "leave"]  # E002 neither came nor went
+        # the lecturer pauses: one who connects meanwhile waits for the media again
+        await pub.stop()
+        media = relay.state.live.find(sid)
+        await until(lambda: not media.media_flowing.is_set(), 10, what="media still flowing")
+        late = await watch(relay.http, relay.base_url, sid, member("E003"))
+        await until(lambda: connected(late), 15, what="no connection")
+        late_id = late.location.rsplit("/", 1)[1]
+        assert late_id not in relay.state.attendance.peers
+        pub = await lecture(relay, links)
+        assert await joined(relay, late) == late_id
+    finally:
+        await pub.stop()
+        for viewing in (early, late):
+            if viewing is not None:
+                await viewing.stop(relay.http)
+    await relay.state.attendance.drain()
+    rows = list(relay.state.attendance.ledger.rows(sid))
+    assert [r.data["participant"] for r in rows if r.kind == "join"] == [
+        "member:E001",
+        "member:E003",
+    ]
+
+
 async def test_page_claiming_playback_after_its_media_was_cut_earns_nothing(relay):
     async with one_watching(relay, "member:M002") as w:
         sid, v, rid = w.sid, w.viewer, w.rid

@@ -30,7 +30,15 @@ def _page(name: str):
     return handler
 
 
+async def _icon(request: web.Request) -> web.FileResponse:
+    """The pages' icon, at the address browsers ask for by themselves too (else a 404 each)."""
+    response = web.FileResponse(STATIC / "favicon.svg")
+    response.headers["Cache-Control"] = "max-age=86400"
+    return response
+
+
 def add_routes(app: web.Application) -> None:
     for path, name in PAGES.items():
         app.router.add_get(path, _page(name))
+    app.router.add_get("/favicon.ico", _icon)
     app.router.add_static("/static/", STATIC, append_version=False)

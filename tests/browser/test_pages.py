@@ -570,3 +570,46 @@ async def test_a_room_raises_a_hand_the_lecturer_grants_it_the_other_room_sees_i
     )
     who = f"room:{room_a['code']}"
     assert relay.state.live.find(links["session_id"]).feed(f"speaker:{who}") is None
+
+
+async def test_every_page_opens_clean(relay, browser, artifacts):
+    """Each page, opened with its link, loads without a script error, a console error or a
+    failed request, and names the product's icon (served, as browsers also ask for it at
+    /favicon.ico by themselves)."""
+    links = relay.new_session("页面检查")
+    sid = links["session_id"]
+    admin = relay.token("admin", None, "组织部")
+    pages = {
+        "lecturer": links["urls"]["lecturer"],
+        "watch": links["urls"]["watch"],
+        "room": links["rooms"][0]["url"],
+        "audit": f"{relay.base_url}/audit?session={sid}&token={admin}",
+        "admin": f"{relay.base_url}/admin?token={admin}",
+        "programme": f"{relay.base_url}/programme?token={admin}",
+        "index": f"{relay.base_url}/",
+    }
+    context = await browser.new_context()
+    for name, url in pages.items():
+        page = await context.new_page()
+        problems: list[str] = []
+        page.on("pageerror", lambda e, problems=problems: problems.append(f"error {e}"))
+        page.on(
+            "console",
+            lambda m, problems=problems: (
+                problems.append(f"console {m.text}") if m.type == "error" else None
+            ),
+        )
+        page.on(
+            "response",
+            lambda r, problems=problems: (
+                problems.append(f"{r.status} {r.url}") if r.status >= 400 else None
+            ),
+        )
+        await page.goto(url)
+        await page.wait_for_load_state("networkidle")
+        icon = await page.evaluate("document.querySelector('link[rel=icon]')?.href")
+        assert (name, problems, icon) == (name, [], f"{relay.base_url}/favicon.ico")
+        await page.close()
+    async with relay.http.get(f"{relay.base_url}/favicon.ico") as resp:
+        assert (resp.status, resp.content_type) == (200, "image/svg+xml")
+        assert b"<svg" in await resp.read()
