@@ -69,6 +69,9 @@ async def session_info(request: web.Request) -> web.Response:
         "title": session.title,
         "status": session.status,
         "live": bool(media and media.live),
+        # the lecture's media arriving now: a page whose picture stopped tells a pause by the
+        # lecturer (wait) from its own weak link (join again)
+        "flowing": bool(media and media.media_flowing.is_set()),
         "video_codec": media.video_codec if media else session.video_codec,
         "role": claims.role,
         "ice_servers": [s.as_json() for s in state.config.ice_servers],

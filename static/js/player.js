@@ -1,6 +1,6 @@
 // A viewer that stays joined: plays the lecture, re-joins after a network change or a dead
 // connection, and handles autoplay rules (sound needs a tap on most phones).
-import { watch, connectionDead, inboundBytes, fmtError, RelayError } from "/static/js/relay.js";
+import { api, watch, connectionDead, inboundBytes, fmtError, RelayError } from "/static/js/relay.js";
 
 export class Player {
   constructor(video, { session, token, iceServers = [], heartbeatS = 10, onStatus = () => {}, onSoundBlocked = () => {} }) {
@@ -162,11 +162,15 @@ export class Player {
       if (bytes > this._lastBytes) {
         this._lastBytes = bytes;
         this._lastChange = Date.now();
+        if (this._pausedAt) {
+          this._pausedAt = 0;
+          this.onStatus(this.audioOnly ? "正在收听（仅声音）" : "正在观看", "ok");
+        }
       }
       // Stalled: media had been arriving on this connection and stopped for 8 s. One that
       // has had none yet (the lecture not begun, or paused) is left to its ICE/DTLS state.
       const stalled = this._lastBytes > 0 && Date.now() - this._lastChange > 8000;
-      if (networkChanged || connectionDead(pc) || stalled) {
+      if (networkChanged || connectionDead(pc) || (stalled && !(await this.lecturePaused()))) {
         this.rejoins += 1;
         this.onStatus("网络变化，正在重新连接……", "error");
         await this.join();
@@ -174,6 +178,23 @@ export class Player {
     } finally {
       this._checking = false;
     }
+  }
+
+  // Media stopped on a connection that is up: this phone's weak link, or the lecturer paused.
+  // The relay is asked (again every 30 s while it lasts): a pause would otherwise send every
+  // phone to join again at once, only to wait there all the same, and say the network failed.
+  async lecturePaused() {
+    if (this._pausedAt && Date.now() - this._pausedAt < 30000) return true;
+    this._pausedAt = 0;
+    try {
+      const info = await api(`/api/sessions/${this.session}`, { token: this.token });
+      if (info.flowing !== false) return false;
+    } catch (e) {
+      return false;
+    }
+    this._pausedAt = Date.now();
+    this.onStatus("主讲人已暂停直播，恢复后将自动继续播放", "warn");
+    return true;
   }
 
   async setAudioOnly(value) {

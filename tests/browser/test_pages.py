@@ -290,6 +290,38 @@ async def test_phone_opened_before_the_lecture_waits_and_plays_when_it_begins(
     await phone.screenshot(path=str(artifacts / "watch-early-then-live.png"))
 
 
+async def test_phone_waits_through_a_pause_by_the_lecturer_on_its_own_connection(
+    relay, browser, artifacts
+):
+    """The lecturer stops the broadcast a while: phones say so and keep their connections
+    (4,000 joining again at once would only wait there all the same); media resumes on them."""
+    links = relay.new_session("暂停测试")
+    lecturer = await open_lecturer(browser, links)
+    ctx = await browser.new_context(**PHONE)
+    phone = await ctx.new_page()
+    await phone.goto(links["urls"]["watch"])
+    await phone.click("#skip")
+    await phone.wait_for_function("document.getElementById('video').videoWidth > 0", timeout=20000)
+    media = relay.state.live.find(links["session_id"])
+    (viewer,) = media.viewers
+    await lecturer.click("#stop")
+    await phone.wait_for_function(
+        "document.getElementById('status').textContent.includes('暂停')", timeout=20000
+    )
+    assert await phone.evaluate("window.relayState.rejoins") == 0
+    await phone.screenshot(path=str(artifacts / "watch-paused.png"))
+    await lecturer.click("#go")
+    first = await phone.evaluate(FRAMES_DECODED)
+    await phone.wait_for_function(
+        f"({FRAMES_DECODED})().then(n => n > {first} + 10)", timeout=20000
+    )
+    await phone.wait_for_function(
+        "document.getElementById('status').textContent.includes('正在观看')", timeout=10000
+    )
+    assert await phone.evaluate("window.relayState.rejoins") == 0
+    assert list(media.viewers) == [viewer]
+
+
 async def left(relay, sid: str, peer: str) -> str:
     """The reason of ``peer``'s leave once it is in the ledger, waited for 15 s at most: a
     page that vanished without a word is noticed only when ICE consent lapses, ~30 s on."""
