@@ -76,11 +76,15 @@ async def test_viewers_are_spread_over_workers_and_survive_a_worker_kill(tmp_pat
     proc, url = await start_server(tmp_path, 2)
     try:
         async with aiohttp.ClientSession() as http:
+            # ties go to the child worker (the primary also carries HTTP and ingest); a room
+            # that connects before the lecture begins joins only when its media comes
+            there = await watch(http, url, sid, rooms[1]["token"])
+            await until(lambda: there.pc.connectionState == "connected", what="no connection")
+            status, refused = await there.heartbeat(http)
+            assert status == 409 and "media has not reached" in refused["error"]
             pub = await publish(
                 http, url, sid, links["lecturer_token"], [ToneAudioTrack(), PatternVideoTrack()]
             )
-            # ties go to the child worker (the primary also carries HTTP and ingest)
-            there = await watch(http, url, sid, rooms[1]["token"])
             here = await watch(http, url, sid, rooms[0]["token"])
             m = await metrics(http, url)
             assert m['lr_worker_viewers{worker="0"}'] == 1
