@@ -305,6 +305,9 @@ async def test_phone_waits_through_a_pause_by_the_lecturer_on_its_own_connection
     media = relay.state.live.find(links["session_id"])
     (viewer,) = media.viewers
     await lecturer.click("#stop")
+    await lecturer.wait_for_function(
+        "document.getElementById('status').textContent.includes('已暂停推流')", timeout=10000
+    )
     await phone.wait_for_function(
         "document.getElementById('status').textContent.includes('暂停')", timeout=20000
     )
