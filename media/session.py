@@ -29,6 +29,7 @@ from media.remote import RemoteViewer
 log = logging.getLogger(__name__)
 
 REPORT_INTERVAL_S = 1.0
+QUIET_TICKS = 3  # seconds without a packet before the lecture's media counts as stopped
 
 
 @dataclass
@@ -82,6 +83,7 @@ class SessionMedia:
         # connection is up before the lecture has begun (or while the lecturer has paused).
         self.media_flowing = asyncio.Event()
         self._packets_seen = 0
+        self._quiet_ticks = 0
         self.record_dir = record_dir
         self.recorder: SessionRecorder | None = None
         self.recordings: list[Path] = []
@@ -321,9 +323,12 @@ class SessionMedia:
             seen = self.audio.packets_in + self.video.packets_in
             if seen != self._packets_seen:
                 self._packets_seen = seen
+                self._quiet_ticks = 0
                 self.media_flowing.set()
-            else:
-                self.media_flowing.clear()
+            else:  # stopped: not a second's gap (a still screen shared without a microphone)
+                self._quiet_ticks += 1
+                if self._quiet_ticks >= QUIET_TICKS:
+                    self.media_flowing.clear()
             self.video.keyframes.tick()
             low = self.low_layer()
             now = asyncio.get_running_loop().time()
