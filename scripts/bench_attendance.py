@@ -578,6 +578,7 @@ async def run_floor(args, sid: str) -> dict:
     from aiohttp import web
 
     count = 0
+    sockets: set[web.WebSocketResponse] = set()
 
     async def join(request: web.Request) -> web.Response:
         nonlocal count
@@ -589,11 +590,17 @@ async def run_floor(args, sid: str) -> dict:
         nonlocal count
         ws = web.WebSocketResponse()  # as the relay's: no ping timer
         await ws.prepare(request)
+        sockets.add(ws)
         async for msg in ws:
             json.loads(msg.data)
             count += 1
             await ws.send_json({"seq": count, "layer": "high"})
+        sockets.discard(ws)
         return ws
+
+    async def end() -> None:
+        """``--stay``: the lecture's end, as the floor has one: every socket closed."""
+        await asyncio.gather(*(ws.close() for ws in list(sockets)))
 
     async def beat(request: web.Request) -> web.Response:
         nonlocal count
@@ -614,7 +621,7 @@ async def run_floor(args, sid: str) -> dict:
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
-        outputs, elapsed, cpu, clients = await drive(args, f"http://127.0.0.1:{port}", sid)
+        outputs, elapsed, cpu, clients = await drive(args, f"http://127.0.0.1:{port}", sid, end)
     finally:
         await runner.cleanup()
     acks, errors, _ = collect(outputs)
