@@ -159,16 +159,13 @@ class LiveSessions:
             await self.cluster.ended(session_id)
 
     def _on_event(self, event: MediaEvent) -> None:
-        if event.reason:
-            log.info(
-                "%s session=%s peer=%s reason=%s",
-                event.kind,
-                event.session_id,
-                event.peer_id,
-                event.reason,
-            )
-        else:
-            log.info("%s session=%s peer=%s", event.kind, event.session_id, event.peer_id)
+        log.info(
+            "%s session=%s peer=%s reason=%s",
+            event.kind,
+            event.session_id,
+            event.peer_id,
+            event.reason or "-",
+        )
         for listener in self.listeners:
             listener(event)
         if event.kind == "publisher_connected":
