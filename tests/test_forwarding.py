@@ -3,8 +3,12 @@ and decode what the relay forwards without decoding it itself."""
 
 from __future__ import annotations
 
-import pytest
+import asyncio
 
+import pytest
+from aiortc import RTCConfiguration
+
+from media.session import QUIET_TICKS, REPORT_INTERVAL_S, SessionMedia
 from media.sources import PatternVideoTrack, ToneAudioTrack
 from server.client import publish, watch
 from tests.waiting import until
@@ -221,3 +225,22 @@ async def test_viewer_connection_quality_from_its_reports(relay):
     finally:
         await v.stop()
         await pub.stop()
+
+
+async def test_the_lectures_media_counts_as_stopped_after_quiet_seconds_not_a_gap():
+    """``media_flowing`` (a viewer's join waits for it; a page asks it when its picture stops)
+    is set by the first packets and cleared only after QUIET_TICKS seconds without one: a still
+    screen shared without a microphone sends little, and its gaps are not a pause."""
+    media = SessionMedia("flowing", "H264", RTCConfiguration(iceServers=[]))
+    loop = asyncio.get_running_loop()
+    media._ensure_ticker()
+    try:
+        media.video.packets_in += 1  # as a forwarder counts what reaches it
+        await asyncio.wait_for(media.media_flowing.wait(), 5 * REPORT_INTERVAL_S)
+        quiet_since = loop.time()
+        await until(lambda: not media.media_flowing.is_set(), 5 + QUIET_TICKS, 0.05)
+        assert loop.time() - quiet_since >= (QUIET_TICKS - 1) * REPORT_INTERVAL_S
+        media.audio.packets_in += 1  # and again when media comes back
+        await asyncio.wait_for(media.media_flowing.wait(), 5 * REPORT_INTERVAL_S)
+    finally:
+        await media.close()
