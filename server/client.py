@@ -117,6 +117,11 @@ class Viewing:
         self._changed = asyncio.Condition()
         pc.on("track", self._on_track)
 
+    @property
+    def resource(self) -> str:
+        """The connection's id at the relay: its resource, the Location's last segment."""
+        return self.location.rsplit("/", 1)[1]
+
     def _on_track(self, track: MediaStreamTrack) -> None:
         self._tasks.append(asyncio.ensure_future(self._consume(track)))
 

@@ -30,7 +30,7 @@ async def lecture(relay, links):
 
 
 def server_viewer(relay, sid, viewing):
-    return relay.state.live.find(sid).viewers[viewing.location.rsplit("/", 1)[1]]
+    return relay.state.live.find(sid).viewers[viewing.resource]
 
 
 async def next_report(relay, sid, viewing, timeout=5.0):
@@ -48,7 +48,7 @@ async def next_report(relay, sid, viewing, timeout=5.0):
 
 
 async def joined(relay, viewing, timeout=10.0):
-    rid = viewing.location.rsplit("/", 1)[1]
+    rid = viewing.resource
     await until(
         lambda: rid in relay.state.attendance.peers, timeout, 0.02, "the viewer never joined"
     )
@@ -146,7 +146,7 @@ async def test_a_viewer_joins_when_the_lectures_media_reaches_it_not_before(rela
         return relay.token("member", sid, mid)
 
     def connected(viewing) -> bool:
-        viewer = relay.state.live.find(sid).viewers.get(viewing.location.rsplit("/", 1)[1])
+        viewer = relay.state.live.find(sid).viewers.get(viewing.resource)
         return viewer is not None and viewer.connected.is_set()
 
     early = await watch(relay.http, relay.base_url, sid, member("E001"))
@@ -170,7 +170,7 @@ async def test_a_viewer_joins_when_the_lectures_media_reaches_it_not_before(rela
         await until(lambda: not media.media_flowing.is_set(), 10, what="media still flowing")
         late = await watch(relay.http, relay.base_url, sid, member("E003"))
         await until(lambda: connected(late), 15, what="no connection")
-        late_id = late.location.rsplit("/", 1)[1]
+        late_id = late.resource
         assert late_id not in relay.state.attendance.peers
         pub = await lecture(relay, links)
         assert await joined(relay, late) == late_id

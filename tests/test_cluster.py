@@ -107,7 +107,7 @@ async def test_viewer_on_edge_node_and_failures(tmp_path, redis_url):  # noqa: F
             writer = subprocess.Popen(
                 [sys.executable, "-m", "server", "ledger-writer"], cwd=ROOT, env=writer_env
             )
-            edge_peer = edge.resource_url.rsplit("/", 1)[1]
+            edge_peer = edge.resource
 
             async def all_beats_written() -> bool:
                 rows = ledger_rows(data_a, sid)
@@ -253,7 +253,7 @@ async def test_redis_outage_mid_session_degrades_and_recovers(tmp_path, redis_se
                 return (await metrics(http, node_b.url)).get("lr_cluster_redis_up") == 1
 
             await until(b_recovers, timeout=20)
-            peer = edge.resource_url.rsplit("/", 1)[1]
+            peer = edge.resource
 
             async def caught_up() -> bool:
                 rows = ledger_rows(data_a, sid)
@@ -305,7 +305,7 @@ async def test_an_edge_killed_in_a_redis_outage_keeps_what_it_acknowledged(
             assert edge.resource_url.startswith(node_b.url)
             await edge.wait_frames("video", 10, timeout=20)
             await until(lambda: _joined(http, edge))
-            peer = edge.resource_url.rsplit("/", 1)[1]
+            peer = edge.resource
             acked = 1
 
             redis_server.pause()

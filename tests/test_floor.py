@@ -76,7 +76,7 @@ async def test_granted_room_is_received_by_rooms_and_phones_and_revoking_stops_i
         lecture_stats = await main.wait_frames("video", 10, timeout=15)
         assert lecture_stats.sizes == {(320, 240)}
         # watching the speaker is not attendance (the lecture connection is)
-        assert set(relay.state.attendance.peers) == {main.location.rsplit("/", 1)[1]}
+        assert set(relay.state.attendance.peers) == {main.resource}
 
         # the lecturer ends the turn: the room's publication and its viewers stop
         status, _ = await call(relay, "DELETE", f"{base}/floor/{who}", lecturer)

@@ -166,7 +166,7 @@ async def test_audio_only_viewer_gets_no_video_until_it_asks_again(relay):
     try:
         await v.wait_frames("audio", 50, timeout=15)
         assert v.stats["video"].frames == 0
-        viewer = media.viewers[v.location.rsplit("/", 1)[1]]
+        viewer = media.viewers[v.resource]
         assert viewer.tracks["video"][1].packets == 0
         async with relay.http.post(
             relay.base_url + v.location + "/mode",

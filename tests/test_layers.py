@@ -63,7 +63,7 @@ async def test_viewer_on_a_poor_link_steps_down_to_low_then_sound_and_back_up(re
     viewing = await watch(relay.http, relay.base_url, sid, links["viewer_token"])
     link = LossyLink(viewing.pc)
     media = relay.state.live.find(sid)
-    viewer = media.viewers[viewing.location.rsplit("/", 1)[1]]
+    viewer = media.viewers[viewing.resource]
     try:
         await until(lambda: media.low_layer() is not None, timeout=10)
         stats = await viewing.wait_frames("video", 20, timeout=15)
@@ -123,7 +123,7 @@ async def test_switching_layers_keeps_one_decodable_stream(relay):
     low = await publish_low_copy(relay, links)
     viewing = await watch(relay.http, relay.base_url, sid, links["viewer_token"])
     media = relay.state.live.find(sid)
-    viewer = media.viewers[viewing.location.rsplit("/", 1)[1]]
+    viewer = media.viewers[viewing.resource]
     video = viewing.stats["video"]
     try:
         await until(lambda: media.low_layer() is not None, timeout=10)
@@ -157,7 +157,7 @@ async def test_without_a_low_copy_a_poor_link_goes_to_sound_only_and_back(relay)
     lecture = await start_lecture(relay, links, "H264")
     viewing = await watch(relay.http, relay.base_url, sid, links["viewer_token"])
     link = LossyLink(viewing.pc)
-    viewer = relay.state.live.find(sid).viewers[viewing.location.rsplit("/", 1)[1]]
+    viewer = relay.state.live.find(sid).viewers[viewing.resource]
     try:
         await viewing.wait_frames("video", 10, timeout=15)
         link.on = True

@@ -118,7 +118,7 @@ export class Player {
         // while the lecturer has paused, is not soon: the join is done, the status says so.
         this.onStatus("已连接，主讲人开始直播后将自动播放");
         this.play().then(() => {
-          if (this.view === view) this.onStatus(this.audioOnly ? "正在收听（仅声音）" : "正在观看", "ok");
+          if (this.view === view) this.showPlaying();
         });
         return;
       } catch (e) {
@@ -164,7 +164,7 @@ export class Player {
         this._lastChange = Date.now();
         if (this._pausedAt) {
           this._pausedAt = 0;
-          this.onStatus(this.audioOnly ? "正在收听（仅声音）" : "正在观看", "ok");
+          this.showPlaying();
         }
       }
       // Stalled: media had been arriving on this connection and stopped for 8 s. One that
@@ -200,7 +200,11 @@ export class Player {
   async setAudioOnly(value) {
     this.audioOnly = value;
     if (this.view) await this.view.setAudioOnly(value);
-    this.onStatus(value ? "正在收听（仅声音）" : "正在观看", "ok");
+    this.showPlaying();
+  }
+
+  showPlaying() {
+    this.onStatus(this.audioOnly ? "正在收听（仅声音）" : "正在观看", "ok");
   }
 
   // Ends the connection at the relay now (view.stop: a DELETE that outlives the page), its
