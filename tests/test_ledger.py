@@ -505,9 +505,11 @@ def test_a_report_brought_up_to_date_equals_one_folded_from_the_start(ledger):
     assert early.participants["member:1"].seconds_watched == 40
     # one participant's record alone (a member reading their own) is their row of the whole
     for pid, whole in late.participants.items():
-        alone = reports.one(S, pid, rooms={"11112222": "团堡镇"})
-        assert export_row(alone) == export_row(whole), pid
-    assert reports.one(S, "member:nobody") is None
+        alone = reports.alone(S, pid, rooms={"11112222": "团堡镇"})
+        assert pid in alone.participants  # with the rooms that check them in, if any
+        assert export_row(alone.participants[pid]) == export_row(whole), pid
+        assert (alone.start_ms, alone.end_ms) == (late.start_ms, late.end_ms)
+    assert reports.alone(S, "member:nobody").participants == {}
 
 
 async def test_reports_follow_the_ledger_as_it_is_appended_to(ledger):

@@ -10,7 +10,8 @@ from urllib.parse import parse_qs, urlparse
 
 from openpyxl import Workbook
 
-from server.attendance.events import Join
+from server.attendance.events import End, Heartbeat, Join, Start
+from server.attendance.ledger import now_ms
 from server.auth import TokenSigner
 from server.roster import import_file
 from server.store import Store
@@ -118,6 +119,44 @@ async def test_members_see_their_own_record_and_exports_mask_phones(relay):
     assert doc["participants"][0]["phone"] == "13812345678"
     exports = [e["data"] for e in doc["events"] if e["kind"] == "export"]
     assert [e["phones"] for e in exports] == [False, True]
+
+
+async def test_a_member_reads_their_time_against_the_lecture_during_and_after_it(relay):
+    """``/me`` says what the member's credit is judged against: the lecture's length so far
+    while it is live, then its length and the time it takes (the watch page shows both)."""
+    from server.store import Member
+
+    links = relay.new_session()
+    sid = links["session_id"]
+    relay.state.store.upsert_members([Member("P2", "郑二", "团堡镇")])
+    me = {"Authorization": f"Bearer {relay.token('member', sid, 'P2')}"}
+    url = f"{relay.base_url}/api/sessions/{sid}/me"
+
+    async def mine() -> dict:
+        async with relay.http.get(url, headers=me) as resp:
+            assert resp.status == 200
+            return await resp.json()
+
+    before = await mine()
+    assert (before["name"], before["seconds_watched"], before["credited"]) == ("郑二", 0, False)
+    assert not before["lecture"]["started"] and not before["lecture"]["ended"]
+    ledger = relay.state.attendance.ledger
+    t0 = now_ms() - 200_000
+    await ledger.append(sid, Start("pub"), t0)
+    await ledger.append(sid, Join("member:P2", "peer2", "token", "1.2.3.4", False), t0)
+    for i in range(1, 7):  # 60 s watched on both kinds of evidence
+        await ledger.append(
+            sid, Heartbeat("peer2", i * 25, True, True, i * 90, i * 50), t0 + i * 10_000
+        )
+    live = await mine()
+    assert live["seconds_watched"] == 60 and not live["lecture"]["ended"]
+    assert 199 <= live["lecture"]["seconds"] <= 230  # as of now, 200 s after the start
+    await ledger.append(sid, End("lecturer"), t0 + 100_000)
+    after = await mine()
+    terms = after["lecture"]
+    assert terms["ended"] and (terms["seconds"], terms["required_seconds"]) == (100, 80)
+    assert after["seconds_watched"] == 60 and after["credited"] is False
+    assert terms["threshold"] == 0.8 and terms["replay_credit"] is True
 
 
 async def test_open_link_identifies_members_against_the_roster(relay):

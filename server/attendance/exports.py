@@ -9,7 +9,6 @@ from collections.abc import Iterator
 
 from server.attendance.ledger import Ledger
 from server.attendance.report import (
-    ParticipantReport,
     ReportFold,
     SessionReport,
     json_chunks,
@@ -76,13 +75,13 @@ class Reports:
             if held is not None:
                 held.lock.release()
 
-    def one(self, session: str, participant: str, **options) -> ParticipantReport | None:
-        """One participant's record, brought up to date: after a lecture thousands of
-        members each read their own, while replays append to the session's ledger; the
-        whole report was built for every one of them."""
+    def alone(self, session: str, participant: str, **options) -> SessionReport:
+        """The session's report with one participant's record alone, brought up to date:
+        during and after a lecture thousands of members each read their own, while replays
+        append to the session's ledger; the whole report was built for every one of them."""
         fold = self.refresh(session)
         with fold.lock:
-            return fold.report(only=participant, **options).participants.get(participant)
+            return fold.report(only=participant, **options)
 
     def refresh(self, session: str, paced: bool = False) -> ReportFold:
         """The session's fold, with the events since last time folded in (a live session's

@@ -70,6 +70,9 @@ class SessionReport:
     headcounts: dict[str, int]
     checkins: dict[str, list[tuple[str, int]]]  # room -> [(member, at)]
     concurrency: list[tuple[int, int]] = field(default_factory=list)  # (ms, viewers), thinned
+    # what credit was judged against: the end, or while live the time the report was made
+    # at (its ``now_ms``, else its last event)
+    closed_ms: int | None = None
 
     @property
     def length_s(self) -> float:
@@ -353,6 +356,7 @@ class ReportFold:
             dict(self.headcounts),
             {room: list(entries) for room, entries in self.checkins.items()},
             thin(self.steps()) if only is None else [],
+            close_at,
         )
         length = (close_at - self.start) / 1000 if self.start is not None else 0.0
         for rep in people.values():

@@ -13,6 +13,7 @@ from aiohttp import web
 from media.session import MediaEvent
 from server.attendance.events import Checkin, Export, Headcount, Replay
 from server.attendance.exports import CONTENT_TYPES, render_chunks, report_options
+from server.attendance.ledger import now_ms
 from server.attendance.report import SessionReport, audit_summary, export_row
 from server.attendance.tracker import HeartbeatTooSoon
 from server.attendance.verify import Verdict, verify
@@ -340,26 +341,48 @@ def _verify(state: AppState, sid: str) -> Verdict:
 
 
 async def my_record(request: web.Request) -> web.Response:
-    """``GET /api/sessions/{id}/me``: a member reads their own record, and nobody else's."""
+    """``GET /api/sessions/{id}/me``: a member reads their own record, and nobody else's,
+    with what credit is judged against (the watch page shows it during and after the
+    lecture)."""
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
     claims = require(request, state.signer, ("member",), sid)
-    # Every member may ask after a lecture: their own record alone is folded out, without
-    # names (the whole roster is 30,000 rows, ~130 ms to read on the event loop), and each
-    # reads their own name.
+    # Every member may ask, during a lecture and after it: their own record alone is folded
+    # out, without names (the whole roster is 30,000 rows, ~130 ms to read on the event
+    # loop), and each reads their own name.
     options = report_options(state.store, _known_session(state, sid), roster=[])
-    mine = await asyncio.to_thread(state.reports.one, sid, f"member:{claims.subject}", **options)
+    participant = f"member:{claims.subject}"
+    # while live, judged as of now (an open connection's interval reaches it)
+    options["now_ms"] = now_ms()
+    report = await asyncio.to_thread(state.reports.alone, sid, participant, **options)
+    mine = report.participants.get(participant)
     if mine is None:
-        return web.json_response(
-            {"member_id": claims.subject, "seconds_watched": 0, "credited": False, "intervals": []}
-        )
-    row = export_row(mine)
-    me = state.store.member(claims.subject)
+        row = {"member_id": claims.subject, "seconds_watched": 0, "credited": False}
+        row |= {"replay_seconds": 0, "total_seconds": 0, "intervals": []}
+    else:
+        row = export_row(mine)
+        row.pop("phone", None)
+        row.pop("address", None)
+    me = state.store.member(str(claims.subject))
     if me is not None:
         row["name"], row["place"] = me.name, me.township
-    row.pop("phone", None)
-    row.pop("address", None)
+    row["lecture"] = lecture_terms(report, options["replay_credit"])
     return web.json_response(row)
+
+
+def lecture_terms(report: SessionReport, replay_credit: bool) -> dict:
+    """What a member's credit is judged against: the lecture's length (so far, while it is
+    live) and the share of it to watch."""
+    start, close = report.start_ms, report.end_ms or report.closed_ms
+    length = (close - start) / 1000 if start is not None and close is not None else 0.0
+    return {
+        "started": report.start_ms is not None,
+        "ended": report.end_ms is not None,
+        "seconds": round(length),
+        "threshold": report.threshold,
+        "required_seconds": round(length * report.threshold),
+        "replay_credit": replay_credit,
+    }
 
 
 async def audit(request: web.Request) -> web.Response:

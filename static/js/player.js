@@ -3,8 +3,8 @@
 import { api, watch, connectionDead, inboundBytes, fmtError, RelayError } from "/static/js/relay.js";
 
 export class Player {
-  constructor(video, { session, token, iceServers = [], heartbeatS = 10, onStatus = () => {}, onSoundBlocked = () => {} }) {
-    Object.assign(this, { video, session, token, iceServers, heartbeatS, onStatus, onSoundBlocked });
+  constructor(video, { session, token, iceServers = [], heartbeatS = 10, onStatus = () => {}, onSoundBlocked = () => {}, onEnded = () => {} }) {
+    Object.assign(this, { video, session, token, iceServers, heartbeatS, onStatus, onSoundBlocked, onEnded });
     this.view = null;
     this.audioOnly = false;
     this.layer = "high";
@@ -122,8 +122,14 @@ export class Player {
         });
         return;
       } catch (e) {
+        if (e instanceof RelayError && e.status === 410) {
+          this.stop();
+          this.onStatus("讲座已结束，感谢您的参与", "ok");
+          this.onEnded();
+          return;
+        }
         this.onStatus(fmtError(e), "error");
-        if (e instanceof RelayError && [401, 403, 404, 406, 410].includes(e.status)) {
+        if (e instanceof RelayError && [401, 403, 404, 406].includes(e.status)) {
           this.running = false;
           return;
         }

@@ -37,6 +37,15 @@ FRAMES_DECODED = """async () => {
 }"""
 
 
+async def shows(page, element: str, text: str, timeout_ms: int = 15000) -> None:
+    """Wait until the page's element ``element`` (an id) has ``text`` in what it shows."""
+    await page.wait_for_function(
+        "([id, text]) => (document.getElementById(id)?.textContent || '').includes(text)",
+        arg=[element, text],
+        timeout=timeout_ms,
+    )
+
+
 async def open_lecturer(browser, links):
     context = await browser.new_context(viewport={"width": 1280, "height": 800})
     page = await context.new_page()
@@ -111,16 +120,12 @@ async def test_lecturer_publishes_and_a_phone_plays_it(relay, browser, artifacts
         "document.getElementById('viewers').textContent === '1'", timeout=10000
     )
     # and each viewer's connection quality, from the receiver reports
-    await lecturer.wait_for_function(
-        "document.getElementById('quality').textContent.includes('往返')", timeout=15000
-    )
+    await shows(lecturer, "quality", "往返", 15000)
     await lecturer.screenshot(path=str(artifacts / "lecturer.png"))
     await phone.screenshot(path=str(artifacts / "watch-phone.png"))
     # Audio only from the phone stops its video on the relay
     await phone.click("#audioonly")
-    await phone.wait_for_function(
-        "document.getElementById('audioonly').textContent.includes('恢复视频')", timeout=5000
-    )
+    await shows(phone, "audioonly", "恢复视频", 5000)
     viewer = next(iter(media.viewers.values()))
     assert viewer.audio_only
     (ident,) = media.identities.values()
@@ -180,29 +185,19 @@ async def test_room_joins_by_code_reports_headcount_and_checks_members_in(
     assert room["name"] in await page.inner_text("#roomname")
     await page.fill("#count", "37")
     await page.click("#report")
-    await page.wait_for_function(
-        "document.getElementById('status').textContent.includes('37')", timeout=5000
-    )
+    await shows(page, "status", "37", 5000)
     assert relay.state.store.latest_headcounts(links["session_id"]) == {room["code"]: 37}
     await page.fill("#member", "LC0001")
     await page.click("#checkin")
-    await page.wait_for_function(
-        "document.getElementById('checkins').textContent.includes('赵六')", timeout=5000
-    )
+    await shows(page, "checkins", "赵六", 5000)
     await page.fill("#member", "NOPE")
     await page.click("#checkin")
-    await page.wait_for_function(
-        "document.getElementById('status').textContent.includes('花名册')", timeout=5000
-    )
+    await shows(page, "status", "花名册", 5000)
     # a member without their id: found by name in the township's roster, checked in from the list
     await page.fill("#find", "孙")
-    await page.wait_for_function(
-        "document.getElementById('found').textContent.includes('孙七')", timeout=5000
-    )
+    await shows(page, "found", "孙七", 5000)
     await page.click("#found button")
-    await page.wait_for_function(
-        "document.getElementById('checkins').textContent.includes('孙七')", timeout=5000
-    )
+    await shows(page, "checkins", "孙七", 5000)
     assert await page.inner_text("#checked") == "已签到 2 人"
     await page.reload()  # the operator reloads: the list comes back from the relay's record
     await page.wait_for_function(
@@ -212,6 +207,63 @@ async def test_room_joins_by_code_reports_headcount_and_checks_members_in(
     kinds = [r.kind for r in relay.state.attendance.ledger.rows(links["session_id"])]
     assert kinds.count("checkin") == 2 and kinds.count("headcount") == 1
     await page.screenshot(path=str(artifacts / "room.png"))
+
+
+async def test_a_member_is_remembered_on_the_phone_and_sees_their_own_time(
+    relay, browser, artifacts
+):
+    """Identified once on the open link, a member who reloads goes straight back to the
+    lecture; the page shows their own record, and when the lecture ends, its verdict."""
+    from server.store import Member
+
+    links = relay.new_session("我的本场学习（浏览器测试）")
+    sid = links["session_id"]
+    relay.state.store.upsert_members([Member("LC0200", "周三", "团堡镇")])
+    lecturer = await open_lecturer(browser, links)
+    phone = await (await browser.new_context(**PHONE)).new_page()
+    await phone.goto(links["urls"]["watch"])
+    await phone.fill("#mid", "LC0200")
+    await phone.fill("#mname", "周三")
+    await phone.click("#identify button[type=submit]")
+    await phone.wait_for_function("document.getElementById('video').videoWidth > 0", timeout=20000)
+    await shows(phone, "minewho", "周三（LC0200）")
+    await shows(phone, "minetime", "本场已计学习时长")
+    # reloaded, the page asks nothing and plays again, as the same member
+    await phone.reload()
+    await phone.wait_for_function("document.getElementById('video').videoWidth > 0", timeout=20000)
+    assert await phone.is_hidden("#identify")
+    await shows(phone, "minewho", "周三（LC0200）")
+
+    def joins() -> list:
+        rows = relay.state.attendance.ledger.rows(sid)
+        return [(r.data["participant"], r.data["identified_by"]) for r in rows if r.kind == "join"]
+
+    await until(lambda: len(joins()) == 2, 15, 0.2, "no second join")
+    assert joins() == [("member:LC0200", "open")] * 2
+    member = {"Authorization": f"Bearer {relay.token('member', sid, 'LC0200')}"}
+
+    async def record() -> dict:
+        async with relay.http.get(f"{relay.base_url}/api/sessions/{sid}/me", headers=member) as r:
+            return await r.json()
+
+    async def watched() -> bool:
+        return (await record())["seconds_watched"] > 0
+
+    await until(watched, 20, 0.5, "no watched time on evidence")
+    # the lecture ends: the page shows whether it counts, as the member's record says
+    lecturer.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    await lecturer.click("#end")
+    await shows(phone, "status", "讲座已结束", 20000)
+    await shows(phone, "minetime", "本场学习", 20000)
+    assert await phone.is_hidden("#audioonly")
+    final = await record()
+    assert final["lecture"]["ended"] and final["seconds_watched"] > 0
+    verdict = await phone.inner_text("#minetime")
+    assert ("，计入学时" in verdict) == final["credited"], (verdict, final)
+    await phone.screenshot(path=str(artifacts / "watch-my-record.png"), full_page=True)
+    # someone else on this phone: "not me" forgets the member and asks again
+    await phone.click("#forget")
+    await phone.wait_for_selector("#identify:not([hidden])", timeout=10000)
 
 
 async def test_phone_rejoins_by_itself_when_the_relay_drops_it(relay, browser, artifacts):
@@ -266,26 +318,18 @@ async def test_phone_opened_before_the_lecture_waits_and_plays_when_it_begins(
     await phone.goto(links["urls"]["watch"])
     await phone.click("#skip")
     # joined, and told so, though nothing plays yet
-    await phone.wait_for_function(
-        "document.getElementById('status').textContent.includes('开始直播后将自动播放')",
-        timeout=15000,
-    )
+    await shows(phone, "status", "开始直播后将自动播放", 15000)
     media = await until(lambda: relay.state.live.find(sid), 15)
     (early,) = await until(lambda: list(media.viewers), 15)
     # the connection drops before the lecture begins: the page joins again by itself
     await media.stop_peer(early)
     await until(lambda: media.viewers and early not in media.viewers, 30, 0.2, "no re-join")
-    await phone.wait_for_function(
-        "document.getElementById('status').textContent.includes('开始直播后将自动播放')",
-        timeout=15000,
-    )
+    await shows(phone, "status", "开始直播后将自动播放", 15000)
     # with nothing played, the page had nothing to report (heartbeats every second here)
     assert beats == []
     await open_lecturer(browser, links)
     await phone.wait_for_function("document.getElementById('video').videoWidth > 0", timeout=20000)
-    await phone.wait_for_function(
-        "document.getElementById('status').textContent.includes('正在观看')", timeout=15000
-    )
+    await shows(phone, "status", "正在观看", 15000)
     await until(lambda: beats, 15, 0.2, "no heartbeat once the lecture plays")
     await phone.screenshot(path=str(artifacts / "watch-early-then-live.png"))
 
@@ -305,12 +349,8 @@ async def test_phone_waits_through_a_pause_by_the_lecturer_on_its_own_connection
     media = relay.state.live.find(links["session_id"])
     (viewer,) = media.viewers
     await lecturer.click("#stop")
-    await lecturer.wait_for_function(
-        "document.getElementById('status').textContent.includes('已暂停推流')", timeout=10000
-    )
-    await phone.wait_for_function(
-        "document.getElementById('status').textContent.includes('暂停')", timeout=20000
-    )
+    await shows(lecturer, "status", "已暂停推流", 10000)
+    await shows(phone, "status", "暂停", 20000)
     assert await phone.evaluate("window.relayState.rejoins") == 0
     await phone.screenshot(path=str(artifacts / "watch-paused.png"))
     await lecturer.click("#go")
@@ -318,9 +358,7 @@ async def test_phone_waits_through_a_pause_by_the_lecturer_on_its_own_connection
     await phone.wait_for_function(
         f"({FRAMES_DECODED})().then(n => n > {first} + 10)", timeout=20000
     )
-    await phone.wait_for_function(
-        "document.getElementById('status').textContent.includes('正在观看')", timeout=10000
-    )
+    await shows(phone, "status", "正在观看", 10000)
     assert await phone.evaluate("window.relayState.rejoins") == 0
     assert list(media.viewers) == [viewer]
 
@@ -384,9 +422,7 @@ async def test_audit_page_draws_its_chart_tables_and_receipt(relay, browser, art
     ctx = await browser.new_context(viewport={"width": 1200, "height": 900})
     page = await ctx.new_page()
     await page.goto(f"{relay.base_url}/audit?session={sid}&token={admin}")
-    await page.wait_for_function(
-        "document.getElementById('status').textContent.includes('记录完整')", timeout=10000
-    )
+    await shows(page, "status", "记录完整", 10000)
     assert await page.inner_text("#participants") == "15"  # 12 phones, a room, 2 checked in
     assert await page.inner_text("#length") == "2 分钟"
     assert await page.locator("#townships tbody tr").count() == 3
@@ -438,13 +474,9 @@ async def test_admin_page_shows_replays_and_disk(relay, browser, artifacts):
     ctx = await browser.new_context(viewport={"width": 1200, "height": 800})
     page = await ctx.new_page()
     await page.goto(f"{relay.base_url}/admin?token={admin}")
-    await page.wait_for_function(
-        "document.getElementById('sessions').textContent.includes('已生成')", timeout=10000
-    )
+    await shows(page, "sessions", "已生成", 10000)
     # the attendance ledger's health, for an admin without a metrics system
-    await page.wait_for_function(
-        "document.getElementById('ledger').textContent.includes('落盘用时')", timeout=10000
-    )
+    await shows(page, "ledger", "落盘用时", 10000)
     ledger = await page.inner_text("#ledger")
     assert "考勤账本（本次启动以来）：已记录" in ledger and "99% 的记录" in ledger, ledger
     await page.fill("#title", "新讲座（管理页创建）")
@@ -483,22 +515,16 @@ async def test_assigned_training_walks_from_task_to_session_through_the_pages(
     await dept.fill("#from", "2026-12-01")
     await dept.fill("#to", "2026-12-31")
     await dept.click("#task button")
-    await dept.wait_for_function(
-        "document.getElementById('tasks').textContent.includes('冬训')", timeout=5000
-    )
+    await shows(dept, "tasks", "冬训", 5000)
 
     town = await ctx.new_page()
     await town.goto(f"{relay.base_url}/school?token={school}")
-    await town.wait_for_function(
-        "document.getElementById('title').textContent.includes('团堡镇')", timeout=5000
-    )
+    await shows(town, "title", "团堡镇", 5000)
     await town.click(".file-task")
     await town.fill("#starts", "2026-12-05T09:00")
     await town.fill("#ends", "2026-12-05T11:00")
     await town.click("#submit")
-    await town.wait_for_function(
-        "document.getElementById('mine').textContent.includes('待审批')", timeout=5000
-    )
+    await shows(town, "mine", "待审批", 5000)
     await town.screenshot(path=str(artifacts / "school.png"), full_page=True)
 
     await dept.reload()
@@ -519,9 +545,7 @@ async def test_assigned_training_walks_from_task_to_session_through_the_pages(
     await phone.check("input[name=q0][value='1']")
     await phone.fill("#fbcomment", "联系实际，很受用")
     await phone.click("#feedback button[type=submit]")
-    await phone.wait_for_function(
-        "document.getElementById('fbstatus').textContent.includes('100%')", timeout=5000
-    )
+    await shows(phone, "fbstatus", "100%", 5000)
     await phone.screenshot(path=str(artifacts / "feedback-phone.png"), full_page=True)
     (fb,) = prog.feedback([sid])
     assert fb["rating"] == 5 and fb["score"] == 1.0 and fb["participant"] == "member:LC0900001"
@@ -540,14 +564,10 @@ async def test_member_asks_on_the_phone_and_the_lecturer_answers(relay, browser,
     )
     await phone.fill("#asktext", "补贴政策什么时候落实？")
     await phone.click("#askform button")
-    await lecturer.wait_for_function(
-        "document.getElementById('modlist').textContent.includes('补贴政策')", timeout=10000
-    )
+    await shows(lecturer, "modlist", "补贴政策", 10000)
     lecturer.once("dialog", lambda d: asyncio.ensure_future(d.accept("本月底前落实")))
     await lecturer.click("#modlist button[data-action='answer']")
-    await phone.wait_for_function(
-        "document.getElementById('qlist').textContent.includes('本月底前落实')", timeout=10000
-    )
+    await shows(phone, "qlist", "本月底前落实", 10000)
     await phone.screenshot(path=str(artifacts / "qa-phone.png"), full_page=True)
     await lecturer.screenshot(path=str(artifacts / "qa-lecturer.png"), full_page=True)
     kinds = [r.kind for r in relay.state.attendance.ledger.rows(sid)]
