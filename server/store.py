@@ -246,6 +246,12 @@ class Store:
                 "UPDATE sessions SET replay_credit = ? WHERE id = ?", (int(credit), sid)
             )
 
+    def set_credit_threshold(self, sid: str, threshold: float) -> None:
+        with self._db:
+            self._db.execute(
+                "UPDATE sessions SET credit_threshold = ? WHERE id = ?", (threshold, sid)
+            )
+
     def credit_threshold(self, sid: str) -> float:
         row = self._db.execute("SELECT credit_threshold FROM sessions WHERE id = ?", (sid,))
         found = row.fetchone()

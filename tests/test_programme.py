@@ -220,6 +220,24 @@ async def approved_session(relay, admin, school_token):
     return t1, course, body["session"]
 
 
+async def lecture_watched(relay, admin, member: str, length_s: int, watched_s: int):
+    """An approved training's lecture of ``length_s`` that ends now, of which ``member``
+    watched the first ``watched_s`` (heartbeats every 10 s with both kinds of evidence)."""
+    _, course, session = await approved_session(relay, admin, relay.token("school", None, TUANBAO))
+    sid = session["session_id"]
+    ledger = relay.state.attendance.ledger
+    t = now_ms() - length_s * 1000
+    await ledger.append(sid, Start("pub"), t)
+    await ledger.append(sid, Join(f"member:{member}", "p1", "token", "127.0.0.1", False), t)
+    for k in range(1, watched_s // 10 + 1):
+        await ledger.append(
+            sid, Heartbeat("p1", k * 250, True, True, k * 100, k * 50), t + k * 10_000
+        )
+    relay.state.attendance._started.discard(sid)
+    assert (await call(relay, "POST", f"/api/sessions/{sid}/end", admin, {}))[0] == 200
+    return course, sid
+
+
 async def test_feedback_with_quiz_scores_per_session_teacher_and_course(relay):
     admin = relay.token("admin", None)
     t1, course, session = await approved_session(relay, admin, relay.token("school", None, TUANBAO))
@@ -253,19 +271,7 @@ async def test_credited_attendance_adds_class_hours_and_the_rotation_shows_who_i
     admin = relay.token("admin", None)
     store = relay.state.store
     store.upsert_members([Member("C1", "勤学", "团堡镇"), Member("C2", "缺课", "团堡镇")])
-    _, course, session = await approved_session(relay, admin, relay.token("school", None, TUANBAO))
-    sid = session["session_id"]
-    ledger = relay.state.attendance.ledger
-    t = now_ms() - 95_000  # a lecture of ~95 s that ends now; 90 s of it watched
-    await ledger.append(sid, Start("pub"), t)
-    await ledger.append(sid, Join("member:C1", "p1", "token", "127.0.0.1", False), t)
-    for k in range(1, 10):
-        await ledger.append(
-            sid, Heartbeat("p1", k * 250, True, True, k * 100, k * 50), t + k * 10_000
-        )
-    relay.state.attendance._started.discard(sid)
-    status, _ = await call(relay, "POST", f"/api/sessions/{sid}/end", admin, {})
-    assert status == 200
+    course, sid = await lecture_watched(relay, admin, "C1", 95, 90)
     me = relay.token("member", sid, "C1")
     status, mine = await call(relay, "GET", "/api/members/C1/credits", me)
     assert status == 200 and mine["hours"] == course["class_hours"]
@@ -274,6 +280,84 @@ async def test_credited_attendance_adds_class_hours_and_the_rotation_shows_who_i
     row = next(r for r in rot["townships"] if r["township"] == "团堡镇")
     assert row["members"] == 2 and row["met"] == 0  # 2 hours of a 12-hour target
     assert {b["member_id"]: b["hours"] for b in row["behind"]} == {"C1": 2, "C2": 0}
+
+
+async def test_a_changed_credit_rule_is_a_ledger_event_and_works_the_hours_out_again(relay):
+    """Lowered after the lecture, the share to watch credits a member who fell short; raised
+    again, it takes the hours away. Each change is in the session's signed ledger."""
+    admin = relay.token("admin", None)
+    relay.state.store.upsert_members([Member("D1", "半场", "团堡镇")])
+    course, sid = await lecture_watched(relay, admin, "D1", 100, 60)
+    ledger = relay.state.attendance.ledger
+    me = relay.token("member", sid, "D1")
+
+    async def hours() -> float:
+        return (await call(relay, "GET", "/api/members/D1/credits", me))[1]["hours"]
+
+    assert await hours() == 0
+    rule = f"/api/sessions/{sid}/credit-rule"
+    status, got = await call(relay, "PATCH", rule, admin, {"credit_threshold": 0.5})
+    assert status == 200 and got["changed"] and got["credited"] == 1
+    assert (got["credit_threshold"], got["replay_credit"]) == (0.5, True)
+    assert await hours() == course["class_hours"]
+    status, mine = await call(relay, "GET", f"/api/sessions/{sid}/me", me)
+    assert mine["credited"] and mine["lecture"]["required_seconds"] == 50
+    status, got = await call(
+        relay, "PATCH", rule, admin, {"credit_threshold": 0.9, "replay_credit": False}
+    )
+    assert status == 200 and got["credited"] == 0
+    assert await hours() == 0
+    # the same rule again changes nothing and records nothing
+    assert not (await call(relay, "PATCH", rule, admin, {"credit_threshold": 0.9}))[1]["changed"]
+    policies = [r.data for r in ledger.rows(sid) if r.kind == "policy"]
+    who = str(relay.state.signer.verify(admin).subject or "admin")
+    assert policies == [
+        {"by": who, "threshold_percent": 50, "replay_credit": True},
+        {"by": who, "threshold_percent": 90, "replay_credit": False},
+    ]
+    signed = max(c.seq for c in relay.state.attendance.all_checkpoints(sid))
+    assert signed == max(r.seq for r in ledger.rows(sid) if r.kind == "policy")
+    # the ledger's rule is the one reports apply: a write to the store alone changes nothing
+    relay.state.store.set_credit_threshold(sid, 0.1)
+    assert not (await call(relay, "GET", f"/api/sessions/{sid}/me", me))[1]["credited"]
+    status, audit = await call(relay, "GET", f"/api/sessions/{sid}/audit", admin)
+    assert (audit["credit_threshold"], audit["replay_credit"]) == (0.9, False)
+    assert [c["threshold_percent"] for c in audit["policy_changes"]] == [50, 90]
+    assert audit["verify"]["ok"]
+    # refused: out of range, not in hundredths, not a number, nothing to change, wrong role
+    for body in (
+        {"credit_threshold": 0},
+        {"credit_threshold": 1.5},
+        {"credit_threshold": 0.805},
+        {"credit_threshold": "80%"},
+        {"credit_threshold": True},
+        {"replay_credit": "yes"},
+        {"title": "x"},
+    ):
+        status, err = await call(relay, "PATCH", rule, admin, body)
+        assert status == 400 and err["error"], body
+    assert (await call(relay, "PATCH", rule, me, {"credit_threshold": 0.1}))[0] == 403
+    assert (
+        await call(relay, "PATCH", "/api/sessions/nope/credit-rule", admin, {"replay_credit": True})
+    )[0] == 404
+    assert [r.data for r in ledger.rows(sid) if r.kind == "policy"] == policies
+
+
+async def test_a_session_created_with_its_own_credit_rule_records_it_first(relay):
+    admin = relay.token("admin", None)
+    body = {"title": "七成即可", "credit_threshold": 0.7, "replay_credit": False}
+    status, created = await call(relay, "POST", "/api/sessions", admin, body)
+    assert status == 201
+    sid = created["session_id"]
+    (first,) = relay.state.attendance.ledger.rows(sid)
+    assert first.kind == "policy" and first.data["threshold_percent"] == 70
+    me = relay.token("member", sid, "X1")
+    terms = (await call(relay, "GET", f"/api/sessions/{sid}/me", me))[1]["lecture"]
+    assert (terms["threshold"], terms["replay_credit"]) == (0.7, False)
+    status, plain = await call(relay, "POST", "/api/sessions", admin, {"title": "默认"})
+    assert list(relay.state.attendance.ledger.rows(plain["session_id"])) == []  # the default
+    bad = {"title": "x", "credit_threshold": 2}
+    assert (await call(relay, "POST", "/api/sessions", admin, bad))[0] == 400
 
 
 async def test_libraries_can_be_edited_and_booked_entries_cannot_be_deleted(relay):

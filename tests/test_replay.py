@@ -31,6 +31,18 @@ async def ended_with_replay(relay, codec="VP8", frames=90):
     return links, job
 
 
+async def training_replayed(relay):
+    """A lecture of an approved training of a 2-hour course (linked as approval links
+    them), ended and its replay made: (links, replay job, course id)."""
+    prog = relay.state.programme
+    (tid,) = prog.add_teachers([("向明", "市委党校", "city", "city", (), "")])
+    (cid,) = prog.add_courses([("全会精神", "理论", 2, "", [tid], [])])
+    links, job = await ended_with_replay(relay)
+    training = prog.add_training("ordered", None, "t09", tid, cid, 0, 1, {})
+    prog.decide(training, "approved", "", links["session_id"])
+    return links, job, cid
+
+
 async def test_replay_is_h264_aac_faststart_and_served_with_ranges(relay, tmp_path):
     links, job = await ended_with_replay(relay)
     sid = links["session_id"]
@@ -101,14 +113,8 @@ async def test_replay_progress_goes_into_the_ledger_and_the_report(relay):
 async def test_replays_are_listed_on_the_course_and_on_the_members_own_page(relay):
     from server.store import Member
 
-    prog = relay.state.programme
-    (tid,) = prog.add_teachers([("向明", "市委党校", "city", "city", (), "")])
-    (cid,) = prog.add_courses([("全会精神", "理论", 2, "", [tid], [])])
-    links, _ = await ended_with_replay(relay)
+    links, _, cid = await training_replayed(relay)
     sid = links["session_id"]
-    # link the lecture to an approved training of the course, as approval does
-    training = prog.add_training("ordered", None, "t09", tid, cid, 0, 1, {})
-    prog.decide(training, "approved", "", sid)
     relay.state.store.upsert_members([Member("M1", "学员", "团堡镇")])
     admin = relay.token("admin", None)
     async with relay.http.get(
@@ -132,3 +138,37 @@ async def test_replays_are_listed_on_the_course_and_on_the_members_own_page(rela
         f"{relay.base_url}/api/me", headers={"Authorization": f"Bearer {stranger}"}
     ) as resp:
         assert resp.status == 404
+
+
+async def test_a_member_who_makes_up_the_lecture_by_replay_earns_its_hours(relay):
+    """Replay time counts toward credit (the session's rule): the member who watched the
+    replay through earns the course's hours then, not at the next change of anything."""
+    links, job, _ = await training_replayed(relay)
+    sid = links["session_id"]
+    member = relay.token("member", sid, "RP2")
+    auth = {"Authorization": f"Bearer {member}"}
+
+    async def hours() -> float:
+        async with relay.http.get(f"{relay.base_url}/api/me", headers=auth) as resp:
+            return (await resp.json())["hours"] if resp.status == 200 else -1
+
+    relay.state.store.upsert_members([Member("RP2", "补学", "团堡镇")])
+    # half the lecture will do: its ledger's length runs a little past the recording's
+    admin = {"Authorization": f"Bearer {relay.token('admin', None)}"}
+    rule = f"{relay.base_url}/api/sessions/{sid}/credit-rule"
+    async with relay.http.patch(rule, json={"credit_threshold": 0.5}, headers=admin) as resp:
+        assert resp.status == 200
+    url = f"{relay.base_url}/api/sessions/{sid}/replay/progress"
+    positions = [0.0, 0.5]
+    assert await hours() == 0
+    # the replay played from start to end, a report every half second of media
+    while positions[-1] < job.media_seconds:
+        positions.append(min(positions[-1] + 0.5, job.media_seconds))
+    for pos in positions:
+        body = {"position": pos, "playing": True, "visible": True, "view": "v1"}
+        async with relay.http.post(url, json=body, headers=auth) as resp:
+            assert resp.status == 200
+    async with relay.http.get(f"{relay.base_url}/api/sessions/{sid}/me", headers=auth) as resp:
+        mine = await resp.json()
+    assert mine["credited"], mine
+    assert await hours() == 2

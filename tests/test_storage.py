@@ -80,3 +80,29 @@ async def test_sessions_created_without_recording_are_not_recorded(relay):
         assert media.recorder is None and media.record_dir is None
     finally:
         await pub.stop()
+
+
+async def test_the_overview_tells_a_lecture_on_air_from_one_its_lecturer_left(relay):
+    """A started lecture stays live in the record until it is ended; the overview says
+    whether its media arrives, so the admin page can tell that the lecturer has gone."""
+    from tests.test_attendance import lecture
+    from tests.waiting import until
+
+    links = relay.new_session("在播")
+    admin = {"Authorization": f"Bearer {relay.token('admin', None)}"}
+
+    async def row() -> dict:
+        async with relay.http.get(f"{relay.base_url}/api/admin/overview", headers=admin) as r:
+            return next(s for s in (await r.json())["sessions"] if s["id"] == links["session_id"])
+
+    async def shows(status: str, media: str) -> bool:
+        got = await row()
+        return (got["status"], got["media"]) == (status, media)
+
+    assert await shows("scheduled", "none")
+    pub = await lecture(relay, links)
+    try:
+        await until(lambda: shows("live", "flowing"), 15, 0.2, "the lecture never showed on air")
+    finally:
+        await pub.stop()
+    await until(lambda: shows("live", "none"), 15, 0.2, "still on air after the lecturer left")

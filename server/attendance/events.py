@@ -152,6 +152,19 @@ class Moderation(Event):
     text: str
 
 
+@dataclass(frozen=True)
+class Policy(Event):
+    """What earns credit in this session, as an admin set it (at its creation when not the
+    default, or changed later, even after the lecture): the share of the lecture to watch, in
+    percent, and whether replay time counts. Reports apply the last one; the ledger keeps
+    every change, and who made it."""
+
+    kind: ClassVar[str] = "policy"
+    by: str
+    threshold_percent: int
+    replay_credit: bool
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (
@@ -166,6 +179,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         Replay,
         Question,
         Moderation,
+        Policy,
     )
 }
 

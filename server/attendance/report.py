@@ -73,6 +73,8 @@ class SessionReport:
     # what credit was judged against: the end, or while live the time the report was made
     # at (its ``now_ms``, else its last event)
     closed_ms: int | None = None
+    replay_credit: bool = True  # whether replay time counted toward credit
+    policies: list[tuple[int, str, int, bool]] = field(default_factory=list)  # every change
 
     @property
     def length_s(self) -> float:
@@ -98,7 +100,7 @@ def intersect(spans: list[tuple[int, int]], start: int) -> list[tuple[int, int]]
 REPLAY_SLACK_MS = 2_000  # a position may run this much ahead of the wall clock and still count
 
 # The kinds a report reads the data of; the others only move the clock (``last_ms``).
-_FOLDED = frozenset(("join", "heartbeat", "leave", "headcount", "checkin", "replay"))
+_FOLDED = frozenset(("join", "heartbeat", "leave", "headcount", "checkin", "replay", "policy"))
 
 
 class _Conn:
@@ -189,6 +191,9 @@ class ReportFold:
         self.checkins: dict[str, list[tuple[str, int]]] = {}
         self._replay_last: dict[tuple[str, str], tuple[int, int, bool]] = {}
         self._replayed: dict[str, list[tuple[int, int]]] = {}
+        # ``policy`` events, (at, by, percent, replay credit): the last overrides the report's
+        # own arguments (the store's settings, which sessions older than the event had)
+        self.policies: list[tuple[int, str, int, bool]] = []
 
     def feed(self, rows: Iterable[tuple[int, int, str, str]]) -> ReportFold:
         """Fold in ``(seq, at_ms, kind, data JSON)`` rows, as ``Ledger.scan`` reads them."""
@@ -230,6 +235,8 @@ class ReportFold:
                 conn.leave, conn.reason = at_ms, d["reason"]
         elif kind == "replay":
             self._replay(at_ms, d)
+        elif kind == "policy":
+            self.policies.append((at_ms, d["by"], d["threshold_percent"], bool(d["replay_credit"])))
         elif kind == "start" and self.start is None:
             self.start = at_ms
         elif kind == "end":
@@ -291,6 +298,9 @@ class ReportFold:
         member reading their own record needs, a small part of the whole report's work."""
         names = names or {}
         rooms = rooms or {}
+        if self.policies:
+            _, _, percent, replay_credit = self.policies[-1]
+            threshold = percent / 100
         close_at = self.end or now_ms or self.last_ms
         people: dict[str, ParticipantReport] = {}
         wanted = None if only is None else self._credits_of(only)
@@ -357,6 +367,8 @@ class ReportFold:
             {room: list(entries) for room, entries in self.checkins.items()},
             thin(self.steps()) if only is None else [],
             close_at,
+            replay_credit,
+            list(self.policies),
         )
         length = (close_at - self.start) / 1000 if self.start is not None else 0.0
         for rep in people.values():
@@ -506,6 +518,7 @@ def json_chunks(
         "start": _iso(report.start_ms),
         "end": _iso(report.end_ms),
         "credit_threshold": report.threshold,
+        "replay_credit": report.replay_credit,
         "participants": rows_for_export(report, phones),
     }
     text = json.dumps(head, ensure_ascii=False, indent=1)
@@ -589,6 +602,12 @@ def audit_summary(
             1 for r in report.participants.values() if r.unverified_s > 0
         ),
         "replay_participants": sum(1 for r in report.participants.values() if r.replayed),
+        "credit_threshold": report.threshold,
+        "replay_credit": report.replay_credit,
+        "policy_changes": [
+            {"at": _iso(at), "by": by, "threshold_percent": pct, "replay_credit": replay}
+            for at, by, pct, replay in report.policies
+        ],
         "replay_seconds": round(sum(r.replay_seconds for r in report.participants.values())),
         "concurrency": report.concurrency,
         "townships": [{"township": k, **v} for k, v in sorted(townships.items())],

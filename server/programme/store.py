@@ -484,14 +484,34 @@ class ProgrammeStore:
         ]
 
     def set_credits(self, session_id: str, hours: float, members: list[str], year: int) -> int:
+        """The session's credits are these members' (its earlier ones replaced: a change of
+        its credit rule may take some away)."""
         with self._db:
             self._db.execute("BEGIN")
+            self._db.execute("DELETE FROM credits WHERE session_id = ?", (session_id,))
             self._db.executemany(
                 "INSERT OR REPLACE INTO credits (member_id, session_id, hours, year, at)"
                 " VALUES (?, ?, ?, ?, ?)",
                 [(m, session_id, hours, year, time.time()) for m in members],
             )
         return len(members)
+
+    def add_credit(self, session_id: str, hours: float, member: str, year: int) -> bool:
+        """One member's credit for the session (made up by replay after it ended); False if
+        they had it already."""
+        with self._db:
+            cur = self._db.execute(
+                "INSERT OR IGNORE INTO credits (member_id, session_id, hours, year, at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (member, session_id, hours, year, time.time()),
+            )
+        return cur.rowcount == 1
+
+    def has_credit(self, session_id: str, member: str) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM credits WHERE session_id = ? AND member_id = ?", (session_id, member)
+        )
+        return row.fetchone() is not None
 
     def hours_by_member(self, year: int) -> dict[str, float]:
         rows = self._db.execute(

@@ -6,8 +6,9 @@ import json
 
 from aiohttp import web
 
+from server.attendance.events import Policy
 from server.attendance.ledger import Ledger
-from server.auth import require
+from server.auth import Claims, require
 from server.cluster.outbox import StreamLedger
 from server.errors import HTTPProblem
 from server.histogram import Histogram
@@ -44,6 +45,51 @@ def bounded_int(value: object, low: int, high: int | None, reason: str) -> int:
     ):
         raise HTTPProblem(400, reason)
     return value
+
+
+DEFAULT_THRESHOLD = 0.8  # the share of a lecture a member watches to be credited
+
+
+def credit_rule(data: dict, current: tuple[float, bool]) -> tuple[float, bool]:
+    """A session's credit rule from a request body, ``current`` for what it leaves out: the
+    share of the lecture to watch (in hundredths, 0.01-1) and whether replay time counts."""
+    threshold = data.get("credit_threshold", current[0])
+    if (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, int | float)
+        or not 0.01 <= threshold <= 1
+        or abs(threshold * 100 - round(threshold * 100)) > 1e-6
+    ):
+        raise HTTPProblem(
+            400, "credit_threshold is the share of the lecture to watch, 0.01-1 (0.8 is 80%)"
+        )
+    replay_credit = data.get("replay_credit", current[1])
+    if not isinstance(replay_credit, bool):
+        raise HTTPProblem(400, "replay_credit is a boolean")
+    return round(threshold * 100) / 100, replay_credit
+
+
+async def set_credit_rule(
+    state: AppState, sid: str, threshold: float, replay_credit: bool, by: str
+) -> bool:
+    """Store a session's credit rule and, when it is not the one the session had (a new
+    session: the default), record the change in its ledger, which reports follow. Returns
+    whether it changed."""
+    store = state.store
+    if (store.credit_threshold(sid), store.replay_credit(sid)) == (threshold, replay_credit):
+        return False
+    store.set_credit_threshold(sid, threshold)
+    store.set_replay_credit(sid, replay_credit)
+    await state.attendance.append(sid, Policy(by, round(threshold * 100), replay_credit))
+    # signed at once: after the lecture no checkpoint would follow, and a change of the
+    # rule decides who is credited
+    await state.attendance.checkpoint(sid)
+    return True
+
+
+def by_whom(claims: Claims) -> str:
+    """Who a ledger event says did it: the token's subject, else its role."""
+    return str(claims.subject or claims.role)
 
 
 def _session_or_404(state: AppState, sid: str):
@@ -156,7 +202,7 @@ async def room_join(request: web.Request) -> web.Response:
 
 async def create_session(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
-    require(request, state.signer, ("admin",))
+    claims = require(request, state.signer, ("admin",))
     data = await read_json(request)
     title = str(data.get("title", "")).strip()
     if not title:
@@ -164,12 +210,13 @@ async def create_session(request: web.Request) -> web.Response:
     codec = str(data.get("video_codec", "H264")).upper()
     if codec not in ("VP8", "H264"):
         raise HTTPProblem(400, "video_codec is VP8 or H264")
-    flags = {k: data.get(k, True) for k in ("record", "replay_credit")}
-    if not all(isinstance(v, bool) for v in flags.values()):
-        raise HTTPProblem(400, "record and replay_credit are booleans")
+    record = data.get("record", True)
+    if not isinstance(record, bool):
+        raise HTTPProblem(400, "record is a boolean")
+    threshold, replay_credit = credit_rule(data, (DEFAULT_THRESHOLD, True))
     session = state.store.create_session(title, TOWNSHIPS, codec)
-    state.store.set_record(session.id, flags["record"])
-    state.store.set_replay_credit(session.id, flags["replay_credit"])
+    state.store.set_record(session.id, record)
+    await set_credit_rule(state, session.id, threshold, replay_credit, by_whom(claims))
     base = f"{request.scheme}://{request.host}"
     return web.json_response(session_links(state.config, state.signer, session, base), status=201)
 
@@ -192,12 +239,26 @@ async def admin_overview(request: web.Request) -> web.Response:
                 "created_at": s.created_at,
                 "record": state.store.records(s.id),
                 "replay_credit": state.store.replay_credit(s.id),
+                "credit_threshold": state.store.credit_threshold(s.id),
                 "viewers": len(live.viewers) if live else 0,
+                "media": _media_state(state, live),
                 "recording_bytes": recording_bytes(media_dir, s.id),
                 "replay": job.__dict__ if job else None,
             }
         )
     return web.json_response({"storage": usage(media_dir).as_json(), "sessions": sessions})
+
+
+def _media_state(state: AppState, media) -> str:
+    """Whether the lecture's media arrives, as this node sees it: ``flowing``; ``none`` (no
+    publisher, or one that sends nothing: a session started and left, or paused); or in
+    cluster mode, with nothing arriving here, ``unknown`` (the lecturer may publish to
+    another node, whose media reaches this one only for its own viewers)."""
+    if media is not None and media.media_flowing.is_set():
+        return "flowing"
+    if state.cluster is None or (media is not None and media.publisher is not None):
+        return "none"
+    return "unknown"
 
 
 async def admin_cluster(request: web.Request) -> web.Response:

@@ -21,8 +21,8 @@ from server.auth import Claims, authorize, require
 from server.errors import HTTPProblem
 from server.lean_socket import GOING_AWAY, NORMAL, LeanSocket, accept
 from server.replay import recordings_of
-from server.routes.api import bounded_int, read_json
-from server.routes.programme import credit_session
+from server.routes.api import bounded_int, by_whom, credit_rule, read_json, set_credit_rule
+from server.routes.programme import credit_member, credit_session
 from server.state import STATE, AppState
 from server.store import Member, Session
 
@@ -303,7 +303,7 @@ async def export(request: web.Request) -> web.StreamResponse:
         raise HTTPProblem(400, "format is csv, json or xlsx")
     phones = request.query.get("phones") in ("1", "true")
     session = _known_session(state, sid)  # 404 before recording an export of nothing
-    await state.attendance.append(sid, Export(claims.subject or claims.role, fmt, phones))
+    await state.attendance.append(sid, Export(by_whom(claims), fmt, phones))
     report = await session_report(state, session)
     receipt = state.attendance.final_receipt(sid)
     cps = state.attendance.ledger.checkpoints(sid)
@@ -366,11 +366,11 @@ async def my_record(request: web.Request) -> web.Response:
     me = state.store.member(str(claims.subject))
     if me is not None:
         row["name"], row["place"] = me.name, me.township
-    row["lecture"] = lecture_terms(report, options["replay_credit"])
+    row["lecture"] = lecture_terms(report)
     return web.json_response(row)
 
 
-def lecture_terms(report: SessionReport, replay_credit: bool) -> dict:
+def lecture_terms(report: SessionReport) -> dict:
     """What a member's credit is judged against: the lecture's length (so far, while it is
     live) and the share of it to watch."""
     start, close = report.start_ms, report.end_ms or report.closed_ms
@@ -381,7 +381,7 @@ def lecture_terms(report: SessionReport, replay_credit: bool) -> dict:
         "seconds": round(length),
         "threshold": report.threshold,
         "required_seconds": round(length * report.threshold),
-        "replay_credit": replay_credit,
+        "replay_credit": report.replay_credit,
     }
 
 
@@ -392,7 +392,7 @@ async def audit(request: web.Request) -> web.Response:
     sid = request.match_info["session"]
     claims = require(request, state.signer, ("admin",))
     session = _known_session(state, sid)
-    await state.attendance.append(sid, Export(claims.subject or claims.role, "audit-page", False))
+    await state.attendance.append(sid, Export(by_whom(claims), "audit-page", False))
     # read once, off the event loop: the report's names and the absentees
     roster = await asyncio.to_thread(state.store.roster_apart)
     report = await session_report(state, session, roster)
@@ -424,6 +424,29 @@ async def identify(request: web.Request) -> web.Response:
     return web.json_response({"token": token, "member_id": member_id, "name": member.name})
 
 
+async def change_credit_rule(request: web.Request) -> web.Response:
+    """``PATCH /api/sessions/{id}/credit-rule`` (admin): the share of the lecture a member
+    must watch, and whether replay counts; before, during or after the lecture. The change
+    is a ledger event; after the lecture, its members' hours are worked out again."""
+    state: AppState = request.app[STATE]
+    sid = request.match_info["session"]
+    claims = require(request, state.signer, ("admin",))
+    session = _known_session(state, sid)
+    data = await read_json(request)
+    if not data.keys() & {"credit_threshold", "replay_credit"}:
+        raise HTTPProblem(400, "give credit_threshold (0.01-1), replay_credit (boolean) or both")
+    current = (state.store.credit_threshold(sid), state.store.replay_credit(sid))
+    threshold, replay_credit = credit_rule(data, current)
+    changed = await set_credit_rule(state, sid, threshold, replay_credit, by_whom(claims))
+    body = {"session_id": sid, "credit_threshold": threshold, "replay_credit": replay_credit}
+    body["changed"] = changed
+    if changed and session.status == "ended":
+        report = await session_report(state, session)
+        body["credited"] = sum(1 for r in report.participants.values() if r.credited)
+        credit_session(state, sid, report)
+    return web.json_response(body)
+
+
 async def replay_progress(request: web.Request) -> web.Response:
     """``POST /api/sessions/{id}/replay/progress`` every 10-15 s from the replay page."""
     state: AppState = request.app[STATE]
@@ -442,11 +465,17 @@ async def replay_progress(request: web.Request) -> web.Response:
     who = f"member:{claims.subject}" if claims.role == "member" else "viewer:replay"
     event = Replay(who, view, int(position * 1000), flags[0], flags[1])
     done = await state.attendance.append(sid, event)
+    if claims.role == "member" and not state.programme.has_credit(sid, str(claims.subject)):
+        # made up by replay: the member earns the lecture's hours as soon as they have
+        options = report_options(state.store, _known_session(state, sid), roster=[])
+        mine = await asyncio.to_thread(state.reports.alone, sid, who, **options)
+        credit_member(state, sid, mine, str(claims.subject))
     return web.json_response({"seq": done.seq})
 
 
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/sessions/{session}/replay/progress", replay_progress)
+    app.router.add_patch("/api/sessions/{session}/credit-rule", change_credit_rule)
     app.router.add_post("/api/sessions/{session}/identify", identify)
     app.router.add_get("/api/sessions/{session}/audit", audit)
     app.router.add_get("/api/sessions/{session}/me", my_record)

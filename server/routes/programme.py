@@ -10,6 +10,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from server.attendance.report import SessionReport
 from server.auth import Claims, require
 from server.errors import HTTPProblem
 from server.links import session_links
@@ -428,15 +429,36 @@ async def feedback_results(request: web.Request) -> web.Response:
     )
 
 
-def credit_session(state: AppState, sid: str, report) -> int:
-    """Credited members of an approved training's session earn its course's class hours."""
+def credit_session(state: AppState, sid: str, report: SessionReport) -> int:
+    """Credited members of an approved training's session earn its course's class hours (at
+    its end, and again when an admin changes its credit rule)."""
     training = state.programme.training_of_session(sid)
     if training is None:
         return 0
     course = state.programme.course(training.course_id)
     members = [r.member_id for r in report.participants.values() if r.credited and r.member_id]
-    year = datetime.date.today().year
-    return state.programme.set_credits(sid, course.class_hours, members, year)
+    return state.programme.set_credits(sid, course.class_hours, members, _year(report))
+
+
+def credit_member(state: AppState, sid: str, report: SessionReport, member_id: str) -> bool:
+    """After the lecture, a member whose replay made up the time earns the hours then
+    (``report``: theirs alone will do). False if they had them, or have not made it."""
+    mine = report.participants.get(f"member:{member_id}")
+    if report.end_ms is None or mine is None or not mine.credited:
+        return False
+    training = state.programme.training_of_session(sid)
+    if training is None:
+        return False
+    course = state.programme.course(training.course_id)
+    return state.programme.add_credit(sid, course.class_hours, member_id, _year(report))
+
+
+def _year(report: SessionReport) -> int:
+    """The year a lecture's hours count in: the year it was given."""
+    when = report.end_ms or report.start_ms
+    if when is None:
+        return datetime.date.today().year
+    return datetime.datetime.fromtimestamp(when / 1000).year
 
 
 async def member_credits(request: web.Request) -> web.Response:

@@ -443,6 +443,58 @@ async def test_audit_page_draws_its_chart_tables_and_receipt(relay, browser, art
     assert kinds[-1] == "export"  # reading names of absentees is recorded
 
 
+async def test_admin_page_changes_the_credit_rule_and_the_audit_page_shows_it(
+    relay, browser, artifacts
+):
+    from server.attendance.events import End, Heartbeat, Join, Start
+    from server.store import Member
+
+    links = relay.new_session("认定标准测试")
+    sid = links["session_id"]
+    relay.state.store.upsert_members(
+        [Member("B1", "七成", "团堡镇"), Member("B2", "九成", "团堡镇")]
+    )
+    ledger = relay.state.attendance.ledger
+    t = 1_700_000_000_000
+    await ledger.append(sid, Start("pub"), t)
+    for member, beats in (("B1", 7), ("B2", 9)):  # 70 s and 90 s of a 100 s lecture
+        await ledger.append(sid, Join(f"member:{member}", member, "token", "127.0.0.1", False), t)
+        for k in range(1, beats + 1):
+            await ledger.append(
+                sid, Heartbeat(member, k * 250, True, True, k * 90, k * 50), t + k * 10_000
+            )
+    await ledger.append(sid, End("lecturer"), t + 100_000)
+    admin = relay.token("admin", None, "组织部")
+    gone = relay.new_session("主讲人已离开")  # started, never ended, nothing arriving
+    relay.state.store.set_status(gone["session_id"], "live")
+    page = await (await browser.new_context(viewport={"width": 1280, "height": 900})).new_page()
+    await page.goto(f"{relay.base_url}/admin?token={admin}")
+    await shows(page, "sessions", "主讲人已离开")
+    row = page.locator("#sessions tbody tr", has_text="主讲人已离开")
+    assert "已开始 · 主讲人未推流" in await row.inner_text()
+    share = page.locator("#sessions tbody tr", has_text="认定标准测试").locator(
+        "button", has_text="满 80%"
+    )
+    answers = iter(["60", None])  # the prompt's answer, then the confirmation
+
+    async def answer(dialog) -> None:
+        text = next(answers)
+        await (dialog.accept(text) if text else dialog.accept())
+
+    page.on("dialog", lambda dialog: asyncio.ensure_future(answer(dialog)))
+    await share.click()
+    await shows(page, "status", "已修改：认定标准测试 · 满 60%")
+    await shows(page, "sessions", "满 60%")
+    assert [r.data["threshold_percent"] for r in ledger.rows(sid) if r.kind == "policy"] == [60]
+    audit = await (await browser.new_context(viewport={"width": 1200, "height": 900})).new_page()
+    await audit.goto(f"{relay.base_url}/audit?session={sid}&token={admin}")
+    await shows(audit, "status", "记录完整", 10000)
+    assert await audit.inner_text("#rule") == "满 60% · 回放计入"
+    assert "组织部 设为满 60% · 回放计入" in await audit.inner_text("#rulechanges")
+    assert await audit.inner_text("#credited") == "2"  # 70 s of 100 now counts
+    await audit.screenshot(path=str(artifacts / "audit-rule-changed.png"), full_page=True)
+
+
 async def test_phone_plays_the_replay_and_seeks(relay, browser, artifacts):
     from tests.test_replay import ended_with_replay
 
