@@ -112,7 +112,10 @@ async def _serve(config: Config, ssl_context, workers: int) -> None:
         if cluster is not None:
             await cluster.start()
             if config.cluster_home and config.ledger_writer:
-                writer = _start_writer(config, cluster.redis, app[STATE].attendance.ledger)
+                attendance = app[STATE].attendance
+                writer = _start_writer(
+                    config, cluster.redis, attendance.ledger, attendance.written_elsewhere
+                )
         tune_gc()  # once start-up's objects exist: they are frozen out of every collection
         pacer = asyncio.ensure_future(pace_gc(config.gc_pace_s))
         mode = f", cluster node {cluster.id}" if cluster is not None else ""
@@ -129,10 +132,10 @@ async def _serve(config: Config, ssl_context, workers: int) -> None:
         await runner.cleanup()
 
 
-def _start_writer(config: Config, redis, ledger):
+def _start_writer(config: Config, redis, ledger, on_written=None):
     from server.cluster.stream import StreamWriter
 
-    writer = StreamWriter(redis, ledger, lost_after_s=2 * config.node_ttl_s)
+    writer = StreamWriter(redis, ledger, lost_after_s=2 * config.node_ttl_s, on_written=on_written)
     return writer, asyncio.ensure_future(writer.run())
 
 

@@ -621,3 +621,38 @@ async def test_a_live_sessions_report_is_kept_up_to_date_in_the_background(relay
     assert state.reports.report(sid).headcounts == {"11112222": 3}
     await state.attendance.append(sid, Headcount("11112222", 4))
     assert state.reports.folded(sid) == head + 1  # followed as it was appended
+
+
+@pytest.mark.relay_config(checkpoint_interval_s=0.2)
+async def test_events_after_the_lecture_are_signed_so_cutting_them_off_is_caught(relay):
+    """Exports are read, and replays watched, after the lecture, past its final receipt. The
+    chain alone cannot show its last events cut off (who read personal data), so they are
+    signed at the next checkpoint tick, as a live session's are."""
+    from tests.test_ledger import tamper
+
+    links = relay.new_session()
+    sid = links["session_id"]
+    admin = relay.token("admin", None)
+    att = relay.state.attendance
+    pub = await lecture(relay, links)
+    try:
+        await until(lambda: sid in att.live_sessions(), 15, what="the lecture never started")
+    finally:
+        await pub.stop()
+    assert (await call(relay, "POST", f"/api/sessions/{sid}/end", admin, {}))[0] == 200
+    final = att.final_receipt(sid)["seq"]
+    status, _ = await call(relay, "GET", f"/api/sessions/{sid}/attendance?format=json", admin)
+    assert status == 200
+    export = max(r.seq for r in att.ledger.rows(sid))
+    assert export > final
+    await until(
+        lambda: max(c.seq for c in att.all_checkpoints(sid)) >= export,
+        5,
+        what="the export after the lecture was never signed",
+    )
+    assert att.final_receipt(sid)["seq"] == final  # still the lecture's receipt
+    status, verdict = await call(relay, "GET", f"/api/sessions/{sid}/verify", admin)
+    assert verdict["ok"] and verdict["unsigned"] == 0
+    tamper(att.ledger.path, ("DELETE FROM events WHERE session = ? AND seq = ?", (sid, export)))
+    status, verdict = await call(relay, "GET", f"/api/sessions/{sid}/verify", admin)
+    assert status == 200 and not verdict["ok"] and verdict["first_bad_seq"] == export

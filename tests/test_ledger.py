@@ -197,6 +197,17 @@ def test_verify_reads_past_an_edit_to_check_later_signatures(ledger, key):
     assert verdict.problems == ["event 4 was altered"]
 
 
+def test_verify_counts_the_events_no_signature_covers_yet(ledger, key):
+    fill(ledger)
+    last, head = ledger.head(S)
+    cp = key.sign(S, 3, next(r.hash for r in ledger.rows(S) if r.seq == 3), 1, final=False)
+    verdict = verify(S, ledger.rows(S), [cp], key.public)
+    assert verdict.ok and verdict.unsigned == last - 3
+    assert f"the last {last - 3} not signed yet" in verdict.summary()
+    signed = verify(S, ledger.rows(S), [cp, key.sign(S, last, head, 2, final=True)], key.public)
+    assert signed.ok and signed.unsigned == 0 and "not signed" not in signed.summary()
+
+
 def test_a_deleted_row_is_caught_and_named(ledger):
     fill(ledger)
     tamper(ledger.path, ("DELETE FROM events WHERE seq = 3", ()))

@@ -75,6 +75,9 @@ class Attendance:
         self.heartbeat_min_gap_s = heartbeat_min_gap_s
         self.peers: dict[str, _Peer] = {}
         self._started: set[str] = set()
+        # sessions not live with events since their last checkpoint (an export, a replay's
+        # progress, a change of the credit rule after the lecture): signed at the next tick
+        self._unsigned: set[str] = set()
         self._signed: dict[str, int] = {}  # session -> seq of its last checkpoint
         self._newest: asyncio.Future | None = None
         self._tasks: list[asyncio.Task] = []
@@ -117,7 +120,7 @@ class Attendance:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.drain()
-        for session in list(self._started):
+        for session in [*self._started, *self._unsigned]:
             await self.checkpoint(session)
 
     async def drain(self) -> None:
@@ -198,7 +201,16 @@ class Attendance:
         return self.ledger.submit(peer.session, event)
 
     async def append(self, session: str, event: Event) -> Appended:
-        return await self.ledger.append(session, event)
+        done = await self.ledger.append(session, event)
+        self.written_elsewhere((session,))
+        return done
+
+    def written_elsewhere(self, sessions) -> None:
+        """Events were appended to these sessions (here, or by the cluster's stream writer
+        for an edge). One that is not live had no checkpoint to follow (after the lecture:
+        who read personal data, replay time that earns hours), and a chain alone cannot show
+        its last events cut off: signed at the next tick, as a live session's are."""
+        self._unsigned.update(s for s in sessions if s not in self._started)
 
     # -- signing -------------------------------------------------------------------------
     async def checkpoint(self, session: str, final: bool = False) -> dict | None:
@@ -230,11 +242,14 @@ class Attendance:
         while True:
             await asyncio.sleep(self.checkpoint_interval_s)
             await self.drain()
-            for session in list(self._started):
+            due, self._unsigned = [*self._started, *self._unsigned], set()
+            for session in due:
                 try:
                     await self.checkpoint(session)
                 except Exception:  # noqa: BLE001 - try again at the next tick
                     log.exception("checkpoint of %s failed", session)
+                    if session not in self._started:
+                        self._unsigned.add(session)
 
     async def _timeout_loop(self) -> None:
         interval = min(5.0, self.heartbeat_timeout_s / 3)

@@ -22,13 +22,17 @@ class Verdict:
     problems: list[str] = field(default_factory=list)
     checkpoints: int = 0
     receipt_checked: bool = False
+    # events after the last valid signature: held by the chain alone, until the server signs
+    # them (within a checkpoint interval while it runs)
+    unsigned: int = 0
 
     def summary(self) -> str:
         if self.ok:
             extra = ", receipt matches" if self.receipt_checked else ""
+            tail = f", the last {self.unsigned} not signed yet" if self.unsigned else ""
             return (
                 f"OK: session {self.session}, {self.events} events, head {self.head[:16]}…, "
-                f"{self.checkpoints} signed checkpoints valid{extra}"
+                f"{self.checkpoints} signed checkpoints valid{extra}{tail}"
             )
         return (
             f"FAILED: session {self.session}, first bad sequence number {self.first_bad_seq}: "
@@ -45,6 +49,7 @@ class Verdict:
             "problems": self.problems,
             "checkpoints": self.checkpoints,
             "receipt_checked": self.receipt_checked,
+            "unsigned": self.unsigned,
         }
 
 
@@ -64,11 +69,14 @@ def verify(
     wanted = {c.seq for c in signed}
     hashes: dict[int, str] = {}
     first: list[int] = []  # the first sequence number read
+    last = 0
 
     def watched() -> Iterator[Row]:
+        nonlocal last
         for r in rows:
             if not first:
                 first.append(r.seq)
+            last = r.seq
             if r.seq in wanted:
                 hashes[r.seq] = r.hash
             yield r
@@ -88,6 +96,7 @@ def verify(
     if not chain.ok:
         bad(chain.first_bad_seq, chain.reason)
     fp = fingerprint(key)
+    vouched = 0  # the last sequence number a valid signature covers
     for cp in sorted(signed, key=lambda c: c.seq):
         label = "receipt" if cp is receipt else "checkpoint"
         if cp.session != session:
@@ -98,6 +107,8 @@ def verify(
             continue
         if cp is not receipt:
             verdict.checkpoints += 1
+        if hashes.get(cp.seq) == cp.head:
+            vouched = max(vouched, cp.seq)
         if cp.seq not in hashes:
             bad(cp.seq, f"event {cp.seq}, signed in a {label}, is missing")
         elif hashes[cp.seq] != cp.head:
@@ -110,4 +121,5 @@ def verify(
             )
     if receipt is not None:
         verdict.receipt_checked = True
+    verdict.unsigned = max(last - vouched, 0)
     return verdict
