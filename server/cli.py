@@ -114,7 +114,7 @@ async def _serve(config: Config, ssl_context, workers: int) -> None:
             if config.cluster_home and config.ledger_writer:
                 attendance = app[STATE].attendance
                 writer = _start_writer(
-                    config, cluster.redis, attendance.ledger, attendance.written_elsewhere
+                    config, cluster.redis, attendance.ledger, attendance.appended_to
                 )
         tune_gc()  # once start-up's objects exist: they are frozen out of every collection
         pacer = asyncio.ensure_future(pace_gc(config.gc_pace_s))
@@ -329,7 +329,8 @@ def _emit(body: bytes | Iterable[bytes], out: str | None, what: str) -> None:
 def cmd_audit(args: argparse.Namespace) -> int:
     from server.attendance.events import Export
     from server.attendance.exports import render_chunks, report_for
-    from server.attendance.signing import LedgerKey, receipt
+    from server.attendance.ledger import now_ms
+    from server.attendance.signing import CheckpointLog, LedgerKey, receipt
     from server.store import Store
 
     config = _config(args)
@@ -341,9 +342,15 @@ def cmd_audit(args: argparse.Namespace) -> int:
             print(f"lecture-relay: unknown session {args.session}", file=sys.stderr)
             return 2
         ledger.append_now(args.session, Export("cli", args.format, args.phones))
+        key = LedgerKey.load_or_create(config.ledger_key_path)
+        # signed here: the server's tracker does not see what this process appends, and a
+        # chain alone cannot show its newest event cut off
+        seq, head = ledger.head(args.session)
+        cp = key.sign(args.session, seq, head, now_ms(), False)
+        ledger.save_checkpoint(cp)
+        CheckpointLog(config.checkpoint_log_path).append(cp)
         report = report_for(store, ledger, session)
         checkpoints = ledger.checkpoints(args.session)
-        key = LedgerKey.load_or_create(config.ledger_key_path)
         finals = [c for c in checkpoints if c.final]
         rec = receipt(finals[-1], key.public) if finals else None
         chunks = render_chunks(args.format, report, ledger, checkpoints, rec, args.phones)

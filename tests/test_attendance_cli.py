@@ -111,6 +111,7 @@ def test_audit_exports_and_offline_verification(tmp_path):
     pub = cli(tmp_path, "keys", "show").stdout.split()[2]
     ok = cli(tmp_path, "verify", "--export", str(out), "--pubkey", pub)
     assert ok.returncode == 0, ok.stdout
+    assert "not signed" not in ok.stdout  # the export's own event was signed with it
     doc["events"][1]["data"]["audio_only"] = False
     out.write_text(json.dumps(doc))
     bad = cli(tmp_path, "verify", "--export", str(out), "--pubkey", pub)

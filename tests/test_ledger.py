@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from server.attendance.events import End, Heartbeat, Join, Leave, Start, canonical
+from server.attendance.events import End, Export, Heartbeat, Join, Leave, Start, canonical
 from server.attendance.ledger import Ledger, check_chain
 from server.attendance.offline import verify_export
 from server.attendance.report import build_report, json_chunks, to_csv
@@ -688,6 +688,34 @@ def test_a_restart_reads_only_sessions_not_ended_and_closes_their_open_intervals
         5_000,  # closed at its last evidence
     )
     assert [r.kind for r in ledger.rows("done")][-1] == "end"
+
+
+async def test_a_restart_signs_what_the_last_run_appended_after_its_last_tick(
+    ledger, key, tmp_path
+):
+    """An export read after the lecture, then the server stopped before its next tick: the
+    restarted tracker finds the unsigned tail and signs it."""
+    from server.attendance.tracker import Attendance
+
+    ledger.append_now("done", Start("pub"), 1_000)
+    ledger.append_now("done", End("lecturer"), 2_000)
+    seq, head = ledger.head("done")
+    ledger.save_checkpoint(key.sign("done", seq, head, 2_000, final=True))
+    ledger.append_now("done", Export("组织部", "csv", False), 3_000)  # after the receipt
+    ledger.append_now("quiet", Start("pub"), 1_000)  # never signed at all
+    ledger.append_now("signed", Start("pub"), 1_000)
+    seq, head = ledger.head("signed")
+    ledger.save_checkpoint(key.sign("signed", seq, head, 1_000, final=False))
+    assert sorted(ledger.unsigned_sessions()) == ["done", "quiet"]
+
+    async def close_peer(session: str, peer: str, reason: str) -> bool:
+        return False
+
+    attendance = Attendance(ledger, key, CheckpointLog(tmp_path / "cp.jsonl"), close_peer)
+    attendance.recover()
+    await attendance.close()  # signs what is due, as the first tick would
+    assert ledger.unsigned_sessions() == []
+    assert attendance.final_receipt("done")["seq"] == 2  # the lecture's receipt stays
 
 
 def test_a_json_export_comes_in_pieces_and_still_verifies_offline(ledger, key, monkeypatch):

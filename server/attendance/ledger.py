@@ -217,6 +217,15 @@ class Ledger:
             ended = {r[0] for r in self._read.execute(ENDED_SESSIONS)}
         return [s for s in self.sessions() if s not in ended]
 
+    def unsigned_sessions(self) -> list[str]:
+        """The sessions whose newest event no checkpoint covers (appended after the last
+        tick before a stop or a crash): a lookup per session, the checkpoints read once."""
+        with self._read_lock:
+            signed = dict(
+                self._read.execute("SELECT session, MAX(seq) FROM checkpoints GROUP BY session")
+            )
+        return [s for s in self.sessions() if self.head(s)[0] > signed.get(s, 0)]
+
     def close(self) -> None:
         self._writer.close()
         self._read.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from media.session import MediaEvent
@@ -84,7 +84,8 @@ class Attendance:
 
     # -- lifecycle -----------------------------------------------------------------------
     def recover(self) -> int:
-        """After a crash: close every interval left open at its last evidence.
+        """After a crash: close every interval left open at its last evidence, and mark for
+        the first tick the sessions whose newest events no checkpoint covers.
 
         Only sessions not ended are read (an ended session's viewers all left before its
         end was signed), and of their events only the kinds that open and close intervals
@@ -108,6 +109,8 @@ class Attendance:
                 closed += 1
         if closed:
             log.warning("closed %d attendance intervals left open by a restart", closed)
+        # events the last run appended after its last tick (the restart's own leaves too)
+        self._unsigned.update(self.ledger.unsigned_sessions())
         return closed
 
     def start(self) -> None:
@@ -202,10 +205,10 @@ class Attendance:
 
     async def append(self, session: str, event: Event) -> Appended:
         done = await self.ledger.append(session, event)
-        self.written_elsewhere((session,))
+        self.appended_to((session,))
         return done
 
-    def written_elsewhere(self, sessions) -> None:
+    def appended_to(self, sessions: Iterable[str]) -> None:
         """Events were appended to these sessions (here, or by the cluster's stream writer
         for an edge). One that is not live had no checkpoint to follow (after the lecture:
         who read personal data, replay time that earns hours), and a chain alone cannot show

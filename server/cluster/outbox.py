@@ -270,6 +270,9 @@ class StreamLedger:
     def open_sessions(self) -> list[str]:
         return []
 
+    def unsigned_sessions(self) -> list[str]:
+        return []
+
     def rows(self, session: str) -> list:
         return []
 

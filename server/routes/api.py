@@ -81,8 +81,7 @@ async def set_credit_rule(
     store.set_credit_threshold(sid, threshold)
     store.set_replay_credit(sid, replay_credit)
     await state.attendance.append(sid, Policy(by, round(threshold * 100), replay_credit))
-    # signed at once: after the lecture no checkpoint would follow, and a change of the
-    # rule decides who is credited
+    # signed at once, not at the next tick: it decides who is credited
     await state.attendance.checkpoint(sid)
     return True
 

@@ -304,6 +304,7 @@ async def export(request: web.Request) -> web.StreamResponse:
     phones = request.query.get("phones") in ("1", "true")
     session = _known_session(state, sid)  # 404 before recording an export of nothing
     await state.attendance.append(sid, Export(by_whom(claims), fmt, phones))
+    await state.attendance.checkpoint(sid)  # the file carries its own reading, signed
     report = await session_report(state, session)
     receipt = state.attendance.final_receipt(sid)
     cps = state.attendance.ledger.checkpoints(sid)
