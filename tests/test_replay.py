@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 import av
 
 from server.attendance.report import build_report
@@ -153,6 +155,8 @@ async def test_a_member_who_makes_up_the_lecture_by_replay_earns_its_hours(relay
             return (await resp.json())["hours"] if resp.status == 200 else -1
 
     relay.state.store.upsert_members([Member("RP2", "补学", "团堡镇")])
+    last_year = datetime.date.today().year - 1  # the page counts this year's hours
+    assert relay.state.programme.add_credit("an-old-lecture", 3, "RP2", last_year)
     # half the lecture will do: its ledger's length runs a little past the recording's
     admin = {"Authorization": f"Bearer {relay.token('admin', None)}"}
     rule = f"{relay.base_url}/api/sessions/{sid}/credit-rule"

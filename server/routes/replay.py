@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 from aiohttp import web
 
 from server.auth import require
@@ -97,12 +99,14 @@ async def my_replays(request: web.Request) -> web.Response:
         if item:
             replays.append(item)
     credits = state.programme.credits_of(member.member_id)
+    year = datetime.date.today().year
     return web.json_response(
         {
             "member_id": member.member_id,
             "name": member.name,
             "township": member.township,
-            "hours": sum(c["hours"] for c in credits),
+            "year": year,
+            "hours": sum(c["hours"] for c in credits if c["year"] == year),  # this year's
             "credits": credits,
             "replays": replays,
         }
