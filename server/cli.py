@@ -208,15 +208,36 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_session_create(args: argparse.Namespace) -> int:
+    from server.attendance.events import Policy
+    from server.attendance.ledger import Ledger
+    from server.errors import HTTPProblem
     from server.links import session_links
+    from server.routes.api import DEFAULT_THRESHOLD, credit_rule
     from server.store import TOWNSHIPS, Store
 
     config = _config(args)
+    try:
+        rule = credit_rule(
+            {"credit_threshold": args.credit_threshold, "replay_credit": not args.no_replay_credit},
+            (DEFAULT_THRESHOLD, True),
+        )
+    except HTTPProblem as exc:
+        print(f"lecture-relay: {exc.reason}", file=sys.stderr)
+        return 2
     store = Store(config.store_path)
     try:
         session = store.create_session(args.title, TOWNSHIPS, args.video_codec.upper())
         if args.no_record:
             store.set_record(session.id, False)
+        if rule != (DEFAULT_THRESHOLD, True):  # recorded in the ledger, as the API does
+            store.set_credit_threshold(session.id, rule[0])
+            store.set_replay_credit(session.id, rule[1])
+            ledger = Ledger(config.ledger_path)
+            try:
+                ledger.append_now(session.id, Policy("cli", round(rule[0] * 100), rule[1]))
+                _sign_head(config, ledger, session.id)
+            finally:
+                ledger.close()
     finally:
         store.close()
     links = session_links(config, _signer(config), session)
@@ -248,6 +269,21 @@ def cmd_token(args: argparse.Namespace) -> int:
     config = _config(args)
     print(_signer(config).issue(args.role, args.session, args.subject, args.ttl))
     return 0
+
+
+def _sign_head(config: Config, ledger, session: str):
+    """Sign the session's head now, as the server's tracker would, and return the key: the
+    tracker does not see what this process appends, and a chain alone cannot show its newest
+    event cut off."""
+    from server.attendance.ledger import now_ms
+    from server.attendance.signing import CheckpointLog, LedgerKey
+
+    key = LedgerKey.load_or_create(config.ledger_key_path)
+    seq, head = ledger.head(session)
+    cp = key.sign(session, seq, head, now_ms(), False)
+    ledger.save_checkpoint(cp)
+    CheckpointLog(config.checkpoint_log_path).append(cp)
+    return key
 
 
 def _ledger(config: Config):
@@ -329,8 +365,7 @@ def _emit(body: bytes | Iterable[bytes], out: str | None, what: str) -> None:
 def cmd_audit(args: argparse.Namespace) -> int:
     from server.attendance.events import Export
     from server.attendance.exports import render_chunks, report_for
-    from server.attendance.ledger import now_ms
-    from server.attendance.signing import CheckpointLog, LedgerKey, receipt
+    from server.attendance.signing import receipt
     from server.store import Store
 
     config = _config(args)
@@ -342,13 +377,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
             print(f"lecture-relay: unknown session {args.session}", file=sys.stderr)
             return 2
         ledger.append_now(args.session, Export("cli", args.format, args.phones))
-        key = LedgerKey.load_or_create(config.ledger_key_path)
-        # signed here: the server's tracker does not see what this process appends, and a
-        # chain alone cannot show its newest event cut off
-        seq, head = ledger.head(args.session)
-        cp = key.sign(args.session, seq, head, now_ms(), False)
-        ledger.save_checkpoint(cp)
-        CheckpointLog(config.checkpoint_log_path).append(cp)
+        key = _sign_head(config, ledger, args.session)
         report = report_for(store, ledger, session)
         checkpoints = ledger.checkpoints(args.session)
         finals = [c for c in checkpoints if c.final]
@@ -488,6 +517,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     create.add_argument("--json", action="store_true", help="print JSON")
     create.add_argument("--no-record", action="store_true", help="do not record this lecture")
+    create.add_argument(
+        "--credit-threshold",
+        type=float,
+        default=0.8,
+        help="the share of the lecture a member watches to be credited, 0.01-1 (default 0.8)",
+    )
+    create.add_argument(
+        "--no-replay-credit", action="store_true", help="replay time does not count toward credit"
+    )
     _common(create)
     create.set_defaults(func=cmd_session_create)
     listing = ssub.add_parser("list", help="list sessions")

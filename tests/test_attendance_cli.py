@@ -195,3 +195,32 @@ async def test_sigkill_mid_session_loses_no_acknowledged_event(tmp_path):
     leaves = [r for r in rows if r.kind == "leave"]
     assert [r.data["reason"] for r in leaves] == ["server_restart"]
     assert leaves[0].at_ms == last_beat.at_ms  # closed at its last evidence
+
+
+def test_a_session_created_from_the_cli_with_its_own_credit_rule_records_it(tmp_path):
+    created = cli(
+        tmp_path,
+        "session",
+        "create",
+        "--title",
+        "七成",
+        "--json",
+        "--credit-threshold",
+        "0.7",
+        "--no-replay-credit",
+    )
+    assert created.returncode == 0, created.stderr
+    sid = json.loads(created.stdout)["session_id"]
+    ledger = Ledger(tmp_path / "data" / "ledger.sqlite3")
+    try:
+        (first,) = ledger.rows(sid)
+        assert (first.kind, first.data) == (
+            "policy",
+            {"by": "cli", "threshold_percent": 70, "replay_credit": False},
+        )
+    finally:
+        ledger.close()
+    checked = cli(tmp_path, "verify", sid)
+    assert checked.returncode == 0 and "not signed" not in checked.stdout, checked.stdout
+    bad = cli(tmp_path, "session", "create", "--title", "x", "--credit-threshold", "1.5")
+    assert bad.returncode == 2 and "credit_threshold" in bad.stderr
