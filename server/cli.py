@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from contextlib import nullcontext
 from pathlib import Path
 
-from server.config import Config, config_from_env, host_addresses
+from server.config import DEFAULT_THRESHOLD, Config, config_from_env, host_addresses
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -212,7 +212,7 @@ def cmd_session_create(args: argparse.Namespace) -> int:
     from server.attendance.ledger import Ledger
     from server.errors import HTTPProblem
     from server.links import session_links
-    from server.routes.api import DEFAULT_THRESHOLD, credit_rule
+    from server.routes.api import credit_rule
     from server.store import TOWNSHIPS, Store
 
     config = _config(args)
@@ -520,7 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument(
         "--credit-threshold",
         type=float,
-        default=0.8,
+        default=DEFAULT_THRESHOLD,
         help="the share of the lecture a member watches to be credited, 0.01-1 (default 0.8)",
     )
     create.add_argument(

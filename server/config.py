@@ -10,6 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+# The share of a lecture a member watches to be credited, unless the session sets its own.
+DEFAULT_THRESHOLD = 0.8
+
 
 @dataclass(frozen=True)
 class IceServer:

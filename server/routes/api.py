@@ -10,6 +10,7 @@ from server.attendance.events import Policy
 from server.attendance.ledger import Ledger
 from server.auth import Claims, require
 from server.cluster.outbox import StreamLedger
+from server.config import DEFAULT_THRESHOLD
 from server.errors import HTTPProblem
 from server.histogram import Histogram
 from server.links import session_links
@@ -45,9 +46,6 @@ def bounded_int(value: object, low: int, high: int | None, reason: str) -> int:
     ):
         raise HTTPProblem(400, reason)
     return value
-
-
-DEFAULT_THRESHOLD = 0.8  # the share of a lecture a member watches to be credited
 
 
 def credit_rule(data: dict, current: tuple[float, bool]) -> tuple[float, bool]:

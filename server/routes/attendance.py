@@ -348,14 +348,9 @@ async def my_record(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
     claims = require(request, state.signer, ("member",), sid)
-    # Every member may ask, during a lecture and after it: their own record alone is folded
-    # out, without names (the whole roster is 30,000 rows, ~130 ms to read on the event
-    # loop), and each reads their own name.
-    options = report_options(state.store, _known_session(state, sid), roster=[])
     participant = f"member:{claims.subject}"
     # while live, judged as of now (an open connection's interval reaches it)
-    options["now_ms"] = now_ms()
-    report = await asyncio.to_thread(state.reports.alone, sid, participant, **options)
+    report = await own_record(state, sid, participant, now_ms=now_ms())
     mine = report.participants.get(participant)
     if mine is None:
         row = {"member_id": claims.subject, "seconds_watched": 0, "credited": False}
@@ -369,6 +364,14 @@ async def my_record(request: web.Request) -> web.Response:
         row["name"], row["place"] = me.name, me.township
     row["lecture"] = lecture_terms(report)
     return web.json_response(row)
+
+
+async def own_record(state: AppState, sid: str, participant: str, **options) -> SessionReport:
+    """The session's report with one member's record alone, on a worker thread. Every member
+    may ask, during a lecture and after it: it is folded out without names (the whole roster
+    is 30,000 rows, ~130 ms to read on the event loop); the caller reads the one it needs."""
+    options |= report_options(state.store, _known_session(state, sid), roster=[])
+    return await asyncio.to_thread(state.reports.alone, sid, participant, **options)
 
 
 def lecture_terms(report: SessionReport) -> dict:
@@ -468,8 +471,7 @@ async def replay_progress(request: web.Request) -> web.Response:
     done = await state.attendance.append(sid, event)
     if claims.role == "member" and not state.programme.has_credit(sid, str(claims.subject)):
         # made up by replay: the member earns the lecture's hours as soon as they have
-        options = report_options(state.store, _known_session(state, sid), roster=[])
-        mine = await asyncio.to_thread(state.reports.alone, sid, who, **options)
+        mine = await own_record(state, sid, who)
         credit_member(state, sid, mine, str(claims.subject))
     return web.json_response({"seq": done.seq})
 
