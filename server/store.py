@@ -11,13 +11,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-SCHEMA = """
+from server.config import DEFAULT_THRESHOLD
+
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS sessions (
     id TEXT PRIMARY KEY,
     title TEXT NOT NULL,
     status TEXT NOT NULL DEFAULT 'scheduled',
     video_codec TEXT NOT NULL DEFAULT 'H264',
-    credit_threshold REAL NOT NULL DEFAULT 0.8,
+    credit_threshold REAL NOT NULL DEFAULT {DEFAULT_THRESHOLD},
     record INTEGER NOT NULL DEFAULT 1,
     replay_credit INTEGER NOT NULL DEFAULT 1,
     created_at REAL NOT NULL,
@@ -255,7 +257,7 @@ class Store:
     def credit_threshold(self, sid: str) -> float:
         row = self._db.execute("SELECT credit_threshold FROM sessions WHERE id = ?", (sid,))
         found = row.fetchone()
-        return 0.8 if found is None else float(found[0])
+        return DEFAULT_THRESHOLD if found is None else float(found[0])
 
     def record_headcount(self, sid: str, room_code: str, count: int) -> None:
         with self._db:

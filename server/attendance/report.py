@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from server.attendance.events import Event, Heartbeat, data_from_json
 from server.attendance.ledger import Row
+from server.config import DEFAULT_THRESHOLD
 from server.roster import mask_phone
 
 MAX_SPAN_MS = 30_000  # a heartbeat vouches for at most this much time before it
@@ -286,7 +287,7 @@ class ReportFold:
 
     def report(
         self,
-        threshold: float = 0.8,
+        threshold: float = DEFAULT_THRESHOLD,
         names: dict[str, tuple[str, str, str]] | None = None,
         rooms: dict[str, str] | None = None,
         now_ms: int | None = None,
@@ -389,7 +390,7 @@ def replay_spans(rows: list[Row]) -> dict[str, list[tuple[int, int]]]:
 
 
 def build_report(
-    session: str, rows: Iterable[Row], threshold: float = 0.8, **options
+    session: str, rows: Iterable[Row], threshold: float = DEFAULT_THRESHOLD, **options
 ) -> SessionReport:
     """The report of ``rows`` (a whole session's, in order), folded at once; ``options``:
     those of ``ReportFold.report``."""

@@ -228,16 +228,19 @@ async def test_a_member_is_remembered_on_the_phone_and_sees_their_own_time(
     await phone.wait_for_function("document.getElementById('video').videoWidth > 0", timeout=20000)
     await shows(phone, "minewho", "周三（LC0200）")
     await shows(phone, "minetime", "本场已计学习时长")
-    # reloaded, the page asks nothing and plays again, as the same member
-    await phone.reload()
-    await phone.wait_for_function("document.getElementById('video').videoWidth > 0", timeout=20000)
-    assert await phone.is_hidden("#identify")
-    await shows(phone, "minewho", "周三（LC0200）")
 
     def joins() -> list:
         rows = relay.state.attendance.ledger.rows(sid)
         return [(r.data["participant"], r.data["identified_by"]) for r in rows if r.kind == "join"]
 
+    # joined once the relay has seen media reach the page (its receiver reports), which can
+    # come after the first picture: a page gone before that never joined
+    await until(lambda: len(joins()) == 1, 15, 0.2, "no first join")
+    # reloaded, the page asks nothing and plays again, as the same member
+    await phone.reload()
+    await phone.wait_for_function("document.getElementById('video').videoWidth > 0", timeout=20000)
+    assert await phone.is_hidden("#identify")
+    await shows(phone, "minewho", "周三（LC0200）")
     await until(lambda: len(joins()) == 2, 15, 0.2, "no second join")
     assert joins() == [("member:LC0200", "open")] * 2
     member = {"Authorization": f"Bearer {relay.token('member', sid, 'LC0200')}"}
