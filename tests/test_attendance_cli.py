@@ -10,7 +10,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import aiohttp
@@ -21,6 +20,7 @@ from server.attendance.ledger import Ledger
 from server.attendance.signing import LedgerKey, receipt
 from server.client import publish, watch
 from tests.test_cli import free_port
+from tests.waiting import wait_health
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -123,18 +123,6 @@ def test_audit_exports_and_offline_verification(tmp_path):
         assert path.stat().st_size > 0
     assert (tmp_path / "a.csv").read_bytes().startswith("\ufeff".encode())
     assert (tmp_path / "a.xlsx").read_bytes()[:2] == b"PK"
-
-
-def wait_health(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health"):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
 
 
 async def test_sigkill_mid_session_loses_no_acknowledged_event(tmp_path):

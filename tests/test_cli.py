@@ -7,9 +7,10 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
+
+from tests.waiting import wait_health
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -76,16 +77,7 @@ def test_serve_answers_on_the_given_port_and_stops(tmp_path):
     )
     try:
         assert f"127.0.0.1:{port}" in proc.stdout.readline()
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health") as resp:
-                    assert json.load(resp) == {"ok": True}
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+        assert wait_health(port) == {"ok": True}
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/watch") as resp:
             assert "观看直播" in resp.read().decode()
     finally:

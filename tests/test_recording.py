@@ -101,8 +101,9 @@ async def test_a_killed_server_leaves_a_readable_recording(tmp_path):
 
     import aiohttp
 
-    from tests.test_attendance_cli import ROOT, cli, env_for, wait_health
+    from tests.test_attendance_cli import ROOT, cli, env_for
     from tests.test_cli import free_port
+    from tests.waiting import wait_health
 
     created = cli(
         tmp_path, "session", "create", "--title", "录制", "--video-codec", "VP8", "--json"

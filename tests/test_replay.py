@@ -176,3 +176,30 @@ async def test_a_member_who_makes_up_the_lecture_by_replay_earns_its_hours(relay
         mine = await resp.json()
     assert mine["credited"], mine
     assert await hours() == 2
+
+
+async def test_replay_earns_no_hours_where_the_session_does_not_count_it(relay):
+    """With replay off the session's rule, a member who watches the replay through earns
+    nothing by it; when the admin turns it on after the lecture, their hours are worked out
+    again and they earn them."""
+    links, job, _ = await training_replayed(relay)
+    sid = links["session_id"]
+    auth = {"Authorization": f"Bearer {relay.token('member', sid, 'RP3')}"}
+    relay.state.store.upsert_members([Member("RP3", "补学二", "团堡镇")])
+    admin = {"Authorization": f"Bearer {relay.token('admin', None)}"}
+    rule = f"{relay.base_url}/api/sessions/{sid}/credit-rule"
+    off = {"credit_threshold": 0.5, "replay_credit": False}
+    async with relay.http.patch(rule, json=off, headers=admin) as resp:
+        assert resp.status == 200
+    url = f"{relay.base_url}/api/sessions/{sid}/replay/progress"
+    position = 0.0
+    while position <= job.media_seconds:
+        body = {"position": position, "playing": True, "visible": True, "view": "v1"}
+        async with relay.http.post(url, json=body, headers=auth) as resp:
+            assert resp.status == 200
+        position += 0.5
+    assert not relay.state.programme.has_credit(sid, "RP3")
+    async with relay.http.patch(rule, json={"replay_credit": True}, headers=admin) as resp:
+        assert resp.status == 200
+        assert (await resp.json())["credited"] == 1
+    assert relay.state.programme.has_credit(sid, "RP3")

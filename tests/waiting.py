@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
+import time
+import urllib.request
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -27,3 +30,18 @@ async def until(
         if loop.time() > deadline:
             raise AssertionError(what)
         await asyncio.sleep(interval)
+
+
+def wait_health(port: int, timeout: float = 20.0) -> dict:
+    """For a server started as its own process: poll its health check on ``port`` until it
+    answers (and return what it said), raising the last connection error after ``timeout``
+    seconds. Blocking: from a coroutine, run it in an executor."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health") as resp:
+                return json.load(resp)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)

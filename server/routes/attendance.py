@@ -397,6 +397,8 @@ async def audit(request: web.Request) -> web.Response:
     claims = require(request, state.signer, ("admin",))
     session = _known_session(state, sid)
     await state.attendance.append(sid, Export(by_whom(claims), "audit-page", False))
+    # signed at once: the page's own reading is not left for it to call unsigned
+    await state.attendance.checkpoint(sid)
     # read once, off the event loop: the report's names and the absentees
     roster = await asyncio.to_thread(state.store.roster_apart)
     report = await session_report(state, session, roster)
@@ -469,8 +471,10 @@ async def replay_progress(request: web.Request) -> web.Response:
     who = f"member:{claims.subject}" if claims.role == "member" else "viewer:replay"
     event = Replay(who, view, int(position * 1000), flags[0], flags[1])
     done = await state.attendance.append(sid, event)
-    if claims.role == "member" and not state.programme.has_credit(sid, str(claims.subject)):
+    member = claims.role == "member" and state.store.replay_credit(sid)
+    if member and not state.programme.has_credit(sid, str(claims.subject)):
         # made up by replay: the member earns the lecture's hours as soon as they have
+        # (where replay counts; a change of rule after the lecture works hours out again)
         mine = await own_record(state, sid, who)
         credit_member(state, sid, mine, str(claims.subject))
     return web.json_response({"seq": done.seq})
