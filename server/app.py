@@ -29,6 +29,7 @@ from server.replay import ReplayJobs
 from server.routes import api, internal, pages, whip
 from server.routes import attendance as attendance_routes
 from server.routes import floor as floor_routes
+from server.routes import links as link_routes
 from server.routes import programme as programme_routes
 from server.routes import qa as qa_routes
 from server.routes import replay as replay_routes
@@ -92,6 +93,7 @@ def create_app(config: Config, workers: int = 1) -> web.Application:
     whip.add_routes(app)
     api.add_routes(app)
     attendance_routes.add_routes(app)
+    link_routes.add_routes(app)
     replay_routes.add_routes(app)
     programme_routes.add_routes(app)
     qa_routes.add_routes(app)

@@ -420,6 +420,8 @@ def cmd_roster_import(args: argparse.Namespace) -> int:
 
 
 def cmd_links(args: argparse.Namespace) -> int:
+    from server.attendance.events import Export
+    from server.attendance.ledger import Ledger
     from server.links import member_links, to_csv_bytes, to_xlsx_bytes
     from server.store import Store
 
@@ -430,9 +432,21 @@ def cmd_links(args: argparse.Namespace) -> int:
         if session is None:
             print(f"lecture-relay: unknown session {args.session}", file=sys.stderr)
             return 2
-        rows = member_links(config, _signer(config), session, store.members(args.township))
+        members = store.members(args.township)
+        if not members:
+            where = f"no member of {args.township}" if args.township else "no member"
+            print(f"lecture-relay: {where} in the roster (roster import FILE)", file=sys.stderr)
+            return 2
+        rows = member_links(config, _signer(config), session, members)
     finally:
         store.close()
+    # names and tokens handed out: recorded in the session's ledger, as any export
+    ledger = Ledger(config.ledger_path)
+    try:
+        ledger.append_now(args.session, Export("cli", f"links-{args.format}", False))
+        _sign_head(config, ledger, args.session)
+    finally:
+        ledger.close()
     body = to_xlsx_bytes(rows) if args.format == "xlsx" else to_csv_bytes(rows)
     _emit(body, args.out, f"{len(rows)} personal links")
     return 0

@@ -16,7 +16,7 @@ def session_links(
 ) -> dict:
     """``base_url``: where the asker reached us (an API call), else the configured URL."""
     ttl = config.token_ttl_s
-    base = config.public_url.rstrip("/") if config.public_url else (base_url or config.base_url)
+    base = page_base(config, base_url)
     sid = session.id
     lecturer = signer.issue("lecturer", sid, "lecturer", ttl)
     viewer = signer.issue("viewer", sid, None, ttl)
@@ -48,11 +48,21 @@ def session_links(
     }
 
 
+def page_base(config: Config, base_url: str | None = None) -> str:
+    """Where links send people: the configured public URL, else where the asker reached us
+    (an API call), else the address the server listens on."""
+    return config.public_url.rstrip("/") if config.public_url else (base_url or config.base_url)
+
+
 def member_links(
-    config: Config, signer: TokenSigner, session: Session, members: list[Member]
+    config: Config,
+    signer: TokenSigner,
+    session: Session,
+    members: list[Member],
+    base_url: str | None = None,
 ) -> list[dict]:
     """One signed, expiring watch link per member, for distribution by message."""
-    base = config.base_url
+    base = page_base(config, base_url)
     out = []
     for m in members:
         token = signer.issue("member", session.id, m.member_id, config.token_ttl_s)

@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlparse
 from openpyxl import Workbook
 
 from server.attendance.events import End, Heartbeat, Join, Start
-from server.attendance.ledger import now_ms
+from server.attendance.ledger import Ledger, now_ms
 from server.auth import TokenSigner
 from server.roster import import_file
 from server.store import Store
@@ -90,6 +90,19 @@ def test_cli_import_and_personal_links(tmp_path):
     xlsx = tmp_path / "links.xlsx"
     assert cli(tmp_path, "links", sid, "--format", "xlsx", "--out", str(xlsx)).returncode == 0
     assert xlsx.read_bytes()[:2] == b"PK"
+    nobody = cli(tmp_path, "links", sid, "--township", "毛坝镇")
+    assert nobody.returncode == 2 and "no member of 毛坝镇" in nobody.stderr
+    # names and tokens handed out are in the session's ledger, signed, as any export
+    ledger = Ledger(tmp_path / "data" / "ledger.sqlite3")
+    try:
+        rows = list(ledger.rows(sid))
+        assert [(r.kind, r.data["format"]) for r in rows] == [
+            ("export", "links-csv"),
+            ("export", "links-xlsx"),
+        ]
+        assert max(c.seq for c in ledger.checkpoints(sid)) == rows[-1].seq
+    finally:
+        ledger.close()
 
 
 async def test_members_see_their_own_record_and_exports_mask_phones(relay):

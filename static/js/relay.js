@@ -16,6 +16,21 @@ export async function api(path, { token, method = "GET", body } = {}) {
   return data;
 }
 
+// A file from the API (an export, the personal links) saved under ``filename``; a refusal
+// is thrown as a RelayError with the relay's reason, not saved as the file.
+export async function download(path, token, filename) {
+  const resp = await fetch(path, { headers: { Authorization: `Bearer ${token}` } });
+  if (!resp.ok) {
+    const data = await resp.json().catch(() => ({}));
+    throw new RelayError(resp.status, data.error || resp.statusText);
+  }
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(await resp.blob());
+  link.download = filename;
+  link.click();
+  setTimeout(() => URL.revokeObjectURL(link.href), 60000);
+}
+
 export class RelayError extends Error {
   constructor(status, reason) {
     super(`${status}: ${reason}`);

@@ -723,3 +723,49 @@ async def test_every_page_opens_clean(relay, browser, artifacts):
     async with relay.http.get(f"{relay.base_url}/favicon.ico") as resp:
         assert (resp.status, resp.content_type) == (200, "image/svg+xml")
         assert b"<svg" in await resp.read()
+
+
+async def test_admin_page_hands_out_personal_links_and_ends_a_lecture_left_running(
+    relay, browser, artifacts
+):
+    """The organisation department downloads each member's personal link from the page (an
+    export in the ledger), and ends a lecture whose lecturer left without ending it."""
+    import io
+
+    from openpyxl import load_workbook
+
+    from server.store import Member
+
+    gone = relay.new_session("主讲人未结束")
+    sid = gone["session_id"]
+    relay.state.store.set_status(sid, "live")
+    admin = relay.token("admin", None, "组织部")
+    page = await (await browser.new_context(viewport={"width": 1280, "height": 900})).new_page()
+    page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    await page.goto(f"{relay.base_url}/admin?token={admin}")
+    row = page.locator("#sessions tbody tr", has_text="主讲人未结束")
+    await shows(page, "sessions", "主讲人未结束")
+    await row.locator("button", has_text="党员链接").click()
+    await shows(page, "status", "花名册为空")  # refused, not saved as a file
+    relay.state.store.upsert_members(
+        [Member("K1", "链一", "团堡镇"), Member("K2", "链二", "谋道镇")]
+    )
+    async with page.expect_download() as info:
+        await row.locator("button", has_text="党员链接").click()
+    download = await info.value
+    assert download.suggested_filename == "党员观看链接-主讲人未结束.xlsx"
+    sheet = load_workbook(io.BytesIO((await download.path()).read_bytes()), read_only=True).active
+    got = [tuple(r[:3]) for r in sheet.iter_rows(min_row=2, values_only=True)]
+    assert got == [("K1", "链一", "团堡镇"), ("K2", "链二", "谋道镇")]
+    await shows(page, "status", "已下载")
+    await row.locator("button", has_text="结束讲座").click()
+    await shows(page, "status", "已结束：主讲人未结束。签名回执：事件数")
+    await shows(page, "sessions", "已结束")
+    assert await row.locator("button", has_text="结束讲座").count() == 0
+    rows = list(relay.state.attendance.ledger.rows(sid))
+    assert [(r.kind, r.data.get("format") or r.data.get("by")) for r in rows] == [
+        ("export", "links-xlsx"),
+        ("end", "admin"),
+    ]
+    assert relay.state.attendance.final_receipt(sid)["seq"] == rows[-1].seq
+    await page.screenshot(path=str(artifacts / "admin-ended.png"), full_page=True)
