@@ -418,14 +418,19 @@ async def test_audit_page_draws_its_chart_tables_and_receipt(relay, browser, art
     events.append((Checkin(room["code"], "A021"), t + 3000))
     for event, at in sorted(events, key=lambda e: e[1]):
         await att.ledger.append(sid, event, at)
-    await att.ledger.append(sid, End("lecturer"), t + 140_000)
-    await att.checkpoint(sid, final=True)
-
     admin = relay.token("admin", None, "组织部")
     ctx = await browser.new_context(viewport={"width": 1200, "height": 900})
     page = await ctx.new_page()
+    # read while the lecture is under way, the page says as of when
     await page.goto(f"{relay.base_url}/audit?session={sid}&token={admin}")
+    await shows(page, "status", "讲座进行中：以下为截至", 10000)
+    assert await page.inner_text("#receipt") == "讲座尚未结束，暂无最终回执。"
+    await att.ledger.append(sid, End("lecturer"), t + 140_000)
+    await att.checkpoint(sid, final=True)
+    await page.reload()
     await shows(page, "status", "记录完整", 10000)
+    # its own reading (an export event) is signed at once: nothing left to sign
+    assert await page.inner_text("#status") == "记录完整，签名有效。"
     assert await page.inner_text("#participants") == "15"  # 12 phones, a room, 2 checked in
     assert await page.inner_text("#length") == "2 分钟"
     assert await page.locator("#townships tbody tr").count() == 3
