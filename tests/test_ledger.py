@@ -641,10 +641,12 @@ async def test_the_event_loop_waits_on_its_writer_process_without_blocking(tmp_p
 
         started_in = []  # which thread starts the next child (a spy on our own method)
         start = writer._start
-        writer._start = lambda: (started_in.append(threading.get_ident()), start())
+        writer._start = lambda: (started_in.append(threading.current_thread()), start())
         second = await writer.append_async([(S, join, 1_200, None)])
         assert writer.process.pid != child.pid
-        assert len(started_in) == 1 and started_in[0] != threading.get_ident()  # off the loop
+        # off the loop, on the writer's own thread (not behind the default executor's jobs)
+        assert len(started_in) == 1 and started_in[0] is not threading.current_thread()
+        assert started_in[0].name.startswith("ledger-restart")
         assert (first[0].seq, second[0].seq) == (1, 2)  # the cancelled batch never landed
         assert writer.write_seconds.count == 2  # the child said how long each one took
     finally:

@@ -270,6 +270,9 @@ class WriterProcess:
         self._lock = threading.Lock()  # one exchange at a time
         self._loop_thread: int | None = None  # the thread whose call_async holds the lock
         self.write_seconds = Histogram()  # each append's time in the child, as it says
+        # a replacement child is started on a thread of its own: on the loop's default
+        # executor it could wait behind reports and exports being built
+        self._restarts = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-restart")
         with self._lock:
             self._start()
 
@@ -351,7 +354,7 @@ class WriterProcess:
         try:
             if self._child_ended():
                 # a new child takes ~0.1-0.2 s to start and open the database: not on the loop
-                await loop.run_in_executor(None, self._restart)
+                await loop.run_in_executor(self._restarts, self._restart)
             sock = self._sock
             assert sock is not None
             sock.setblocking(False)
@@ -418,6 +421,7 @@ class WriterProcess:
             self.process.wait()
 
     def close(self) -> None:
+        self._restarts.shutdown(wait=False)
         with self._lock:
             if self._sock is not None:
                 self._sock.close()  # the child's cue to finish

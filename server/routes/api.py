@@ -243,7 +243,9 @@ async def admin_overview(request: web.Request) -> web.Response:
                 "replay": job.__dict__ if job else None,
             }
         )
-    return web.json_response({"storage": usage(media_dir).as_json(), "sessions": sessions})
+    body = {"storage": usage(media_dir).as_json(), "sessions": sessions}
+    body["townships"] = list(TOWNSHIPS)  # what personal links can be asked for by
+    return web.json_response(body)
 
 
 def _media_state(state: AppState, media) -> str:

@@ -763,12 +763,24 @@ async def test_admin_page_hands_out_personal_links_and_ends_a_lecture_left_runni
     got = [tuple(r[:3]) for r in sheet.iter_rows(min_row=2, values_only=True)]
     assert got == [("K1", "链一", "团堡镇"), ("K2", "链二", "谋道镇")]
     await shows(page, "status", "已下载")
+    # one township's members alone, for its school to send out
+    await page.select_option("#linkscope", "谋道镇")
+    async with page.expect_download() as info:
+        await row.locator("button", has_text="党员链接").click()
+    download = await info.value
+    assert download.suggested_filename == "党员观看链接-主讲人未结束-谋道镇.xlsx"
+    sheet = load_workbook(io.BytesIO((await download.path()).read_bytes()), read_only=True).active
+    assert [r[0] for r in sheet.iter_rows(min_row=2, values_only=True)] == ["K2"]
+    await page.select_option("#linkscope", "毛坝镇")
+    await row.locator("button", has_text="党员链接").click()
+    await shows(page, "status", "花名册中没有毛坝镇的党员")
     await row.locator("button", has_text="结束讲座").click()
     await shows(page, "status", "已结束：主讲人未结束。签名回执：事件数")
     await shows(page, "sessions", "已结束")
     assert await row.locator("button", has_text="结束讲座").count() == 0
     rows = list(relay.state.attendance.ledger.rows(sid))
     assert [(r.kind, r.data.get("format") or r.data.get("by")) for r in rows] == [
+        ("export", "links-xlsx"),
         ("export", "links-xlsx"),
         ("end", "admin"),
     ]
