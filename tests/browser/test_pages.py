@@ -786,3 +786,7 @@ async def test_admin_page_hands_out_personal_links_and_ends_a_lecture_left_runni
     ]
     assert relay.state.attendance.final_receipt(sid)["seq"] == rows[-1].seq
     await page.screenshot(path=str(artifacts / "admin-ended.png"), full_page=True)
+    # its audit page: no media ever came, and it says so rather than "not begun"
+    await page.goto(f"{relay.base_url}/audit?session={sid}&token={admin}")
+    await shows(page, "status", "讲座未开讲即已结束")
+    assert await page.inner_text("#length") == "0 秒"
