@@ -6,10 +6,12 @@ import { api } from "/static/js/relay.js";
 const minutes = (s) => (s < 60 ? `${Math.round(s)} 秒` : `${Math.floor(s / 60)} 分钟`);
 
 // Asked every ~2 minutes (jittered: thousands of phones watch one lecture), and at once
-// when the lecture ends or the page comes back to the front.
+// when the lecture ends or the page comes back to the front. While nothing is counted yet
+// (a phone that has just joined), asked again after 3-6 heartbeats' time instead: the
+// member sees the count start within a minute, not two.
 const EVERY_MS = 120000;
 
-export function mountMine(container, session, token, { onForget = null } = {}) {
+export function mountMine(container, session, token, { onForget = null, heartbeatS = 10 } = {}) {
   container.hidden = false;
   container.innerHTML = `<div class="card" id="mine">
     <div><b id="minewho">我的本场学习</b></div>
@@ -29,11 +31,13 @@ export function mountMine(container, session, token, { onForget = null } = {}) {
   let timer = null;
   let ended = false;
   let ending = 0; // told the lecture ended: asked a few times more, soon, until it says so
+  let nothingYet = true; // no time counted so far
 
   const render = (me) => {
     const t = me.lecture;
     $("minewho").textContent = me.name ? `${me.name}（${me.member_id}）· 我的本场学习` : `党员编号 ${me.member_id} · 我的本场学习`;
     const counted = t.replay_credit ? me.total_seconds : me.seconds_watched;
+    nothingYet = !(counted > 0);
     const replay = t.replay_credit && me.replay_seconds > 0 ? `（含回放 ${minutes(me.replay_seconds)}）` : "";
     const pct = Math.round(t.threshold * 100);
     const line = $("minetime");
@@ -62,7 +66,9 @@ export function mountMine(container, session, token, { onForget = null } = {}) {
       render(await api(`/api/sessions/${session}/me`, { token }));
     } catch (e) { /* the next one will do */ }
     if (ended) return;
-    const wait = ending-- > 0 ? 3000 + Math.random() * 2000 : EVERY_MS * (0.75 + Math.random() / 2);
+    const wait = ending-- > 0 ? 3000 + Math.random() * 2000
+      : nothingYet ? heartbeatS * 1000 * (3 + 3 * Math.random())
+      : EVERY_MS * (0.75 + Math.random() / 2);
     timer = setTimeout(refresh, wait);
   };
   document.addEventListener("visibilitychange", () => {

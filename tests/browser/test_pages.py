@@ -228,6 +228,11 @@ async def test_a_member_is_remembered_on_the_phone_and_sees_their_own_time(
     await phone.wait_for_function("document.getElementById('video').videoWidth > 0", timeout=20000)
     await shows(phone, "minewho", "周三（LC0200）")
     await shows(phone, "minetime", "本场已计学习时长")
+    # the count starts on the card soon after joining, not at the next two-minute ask
+    await phone.wait_for_function(
+        "/本场已计学习时长：[1-9]/.test(document.getElementById('minetime').textContent)",
+        timeout=20000,
+    )
 
     def joins() -> list:
         rows = relay.state.attendance.ledger.rows(sid)
