@@ -2,15 +2,7 @@
 
 from __future__ import annotations
 
-
-async def call(relay, method, path, token=None, json=None, data=None, headers=None):
-    h = dict(headers or {})
-    if token:
-        h["Authorization"] = f"Bearer {token}"
-    async with relay.http.request(
-        method, relay.base_url + path, json=json, data=data, headers=h
-    ) as resp:
-        return resp.status, await resp.json()
+from tests.calls import call
 
 
 async def test_room_joins_by_code_and_only_rooms_report_headcounts(relay):

@@ -15,6 +15,7 @@ from server.attendance.report import build_report
 from server.client import Viewing, publish, watch
 from server.histogram import LATENCY_BOUNDS
 from server.store import Member
+from tests.calls import call
 from tests.test_workers import metrics
 from tests.waiting import until
 
@@ -88,13 +89,6 @@ async def one_watching(relay, who: str):
 
 def report(relay, sid):
     return build_report(sid, list(relay.state.attendance.ledger.rows(sid)))
-
-
-async def call(relay, method, path, token, json=None):
-    async with relay.http.request(
-        method, relay.base_url + path, json=json, headers={"Authorization": f"Bearer {token}"}
-    ) as resp:
-        return resp.status, await resp.json()
 
 
 async def test_reconnecting_member_is_one_participant_with_two_intervals(relay, tmp_path):

@@ -5,15 +5,9 @@ from __future__ import annotations
 
 from media.sources import PatternVideoTrack, ToneAudioTrack
 from server.client import SignallingError, publish, watch
+from tests.calls import call
 from tests.test_forwarding import start_lecture
 from tests.waiting import until
-
-
-async def call(relay, method: str, path: str, token: str, body: dict | None = None):
-    async with relay.http.request(
-        method, relay.base_url + path, json=body, headers={"Authorization": f"Bearer {token}"}
-    ) as resp:
-        return resp.status, await resp.json()
 
 
 async def speak(relay, sid: str, token: str, size=(320, 180)):

@@ -6,19 +6,10 @@ from server.attendance.events import Heartbeat, Join, Start
 from server.attendance.ledger import now_ms
 from server.programme.store import school_id
 from server.store import TOWNSHIPS, Member
+from tests.calls import call
 
 TUANBAO = school_id(TOWNSHIPS.index("团堡镇"))
 MOUDAO = school_id(TOWNSHIPS.index("谋道镇"))
-
-
-async def call(relay, method, path, token, json=None, data=None, ctype=None):
-    headers = {"Authorization": f"Bearer {token}"}
-    if ctype:
-        headers["Content-Type"] = ctype
-    async with relay.http.request(
-        method, relay.base_url + path, json=json, data=data, headers=headers
-    ) as resp:
-        return resp.status, await resp.json()
 
 
 async def libraries(relay, admin):

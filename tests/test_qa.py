@@ -3,13 +3,7 @@
 from __future__ import annotations
 
 from server.store import Member
-
-
-async def call(relay, method, path, token, json=None):
-    async with relay.http.request(
-        method, relay.base_url + path, json=json, headers={"Authorization": f"Bearer {token}"}
-    ) as resp:
-        return resp.status, await resp.json()
+from tests.calls import call
 
 
 async def test_questions_are_moderated_and_recorded(relay):
