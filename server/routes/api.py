@@ -16,7 +16,7 @@ from server.histogram import Histogram
 from server.links import session_links
 from server.state import STATE, AppState
 from server.storage import recording_bytes, usage
-from server.store import TOWNSHIPS
+from server.store import TOWNSHIPS, Session
 
 ANY_ROLE = ("viewer", "room", "member", "lecturer", "admin")
 
@@ -89,7 +89,8 @@ def by_whom(claims: Claims) -> str:
     return str(claims.subject or claims.role)
 
 
-def _session_or_404(state: AppState, sid: str):
+def known_session(state: AppState, sid: str) -> Session:
+    """The session ``sid``, or a 404 that names it: every route under /api/sessions/{id}."""
     session = state.store.get_session(sid)
     if session is None:
         raise HTTPProblem(404, f"unknown session {sid}")
@@ -105,7 +106,7 @@ async def session_info(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
     claims = require(request, state.signer, ANY_ROLE, sid)
-    session = _session_or_404(state, sid)
+    session = known_session(state, sid)
     media = state.live.find(sid)
     info = {
         "session_id": sid,
@@ -130,7 +131,7 @@ async def session_stats(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
     require(request, state.signer, ("lecturer", "admin"), sid)
-    session = _session_or_404(state, sid)
+    session = known_session(state, sid)
     media = state.live.find(sid)
     identities = list(media.identities.values()) if media else []
     rooms_live = {c.subject for c in identities if getattr(c, "role", None) == "room"}

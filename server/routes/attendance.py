@@ -21,7 +21,14 @@ from server.auth import Claims, authorize, require
 from server.errors import HTTPProblem
 from server.lean_socket import GOING_AWAY, NORMAL, LeanSocket, accept
 from server.replay import recordings_of
-from server.routes.api import bounded_int, by_whom, credit_rule, read_json, set_credit_rule
+from server.routes.api import (
+    bounded_int,
+    by_whom,
+    credit_rule,
+    known_session,
+    read_json,
+    set_credit_rule,
+)
 from server.routes.programme import credit_member, credit_session
 from server.state import STATE, AppState
 from server.store import Member, Session
@@ -207,7 +214,7 @@ async def room_checkins(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
     claims = require(request, state.signer, ("room",), sid)
-    _known_session(state, sid)
+    known_session(state, sid)
     entries = await asyncio.to_thread(_checkins_of, state, sid, str(claims.subject))
     members = list(dict.fromkeys(member for member, _ in entries))
     names = state.store.member_names(members)
@@ -236,7 +243,7 @@ async def roster_search(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
     claims = require(request, state.signer, ("room",), sid)
-    session = _known_session(state, sid)
+    session = known_session(state, sid)
     township = session.room_names.get(str(claims.subject))
     if township is None:
         raise HTTPProblem(403, "this room is not one of the session's classrooms")
@@ -257,9 +264,7 @@ async def end_session(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
     claims = require(request, state.signer, ("lecturer", "admin"), sid)
-    session = state.store.get_session(sid)
-    if session is None:
-        raise HTTPProblem(404, f"unknown session {sid}")
+    session = known_session(state, sid)
     if session.status == "ended":
         raise HTTPProblem(409, "this session has already ended")
     await state.live.end(sid)
@@ -272,13 +277,6 @@ async def end_session(request: web.Request) -> web.Response:
     return web.json_response(
         {"session_id": sid, "status": "ended", "receipt": receipt, "replay": replay}
     )
-
-
-def _known_session(state: AppState, sid: str):
-    session = state.store.get_session(sid)
-    if session is None:
-        raise HTTPProblem(404, f"unknown session {sid}")
-    return session
 
 
 async def session_report(
@@ -302,7 +300,7 @@ async def export(request: web.Request) -> web.StreamResponse:
     if fmt not in ("csv", "json", "xlsx"):
         raise HTTPProblem(400, "format is csv, json or xlsx")
     phones = request.query.get("phones") in ("1", "true")
-    session = _known_session(state, sid)  # 404 before recording an export of nothing
+    session = known_session(state, sid)  # 404 before recording an export of nothing
     await state.attendance.append(sid, Export(by_whom(claims), fmt, phones))
     await state.attendance.checkpoint(sid)  # the file carries its own reading, signed
     report = await session_report(state, session)
@@ -370,7 +368,7 @@ async def own_record(state: AppState, sid: str, participant: str, **options) -> 
     """The session's report with one member's record alone, on a worker thread. Every member
     may ask, during a lecture and after it: it is folded out without names (the whole roster
     is 30,000 rows, ~130 ms to read on the event loop); the caller reads the one it needs."""
-    options |= report_options(state.store, _known_session(state, sid), roster=[])
+    options |= report_options(state.store, known_session(state, sid), roster=[])
     return await asyncio.to_thread(state.reports.alone, sid, participant, **options)
 
 
@@ -395,7 +393,7 @@ async def audit(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
     claims = require(request, state.signer, ("admin",))
-    session = _known_session(state, sid)
+    session = known_session(state, sid)
     await state.attendance.append(sid, Export(by_whom(claims), "audit-page", False))
     # signed at once: the page's own reading is not left for it to call unsigned
     await state.attendance.checkpoint(sid)
@@ -437,7 +435,7 @@ async def change_credit_rule(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
     claims = require(request, state.signer, ("admin",))
-    session = _known_session(state, sid)
+    session = known_session(state, sid)
     data = await read_json(request)
     if not data.keys() & {"credit_threshold", "replay_credit"}:
         raise HTTPProblem(400, "give credit_threshold (0.01-1), replay_credit (boolean) or both")

@@ -8,18 +8,13 @@ from aiohttp import web
 
 from server.auth import require
 from server.errors import HTTPProblem
-from server.routes.api import bounded_int, read_json
+from server.routes.api import bounded_int, known_session, read_json
 from server.routes.qa import participant_of
 from server.state import STATE, AppState
 
 RAISERS = ("room", "member")
 READERS = ("room", "member", "viewer", "lecturer", "admin")
 CHAIRS = ("lecturer", "admin")
-
-
-def _session(state: AppState, sid: str) -> None:
-    if state.store.get_session(sid) is None:
-        raise HTTPProblem(404, f"unknown session {sid}")
 
 
 def speaker_feed(who: str) -> str:
@@ -41,7 +36,7 @@ async def floor_state(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
     claims = require(request, state.signer, READERS, sid)
-    _session(state, sid)
+    known_session(state, sid)
     body = state.floor.of(sid).as_json(_live_speakers(state, sid))
     if claims.role in RAISERS:
         me = participant_of(state, claims)[0]
@@ -57,7 +52,7 @@ async def raise_hand(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
     claims = require(request, state.signer, RAISERS, sid)
-    _session(state, sid)
+    known_session(state, sid)
     if claims.role == "member" and not state.floor.of(sid).members_may_raise:
         raise HTTPProblem(403, "the lecturer has not opened hands to members")
     who, name = participant_of(state, claims)
@@ -79,7 +74,7 @@ async def grant(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
     require(request, state.signer, CHAIRS, sid)
-    _session(state, sid)
+    known_session(state, sid)
     who = str((await read_json(request)).get("who", ""))
     hand = state.floor.grant(sid, who)
     return web.json_response({"who": hand.who, "name": hand.name})
@@ -106,7 +101,7 @@ async def settings(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
     require(request, state.signer, CHAIRS, sid)
-    _session(state, sid)
+    known_session(state, sid)
     data = await read_json(request)
     floor = state.floor.of(sid)
     if "max_speakers" in data:
@@ -126,9 +121,7 @@ async def wall(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
     require(request, state.signer, CHAIRS, sid)
-    session = state.store.get_session(sid)
-    if session is None:
-        raise HTTPProblem(404, f"unknown session {sid}")
+    session = known_session(state, sid)
     media = state.live.find(sid)
     heads = state.store.latest_headcounts(sid)
     quality: dict[str, dict] = {}

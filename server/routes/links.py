@@ -12,7 +12,7 @@ from server.attendance.exports import CONTENT_TYPES
 from server.auth import require
 from server.errors import HTTPProblem
 from server.links import member_links, to_csv_bytes, to_xlsx_bytes
-from server.routes.api import by_whom
+from server.routes.api import by_whom, known_session
 from server.state import STATE, AppState
 from server.store import Member
 
@@ -29,9 +29,7 @@ async def member_link_file(request: web.Request) -> web.Response:
     if fmt not in ("csv", "xlsx"):
         raise HTTPProblem(400, "format is csv or xlsx")
     township = request.query.get("township", "").strip() or None
-    session = state.store.get_session(sid)
-    if session is None:
-        raise HTTPProblem(404, f"unknown session {sid}")
+    session = known_session(state, sid)
     # the whole roster (30,000 rows) is read, signed and written off the event loop
     roster = await asyncio.to_thread(state.store.roster_apart)
     members = [m for m in roster if township is None or m.township == township]

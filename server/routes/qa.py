@@ -9,7 +9,7 @@ from server.attendance.events import Moderation, Question
 from server.auth import require
 from server.errors import HTTPProblem
 from server.qa import ACTIONS, MAX_TEXT
-from server.routes.api import read_json
+from server.routes.api import known_session, read_json
 from server.state import STATE, AppState
 
 ASKERS = ("member", "room")
@@ -30,8 +30,7 @@ async def ask(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
     claims = require(request, state.signer, ASKERS, sid)
-    if state.store.get_session(sid) is None:
-        raise HTTPProblem(404, f"unknown session {sid}")
+    known_session(state, sid)
     data = await read_json(request)
     text = str(data.get("text", "")).strip()
     if not text:

@@ -9,6 +9,7 @@ from aiohttp import web
 from server.auth import require
 from server.errors import HTTPProblem
 from server.replay import replay_paths
+from server.routes.api import known_session
 from server.state import STATE, AppState
 
 ANY_ROLE = ("viewer", "room", "member", "lecturer", "admin")
@@ -18,8 +19,7 @@ async def replay_state(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
     require(request, state.signer, ANY_ROLE, sid)
-    if state.store.get_session(sid) is None:
-        raise HTTPProblem(404, f"unknown session {sid}")
+    known_session(state, sid)
     job = state.replays.state(sid)
     if job is None:
         return web.json_response({"session": sid, "state": "none"})
@@ -30,8 +30,7 @@ async def rebuild(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
     require(request, state.signer, ("admin",))
-    if state.store.get_session(sid) is None:
-        raise HTTPProblem(404, f"unknown session {sid}")
+    known_session(state, sid)
     return web.json_response(state.replays.schedule(sid).__dict__, status=202)
 
 
