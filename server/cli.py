@@ -234,8 +234,8 @@ def cmd_session_create(args: argparse.Namespace) -> int:
             store.set_replay_credit(session.id, rule[1])
             ledger = Ledger(config.ledger_path)
             try:
-                ledger.append_now(session.id, Policy("cli", round(rule[0] * 100), rule[1]))
-                _sign_head(config, ledger, session.id)
+                policy = Policy("cli", round(rule[0] * 100), rule[1])
+                _append_signed(config, ledger, session.id, policy)
             finally:
                 ledger.close()
     finally:
@@ -271,13 +271,14 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sign_head(config: Config, ledger, session: str):
-    """Sign the session's head now, as the server's tracker would, and return the key: the
-    tracker does not see what this process appends, and a chain alone cannot show its newest
-    event cut off."""
+def _append_signed(config: Config, ledger, session: str, event):
+    """Append ``event`` and sign the session's head now, as the server's tracker would, and
+    return the key: the tracker does not see what this process appends, and a chain alone
+    cannot show its newest event cut off."""
     from server.attendance.ledger import now_ms
     from server.attendance.signing import CheckpointLog, LedgerKey
 
+    ledger.append_now(session, event)
     key = LedgerKey.load_or_create(config.ledger_key_path)
     seq, head = ledger.head(session)
     cp = key.sign(session, seq, head, now_ms(), False)
@@ -376,8 +377,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
         if session is None:
             print(f"lecture-relay: unknown session {args.session}", file=sys.stderr)
             return 2
-        ledger.append_now(args.session, Export("cli", args.format, args.phones))
-        key = _sign_head(config, ledger, args.session)
+        export = Export("cli", args.format, args.phones)
+        key = _append_signed(config, ledger, args.session, export)
         report = report_for(store, ledger, session)
         checkpoints = ledger.checkpoints(args.session)
         finals = [c for c in checkpoints if c.final]
@@ -443,8 +444,7 @@ def cmd_links(args: argparse.Namespace) -> int:
     # names and tokens handed out: recorded in the session's ledger, as any export
     ledger = Ledger(config.ledger_path)
     try:
-        ledger.append_now(args.session, Export("cli", f"links-{args.format}", False))
-        _sign_head(config, ledger, args.session)
+        _append_signed(config, ledger, args.session, Export("cli", f"links-{args.format}", False))
     finally:
         ledger.close()
     body = to_xlsx_bytes(rows) if args.format == "xlsx" else to_csv_bytes(rows)

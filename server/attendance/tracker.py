@@ -208,6 +208,13 @@ class Attendance:
         self.appended_to((session,))
         return done
 
+    async def append_signed(self, session: str, event: Event) -> Appended:
+        """Append ``event`` and sign the head at once, not at the next tick: what an admin
+        reads (an export carries its own reading) or decides (a credit rule) is found signed."""
+        done = await self.append(session, event)
+        await self.checkpoint(session)
+        return done
+
     def appended_to(self, sessions: Iterable[str]) -> None:
         """Events were appended to these sessions (here, or by the cluster's stream writer
         for an edge). One that is not live had no checkpoint to follow (after the lecture:

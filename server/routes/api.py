@@ -78,9 +78,8 @@ async def set_credit_rule(
         return False
     store.set_credit_threshold(sid, threshold)
     store.set_replay_credit(sid, replay_credit)
-    await state.attendance.append(sid, Policy(by, round(threshold * 100), replay_credit))
     # signed at once, not at the next tick: it decides who is credited
-    await state.attendance.checkpoint(sid)
+    await state.attendance.append_signed(sid, Policy(by, round(threshold * 100), replay_credit))
     return True
 
 

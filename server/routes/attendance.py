@@ -301,8 +301,8 @@ async def export(request: web.Request) -> web.StreamResponse:
         raise HTTPProblem(400, "format is csv, json or xlsx")
     phones = request.query.get("phones") in ("1", "true")
     session = known_session(state, sid)  # 404 before recording an export of nothing
-    await state.attendance.append(sid, Export(by_whom(claims), fmt, phones))
-    await state.attendance.checkpoint(sid)  # the file carries its own reading, signed
+    # the file carries its own reading, signed
+    await state.attendance.append_signed(sid, Export(by_whom(claims), fmt, phones))
     report = await session_report(state, session)
     receipt = state.attendance.final_receipt(sid)
     cps = state.attendance.ledger.checkpoints(sid)
@@ -394,9 +394,8 @@ async def audit(request: web.Request) -> web.Response:
     sid = request.match_info["session"]
     claims = require(request, state.signer, ("admin",))
     session = known_session(state, sid)
-    await state.attendance.append(sid, Export(by_whom(claims), "audit-page", False))
     # signed at once: the page's own reading is not left for it to call unsigned
-    await state.attendance.checkpoint(sid)
+    await state.attendance.append_signed(sid, Export(by_whom(claims), "audit-page", False))
     # read once, off the event loop: the report's names and the absentees
     roster = await asyncio.to_thread(state.store.roster_apart)
     report = await session_report(state, session, roster)

@@ -37,8 +37,7 @@ async def member_link_file(request: web.Request) -> web.Response:
         if township is None:
             raise HTTPProblem(409, "the roster is empty: import it first (roster import)")
         raise HTTPProblem(404, f"no member of {township} in the roster")
-    await state.attendance.append(sid, Export(by_whom(claims), f"links-{fmt}", False))
-    await state.attendance.checkpoint(sid)
+    await state.attendance.append_signed(sid, Export(by_whom(claims), f"links-{fmt}", False))
     base = f"{request.scheme}://{request.host}"
     body = await asyncio.to_thread(_render, state, session, members, base, fmt)
     name = f"links-{sid}{'-' + township if township else ''}.{fmt}"
