@@ -11,19 +11,21 @@ export async function api(path, { token, method = "GET", body } = {}) {
   if (token) headers["Authorization"] = `Bearer ${token}`;
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const resp = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  if (!resp.ok) throw await refusal(resp);
+  return resp.json().catch(() => ({}));
+}
+
+// The relay's refusal as a RelayError: its JSON reason, else the status text.
+async function refusal(resp) {
   const data = await resp.json().catch(() => ({}));
-  if (!resp.ok) throw new RelayError(resp.status, data.error || resp.statusText);
-  return data;
+  return new RelayError(resp.status, data.error || resp.statusText);
 }
 
 // A file from the API (an export, the personal links) saved under ``filename``; a refusal
 // is thrown as a RelayError with the relay's reason, not saved as the file.
 export async function download(path, token, filename) {
   const resp = await fetch(path, { headers: { Authorization: `Bearer ${token}` } });
-  if (!resp.ok) {
-    const data = await resp.json().catch(() => ({}));
-    throw new RelayError(resp.status, data.error || resp.statusText);
-  }
+  if (!resp.ok) throw await refusal(resp);
   const link = document.createElement("a");
   link.href = URL.createObjectURL(await resp.blob());
   link.download = filename;
