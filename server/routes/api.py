@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from aiohttp import web
 
 from server.attendance.events import Policy
@@ -14,26 +12,12 @@ from server.config import DEFAULT_THRESHOLD
 from server.errors import HTTPProblem
 from server.histogram import Histogram
 from server.links import session_links
+from server.routes.bodies import read_json  # noqa: F401 - the routes' one JSON reader
 from server.state import STATE, AppState
 from server.storage import recording_bytes, usage
 from server.store import TOWNSHIPS, Session
 
 ANY_ROLE = ("viewer", "room", "member", "lecturer", "admin")
-
-
-async def read_json(request: web.Request, limit: int = 16 * 1024) -> dict:
-    if request.content_type != "application/json":
-        raise HTTPProblem(415, "Content-Type must be application/json")
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
-        raise HTTPProblem(413, f"body larger than {limit} bytes")
-    try:
-        data = json.loads(body or b"null")
-    except ValueError:
-        raise HTTPProblem(400, "body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise HTTPProblem(400, "body must be a JSON object")
-    return data
 
 
 def bounded_int(value: object, low: int, high: int | None, reason: str) -> int:

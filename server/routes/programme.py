@@ -15,12 +15,14 @@ from server.auth import Claims, require
 from server.errors import HTTPProblem
 from server.links import session_links
 from server.programme.imports import import_courses, import_teachers
-from server.routes.api import bounded_int, read_json
+from server.routes.api import bounded_int
+from server.routes.bodies import read_body, read_json
 from server.state import STATE, AppState
 from server.store import TOWNSHIPS
 
 ADMIN = ("admin",)
 STAFF = ("admin", "school")
+IMPORT_LIMIT = 20 * 1024 * 1024  # a teacher or course spreadsheet
 
 
 def _int(value, what: str) -> int:
@@ -213,9 +215,7 @@ async def import_library(request: web.Request) -> web.Response:
     suffix = kinds.get(request.content_type)
     if suffix is None:
         raise HTTPProblem(415, "send text/csv or an .xlsx spreadsheet")
-    body = await request.content.read(20 * 1024 * 1024 + 1)
-    if len(body) > 20 * 1024 * 1024:
-        raise HTTPProblem(413, "file larger than 20 MiB")
+    body = await read_body(request, IMPORT_LIMIT, "file")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"upload{suffix}"
         path.write_bytes(body)

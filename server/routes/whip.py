@@ -14,6 +14,7 @@ from media.peers import PeerRefused
 from server.attendance.tracker import Identity
 from server.auth import Claims, bearer_token, require
 from server.errors import HTTPProblem
+from server.routes.bodies import read_body, read_json
 from server.routes.floor import speaker_feed
 from server.routes.qa import participant_of
 from server.state import STATE, AppState
@@ -39,13 +40,7 @@ def ice_link_headers(state: AppState) -> list[str]:
 async def read_offer(request: web.Request, state: AppState) -> str:
     if request.content_type != SDP:
         raise HTTPProblem(415, f"Content-Type must be {SDP}", {"Accept-Post": SDP})
-    length = request.content_length
-    limit = state.config.max_sdp_bytes
-    if length is not None and length > limit:
-        raise HTTPProblem(413, f"SDP offer larger than {limit} bytes")
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
-        raise HTTPProblem(413, f"SDP offer larger than {limit} bytes")
+    body = await read_body(request, state.config.max_sdp_bytes, "SDP offer")
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
@@ -216,13 +211,7 @@ async def viewer_mode(request: web.Request) -> web.Response:
     viewer = media.viewers.get(request.match_info["resource"]) if media else None
     if viewer is None:
         raise HTTPProblem(404, "unknown resource")
-    if request.content_type != "application/json":
-        raise HTTPProblem(415, "Content-Type must be application/json")
-    try:
-        body = await request.json()
-        audio_only = body["audio_only"]
-    except (ValueError, KeyError, TypeError):
-        raise HTTPProblem(400, 'body must be {"audio_only": true|false}') from None
+    audio_only = (await read_json(request)).get("audio_only")
     if not isinstance(audio_only, bool):
         raise HTTPProblem(400, "audio_only must be a boolean")
     await state.live.set_audio_only(media, viewer, audio_only)
