@@ -18,6 +18,7 @@ from server.cluster.node import Cluster
 from server.cluster.outbox import StreamLedger
 from server.config import Config
 from server.errors import error_middleware
+from server.headers import install as install_headers
 from server.histogram import watch_loop_lag
 from server.live import LiveSessions
 from server.metrics import metrics_handler
@@ -90,6 +91,7 @@ def create_app(config: Config, workers: int = 1) -> web.Application:
     middlewares = [error_middleware] if cluster is None else [cors_middleware, error_middleware]
     app = web.Application(middlewares=middlewares, client_max_size=1024 * 1024)
     app[STATE] = state
+    install_headers(app, cluster=cluster is not None, tls=config.tls_cert is not None)
     whip.add_routes(app)
     api.add_routes(app)
     attendance_routes.add_routes(app)

@@ -23,9 +23,7 @@ PAGES = {
 
 def _page(name: str):
     async def handler(request: web.Request) -> web.FileResponse:
-        response = web.FileResponse(STATIC / name)
-        response.headers["Cache-Control"] = "no-cache"
-        return response
+        return web.FileResponse(STATIC / name)  # no-store and the CSP: server/headers.py
 
     return handler
 

@@ -10,7 +10,7 @@ export async function mountFeedback(container, session, token) {
   details.innerHTML = `<summary>课后评价${info.course ? `：${info.course}` : ""}</summary>`;
   const form = document.createElement("form");
   form.innerHTML = `<p>请为本次讲座打分：</p><div class="row stars"></div>
-    <div class="row"><textarea id="fbcomment" rows="3" style="width:100%" placeholder="意见和建议（可不填）"></textarea></div>
+    <div class="row"><textarea id="fbcomment" rows="3" class="fill" placeholder="意见和建议（可不填）"></textarea></div>
     <div class="quiz"></div><div class="row"><button class="primary" type="submit">提交评价</button></div>
     <p class="status" id="fbstatus"></p>`;
   let rating = 0;

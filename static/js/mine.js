@@ -16,7 +16,7 @@ export function mountMine(container, session, token, { onForget = null, heartbea
   container.innerHTML = `<div class="card" id="mine">
     <div><b id="minewho">我的本场学习</b></div>
     <div id="minetime" class="status">正在读取学习记录……</div>
-    <div id="minehint" style="color:var(--muted);font-size:.9rem"></div>
+    <div id="minehint" class="hint"></div>
     <div class="row" id="minelinks"><a id="minehours" href="/me?token=${encodeURIComponent(token)}">我的学时与回放</a></div>
   </div>`;
   const $ = (id) => container.querySelector(`#${id}`);

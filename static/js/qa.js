@@ -21,7 +21,7 @@ function item(q, extra) {
 // For members and rooms: ask, and read what is visible.
 export function mountAsk(container, session, token, { canAsk = true } = {}) {
   container.innerHTML = `<h3>提问</h3>${canAsk ? `<form class="row" id="askform">
-    <input id="asktext" maxlength="500" placeholder="向主讲人提问" style="flex:1">
+    <input id="asktext" maxlength="500" placeholder="向主讲人提问" class="flex1">
     <button class="primary" type="submit">提问</button></form>` : "<p class='status'>登记身份后可以提问。</p>"}
     <ul id="qlist" class="rooms"></ul>`;
   const list = container.querySelector("#qlist");

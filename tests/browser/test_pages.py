@@ -37,9 +37,24 @@ FRAMES_DECODED = """async () => {
 }"""
 
 
+async def wait_js(
+    page, expression: str, arg=None, timeout: float = 30000, polling: float = 100
+) -> object:
+    """Wait until ``expression`` (or the function it names, called with ``arg``) is true in
+    the page. Playwright's wait_for_function evaluates a string with eval, which the pages'
+    Content-Security-Policy forbids; page.evaluate goes through the debugger and is allowed."""
+    return await until(
+        lambda: page.evaluate(expression, arg),
+        timeout=timeout / 1000,
+        interval=polling / 1000,
+        what=f"page never showed {expression[:80]}",
+    )
+
+
 async def shows(page, element: str, text: str, timeout_ms: int = 15000) -> None:
     """Wait until the page's element ``element`` (an id) has ``text`` in what it shows."""
-    await page.wait_for_function(
+    await wait_js(
+        page,
         "([id, text]) => (document.getElementById(id)?.textContent || '').includes(text)",
         arg=[element, text],
         timeout=timeout_ms,
@@ -51,9 +66,10 @@ async def open_lecturer(browser, links):
     page = await context.new_page()
     await page.goto(links["urls"]["lecturer"])
     await page.click("#camera")
-    await page.wait_for_function("document.getElementById('preview').videoWidth > 0", timeout=15000)
+    await wait_js(page, "document.getElementById('preview').videoWidth > 0", timeout=15000)
     await page.click("#go")
-    await page.wait_for_function(
+    await wait_js(
+        page,
         "window.relayState.pub && window.relayState.pub.pc.connectionState === 'connected'",
         timeout=15000,
     )
@@ -73,11 +89,9 @@ async def test_lecturer_publishes_and_a_phone_plays_it(relay, browser, artifacts
     await phone.fill("#mname", "陈二")
     await phone.screenshot(path=str(artifacts / "watch-identify.png"))
     await phone.click("#identify button[type=submit]")
-    await phone.wait_for_function("document.getElementById('video').videoWidth > 0", timeout=20000)
+    await wait_js(phone, "document.getElementById('video').videoWidth > 0", timeout=20000)
     first = await phone.evaluate(FRAMES_DECODED)
-    await phone.wait_for_function(
-        f"({FRAMES_DECODED})().then(n => n > {first} + 10)", timeout=15000
-    )
+    await wait_js(phone, f"({FRAMES_DECODED})().then(n => n > {first} + 10)", timeout=15000)
     media = relay.state.live.find(links["session_id"])
     assert media.video.packets_out > 0 and len(media.viewers) == 1
     # the lecturer page also publishes its low copy, for viewers on weak networks
@@ -114,11 +128,9 @@ async def test_lecturer_publishes_and_a_phone_plays_it(relay, browser, artifacts
     # Where the phone refused autoplay with sound, one tap turns the sound on
     if await phone.is_visible("#unmute"):
         await phone.tap("#unmute")
-        await phone.wait_for_function("!document.getElementById('video').muted", timeout=5000)
+        await wait_js(phone, "!document.getElementById('video').muted", timeout=5000)
     # The lecturer page shows the audience
-    await lecturer.wait_for_function(
-        "document.getElementById('viewers').textContent === '1'", timeout=10000
-    )
+    await wait_js(lecturer, "document.getElementById('viewers').textContent === '1'", timeout=10000)
     # and each viewer's connection quality, from the receiver reports
     await shows(lecturer, "quality", "往返", 15000)
     await lecturer.screenshot(path=str(artifacts / "lecturer.png"))
@@ -181,7 +193,7 @@ async def test_room_joins_by_code_reports_headcount_and_checks_members_in(
     await page.goto(links["urls"]["room_join"])
     await page.fill("#code", room["code"])
     await page.click("#join button")
-    await page.wait_for_function("document.getElementById('video').videoWidth > 0", timeout=20000)
+    await wait_js(page, "document.getElementById('video').videoWidth > 0", timeout=20000)
     assert room["name"] in await page.inner_text("#roomname")
     await page.fill("#count", "37")
     await page.click("#report")
@@ -200,8 +212,8 @@ async def test_room_joins_by_code_reports_headcount_and_checks_members_in(
     await shows(page, "checkins", "孙七", 5000)
     assert await page.inner_text("#checked") == "已签到 2 人"
     await page.reload()  # the operator reloads: the list comes back from the relay's record
-    await page.wait_for_function(
-        "document.getElementById('checked').textContent === '已签到 2 人'", timeout=10000
+    await wait_js(
+        page, "document.getElementById('checked').textContent === '已签到 2 人'", timeout=10000
     )
     assert "赵六" in await page.inner_text("#checkins")
     kinds = [r.kind for r in relay.state.attendance.ledger.rows(links["session_id"])]
@@ -225,11 +237,12 @@ async def test_a_member_is_remembered_on_the_phone_and_sees_their_own_time(
     await phone.fill("#mid", "LC0200")
     await phone.fill("#mname", "周三")
     await phone.click("#identify button[type=submit]")
-    await phone.wait_for_function("document.getElementById('video').videoWidth > 0", timeout=20000)
+    await wait_js(phone, "document.getElementById('video').videoWidth > 0", timeout=20000)
     await shows(phone, "minewho", "周三（LC0200）")
     await shows(phone, "minetime", "本场已计学习时长")
     # the count starts on the card soon after joining, not at the next two-minute ask
-    await phone.wait_for_function(
+    await wait_js(
+        phone,
         "/本场已计学习时长：[1-9]/.test(document.getElementById('minetime').textContent)",
         timeout=20000,
     )
@@ -243,7 +256,7 @@ async def test_a_member_is_remembered_on_the_phone_and_sees_their_own_time(
     await until(lambda: len(joins()) == 1, 15, 0.2, "no first join")
     # reloaded, the page asks nothing and plays again, as the same member
     await phone.reload()
-    await phone.wait_for_function("document.getElementById('video').videoWidth > 0", timeout=20000)
+    await wait_js(phone, "document.getElementById('video').videoWidth > 0", timeout=20000)
     assert await phone.is_hidden("#identify")
     await shows(phone, "minewho", "周三（LC0200）")
     await until(lambda: len(joins()) == 2, 15, 0.2, "no second join")
@@ -281,26 +294,26 @@ async def test_phone_rejoins_by_itself_when_the_relay_drops_it(relay, browser, a
     phone = await ctx.new_page()
     await phone.goto(links["urls"]["watch"])
     await phone.click("#skip")  # watch without identifying
-    await phone.wait_for_function("document.getElementById('video').videoWidth > 0", timeout=20000)
+    await wait_js(phone, "document.getElementById('video').videoWidth > 0", timeout=20000)
     media = relay.state.live.find(links["session_id"])
     (old_id,) = media.viewers
     await phone.evaluate("window.oldView = window.relayState.view")
     await media.stop_peer(old_id)  # the relay ends this viewer (DTLS close) without the page
-    await phone.wait_for_function(
+    await wait_js(
+        phone,
         "window.relayState.rejoins >= 1 && window.relayState.view !== window.oldView"
         " && window.relayState.view.pc.connectionState === 'connected'",
         timeout=30000,
     )
     assert len(media.viewers) == 1 and old_id not in media.viewers
     first = await phone.evaluate(FRAMES_DECODED)
-    await phone.wait_for_function(
-        f"({FRAMES_DECODED})().then(n => n > {first} + 10)", timeout=15000
-    )
+    await wait_js(phone, f"({FRAMES_DECODED})().then(n => n > {first} + 10)", timeout=15000)
     sid = links["session_id"]
     # a network change: the page joins again and ends the connection it replaces itself
     (second_id,) = media.viewers
     rejoins = await phone.evaluate("window.relayState.rejoins")
-    await phone.wait_for_function(
+    await wait_js(
+        phone,
         f"(window.dispatchEvent(new Event('online')), window.relayState.rejoins > {rejoins})",
         polling=500,
         timeout=15000,
@@ -336,7 +349,7 @@ async def test_phone_opened_before_the_lecture_waits_and_plays_when_it_begins(
     # with nothing played, the page had nothing to report (heartbeats every second here)
     assert beats == []
     await open_lecturer(browser, links)
-    await phone.wait_for_function("document.getElementById('video').videoWidth > 0", timeout=20000)
+    await wait_js(phone, "document.getElementById('video').videoWidth > 0", timeout=20000)
     await shows(phone, "status", "正在观看", 15000)
     await until(lambda: beats, 15, 0.2, "no heartbeat once the lecture plays")
     await phone.screenshot(path=str(artifacts / "watch-early-then-live.png"))
@@ -353,7 +366,7 @@ async def test_phone_waits_through_a_pause_by_the_lecturer_on_its_own_connection
     phone = await ctx.new_page()
     await phone.goto(links["urls"]["watch"])
     await phone.click("#skip")
-    await phone.wait_for_function("document.getElementById('video').videoWidth > 0", timeout=20000)
+    await wait_js(phone, "document.getElementById('video').videoWidth > 0", timeout=20000)
     media = relay.state.live.find(links["session_id"])
     (viewer,) = media.viewers
     await lecturer.click("#stop")
@@ -363,9 +376,7 @@ async def test_phone_waits_through_a_pause_by_the_lecturer_on_its_own_connection
     await phone.screenshot(path=str(artifacts / "watch-paused.png"))
     await lecturer.click("#go")
     first = await phone.evaluate(FRAMES_DECODED)
-    await phone.wait_for_function(
-        f"({FRAMES_DECODED})().then(n => n > {first} + 10)", timeout=20000
-    )
+    await wait_js(phone, f"({FRAMES_DECODED})().then(n => n > {first} + 10)", timeout=20000)
     await shows(phone, "status", "正在观看", 10000)
     assert await phone.evaluate("window.relayState.rejoins") == 0
     assert list(media.viewers) == [viewer]
@@ -517,15 +528,16 @@ async def test_phone_plays_the_replay_and_seeks(relay, browser, artifacts):
     ctx = await browser.new_context(**PHONE)
     page = await ctx.new_page()
     await page.goto(f"{relay.base_url}/replay?session={sid}&token={member}")
-    await page.wait_for_function("window.relayReplay.video.readyState >= 1", timeout=15000)
+    await wait_js(page, "window.relayReplay.video.readyState >= 1", timeout=15000)
     await page.tap("#play")
-    await page.wait_for_function("window.relayReplay.video.currentTime > 0.5", timeout=15000)
+    await wait_js(page, "window.relayReplay.video.currentTime > 0.5", timeout=15000)
     await page.evaluate("window.relayReplay.video.currentTime = 0.2")
-    await page.wait_for_function(
+    await wait_js(
+        page,
         "window.relayReplay.video.currentTime < 1.0 && !window.relayReplay.video.seeking",
         timeout=10000,
     )
-    await page.wait_for_function("window.relayReplay.reports >= 2", timeout=15000)
+    await wait_js(page, "window.relayReplay.reports >= 2", timeout=15000)
     await page.screenshot(path=str(artifacts / "replay-phone.png"))
     kinds = [r.kind for r in relay.state.attendance.ledger.rows(sid)]
     assert kinds.count("replay") >= 2
@@ -650,26 +662,27 @@ async def test_a_room_raises_a_hand_the_lecturer_grants_it_the_other_room_sees_i
         ctx = await browser.new_context(viewport={"width": 1280, "height": 720})
         page = await ctx.new_page()
         await page.goto(room["url"])
-        await page.wait_for_function(
-            "document.getElementById('video').videoWidth > 0", timeout=20000
-        )
+        await wait_js(page, "document.getElementById('video').videoWidth > 0", timeout=20000)
         pages.append(page)
     speaking, listening = pages
     # the lecturer's wall shows each room's own small camera
-    await lecturer.wait_for_function(
+    await wait_js(
+        lecturer,
         f'(() => {{ const v = document.querySelector(\'#wall figure[data-code="{room_a["code"]}"]'
         " video'); return v && v.videoWidth > 0; })()",
         timeout=20000,
     )
     await speaking.click("#raise-hand")
-    await speaking.wait_for_function(
+    await wait_js(
+        speaking,
         "document.querySelector('#floorbox .status').textContent.includes('排第 1 位')",
         timeout=5000,
     )
     await lecturer.wait_for_selector("#hands button.grant", timeout=5000)
     await lecturer.screenshot(path=str(artifacts / "lecturer-hands.png"))
     await lecturer.click("#hands button.grant")
-    await speaking.wait_for_function(
+    await wait_js(
+        speaking,
         "document.querySelector('#floorbox .status').textContent.includes('正在发言')",
         timeout=10000,
     )
@@ -677,17 +690,15 @@ async def test_a_room_raises_a_hand_the_lecturer_grants_it_the_other_room_sees_i
         "(() => { const v = document.querySelector('#speakers video');"
         " return v && v.videoWidth > 0; })()"
     )
-    await listening.wait_for_function(playing, timeout=20000)
-    await lecturer.wait_for_function(playing, timeout=20000)
+    await wait_js(listening, playing, timeout=20000)
+    await wait_js(lecturer, playing, timeout=20000)
     caption = await listening.inner_text("#speakers figcaption")
     assert room_a["name"] in caption and "发言中" in caption
     await listening.screenshot(path=str(artifacts / "room-sees-speaker.png"), full_page=True)
     await lecturer.screenshot(path=str(artifacts / "lecturer-speaker.png"), full_page=True)
     # the lecturer ends the turn: the speaker's tile goes away on the other room's page
     await lecturer.click("#hands button.end-turn")
-    await listening.wait_for_function(
-        "document.querySelector('#speakers video') === null", timeout=10000
-    )
+    await wait_js(listening, "document.querySelector('#speakers video') === null", timeout=10000)
     who = f"room:{room_a['code']}"
     assert relay.state.live.find(links["session_id"]).feed(f"speaker:{who}") is None
 
