@@ -14,6 +14,7 @@ from media.codecs import capabilities
 from media.fastpath import IngestTap, SendPath, ViewerFeedback, send_pli, take_over_sender
 from media.forwarder import Downtrack, Forwarder
 from media.layers import AUDIO, HIGH, LOW, LayerChooser, LayerPolicy
+from media.logtag import log_tag
 from media.rtcp import sdes_cname, sender_report
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ class _Peer:
             try:
                 self.path = SendPath(self._dtls())
             except ConnectionError:
-                log.warning("peer %s connected without a nominated pair", self.id)
+                log.warning("peer %s connected without a nominated pair", log_tag(self.id))
                 return
             self._on_connected()
             self.connected.set()

@@ -11,6 +11,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from media.logtag import log_tag
+
 log = logging.getLogger(__name__)
 
 WorkerCall = Callable[[str, str], Awaitable[None]]  # (resource, reason) -> stop it there
@@ -63,4 +65,4 @@ class RemoteViewer:
             try:
                 await self._stop_there(self.id, reason)
             except Exception as exc:  # noqa: BLE001 - the worker may be gone already
-                log.info("worker %s could not stop %s: %s", self.worker, self.id, exc)
+                log.info("worker %s could not stop %s: %s", self.worker, log_tag(self.id), exc)

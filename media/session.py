@@ -75,6 +75,8 @@ class SessionMedia:
         self.pipe_out: PipeOut | None = None
         self.pipe_in: PipeIn | None = None
         self.identities: dict[str, object] = {}
+        # Who may end or change each connection (the route layer's; popped when it goes).
+        self.owners: dict[str, object] = {}
         self.publishers_total = 0
         self._listener = listener or (lambda event: None)
         self._ticker: asyncio.Task | None = None
@@ -253,6 +255,7 @@ class SessionMedia:
         hook = getattr(peer, "connected_hook", None)
         if hook is not None:
             hook.cancel()
+        self.owners.pop(peer.id, None)
         if isinstance(peer, (Viewer, RemoteViewer)):
             peer.detach()
             if self.viewers.pop(peer.id, None) is not None:
@@ -286,6 +289,15 @@ class SessionMedia:
         if low is None or not low.live or low.video_codec != self.video_codec:
             return None
         return low.video
+
+    def holder_of(self, peer_id: str) -> SessionMedia | None:
+        """This session or the side feed a connection belongs to; None when unknown."""
+        name = self.feed_of(peer_id)
+        if name is not None:
+            return self.feeds[name]
+        if peer_id in self.viewers or (self.publisher and self.publisher.id == peer_id):
+            return self
+        return None
 
     def feed_of(self, peer_id: str) -> str | None:
         """The side feed a connection belongs to (its publisher or one of its viewers)."""

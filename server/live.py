@@ -9,6 +9,7 @@ from collections.abc import Callable
 from aiortc import RTCConfiguration, RTCIceServer
 
 from media.layers import LayerPolicy
+from media.logtag import log_tag
 from media.peers import Viewer
 from media.remote import RemoteViewer
 from media.session import MediaEvent, SessionMedia
@@ -163,7 +164,7 @@ class LiveSessions:
             "%s session=%s peer=%s reason=%s",
             event.kind,
             event.session_id,
-            event.peer_id,
+            log_tag(event.peer_id),
             event.reason or "-",
         )
         for listener in self.listeners:

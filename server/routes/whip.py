@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
+from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from aiohttp import web
@@ -22,6 +24,53 @@ from server.state import STATE, AppState
 SDP = "application/sdp"
 PUBLISH_ROLES = ("lecturer", "admin")
 VIEW_ROLES = ("viewer", "room", "member", "lecturer", "admin")
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Who made a connection: only they (or an admin, or the session's lecturer for its
+    publications) may end it or change its mode. Open-link viewers share one token and no
+    subject, so for them the connection's own id (unguessable, never logged) is the key."""
+
+    role: str
+    subject: str | None
+    token: str  # a digest of the bearer token that made it
+
+    @classmethod
+    def of(cls, request: web.Request, claims: Claims) -> Owner:
+        token = (bearer_token(request) or "").encode()
+        return cls(claims.role, claims.subject, hashlib.sha256(token).hexdigest())
+
+    def allows(self, other: Owner, publication: bool) -> bool:
+        if other.role == "admin" or (publication and other.role == "lecturer"):
+            return True
+        if (other.role, other.subject) != (self.role, self.subject):
+            return False
+        return self.role != "viewer" or other.token == self.token
+
+
+NOBODY = Owner("", None, "")  # a connection made before its owner was noted: staff only
+
+
+def own(request: web.Request, claims: Claims, media, rid: str) -> None:
+    """Record who made connection ``rid`` of ``media`` (a session or one of its feeds)."""
+    holder = media.holder_of(rid)
+    if holder is not None:
+        holder.owners[rid] = Owner.of(request, claims)
+
+
+def owned(request: web.Request, claims: Claims, media, rid: str, kind: str):
+    """The session or feed that holds connection ``rid`` of ``kind`` (whip: a publication,
+    whep: a viewer), if ``claims`` may act on it: 404 when there is none, 403 when it is
+    someone else's."""
+    holder = media.holder_of(rid) if media is not None else None
+    publication = holder is not None and holder.publisher is not None and holder.publisher.id == rid
+    if holder is None or publication != (kind == "whip"):
+        raise HTTPProblem(404, "unknown resource")
+    owner = holder.owners.get(rid, NOBODY)
+    if not owner.allows(Owner.of(request, claims), publication):
+        raise HTTPProblem(403, "this connection belongs to someone else")
+    return holder
 
 
 def ice_link_headers(state: AppState) -> list[str]:
@@ -61,7 +110,7 @@ async def whip_post(request: web.Request) -> web.Response:
     sid = request.match_info["session"]
     if "feed" in request.query:
         return await feed_publish(request, state, sid)
-    require(request, state.signer, PUBLISH_ROLES, sid)
+    claims = require(request, state.signer, PUBLISH_ROLES, sid)
     offer = await read_offer(request, state)
     media = await state.live.open(sid)
     try:
@@ -70,6 +119,7 @@ async def whip_post(request: web.Request) -> web.Response:
         raise HTTPProblem(406, str(exc)) from None
     except (ValueError, PeerRefused) as exc:
         raise HTTPProblem(400, str(exc)) from None
+    own(request, claims, media, rid)
     return created(request, state, resource_url(state, "whip", sid, rid), answer)
 
 
@@ -78,8 +128,8 @@ async def feed_publish(request: web.Request, state: AppState, sid: str) -> web.R
     for the lecturer's wall of rooms."""
     kind = request.query["feed"]
     if kind == "low":  # the lecturer's low-bitrate copy, for viewers on weak networks
-        require(request, state.signer, PUBLISH_ROLES, sid)
-        return await _publish_feed(request, state, sid, "low")
+        claims = require(request, state.signer, PUBLISH_ROLES, sid)
+        return await _publish_feed(request, state, sid, "low", claims)
     claims = require(request, state.signer, ("room", "member"), sid)
     who = participant_of(state, claims)[0]
     if kind == "speaker":
@@ -90,10 +140,12 @@ async def feed_publish(request: web.Request, state: AppState, sid: str) -> web.R
         name = f"wall:{claims.subject}"
     else:
         raise HTTPProblem(400, "feed must be speaker, wall (rooms) or low (lecturer)")
-    return await _publish_feed(request, state, sid, name)
+    return await _publish_feed(request, state, sid, name, claims)
 
 
-async def _publish_feed(request: web.Request, state: AppState, sid: str, name: str):
+async def _publish_feed(
+    request: web.Request, state: AppState, sid: str, name: str, claims: Claims
+) -> web.Response:
     offer = await read_offer(request, state)
     media = state.live.get(sid)
     feed = media.feed(name, create=True)
@@ -103,6 +155,7 @@ async def _publish_feed(request: web.Request, state: AppState, sid: str, name: s
         raise HTTPProblem(406, str(exc)) from None
     except (ValueError, PeerRefused) as exc:
         raise HTTPProblem(400, str(exc)) from None
+    own(request, claims, media, rid)
     return created(request, state, resource_url(state, "whip", sid, rid), answer)
 
 
@@ -110,7 +163,7 @@ async def feed_watch(request: web.Request, state: AppState, sid: str) -> web.Res
     """``?feed=speaker:<who>`` (anyone of the session) or ``?feed=wall:<room>`` (lecturer)."""
     name = request.query["feed"]
     roles = ("lecturer", "admin") if name.startswith("wall:") else VIEW_ROLES
-    require(request, state.signer, roles, sid)
+    claims = require(request, state.signer, roles, sid)
     offer = await read_offer(request, state)
     media = state.live.find(sid)
     feed = media.feed(name) if media is not None else None
@@ -122,6 +175,7 @@ async def feed_watch(request: web.Request, state: AppState, sid: str) -> web.Res
         raise HTTPProblem(406, str(exc)) from None
     except (ValueError, PeerRefused) as exc:
         raise HTTPProblem(400, str(exc)) from None
+    own(request, claims, media, rid)
     return created(request, state, resource_url(state, "whep", sid, rid), answer)
 
 
@@ -152,6 +206,7 @@ async def whep_post(request: web.Request) -> web.Response:
         raise HTTPProblem(406, str(exc)) from None
     except (ValueError, PeerRefused) as exc:
         raise HTTPProblem(400, str(exc)) from None
+    own(request, claims, media, rid)
     state.metrics.joins += 1
     return created(request, state, resource_url(state, "whep", sid, rid), answer)
 
@@ -182,21 +237,15 @@ def identity_of(claims: Claims, address: str, audio_only: bool) -> Identity:
 
 
 async def resource_delete(request: web.Request) -> web.Response:
+    """End a connection: its owner, an admin, or the session's lecturer for a publication."""
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
     rid = request.match_info["resource"]
-    media = state.live.find(sid)
-    feed = media.feed_of(rid) if media is not None else None
-    if feed is not None and request.path.startswith("/whip/"):
-        # a side feed's publisher: its owner (or the lecturer) ends it
-        claims = require(request, state.signer, PUBLISH_ROLES + ("room", "member"), sid)
-        who = participant_of(state, claims)[0] if claims.role in ("room", "member") else None
-        if who is not None and feed not in (speaker_feed(who), f"wall:{claims.subject}"):
-            raise HTTPProblem(403, "this publication belongs to someone else")
-    else:
-        roles = PUBLISH_ROLES if request.path.startswith("/whip/") else VIEW_ROLES
-        require(request, state.signer, roles, sid)
-    if media is None or not await media.stop_peer(request.match_info["resource"], "delete"):
+    kind = request.path.split("/", 2)[1]
+    roles = PUBLISH_ROLES + ("room", "member") if kind == "whip" else VIEW_ROLES
+    claims = require(request, state.signer, roles, sid)
+    holder = owned(request, claims, state.live.find(sid), rid, kind)
+    if not await holder.stop_peer(rid, "delete"):
         raise HTTPProblem(404, "unknown resource")
     await state.attendance.drain()  # the leave is on disk before we answer
     return web.Response(status=200)
@@ -206,15 +255,14 @@ async def viewer_mode(request: web.Request) -> web.Response:
     """``POST /whep/{session}/{resource}/mode`` with ``{"audio_only": true|false}``."""
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
-    require(request, state.signer, VIEW_ROLES, sid)
+    rid = request.match_info["resource"]
+    claims = require(request, state.signer, VIEW_ROLES, sid)
     media = state.live.find(sid)
-    viewer = media.viewers.get(request.match_info["resource"]) if media else None
-    if viewer is None:
-        raise HTTPProblem(404, "unknown resource")
+    holder = owned(request, claims, media, rid, "whep")
     audio_only = (await read_json(request)).get("audio_only")
     if not isinstance(audio_only, bool):
         raise HTTPProblem(400, "audio_only must be a boolean")
-    await state.live.set_audio_only(media, viewer, audio_only)
+    await state.live.set_audio_only(holder, holder.viewers[rid], audio_only)
     return web.json_response({"audio_only": audio_only})
 
 
