@@ -99,6 +99,11 @@ class TokenSigner:
             raise HTTPProblem(401, "malformed token") from None
         return claims
 
+    def opaque(self, text: str) -> str:
+        """A stable stand-in for ``text`` (a room code, a member id) where everyone of a
+        session reads it: without the secret, not reversible and not guessable."""
+        return hmac.new(self._key, b"opaque:" + text.encode(), hashlib.sha256).hexdigest()[:16]
+
     def internal_token(self) -> str:
         """The token relay processes show each other (derived, never a token of a user)."""
         return internal_token(self._key)

@@ -39,11 +39,11 @@ async def test_granted_room_is_received_by_rooms_and_phones_and_revoking_stops_i
 
         status, body = await call(relay, "POST", f"{base}/hands", room_a["token"])
         assert (status, body["place"]) == (201, 1)
+        who = body["who"]  # opaque: the floor is read by everyone of the session
         status, _ = await call(relay, "POST", f"{base}/hands", member)
         assert status == 403  # members raise hands only when the lecturer allows it
         status, _ = await call(relay, "POST", f"{base}/floor", room_a["token"], {"who": "x"})
         assert status == 403  # only the lecturer grants
-        who = f"room:{room_a['code']}"
         status, _ = await call(relay, "POST", f"{base}/floor", lecturer, {"who": who})
         assert status == 200
         status, state = await call(relay, "GET", f"{base}/floor", room_a["token"])
@@ -105,12 +105,15 @@ async def test_floor_limits_and_refusals(relay):
     lecturer = links["lecturer_token"]
     rooms = links["rooms"]
     base = f"/api/sessions/{sid}"
+    hands = []
     for room in rooms[:3]:
-        assert (await call(relay, "POST", f"{base}/hands", room["token"]))[0] == 201
+        status, body = await call(relay, "POST", f"{base}/hands", room["token"])
+        assert status == 201
+        hands.append(body["who"])
     # raising twice keeps one place in the queue
     status, body = await call(relay, "POST", f"{base}/hands", rooms[0]["token"])
     assert body["place"] == 1
-    first, second = (f"room:{r['code']}" for r in rooms[:2])
+    first, second = hands[:2]
     assert (await call(relay, "POST", f"{base}/floor", lecturer, {"who": first}))[0] == 200
     status, body = await call(relay, "POST", f"{base}/floor", lecturer, {"who": second})
     assert status == 409 and "1 speaker" in body["error"]
@@ -131,7 +134,7 @@ async def test_floor_limits_and_refusals(relay):
     assert (await call(relay, "POST", f"{base}/hands", member))[0] == 201
     assert (await call(relay, "DELETE", f"{base}/hands", member))[0] == 200
     status, state = await call(relay, "GET", f"{base}/floor", lecturer)
-    assert [h["who"] for h in state["hands"]] == [f"room:{rooms[2]['code']}"]
+    assert [h["who"] for h in state["hands"]] == [hands[2]]
     # feeds that do not exist, and the wall only for the lecturer
     try:
         await watch(relay.http, relay.base_url, sid + "?feed=speaker:room:none", member)
@@ -145,3 +148,34 @@ async def test_floor_limits_and_refusals(relay):
         assert exc.status == 403
     else:
         raise AssertionError("a member watched a room's wall camera")
+
+
+async def test_the_floor_names_rooms_and_members_without_their_codes_or_ids(relay):
+    """Everyone of the session reads the floor and names its speakers' feeds: a room code
+    there is one POST from that room's token and roster (issue 24, item 4)."""
+    links = relay.new_session()
+    sid = links["session_id"]
+    lecturer = links["lecturer_token"]
+    room = links["rooms"][0]
+    member = relay.token("member", sid, "M777")
+    base = f"/api/sessions/{sid}"
+    await call(relay, "PATCH", f"{base}/floor", lecturer, {"members_may_raise": True})
+    assert (await call(relay, "POST", f"{base}/hands", room["token"]))[0] == 201
+    status, body = await call(relay, "POST", f"{base}/hands", member)
+    assert status == 201
+    await call(relay, "POST", f"{base}/floor", lecturer, {"who": body["who"]})
+    lecture = await start_lecture(relay, links, "H264")
+    try:
+        speaker = await speak(relay, sid, member)
+        media = relay.state.live.find(sid)
+        await until(lambda: any(f.live for f in media.feeds.values()))
+        for token in (links["viewer_token"], member, room["token"], lecturer):
+            status, state = await call(relay, "GET", f"{base}/floor", token)
+            assert status == 200
+            text = str(state)
+            assert room["code"] not in text and "M777" not in text, state
+            assert len(state["hands"]) + len(state["speakers"]) == 2
+        assert not [name for name in media.feeds if room["code"] in name or "M777" in name]
+        await speaker.stop()
+    finally:
+        await lecture.stop()

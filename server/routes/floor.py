@@ -17,6 +17,15 @@ READERS = ("room", "member", "viewer", "lecturer", "admin")
 CHAIRS = ("lecturer", "admin")
 
 
+def speaker_of(state: AppState, claims) -> tuple[str, str]:
+    """(who, display name) of a room or member on the floor. Everyone of the session reads
+    the floor and watches its speakers, so ``who`` is opaque: a room code is a secret like a
+    token (it is one POST from a room's token), and a member id opens their record."""
+    participant, name = participant_of(state, claims)
+    kind = participant.split(":", 1)[0]
+    return f"{kind}:{state.signer.opaque(participant)}", name
+
+
 def speaker_feed(who: str) -> str:
     return f"speaker:{who}"
 
@@ -39,7 +48,7 @@ async def floor_state(request: web.Request) -> web.Response:
     known_session(state, sid)
     body = state.floor.of(sid).as_json(_live_speakers(state, sid))
     if claims.role in RAISERS:
-        me = participant_of(state, claims)[0]
+        me = speaker_of(state, claims)[0]
         body["me"] = me
         body["my_hand"] = next(
             (i + 1 for i, h in enumerate(state.floor.of(sid).hands) if h.who == me), None
@@ -55,7 +64,7 @@ async def raise_hand(request: web.Request) -> web.Response:
     known_session(state, sid)
     if claims.role == "member" and not state.floor.of(sid).members_may_raise:
         raise HTTPProblem(403, "the lecturer has not opened hands to members")
-    who, name = participant_of(state, claims)
+    who, name = speaker_of(state, claims)
     place = state.floor.raise_hand(sid, who, name)
     return web.json_response({"who": who, "place": place}, status=201)
 
@@ -64,7 +73,7 @@ async def lower_hand(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
     claims = require(request, state.signer, RAISERS, sid)
-    who = participant_of(state, claims)[0]
+    who = speaker_of(state, claims)[0]
     if not state.floor.lower_hand(sid, who):
         raise HTTPProblem(404, "no raised hand")
     return web.json_response({"who": who, "lowered": True})
@@ -86,7 +95,7 @@ async def end_turn(request: web.Request) -> web.Response:
     sid = request.match_info["session"]
     claims = require(request, state.signer, CHAIRS + RAISERS, sid)
     who = request.match_info["who"]
-    if claims.role in RAISERS and participant_of(state, claims)[0] != who:
+    if claims.role in RAISERS and speaker_of(state, claims)[0] != who:
         raise HTTPProblem(403, "only the lecturer ends another's turn")
     if not state.floor.end_turn(sid, who):
         raise HTTPProblem(404, f"{who} does not have the floor")

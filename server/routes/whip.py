@@ -17,8 +17,7 @@ from server.attendance.tracker import Identity
 from server.auth import Claims, bearer_token, require
 from server.errors import HTTPProblem
 from server.routes.bodies import read_body, read_json
-from server.routes.floor import speaker_feed
-from server.routes.qa import participant_of
+from server.routes.floor import speaker_feed, speaker_of
 from server.state import STATE, AppState
 
 SDP = "application/sdp"
@@ -131,7 +130,7 @@ async def feed_publish(request: web.Request, state: AppState, sid: str) -> web.R
         claims = require(request, state.signer, PUBLISH_ROLES, sid)
         return await _publish_feed(request, state, sid, "low", claims)
     claims = require(request, state.signer, ("room", "member"), sid)
-    who = participant_of(state, claims)[0]
+    who = speaker_of(state, claims)[0]
     if kind == "speaker":
         if not state.floor.may_speak(sid, who):
             raise HTTPProblem(403, "the lecturer has not given you the floor")
