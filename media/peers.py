@@ -32,6 +32,7 @@ class _Peer:
         self.pc = RTCPeerConnection(configuration=config)
         self.path: SendPath | None = None
         self.connected = asyncio.Event()
+        self.gone = asyncio.Event()  # set once closed, for whoever waits on the connection
         self.closed = False
         self.close_reason = ""
         self.connected_hook: asyncio.Future | None = None  # owned by SessionMedia
@@ -82,6 +83,7 @@ class _Peer:
         if self.closed:
             return
         self.closed = True
+        self.gone.set()
         self.close_reason = reason
         if self.path is not None:
             self.path.close()

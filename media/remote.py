@@ -32,6 +32,7 @@ class RemoteViewer:
         self.audio_only = audio_only
         self.tracks: dict = {}  # nothing to send from here
         self.connected = asyncio.Event()
+        self.gone = asyncio.Event()  # set once it has ended, here or on its worker
         self.closed = False
         self.close_reason = ""
         self.connected_hook = None
@@ -59,6 +60,7 @@ class RemoteViewer:
         if self.closed:
             return
         self.closed = True
+        self.gone.set()
         self.close_reason = reason
         self._on_gone(self)
         if tell_worker:

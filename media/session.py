@@ -200,6 +200,7 @@ class SessionMedia:
 
     def remote_gone(self, viewer: RemoteViewer) -> None:
         """A viewer another process served has ended: ``viewer_gone``, with its reason."""
+        viewer.gone.set()
         self._peer_gone(viewer)
 
     def remote_connected(self, peer_id: str) -> None:

@@ -147,6 +147,7 @@ def create_app(config: Config, workers: int = 1) -> web.Application:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
         await replays.close()
+        await state.limits.pending.close()
         await state.live.close()
         if live.pool is not None:
             await live.pool.close()

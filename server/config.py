@@ -39,6 +39,23 @@ class IceServer:
 
 
 @dataclass(frozen=True)
+class Rate:
+    """A limit: ``burst`` at once, then one every ``every_s`` seconds (server/limits.py).
+    ``LR_*_RATE`` reads ``burst/every_s``, e.g. ``3/10``; ``0`` turns the limit off."""
+
+    burst: int
+    every_s: float
+
+    @classmethod
+    def parse(cls, text: str) -> Rate:
+        burst, _, every = text.partition("/")
+        rate = cls(int(burst), float(every or 1))
+        if rate.burst < 0 or rate.every_s <= 0:
+            raise ValueError(f"a rate is burst/seconds with seconds > 0: {text!r}")
+        return rate
+
+
+@dataclass(frozen=True)
 class Config:
     host: str = "127.0.0.1"
     port: int = 8080
@@ -55,6 +72,18 @@ class Config:
     secret: str | None = None
     token_ttl_s: int = 14 * 24 * 3600
     max_sdp_bytes: int = 64 * 1024
+    # Connections answered but not yet connected, per source address (429 past it): a
+    # township's phones share one NAT address, so this is well above a classroom's; 0: no cap.
+    pending_per_address: int = 20
+    # A connection not connected this long after its answer is closed (it never joined).
+    connect_timeout_s: float = 30.0
+    # A heartbeat WebSocket that has not shown its token this long after opening is closed.
+    socket_auth_timeout_s: float = 5.0
+    # Per source address: wrong room codes; per participant: each is a ledger event.
+    room_code_rate: Rate = Rate(10, 60.0)
+    question_rate: Rate = Rate(3, 10.0)
+    headcount_rate: Rate = Rate(5, 5.0)
+    feedback_rate: Rate = Rate(3, 20.0)
     # Least time between two keyframe requests sent to the publisher.
     keyframe_interval_s: float = 0.5
     log_level: str = "INFO"
@@ -221,6 +250,13 @@ ENV: tuple[tuple[str, str, Callable[[str], object], bool], ...] = (
     ("LR_CLUSTER_HOME", "cluster_home", _flag, False),
     ("LR_LEDGER_WRITER", "ledger_writer", _flag, False),
     ("LR_NODE_TTL", "node_ttl_s", float, False),
+    ("LR_PENDING_PER_ADDRESS", "pending_per_address", int, False),
+    ("LR_CONNECT_TIMEOUT", "connect_timeout_s", float, False),
+    ("LR_SOCKET_AUTH_TIMEOUT", "socket_auth_timeout_s", float, False),
+    ("LR_ROOM_CODE_RATE", "room_code_rate", Rate.parse, False),
+    ("LR_QUESTION_RATE", "question_rate", Rate.parse, False),
+    ("LR_HEADCOUNT_RATE", "headcount_rate", Rate.parse, False),
+    ("LR_FEEDBACK_RATE", "feedback_rate", Rate.parse, False),
 )
 
 
@@ -234,4 +270,4 @@ def config_from_env(env: dict[str, str] | None = None) -> Config:
     return Config(**kwargs)
 
 
-__all__ = ["Config", "IceServer", "config_from_env"]
+__all__ = ["Config", "IceServer", "Rate", "config_from_env"]

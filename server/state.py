@@ -15,6 +15,7 @@ from server.config import Config
 from server.floor import FloorBoard
 from server.histogram import Histogram
 from server.lean_socket import LeanSocket
+from server.limits import Limits
 from server.live import LiveSessions
 from server.programme.store import ProgrammeStore
 from server.qa import QuestionBoard
@@ -47,9 +48,11 @@ class AppState:
     heartbeat_sockets: dict[str, set[LeanSocket]] = field(default_factory=dict)
     # Sessions' reports, kept up to date with the ledger as it is appended to.
     reports: Reports = field(init=False)
+    limits: Limits = field(init=False)
 
     def __post_init__(self) -> None:
         self.reports = Reports(self.attendance.ledger)
+        self.limits = Limits(self.config)
         if isinstance(self.attendance.ledger, Ledger):  # an edge node has no ledger of its own
             self.attendance.ledger.on_durable = self.reports.follow
 

@@ -173,10 +173,17 @@ async def room_join(request: web.Request) -> web.Response:
     code = str(data.get("code", "")).strip()
     if not code.isdigit() or len(code) != 8:
         raise HTTPProblem(400, "room code is 8 digits")
+    address = request.remote or ""
+    state.limits.room_codes.check(address)  # before the lookup: a limited guesser learns nothing
     found = state.store.room_by_code(code)
     if found is None:
+        # a code is a secret like a token: wrong guesses are limited per address
+        state.limits.room_codes.take(address)
         raise HTTPProblem(404, "no room has this code")
     sid, room = found
+    session = state.store.get_session(sid)
+    if session is None or session.status == "ended":
+        raise HTTPProblem(410, "this session has ended")
     token = state.signer.issue("room", sid, room.code, state.config.token_ttl_s)
     return web.json_response({"session_id": sid, "room": room.name, "token": token})
 

@@ -19,7 +19,7 @@ from server.attendance.tracker import HeartbeatTooSoon
 from server.attendance.verify import Verdict, verify
 from server.auth import Claims, authorize, require
 from server.errors import HTTPProblem
-from server.lean_socket import GOING_AWAY, NORMAL, LeanSocket, accept
+from server.lean_socket import GOING_AWAY, NORMAL, POLICY_VIOLATION, LeanSocket, accept
 from server.replay import recordings_of
 from server.routes.api import (
     bounded_int,
@@ -109,6 +109,11 @@ async def heartbeat_socket(request: web.Request) -> web.StreamResponse:
     # reset on every message, was a measurable part of a heartbeat's cost.
     page = _HeartbeatPage(state, sid, rid, claims)
     sock = await accept(request, page.on_message, WS_MAX_MESSAGE)
+    if claims is None:  # a socket that shows no token soon is closed: strangers hold none open
+        asyncio.get_running_loop().call_later(
+            state.config.socket_auth_timeout_s,
+            lambda: page.claims is None and sock.close(POLICY_VIOLATION, "no token in time"),
+        )
     sockets = state.heartbeat_sockets.setdefault(rid, set())
     sockets.add(sock)
     try:
@@ -187,6 +192,7 @@ async def headcount(request: web.Request) -> web.Response:
     claims = require(request, state.signer, ("room",), sid)
     data = await read_json(request)
     count = bounded_int(data.get("count"), 0, 10000, "count must be an integer from 0 to 10000")
+    state.limits.headcounts.take(f"{sid}/{claims.subject}")  # each is a ledger event
     state.store.record_headcount(sid, claims.subject, count)
     done = await state.attendance.append(sid, Headcount(claims.subject, count))
     return web.json_response({"room": claims.subject, "count": count, "seq": done.seq})

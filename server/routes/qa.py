@@ -38,6 +38,7 @@ async def ask(request: web.Request) -> web.Response:
     if len(text) > MAX_TEXT:
         raise HTTPProblem(413, f"a question is at most {MAX_TEXT} characters")
     participant, name = participant_of(state, claims)
+    state.limits.questions.take(f"{sid}/{participant}")  # each question is a ledger event
     qid = state.questions.ask(sid, participant, name, text)
     await state.attendance.append(sid, Question(qid, participant, text))
     return web.json_response({"id": qid}, status=201)

@@ -48,14 +48,37 @@ class Owner:
         return self.role != "viewer" or other.token == self.token
 
 
-NOBODY = Owner("", None, "")  # a connection made before its owner was noted: staff only
-
-
-def own(request: web.Request, claims: Claims, media, rid: str) -> None:
-    """Record who made connection ``rid`` of ``media`` (a session or one of its feeds)."""
+async def negotiated(
+    request: web.Request, state: AppState, claims: Claims, media, answer
+) -> tuple[str, str]:
+    """Run ``answer()`` (a publish or a subscribe on ``media`` or one of its feeds) within the
+    caller's address's share of connections not yet up, and follow the new one: it is the
+    caller's own, and it is closed if not connected in time (server/limits.py)."""
+    pending = state.limits.pending
+    address = request.remote or ""
+    pending.reserve(address)
+    try:
+        rid, sdp = await answer()
+    except BaseException as exc:
+        pending.release(address)
+        if isinstance(exc, CodecMismatch):
+            raise HTTPProblem(406, str(exc)) from None
+        if isinstance(exc, (ValueError, PeerRefused)):
+            raise HTTPProblem(400, str(exc)) from None
+        raise
     holder = media.holder_of(rid)
+    peer = None
     if holder is not None:
         holder.owners[rid] = Owner.of(request, claims)
+        peer = holder.viewers.get(rid) or holder.publisher
+    if peer is None or peer.id != rid:
+        pending.release(address)  # gone already
+    else:
+        pending.follow(address, peer, lambda: holder.stop_peer(rid, "connect_timeout"))
+    return rid, sdp
+
+
+NOBODY = Owner("", None, "")  # a connection made before its owner was noted: staff only
 
 
 def owned(request: web.Request, claims: Claims, media, rid: str, kind: str):
@@ -112,13 +135,7 @@ async def whip_post(request: web.Request) -> web.Response:
     claims = require(request, state.signer, PUBLISH_ROLES, sid)
     offer = await read_offer(request, state)
     media = await state.live.open(sid)
-    try:
-        rid, answer = await media.publish(offer)
-    except CodecMismatch as exc:
-        raise HTTPProblem(406, str(exc)) from None
-    except (ValueError, PeerRefused) as exc:
-        raise HTTPProblem(400, str(exc)) from None
-    own(request, claims, media, rid)
+    rid, answer = await negotiated(request, state, claims, media, lambda: media.publish(offer))
     return created(request, state, resource_url(state, "whip", sid, rid), answer)
 
 
@@ -148,13 +165,7 @@ async def _publish_feed(
     offer = await read_offer(request, state)
     media = state.live.get(sid)
     feed = media.feed(name, create=True)
-    try:
-        rid, answer = await feed.publish(offer)
-    except CodecMismatch as exc:
-        raise HTTPProblem(406, str(exc)) from None
-    except (ValueError, PeerRefused) as exc:
-        raise HTTPProblem(400, str(exc)) from None
-    own(request, claims, media, rid)
+    rid, answer = await negotiated(request, state, claims, media, lambda: feed.publish(offer))
     return created(request, state, resource_url(state, "whip", sid, rid), answer)
 
 
@@ -168,13 +179,7 @@ async def feed_watch(request: web.Request, state: AppState, sid: str) -> web.Res
     feed = media.feed(name) if media is not None else None
     if feed is None:
         raise HTTPProblem(404, f"no feed {name} in this session")
-    try:
-        rid, answer = await feed.subscribe(offer)
-    except CodecMismatch as exc:
-        raise HTTPProblem(406, str(exc)) from None
-    except (ValueError, PeerRefused) as exc:
-        raise HTTPProblem(400, str(exc)) from None
-    own(request, claims, media, rid)
+    rid, answer = await negotiated(request, state, claims, media, lambda: feed.subscribe(offer))
     return created(request, state, resource_url(state, "whep", sid, rid), answer)
 
 
@@ -199,13 +204,13 @@ async def whep_post(request: web.Request) -> web.Response:
             await cluster.ensure_pull(media, origin)
     audio_only = request.query.get("audio_only") in ("1", "true", "yes")
     identity = identity_of(claims, request.remote or "", audio_only)
-    try:
-        rid, answer = await state.live.subscribe(media, offer, identity, audio_only)
-    except CodecMismatch as exc:
-        raise HTTPProblem(406, str(exc)) from None
-    except (ValueError, PeerRefused) as exc:
-        raise HTTPProblem(400, str(exc)) from None
-    own(request, claims, media, rid)
+    rid, answer = await negotiated(
+        request,
+        state,
+        claims,
+        media,
+        lambda: state.live.subscribe(media, offer, identity, audio_only),
+    )
     state.metrics.joins += 1
     return created(request, state, resource_url(state, "whep", sid, rid), answer)
 
