@@ -13,6 +13,7 @@ import fractions
 import io
 import json
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -48,15 +49,34 @@ class ReplayState:
             return None
 
 
+# A session id as a file name: no separator, no dot, no glob character. The HTTP routes check
+# the stricter store.SESSION_ID first; this is the last line before the disk.
+FILE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _inside(folder: Path, session: str, *suffixes: str) -> list[Path]:
+    """``folder/<session><suffix>`` for each suffix; ValueError unless ``session`` is a plain
+    name and every path, resolved, stays in ``folder``."""
+    if not FILE_ID.fullmatch(session):
+        raise ValueError(f"not a session id: {session!r}")
+    root = folder.resolve()
+    paths = [folder / f"{session}{suffix}" for suffix in suffixes]
+    for path in paths:
+        if path.resolve().parent != root:
+            raise ValueError(f"not a session id: {session!r}")
+    return paths
+
+
 def replay_paths(media_dir: Path, session: str) -> tuple[Path, Path, Path]:
-    """(mp4, poster jpg, state json)."""
-    base = media_dir / "replays"
-    return base / f"{session}.mp4", base / f"{session}.jpg", base / f"{session}.json"
+    """(mp4, poster jpg, state json); ValueError for an id that is not a plain name."""
+    mp4, jpg, state = _inside(media_dir / "replays", session, ".mp4", ".jpg", ".json")
+    return mp4, jpg, state
 
 
 def recordings_of(media_dir: Path, session: str) -> list[Path]:
     """A session's recordings in the order they were made (a server restart starts another)."""
     folder = media_dir / "recordings"
+    _inside(folder, session)
     found = list(folder.glob(f"{session}-*.webm")) + list(folder.glob(f"{session}-*.mkv"))
     return sorted(found, key=lambda p: int(p.stem.rsplit("-", 1)[1]))
 

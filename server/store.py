@@ -5,6 +5,7 @@ WAL mode so readers never block the writer; the database lives in the data direc
 
 from __future__ import annotations
 
+import re
 import secrets
 import sqlite3
 import time
@@ -96,6 +97,15 @@ class Session:
     def room_names(self) -> dict[str, str]:
         """Each room's code to its name (a report names rooms by them)."""
         return {r.code: r.name for r in self.rooms}
+
+
+# What create_session makes (8 hex digits). A path or URL segment that claims to be a session
+# is checked against it before it names anything on disk.
+SESSION_ID = re.compile(r"[0-9a-f]{8}")
+
+
+def is_session_id(text: str) -> bool:
+    return SESSION_ID.fullmatch(text) is not None
 
 
 SELECT_MEMBERS = "SELECT member_id, name, township, phone, category FROM members"

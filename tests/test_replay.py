@@ -203,3 +203,41 @@ async def test_replay_earns_no_hours_where_the_session_does_not_count_it(relay):
         assert resp.status == 200
         assert (await resp.json())["credited"] == 1
     assert relay.state.programme.has_credit(sid, "RP3")
+
+
+def placed_replay(relay, data: bytes = bytes(range(256)) * 4) -> tuple[str, str]:
+    """A session with a replay file on disk (any bytes: the route serves files, not MP4s):
+    (session id, admin token)."""
+    sid = relay.new_session()["session_id"]
+    folder = relay.config.media_root / "replays"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{sid}.mp4").write_bytes(data)
+    return sid, relay.token("admin", None)
+
+
+async def test_replay_ids_with_encoded_slashes_never_reach_outside_the_replay_folder(
+    relay, tmp_path
+):
+    from urllib.parse import quote
+
+    from yarl import URL
+
+    sid, admin = placed_replay(relay)
+    outside = tmp_path / "outside.mp4"
+    outside.write_bytes(b"not a replay: a file elsewhere on the server")
+    beside = relay.config.media_root / "beside.jpg"  # in the data folder, above replays/
+    beside.write_bytes(b"\xff\xd8 a file beside the replay folder")
+    ids = [
+        quote(str(outside.with_suffix("")), safe="") + ".mp4",  # %2Ftmp%2F...%2Foutside
+        "..%2Fbeside.jpg",
+        "..%2F..%2F" + quote(outside.parent.name, safe="") + "%2Foutside.mp4",
+        f"{sid}%2F..%2F{sid}.mp4",
+    ]
+    for raw in ids:
+        url = URL(f"{relay.base_url}/replays/{raw}?token={admin}", encoded=True)
+        async with relay.http.get(url) as resp:
+            body = await resp.read()
+            assert resp.status == 404, (raw, resp.status)
+            assert b"not a replay" not in body and b"beside" not in body
+    async with relay.http.get(f"{relay.base_url}/replays/{sid}.mp4?token={admin}") as resp:
+        assert resp.status == 200  # the session's own replay is still served

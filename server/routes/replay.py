@@ -11,6 +11,7 @@ from server.errors import HTTPProblem
 from server.replay import replay_paths
 from server.routes.api import known_session
 from server.state import STATE, AppState
+from server.store import is_session_id
 
 ANY_ROLE = ("viewer", "room", "member", "lecturer", "admin")
 
@@ -39,9 +40,15 @@ async def replay_file(request: web.Request) -> web.StreamResponse:
     state: AppState = request.app[STATE]
     sid, ext = request.match_info["session"], request.match_info["ext"]
     require(request, state.signer, ANY_ROLE, sid)
-    mp4, poster, _ = replay_paths(state.config.media_root, sid)
+    if not is_session_id(sid):  # %2F and ..%2F arrive decoded: never let them name a path
+        raise HTTPProblem(404, "no such replay")
+    known_session(state, sid)
+    try:
+        mp4, poster, _ = replay_paths(state.config.media_root, sid)
+    except ValueError:
+        raise HTTPProblem(404, "no such replay") from None
     path = mp4 if ext == "mp4" else poster
-    if not path.exists():
+    if not path.is_file():
         raise HTTPProblem(404, "this replay is not ready")
     response = web.FileResponse(path)
     response.headers["Cache-Control"] = "private, max-age=3600"
