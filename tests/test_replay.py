@@ -241,3 +241,32 @@ async def test_replay_ids_with_encoded_slashes_never_reach_outside_the_replay_fo
             assert b"not a replay" not in body and b"beside" not in body
     async with relay.http.get(f"{relay.base_url}/replays/{sid}.mp4?token={admin}") as resp:
         assert resp.status == 200  # the session's own replay is still served
+
+
+async def test_odd_ranges_on_a_replay_get_416_200_or_206_never_the_wrong_one(relay):
+    data = bytes(range(256)) * 4
+    sid, admin = placed_replay(relay, data)
+    url = f"{relay.base_url}/replays/{sid}.mp4?token={admin}"
+    size = len(data)
+    unsatisfiable = ("bytes=-0", f"bytes={size}-", "bytes=999999999-", "bytes=999999999-1000000000")
+    for rng in unsatisfiable:
+        async with relay.http.get(url, headers={"Range": rng}) as resp:
+            assert resp.status == 416, (rng, resp.status)
+            assert resp.headers["Content-Range"] == f"bytes */{size}", rng
+    whole = ("bytes=5-2", "bytes=0-1,5-6", "bytes=-1,-2", "items=0-1", "bytes=a-b", "bytes=-")
+    for rng in whole:  # invalid, or several ranges: ignored, the whole file
+        async with relay.http.get(url, headers={"Range": rng}) as resp:
+            assert resp.status == 200, (rng, resp.status)
+            assert await resp.read() == data
+    parts = {
+        "bytes=0-0": (0, 0),
+        "bytes=-1": (size - 1, size - 1),
+        f"bytes=-{size * 10}": (0, size - 1),
+        "bytes=1000-99999999999999999999": (1000, size - 1),
+        "bytes=10-": (10, size - 1),
+    }
+    for rng, (first, last) in parts.items():
+        async with relay.http.get(url, headers={"Range": rng}) as resp:
+            assert resp.status == 206, (rng, resp.status)
+            assert resp.headers["Content-Range"] == f"bytes {first}-{last}/{size}", rng
+            assert await resp.read() == data[first : last + 1], rng
