@@ -23,6 +23,8 @@ import av
 
 KEYFRAME_INTERVAL_S = 2.0
 MS = fractions.Fraction(1, 1000)
+# An absolute path in an error (FFmpeg names the file it failed on): its last part is kept.
+ABSOLUTE_PATH = re.compile(r"(?<![\w.])(?:[A-Za-z]:)?[/\\](?:[^\s'\"/\\]+[/\\])*([^\s'\"/\\]*)")
 
 
 @dataclass
@@ -40,6 +42,18 @@ class ReplayState:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(asdict(self), ensure_ascii=False))
         os.replace(tmp, path)
+
+    def public(self) -> dict:
+        """What the API shows of the job: its progress and the replay's URLs, never a path
+        on the server's disk (the recordings' names and an error's file names stay in the
+        state file, for the CLI)."""
+        out = asdict(self)
+        out["recordings"] = len(out.pop("sources") or ())
+        out["error"] = ABSOLUTE_PATH.sub(r"\1", self.error)
+        if self.state == "done":
+            out["url"] = f"/replays/{self.session}.mp4"
+            out["poster"] = f"/replays/{self.session}.jpg"
+        return out
 
     @classmethod
     def load(cls, path: Path) -> ReplayState | None:

@@ -270,3 +270,41 @@ async def test_odd_ranges_on_a_replay_get_416_200_or_206_never_the_wrong_one(rel
             assert resp.status == 206, (rng, resp.status)
             assert resp.headers["Content-Range"] == f"bytes {first}-{last}/{size}", rng
             assert await resp.read() == data[first : last + 1], rng
+
+
+async def test_the_replay_json_gives_urls_never_a_path_on_the_servers_disk(relay):
+    import asyncio
+
+    from server.replay import run_job
+
+    links = relay.new_session()
+    sid = links["session_id"]
+    media = relay.config.media_root
+    (media / "recordings").mkdir(parents=True, exist_ok=True)
+    (media / "recordings" / f"{sid}-1.webm").write_bytes(b"not a recording")
+    job = await asyncio.to_thread(run_job, media, sid, 1)  # FFmpeg names the file it failed on
+    assert job.state == "failed" and str(media) in job.error
+    viewer = {"Authorization": f"Bearer {links['viewer_token']}"}
+    async with relay.http.get(f"{relay.base_url}/api/sessions/{sid}/replay", headers=viewer) as r:
+        text = await r.text()
+        shown = await r.json()
+    assert r.status == 200 and str(media) not in text and "sources" not in shown
+    assert shown["state"] == "failed" and shown["recordings"] == 1
+    assert f"{sid}-1.webm" in shown["error"]  # the file's name alone says which one
+    admin = {"Authorization": f"Bearer {relay.token('admin', None)}"}
+    async with relay.http.get(f"{relay.base_url}/api/admin/overview", headers=admin) as r:
+        assert str(media) not in await r.text()
+
+    sid2, _ = placed_replay(relay)
+    (media / "replays" / f"{sid2}.json").write_text(
+        f'{{"session": "{sid2}", "state": "done", "sources": ["{media}/recordings/x-1.webm"]}}'
+    )
+    token = relay.token("member", sid2, "M1")
+    async with relay.http.get(
+        f"{relay.base_url}/api/sessions/{sid2}/replay", headers={"Authorization": f"Bearer {token}"}
+    ) as r:
+        text, shown = await r.text(), await r.json()
+    assert str(media) not in text
+    assert shown["url"] == f"/replays/{sid2}.mp4" and shown["poster"] == f"/replays/{sid2}.jpg"
+    async with relay.http.get(f"{relay.base_url}{shown['url']}?token={token}") as r:
+        assert r.status == 200  # the URL, with the page's token, is the file

@@ -27,7 +27,7 @@ async def replay_state(request: web.Request) -> web.Response:
     job = state.replays.state(sid)
     if job is None:
         return web.json_response({"session": sid, "state": "none"})
-    return web.json_response(job.__dict__)
+    return web.json_response(job.public())
 
 
 async def rebuild(request: web.Request) -> web.Response:
@@ -35,7 +35,7 @@ async def rebuild(request: web.Request) -> web.Response:
     sid = request.match_info["session"]
     require(request, state.signer, ("admin",))
     known_session(state, sid)
-    return web.json_response(state.replays.schedule(sid).__dict__, status=202)
+    return web.json_response(state.replays.schedule(sid).public(), status=202)
 
 
 async def replay_file(request: web.Request) -> web.StreamResponse:
