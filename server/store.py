@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from server.config import DEFAULT_THRESHOLD
+from server.files import private_file
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS sessions (
@@ -113,8 +114,7 @@ SELECT_MEMBERS = "SELECT member_id, name, township, phone, category FROM members
 
 class Store:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
+        self.path = private_file(path)  # names and phone numbers
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
