@@ -20,6 +20,7 @@ from pathlib import Path
 from aiohttp import web
 
 from server.errors import HTTPProblem
+from server.files import refuse_shared
 from server.internal import internal_token
 
 ROLES = ("admin", "school", "lecturer", "viewer", "room", "member")
@@ -116,6 +117,7 @@ def load_or_create_secret(data_dir: Path) -> bytes:
     """The install's signing secret, created once with mode 0600; never in git."""
     path = data_dir / "secret.key"
     if path.exists():
+        refuse_shared(path)
         return path.read_bytes()
     data_dir.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_bytes(32)

@@ -15,6 +15,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from server.config import DEFAULT_THRESHOLD, Config, config_from_env, host_addresses
+from server.files import private_file
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -64,7 +65,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         asyncio.run(_serve(config, ssl_context, workers))
     except KeyboardInterrupt:
         pass
-    except RuntimeError as exc:
+    except (RuntimeError, PermissionError) as exc:  # a secret.key others may read, ...
         print(f"lecture-relay: {exc}", file=sys.stderr)
         return 1
     return 0
@@ -356,6 +357,8 @@ def _emit(body: bytes | Iterable[bytes], out: str | None, what: str) -> None:
     """Write an export (whole, or in pieces) to --out, saying what was written, or to
     standard output."""
     pieces = [body] if isinstance(body, bytes) else body
+    if out:  # names, phone numbers, personal links' tokens
+        private_file(Path(out))
     with open(out, "wb") if out else nullcontext(sys.stdout.buffer) as sink:
         for piece in pieces:
             sink.write(piece)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import csv
-import io
+from collections.abc import Iterator
 from urllib.parse import quote
 
 from server.auth import TokenSigner
 from server.config import Config
 from server.store import Member, Session
+from server.tables import csv_bytes, xlsx_bytes
 
 
 def session_links(
@@ -85,23 +85,15 @@ LINK_COLUMNS = (
 )
 
 
-def to_csv_bytes(rows: list[dict]) -> bytes:
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow([zh for _, zh in LINK_COLUMNS])
+def _link_rows(rows: list[dict]) -> Iterator[list]:
+    yield [zh for _, zh in LINK_COLUMNS]
     for r in rows:
-        w.writerow([r[k] for k, _ in LINK_COLUMNS])
-    return ("\ufeff" + buf.getvalue()).encode("utf-8")
+        yield [r[k] for k, _ in LINK_COLUMNS]
+
+
+def to_csv_bytes(rows: list[dict]) -> bytes:
+    return csv_bytes(_link_rows(rows))
 
 
 def to_xlsx_bytes(rows: list[dict]) -> bytes:
-    from openpyxl import Workbook
-
-    wb = Workbook(write_only=True)
-    ws = wb.create_sheet("观看链接")
-    ws.append([zh for _, zh in LINK_COLUMNS])
-    for r in rows:
-        ws.append([r[k] for k, _ in LINK_COLUMNS])
-    buf = io.BytesIO()
-    wb.save(buf)
-    return buf.getvalue()
+    return xlsx_bytes([("观看链接", _link_rows(rows))])

@@ -8,6 +8,8 @@ import sqlite3
 import time
 from pathlib import Path
 
+from server.files import private_file
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS questions (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -23,7 +25,9 @@ MAX_TEXT = 500
 
 class QuestionBoard:
     def __init__(self, path: Path) -> None:
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db = sqlite3.connect(
+            private_file(path), isolation_level=None, check_same_thread=False
+        )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SCHEMA)
 

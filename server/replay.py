@@ -13,6 +13,7 @@ import fractions
 import io
 import json
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -22,6 +23,8 @@ import av
 
 KEYFRAME_INTERVAL_S = 2.0
 MS = fractions.Fraction(1, 1000)
+# An absolute path in an error (FFmpeg names the file it failed on): its last part is kept.
+ABSOLUTE_PATH = re.compile(r"(?<![\w.])(?:[A-Za-z]:)?[/\\](?:[^\s'\"/\\]+[/\\])*([^\s'\"/\\]*)")
 
 
 @dataclass
@@ -40,6 +43,18 @@ class ReplayState:
         tmp.write_text(json.dumps(asdict(self), ensure_ascii=False))
         os.replace(tmp, path)
 
+    def public(self) -> dict:
+        """What the API shows of the job: its progress and the replay's URLs, never a path
+        on the server's disk (the recordings' names and an error's file names stay in the
+        state file, for the CLI)."""
+        out = asdict(self)
+        out["recordings"] = len(out.pop("sources") or ())
+        out["error"] = ABSOLUTE_PATH.sub(r"\1", self.error)
+        if self.state == "done":
+            out["url"] = f"/replays/{self.session}.mp4"
+            out["poster"] = f"/replays/{self.session}.jpg"
+        return out
+
     @classmethod
     def load(cls, path: Path) -> ReplayState | None:
         try:
@@ -48,15 +63,34 @@ class ReplayState:
             return None
 
 
+# A session id as a file name: no separator, no dot, no glob character. The HTTP routes check
+# the stricter store.SESSION_ID first; this is the last line before the disk.
+FILE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _inside(folder: Path, session: str, *suffixes: str) -> list[Path]:
+    """``folder/<session><suffix>`` for each suffix; ValueError unless ``session`` is a plain
+    name and every path, resolved, stays in ``folder``."""
+    if not FILE_ID.fullmatch(session):
+        raise ValueError(f"not a session id: {session!r}")
+    root = folder.resolve()
+    paths = [folder / f"{session}{suffix}" for suffix in suffixes]
+    for path in paths:
+        if path.resolve().parent != root:
+            raise ValueError(f"not a session id: {session!r}")
+    return paths
+
+
 def replay_paths(media_dir: Path, session: str) -> tuple[Path, Path, Path]:
-    """(mp4, poster jpg, state json)."""
-    base = media_dir / "replays"
-    return base / f"{session}.mp4", base / f"{session}.jpg", base / f"{session}.json"
+    """(mp4, poster jpg, state json); ValueError for an id that is not a plain name."""
+    mp4, jpg, state = _inside(media_dir / "replays", session, ".mp4", ".jpg", ".json")
+    return mp4, jpg, state
 
 
 def recordings_of(media_dir: Path, session: str) -> list[Path]:
     """A session's recordings in the order they were made (a server restart starts another)."""
     folder = media_dir / "recordings"
+    _inside(folder, session)
     found = list(folder.glob(f"{session}-*.webm")) + list(folder.glob(f"{session}-*.mkv"))
     return sorted(found, key=lambda p: int(p.stem.rsplit("-", 1)[1]))
 

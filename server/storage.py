@@ -54,7 +54,10 @@ def sweep(
     if recording_days > 0:
         for path in _files(media_dir / "recordings", "*"):
             session = path.stem.rsplit("-", 1)[0]
-            state = ReplayState.load(replay_paths(media_dir, session)[2])
+            try:
+                state = ReplayState.load(replay_paths(media_dir, session)[2])
+            except ValueError:  # not named after a session: not the policy's to delete
+                continue
             if state is None or state.state != "done":
                 continue
             if now - path.stat().st_mtime > recording_days * 86400:
@@ -63,7 +66,11 @@ def sweep(
     if replay_days > 0:
         for mp4 in _files(media_dir / "replays", "*.mp4"):
             if now - mp4.stat().st_mtime > replay_days * 86400:
-                for path in replay_paths(media_dir, mp4.stem):
+                try:
+                    paths: tuple[Path, ...] = replay_paths(media_dir, mp4.stem)
+                except ValueError:  # a build's leftover (<session>.part.mp4): itself alone
+                    paths = (mp4,)
+                for path in paths:
                     if path.exists():
                         path.unlink()
                         removed.append(path)

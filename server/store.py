@@ -5,6 +5,7 @@ WAL mode so readers never block the writer; the database lives in the data direc
 
 from __future__ import annotations
 
+import re
 import secrets
 import sqlite3
 import time
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from server.config import DEFAULT_THRESHOLD
+from server.files import private_file
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS sessions (
@@ -98,13 +100,21 @@ class Session:
         return {r.code: r.name for r in self.rooms}
 
 
+# What create_session makes (8 hex digits). A path or URL segment that claims to be a session
+# is checked against it before it names anything on disk.
+SESSION_ID = re.compile(r"[0-9a-f]{8}")
+
+
+def is_session_id(text: str) -> bool:
+    return SESSION_ID.fullmatch(text) is not None
+
+
 SELECT_MEMBERS = "SELECT member_id, name, township, phone, category FROM members"
 
 
 class Store:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
+        self.path = private_file(path)  # names and phone numbers
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")

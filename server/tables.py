@@ -1,14 +1,17 @@
-"""Importing spreadsheets (CSV or XLSX): good rows in, bad rows named by number, never a crash.
+"""Spreadsheets (CSV or XLSX) in and out.
 
-Shared by the roster and the programme's libraries: each says how one row becomes a record,
-this module does the rest (reading, header titles in English or Chinese, empty rows,
-unreadable files, progress)."""
+In: good rows in, bad rows named by number, never a crash. Shared by the roster and the
+programme's libraries: each says how one row becomes a record, this module does the rest
+(reading, header titles in English or Chinese, empty rows, unreadable files, progress).
+
+Out: every CSV and XLSX the product writes is made here, each text cell through ``cell``, so
+that no name or id becomes a formula in the admin's spreadsheet program."""
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -21,6 +24,42 @@ class ImportResult:
     rows: int = 0
     imported: int = 0
     errors: list[tuple[int, str]] = field(default_factory=list)  # (row number, reason)
+
+
+# What makes a spreadsheet program read text as a formula (OWASP, CSV injection).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def cell(value: object) -> object:
+    """A value to write into a spreadsheet: text that starts like a formula gets a leading
+    ``'`` (OWASP), in XLSX too, where a text cell starting with ``=`` turns into a formula as
+    soon as someone edits it. Numbers stay numbers."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
+def csv_bytes(rows: Iterable[Iterable[object]]) -> bytes:
+    """UTF-8 with a BOM, so that Excel opens it in Chinese."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    for row in rows:
+        w.writerow([cell(v) for v in row])
+    return ("\ufeff" + buf.getvalue()).encode("utf-8")
+
+
+def xlsx_bytes(sheets: Iterable[tuple[str, Iterable[Iterable[object]]]]) -> bytes:
+    """A workbook of ``(title, rows)`` sheets, in that order."""
+    from openpyxl import Workbook
+
+    wb = Workbook(write_only=True)
+    for title, rows in sheets:
+        ws = wb.create_sheet(title)
+        for row in rows:
+            ws.append([cell(v) for v in row])
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
 
 
 class RowError(ValueError):

@@ -203,3 +203,108 @@ async def test_replay_earns_no_hours_where_the_session_does_not_count_it(relay):
         assert resp.status == 200
         assert (await resp.json())["credited"] == 1
     assert relay.state.programme.has_credit(sid, "RP3")
+
+
+def placed_replay(relay, data: bytes = bytes(range(256)) * 4) -> tuple[str, str]:
+    """A session with a replay file on disk (any bytes: the route serves files, not MP4s):
+    (session id, admin token)."""
+    sid = relay.new_session()["session_id"]
+    folder = relay.config.media_root / "replays"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{sid}.mp4").write_bytes(data)
+    return sid, relay.token("admin", None)
+
+
+async def test_replay_ids_with_encoded_slashes_never_reach_outside_the_replay_folder(
+    relay, tmp_path
+):
+    from urllib.parse import quote
+
+    from yarl import URL
+
+    sid, admin = placed_replay(relay)
+    outside = tmp_path / "outside.mp4"
+    outside.write_bytes(b"not a replay: a file elsewhere on the server")
+    beside = relay.config.media_root / "beside.jpg"  # in the data folder, above replays/
+    beside.write_bytes(b"\xff\xd8 a file beside the replay folder")
+    ids = [
+        quote(str(outside.with_suffix("")), safe="") + ".mp4",  # %2Ftmp%2F...%2Foutside
+        "..%2Fbeside.jpg",
+        "..%2F..%2F" + quote(outside.parent.name, safe="") + "%2Foutside.mp4",
+        f"{sid}%2F..%2F{sid}.mp4",
+    ]
+    for raw in ids:
+        url = URL(f"{relay.base_url}/replays/{raw}?token={admin}", encoded=True)
+        async with relay.http.get(url) as resp:
+            body = await resp.read()
+            assert resp.status == 404, (raw, resp.status)
+            assert b"not a replay" not in body and b"beside" not in body
+    async with relay.http.get(f"{relay.base_url}/replays/{sid}.mp4?token={admin}") as resp:
+        assert resp.status == 200  # the session's own replay is still served
+
+
+async def test_odd_ranges_on_a_replay_get_416_200_or_206_never_the_wrong_one(relay):
+    data = bytes(range(256)) * 4
+    sid, admin = placed_replay(relay, data)
+    url = f"{relay.base_url}/replays/{sid}.mp4?token={admin}"
+    size = len(data)
+    unsatisfiable = ("bytes=-0", f"bytes={size}-", "bytes=999999999-", "bytes=999999999-1000000000")
+    for rng in unsatisfiable:
+        async with relay.http.get(url, headers={"Range": rng}) as resp:
+            assert resp.status == 416, (rng, resp.status)
+            assert resp.headers["Content-Range"] == f"bytes */{size}", rng
+    whole = ("bytes=5-2", "bytes=0-1,5-6", "bytes=-1,-2", "items=0-1", "bytes=a-b", "bytes=-")
+    for rng in whole:  # invalid, or several ranges: ignored, the whole file
+        async with relay.http.get(url, headers={"Range": rng}) as resp:
+            assert resp.status == 200, (rng, resp.status)
+            assert await resp.read() == data
+    parts = {
+        "bytes=0-0": (0, 0),
+        "bytes=-1": (size - 1, size - 1),
+        f"bytes=-{size * 10}": (0, size - 1),
+        "bytes=1000-99999999999999999999": (1000, size - 1),
+        "bytes=10-": (10, size - 1),
+    }
+    for rng, (first, last) in parts.items():
+        async with relay.http.get(url, headers={"Range": rng}) as resp:
+            assert resp.status == 206, (rng, resp.status)
+            assert resp.headers["Content-Range"] == f"bytes {first}-{last}/{size}", rng
+            assert await resp.read() == data[first : last + 1], rng
+
+
+async def test_the_replay_json_gives_urls_never_a_path_on_the_servers_disk(relay):
+    import asyncio
+
+    from server.replay import run_job
+
+    links = relay.new_session()
+    sid = links["session_id"]
+    media = relay.config.media_root
+    (media / "recordings").mkdir(parents=True, exist_ok=True)
+    (media / "recordings" / f"{sid}-1.webm").write_bytes(b"not a recording")
+    job = await asyncio.to_thread(run_job, media, sid, 1)  # FFmpeg names the file it failed on
+    assert job.state == "failed" and str(media) in job.error
+    viewer = {"Authorization": f"Bearer {links['viewer_token']}"}
+    async with relay.http.get(f"{relay.base_url}/api/sessions/{sid}/replay", headers=viewer) as r:
+        text = await r.text()
+        shown = await r.json()
+    assert r.status == 200 and str(media) not in text and "sources" not in shown
+    assert shown["state"] == "failed" and shown["recordings"] == 1
+    assert f"{sid}-1.webm" in shown["error"]  # the file's name alone says which one
+    admin = {"Authorization": f"Bearer {relay.token('admin', None)}"}
+    async with relay.http.get(f"{relay.base_url}/api/admin/overview", headers=admin) as r:
+        assert str(media) not in await r.text()
+
+    sid2, _ = placed_replay(relay)
+    (media / "replays" / f"{sid2}.json").write_text(
+        f'{{"session": "{sid2}", "state": "done", "sources": ["{media}/recordings/x-1.webm"]}}'
+    )
+    token = relay.token("member", sid2, "M1")
+    async with relay.http.get(
+        f"{relay.base_url}/api/sessions/{sid2}/replay", headers={"Authorization": f"Bearer {token}"}
+    ) as r:
+        text, shown = await r.text(), await r.json()
+    assert str(media) not in text
+    assert shown["url"] == f"/replays/{sid2}.mp4" and shown["poster"] == f"/replays/{sid2}.jpg"
+    async with relay.http.get(f"{relay.base_url}{shown['url']}?token={token}") as r:
+        assert r.status == 200  # the URL, with the page's token, is the file

@@ -90,6 +90,7 @@ def test_cli_import_and_personal_links(tmp_path):
     xlsx = tmp_path / "links.xlsx"
     assert cli(tmp_path, "links", sid, "--format", "xlsx", "--out", str(xlsx)).returncode == 0
     assert xlsx.read_bytes()[:2] == b"PK"
+    assert xlsx.stat().st_mode & 0o777 == 0o600  # every member's token: the owner's alone
     nobody = cli(tmp_path, "links", sid, "--township", "毛坝镇")
     assert nobody.returncode == 2 and "no member of 毛坝镇" in nobody.stderr
     # names and tokens handed out are in the session's ledger, signed, as any export

@@ -8,9 +8,7 @@ a member checked in at a room is credited with the room's watched time after the
 
 from __future__ import annotations
 
-import csv
 import datetime
-import io
 import json
 import threading
 from collections.abc import Iterable, Iterator
@@ -20,6 +18,7 @@ from server.attendance.events import Event, Heartbeat, data_from_json
 from server.attendance.ledger import Row
 from server.config import DEFAULT_THRESHOLD
 from server.roster import mask_phone
+from server.tables import csv_bytes, xlsx_bytes
 
 MAX_SPAN_MS = 30_000  # a heartbeat vouches for at most this much time before it
 
@@ -487,16 +486,11 @@ def flat_rows(report: SessionReport, phones: bool = False) -> list[list]:
 
 
 def to_csv(report: SessionReport, receipt: dict | None, phones: bool = False) -> bytes:
-    """UTF-8 with a BOM so that Excel opens it in Chinese; the receipt follows the rows."""
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow([zh for _, zh in COLUMNS])
-    for values in flat_rows(report, phones):
-        w.writerow(values)
+    """The rows, then the receipt (as JSON, in one cell)."""
+    rows: list[list] = [[zh for _, zh in COLUMNS], *flat_rows(report, phones)]
     if receipt:
-        w.writerow([])
-        w.writerow(["签名回执 (receipt)", json.dumps(receipt, ensure_ascii=False)])
-    return ("\ufeff" + buf.getvalue()).encode("utf-8")
+        rows += [[], ["签名回执 (receipt)", json.dumps(receipt, ensure_ascii=False)]]
+    return csv_bytes(rows)
 
 
 JSON_EVENTS_PER_CHUNK = 5_000
@@ -540,21 +534,10 @@ def json_chunks(
 
 
 def to_xlsx(report: SessionReport, receipt: dict | None, phones: bool = False) -> bytes:
-    from openpyxl import Workbook
-
-    wb = Workbook()
-    ws = wb.active
-    ws.title = "考勤"
-    ws.append([zh for _, zh in COLUMNS])
-    for values in flat_rows(report, phones):
-        ws.append(values)
+    sheets = [("考勤", [[zh for _, zh in COLUMNS], *flat_rows(report, phones)])]
     if receipt:
-        sheet = wb.create_sheet("签名回执")
-        for key, value in receipt.items():
-            sheet.append([key, str(value)])
-    buf = io.BytesIO()
-    wb.save(buf)
-    return buf.getvalue()
+        sheets.append(("签名回执", [[key, str(value)] for key, value in receipt.items()]))
+    return xlsx_bytes(sheets)
 
 
 def audit_summary(

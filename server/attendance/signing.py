@@ -17,6 +17,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from server.files import PRIVATE, private_file, refuse_shared
+
 DOMAIN = b"lecture-relay/checkpoint/v1"
 
 
@@ -86,9 +88,7 @@ class LedgerKey:
     @classmethod
     def load_or_create(cls, path: Path) -> LedgerKey:
         if path.exists():
-            mode = path.stat().st_mode & 0o077
-            if mode:
-                raise PermissionError(f"{path} is readable by others: chmod 600 it")
+            refuse_shared(path)
             key = serialization.load_pem_private_key(path.read_bytes(), password=None)
             if not isinstance(key, Ed25519PrivateKey):
                 raise ValueError(f"{path} is not an Ed25519 private key")
@@ -125,10 +125,12 @@ class CheckpointLog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        if path.exists():
+            private_file(path)  # who attended when, from an install that made it 0644
 
     def append(self, cp: Checkpoint) -> None:
         line = json.dumps(cp.as_json(), sort_keys=True) + "\n"
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE)
         try:
             os.write(fd, line.encode())
             os.fsync(fd)

@@ -30,6 +30,7 @@ from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 
 from server.attendance.events import GENESIS, Event, canonical, chain_hash, data_json
+from server.files import private_file
 from server.histogram import Histogram
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ def immediate(db: sqlite3.Connection) -> Iterator[None]:
 
 
 def connect(path: Path) -> sqlite3.Connection:
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db = sqlite3.connect(private_file(path), isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
     return db

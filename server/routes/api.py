@@ -231,7 +231,7 @@ async def admin_overview(request: web.Request) -> web.Response:
                 "viewers": len(live.viewers) if live else 0,
                 "media": _media_state(state, live),
                 "recording_bytes": recording_bytes(media_dir, s.id),
-                "replay": job.__dict__ if job else None,
+                "replay": job.public() if job else None,
             }
         )
     body = {"storage": usage(media_dir).as_json(), "sessions": sessions}

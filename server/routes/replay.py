@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import datetime
+import re
+from pathlib import Path
 
-from aiohttp import web
+from aiohttp import hdrs, web
+from aiohttp.abc import AbstractStreamWriter
 
 from server.auth import require
 from server.errors import HTTPProblem
 from server.replay import replay_paths
 from server.routes.api import known_session
 from server.state import STATE, AppState
+from server.store import is_session_id
 
 ANY_ROLE = ("viewer", "room", "member", "lecturer", "admin")
 
@@ -23,7 +27,7 @@ async def replay_state(request: web.Request) -> web.Response:
     job = state.replays.state(sid)
     if job is None:
         return web.json_response({"session": sid, "state": "none"})
-    return web.json_response(job.__dict__)
+    return web.json_response(job.public())
 
 
 async def rebuild(request: web.Request) -> web.Response:
@@ -31,7 +35,7 @@ async def rebuild(request: web.Request) -> web.Response:
     sid = request.match_info["session"]
     require(request, state.signer, ("admin",))
     known_session(state, sid)
-    return web.json_response(state.replays.schedule(sid).__dict__, status=202)
+    return web.json_response(state.replays.schedule(sid).public(), status=202)
 
 
 async def replay_file(request: web.Request) -> web.StreamResponse:
@@ -39,13 +43,79 @@ async def replay_file(request: web.Request) -> web.StreamResponse:
     state: AppState = request.app[STATE]
     sid, ext = request.match_info["session"], request.match_info["ext"]
     require(request, state.signer, ANY_ROLE, sid)
-    mp4, poster, _ = replay_paths(state.config.media_root, sid)
+    if not is_session_id(sid):  # %2F and ..%2F arrive decoded: never let them name a path
+        raise HTTPProblem(404, "no such replay")
+    known_session(state, sid)
+    try:
+        mp4, poster, _ = replay_paths(state.config.media_root, sid)
+    except ValueError:
+        raise HTTPProblem(404, "no such replay") from None
     path = mp4 if ext == "mp4" else poster
-    if not path.exists():
+    if not path.is_file():
         raise HTTPProblem(404, "this replay is not ready")
-    response = web.FileResponse(path)
+    size = path.stat().st_size
+    try:
+        wanted = byte_range(request.headers.get(hdrs.RANGE), size)
+    except Unsatisfiable:
+        raise HTTPProblem(
+            416, "range not satisfiable", {"Content-Range": f"bytes */{size}"}
+        ) from None
+    response = _RangedFile(path, wanted)
     response.headers["Cache-Control"] = "private, max-age=3600"
     return response
+
+
+class Unsatisfiable(ValueError):
+    """A Range that no byte of the file satisfies (416)."""
+
+
+SPEC = re.compile(r"bytes=(\d*)-(\d*)", re.ASCII | re.IGNORECASE)
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The byte range a ``Range`` header asks of a file of ``size`` bytes, as (first, last),
+    inclusive; None for the whole file: no header, several ranges (no multipart answers
+    here) or an invalid one such as ``bytes=5-2`` (RFC 9110 14.2: a server may ignore
+    them). Unsatisfiable where no byte is asked for: ``bytes=-0``, a first byte past the
+    end."""
+    if header is None:
+        return None
+    found = SPEC.fullmatch(header.strip().replace(" ", ""))
+    if found is None:
+        return None
+    first, last = found.groups()
+    if first:
+        start = int(first)
+        end = int(last) if last else size - 1
+        if last and end < start:
+            return None
+        if start >= size:
+            raise Unsatisfiable(header)
+        return start, min(end, size - 1)
+    if not last:
+        return None
+    suffix = int(last)
+    if suffix == 0 or size == 0:
+        raise Unsatisfiable(header)
+    return max(size - suffix, 0), size - 1
+
+
+class _RangedFile(web.FileResponse):
+    """A FileResponse that serves the range ``byte_range`` chose (or the whole file)
+    whatever the Range header said: aiohttp reads it again from the request and took
+    ``bytes=-0`` for the whole file as a 206."""
+
+    def __init__(self, path: Path, wanted: tuple[int, int] | None) -> None:
+        super().__init__(path)
+        self._wanted = wanted
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        headers = request.headers.copy()
+        headers.popall(hdrs.RANGE, None)
+        if self._wanted is not None:
+            first, last = self._wanted
+            headers[hdrs.RANGE] = f"bytes={first}-{last}"
+        return await super().prepare(request.clone(headers=headers))
 
 
 def _replay_item(state: AppState, session, token: str | None) -> dict | None:

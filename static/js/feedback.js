@@ -7,7 +7,9 @@ export async function mountFeedback(container, session, token) {
   container.innerHTML = "";
   const details = document.createElement("details");
   details.id = "feedback";
-  details.innerHTML = `<summary>课后评价${info.course ? `：${info.course}` : ""}</summary>`;
+  const summary = document.createElement("summary");
+  summary.textContent = `课后评价${info.course ? `：${info.course}` : ""}`; // a title is text, never markup
+  details.appendChild(summary);
   const form = document.createElement("form");
   form.innerHTML = `<p>请为本次讲座打分：</p><div class="row stars"></div>
     <div class="row"><textarea id="fbcomment" rows="3" class="fill" placeholder="意见和建议（可不填）"></textarea></div>
