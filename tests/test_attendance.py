@@ -708,3 +708,24 @@ async def test_one_unwritable_event_fails_no_other_sessions_attendance(relay):
         assert acked == {r.seq for r in rows} - ({1} if warm else set())
         status, verdict = await call(relay, "GET", f"/api/sessions/{sid}/verify", admin)
         assert status == 200 and verdict["ok"] and verdict["events"] == 6 + warm
+
+
+async def test_a_room_checks_in_only_its_own_townships_members(relay):
+    """A classroom checks in members of its own township; a member of another township is
+    answered exactly as an unknown id is (404, the same body, no name), and neither is
+    recorded."""
+    relay.state.store.upsert_members(
+        [Member("TB001", "张三", "团堡镇"), Member("MD001", "李秘密", "谋道镇")]
+    )
+    links = relay.new_session()
+    sid = links["session_id"]
+    room = next(r for r in links["rooms"] if r["name"] == "团堡镇")
+    path = f"/api/sessions/{sid}/checkin"
+    status, body = await call(relay, "POST", path, room["token"], {"member_id": "TB001"})
+    assert status == 200 and body["name"] == "张三"
+    other = await call(relay, "POST", path, room["token"], {"member_id": "MD001"})
+    unknown = await call(relay, "POST", path, room["token"], {"member_id": "NOBODY"})
+    assert other == unknown and other[0] == 404
+    assert "李秘密" not in json.dumps(other[1], ensure_ascii=False)
+    rows = list(relay.state.attendance.ledger.rows(sid))
+    assert [(r.kind, r.data["member"]) for r in rows] == [("checkin", "TB001")]

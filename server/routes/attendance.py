@@ -194,15 +194,20 @@ async def headcount(request: web.Request) -> web.Response:
 
 
 async def checkin(request: web.Request) -> web.Response:
-    """A room operator checks a member in: ``{"member_id": "..."}``."""
+    """A room operator checks a member in: ``{"member_id": "..."}``. Only a member of the
+    room's own township: anyone else is answered as an unknown id is, without a name (the
+    check-in had been a county-wide name lookup)."""
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
     claims = require(request, state.signer, ("room",), sid)
+    township = known_session(state, sid).room_names.get(str(claims.subject))
+    if township is None:
+        raise HTTPProblem(403, "this room is not one of the session's classrooms")
     data = await read_json(request)
     member_id = str(data.get("member_id", "")).strip()
     member = state.store.member(member_id) if member_id else None
-    if member is None:
-        raise HTTPProblem(404, f"no member {member_id!r} in the roster")
+    if member is None or member.township != township:
+        raise HTTPProblem(404, "no such member in this township's roster")
     done = await state.attendance.append(sid, Checkin(claims.subject, member_id))
     return web.json_response({"member_id": member_id, "name": member.name, "seq": done.seq})
 
