@@ -293,3 +293,43 @@ async def test_replay_positions_out_of_range_or_not_numbers_are_refused_with_400
     status, _, _ = await report_progress(relay, sid, token, 10.6)
     assert status == 200
     assert [r.data["position_ms"] for r in replay_rows(relay, sid)] == [10_000]
+
+
+async def test_the_members_page_mints_no_token_that_outlives_the_one_it_was_shown(relay):
+    """``/api/me`` gives a replay link per lecture of the member's township: each link's
+    token expires no later than the token the member came with (one with 120 s left gives
+    none that lasts longer), and an open-link identity stays marked as one."""
+    relay.state.store.upsert_members([Member("ME1", "学员", "团堡镇")])
+    sids = {replay_of(relay, 30.0), replay_of(relay, 40.0)}
+    signer = relay.state.signer
+    for via in ("token", "open"):
+        presented = signer.issue("member", "some-lecture", "ME1", 120, via=via)
+        limit = signer.verify(presented).expires
+        async with relay.http.get(
+            f"{relay.base_url}/api/me", headers={"Authorization": f"Bearer {presented}"}
+        ) as resp:
+            assert resp.status == 200
+            me = await resp.json()
+        assert {r["session_id"] for r in me["replays"]} == sids
+        for item in me["replays"]:
+            token = item["url"].split("token=", 1)[1]
+            claims = signer.verify(token)
+            assert claims.expires <= limit, (claims.expires - limit, via)
+            assert (claims.role, claims.subject, claims.via) == ("member", "ME1", via)
+
+
+async def test_identifying_on_the_open_link_renews_nothing(relay):
+    """A member identified on an open link whose token has 30 s left gets a member token
+    that expires no later, marked as identified that way."""
+    relay.state.store.upsert_members([Member("ID1", "学员", "团堡镇")])
+    sid = relay.new_session()["session_id"]
+    signer = relay.state.signer
+    viewer = signer.issue("viewer", sid, None, 30)
+    async with relay.http.post(
+        f"{relay.base_url}/api/sessions/{sid}/identify",
+        json={"member_id": "ID1", "name": "学员"},
+        headers={"Authorization": f"Bearer {viewer}"},
+    ) as resp:
+        assert resp.status == 200
+        claims = signer.verify((await resp.json())["token"])
+    assert claims.expires <= signer.verify(viewer).expires and claims.via == "open"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import time
 
 import segno
 from aiohttp import web
@@ -428,8 +427,10 @@ async def identify(request: web.Request) -> web.Response:
     member = state.store.member(member_id) if member_id else None
     if member is None or member.name != name:
         raise HTTPProblem(404, "no member with this id and name in the roster")
-    ttl = max(min(claims.expires - int(time.time()), state.config.token_ttl_s), 60)
-    token = state.signer.issue("member", sid, member_id, ttl, via="open")
+    # no longer than the open link's own token: identifying renews nothing
+    token = state.signer.issue_under(
+        claims, "member", sid, member_id, state.config.token_ttl_s, via="open"
+    )
     return web.json_response({"token": token, "member_id": member_id, "name": member.name})
 
 
