@@ -73,6 +73,22 @@ class TokenSigner:
         payload = _b64(json.dumps(body, separators=(",", ":")).encode())
         return payload + "." + _b64(self._mac(payload))
 
+    def issue_under(
+        self,
+        presented: Claims,
+        role: str,
+        session: str | None,
+        subject: str | None,
+        ttl_s: int,
+        via: str | None = None,
+    ) -> str:
+        """A token minted on the strength of ``presented`` (another session's link, an open
+        link's identification): it expires no later than the presented one, and says the
+        subject was identified as that one says (``via``, unless given). Minting had made
+        7-day tokens from one with minutes left, renewable for ever."""
+        left = presented.expires - int(time.time())
+        return self.issue(role, session, subject, min(ttl_s, left), via or presented.via)
+
     def verify(self, token: str, now: float | None = None) -> Claims:
         """Return the claims, or raise HTTPProblem 401 (malformed, forged, expired)."""
         claims = self._verified.get(token)

@@ -6,6 +6,8 @@ import logging
 
 from aiohttp import web
 
+from server.attendance.writer import EventRefused, LedgerWriteError
+
 log = logging.getLogger(__name__)
 
 
@@ -38,6 +40,13 @@ async def error_middleware(request: web.Request, handler):
             if k.lower() not in ("content-type", "content-length")
         }
         return problem_response(exc.status, exc.reason, keep)
+    except EventRefused as exc:  # the caller's event alone; the others with it were written
+        return problem_response(400, str(exc))
+    except LedgerWriteError:
+        log.exception("the ledger could not record %s %s", request.method, request.path)
+        return problem_response(
+            503, "the attendance ledger could not record it; try again", {"Retry-After": "5"}
+        )
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return problem_response(500, "internal error")

@@ -12,7 +12,9 @@ import pytest
 
 from media.logtag import log_tag
 from media.sources import PatternVideoTrack, ToneAudioTrack
+from server.attendance.events import Headcount, Question
 from server.attendance.report import build_report
+from server.attendance.writer import EventRefused
 from server.client import Viewing, publish, watch
 from server.histogram import LATENCY_BOUNDS
 from server.store import Member
@@ -660,3 +662,73 @@ async def test_events_after_the_lecture_are_signed_so_cutting_them_off_is_caught
     tamper(att.ledger.path, ("DELETE FROM events WHERE session = ? AND seq = ?", (sid, export)))
     status, verdict = await call(relay, "GET", f"/api/sessions/{sid}/verify", admin)
     assert status == 200 and not verdict["ok"] and verdict["first_bad_seq"] == export
+
+
+@pytest.mark.relay_config(ledger_commit_interval_s=0.5)
+async def test_one_unwritable_event_fails_no_other_sessions_attendance(relay):
+    """Headcounts from two sessions' rooms share a commit with an event that cannot be
+    written (a lone surrogate, put below the edge; the edge itself answers such a question
+    400): every headcount is acknowledged and in its session's verified chain, the bad
+    event alone is refused."""
+    state = relay.state
+    ledger = state.attendance.ledger
+    a, b = relay.new_session("甲"), relay.new_session("乙")
+    await state.attendance.append(a["session_id"], Headcount("warm-up", 0))
+    # the next commit starts 0.5 s after that one: what comes meanwhile shares it
+    bad = ledger.submit(a["session_id"], Question(1, "member:1", "\ud800"))
+    counts = [
+        call(
+            relay,
+            "POST",
+            f"/api/sessions/{links['session_id']}/headcount",
+            r["token"],
+            {"count": n},
+        )
+        for links in (a, b)
+        for n, r in enumerate(links["rooms"][:6], start=1)
+    ]
+    edge = call(
+        relay,
+        "POST",
+        f"/api/sessions/{a['session_id']}/questions",
+        relay.token("member", a["session_id"], "M1"),
+        data=b'{"text": "\\ud800"}',
+        ctype="application/json",
+    )
+    *answers, (edge_status, edge_body) = await asyncio.gather(*counts, edge)
+    assert [s for s, _ in answers] == [200] * 12, answers
+    assert edge_status == 400 and "surrogate" in edge_body["error"]
+    with pytest.raises(EventRefused, match="not valid Unicode"):
+        await bad
+    assert ledger.batches <= 3  # warm-up, then the headcounts (bar a late one) with the bad one
+    admin = relay.token("admin", None)
+    for links, warm in ((a, 1), (b, 0)):
+        sid = links["session_id"]
+        codes = {r["code"] for r in links["rooms"]}
+        acked = {body["seq"] for _, body in answers if body["room"] in codes}
+        rows = list(ledger.rows(sid))
+        assert [r.kind for r in rows] == ["headcount"] * (6 + warm)
+        assert acked == {r.seq for r in rows} - ({1} if warm else set())
+        status, verdict = await call(relay, "GET", f"/api/sessions/{sid}/verify", admin)
+        assert status == 200 and verdict["ok"] and verdict["events"] == 6 + warm
+
+
+async def test_a_room_checks_in_only_its_own_townships_members(relay):
+    """A classroom checks in members of its own township; a member of another township is
+    answered exactly as an unknown id is (404, the same body, no name), and neither is
+    recorded."""
+    relay.state.store.upsert_members(
+        [Member("TB001", "张三", "团堡镇"), Member("MD001", "李秘密", "谋道镇")]
+    )
+    links = relay.new_session()
+    sid = links["session_id"]
+    room = next(r for r in links["rooms"] if r["name"] == "团堡镇")
+    path = f"/api/sessions/{sid}/checkin"
+    status, body = await call(relay, "POST", path, room["token"], {"member_id": "TB001"})
+    assert status == 200 and body["name"] == "张三"
+    other = await call(relay, "POST", path, room["token"], {"member_id": "MD001"})
+    unknown = await call(relay, "POST", path, room["token"], {"member_id": "NOBODY"})
+    assert other == unknown and other[0] == 404
+    assert "李秘密" not in json.dumps(other[1], ensure_ascii=False)
+    rows = list(relay.state.attendance.ledger.rows(sid))
+    assert [(r.kind, r.data["member"]) for r in rows] == [("checkin", "TB001")]

@@ -9,12 +9,23 @@ import threading
 
 import pytest
 
-from server.attendance.events import End, Export, Heartbeat, Join, Leave, Start, canonical
+from server.attendance.events import (
+    End,
+    Export,
+    Heartbeat,
+    Join,
+    Leave,
+    Question,
+    Replay,
+    Start,
+    canonical,
+)
 from server.attendance.ledger import Ledger, check_chain
 from server.attendance.offline import verify_export
 from server.attendance.report import build_report, json_chunks, to_csv
 from server.attendance.signing import CheckpointLog, LedgerKey, checkpoint_from, receipt
 from server.attendance.verify import verify
+from server.attendance.writer import EventRefused
 
 S = "sess1"
 
@@ -152,6 +163,44 @@ async def test_drain_does_not_wait_for_what_arrives_after_it(tmp_path, key):
         arrived = 50  # no more arrivals
         await att.drain()
         ledger.close()
+
+
+async def test_an_event_that_cannot_be_encoded_is_refused_alone_and_its_batch_mates_written(
+    ledger, key
+):
+    """Below the edge (which refuses such text itself): a lone surrogate or a NaN in one
+    event of a batch refuses that event alone; every other event of the batch, in either
+    session, is acknowledged and in its chain, signed and verified."""
+    good: list[tuple[str, object]] = []
+    futures = []
+    for i in range(6):
+        for session in ("sA", "sB"):
+            event = Heartbeat(f"p{i}", i, True, True, i, i)
+            good.append((session, event))
+            futures.append(ledger.submit(session, event))
+        if i == 2:  # in the middle of the batch, one of each kind of bad text
+            bad = [
+                ledger.submit("sA", Question(1, "member:1", "\ud800")),
+                ledger.submit("sB", Replay("member:2", "v1", float("nan"), True, True)),
+            ]
+    done = await asyncio.gather(*futures, *bad, return_exceptions=True)
+    acked, refused = done[: len(futures)], done[len(futures) :]
+    assert all(isinstance(r, EventRefused) for r in refused), refused
+    assert "not valid Unicode" in str(refused[0]) and "JSON" in str(refused[1])
+    assert [a.seq for a in acked[0::2]] == [1, 2, 3, 4, 5, 6]  # no gap where the bad one was
+    assert [a.seq for a in acked[1::2]] == [1, 2, 3, 4, 5, 6]
+    assert ledger.batches == 1  # they did share one commit
+    for session in ("sA", "sB"):
+        rows = list(ledger.rows(session))
+        assert [r.kind for r in rows] == ["heartbeat"] * 6
+        assert [r.data for r in rows] == [e.data() for s, e in good if s == session]
+        seq, head = ledger.head(session)
+        signed = [key.sign(session, seq, head, 1, final=True)]
+        verdict = verify(session, ledger.rows(session), signed, key.public)
+        assert verdict.ok and verdict.events == 6
+    with pytest.raises(EventRefused):  # the CLI's blocking append says so too
+        ledger.append_now("sA", Question(2, "member:1", "x\udfff"))
+    assert ledger.head("sA")[0] == 6
 
 
 def test_the_ledger_refuses_updates_and_deletes_through_sql(ledger):

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 
 import av
+import pytest
 
 from server.attendance.report import build_report
+from server.replay import ReplayState, replay_paths
 from server.store import Member
 from tests.test_recording import record
 from tests.waiting import until
+
+
+async def paced(relay) -> None:
+    """Wait out the least gap between two replay progress reports of one member (half the
+    pages' reporting interval): a page reports no faster, and a report sooner is refused."""
+    await asyncio.sleep(relay.config.heartbeat_interval_s / 2 + 0.02)
 
 
 async def ended_with_replay(relay, codec="VP8", frames=90):
@@ -89,10 +98,11 @@ async def test_replay_progress_goes_into_the_ledger_and_the_report(relay):
     member = relay.token("member", sid, "RP1")
     url = f"{relay.base_url}/api/sessions/{sid}/replay/progress"
     auth = {"Authorization": f"Bearer {member}"}
-    for pos, playing in ((0.0, True), (1.0, True), (2.0, True), (2.5, False)):
+    for pos, playing in ((0.0, True), (0.5, True), (1.0, True), (1.2, False)):
         body = {"position": pos, "playing": playing, "visible": True, "view": "abc"}
         async with relay.http.post(url, json=body, headers=auth) as resp:
             assert resp.status == 200
+        await paced(relay)
     async with relay.http.post(url, json={"position": -1, "view": "a"}, headers=auth) as resp:
         assert resp.status == 400
     rows = list(relay.state.attendance.ledger.rows(sid))
@@ -172,6 +182,7 @@ async def test_a_member_who_makes_up_the_lecture_by_replay_earns_its_hours(relay
         body = {"position": pos, "playing": True, "visible": True, "view": "v1"}
         async with relay.http.post(url, json=body, headers=auth) as resp:
             assert resp.status == 200
+        await paced(relay)
     async with relay.http.get(f"{relay.base_url}/api/sessions/{sid}/me", headers=auth) as resp:
         mine = await resp.json()
     assert mine["credited"], mine
@@ -197,6 +208,7 @@ async def test_replay_earns_no_hours_where_the_session_does_not_count_it(relay):
         body = {"position": position, "playing": True, "visible": True, "view": "v1"}
         async with relay.http.post(url, json=body, headers=auth) as resp:
             assert resp.status == 200
+        await paced(relay)
         position += 0.5
     assert not relay.state.programme.has_credit(sid, "RP3")
     async with relay.http.patch(rule, json={"replay_credit": True}, headers=admin) as resp:
@@ -308,3 +320,121 @@ async def test_the_replay_json_gives_urls_never_a_path_on_the_servers_disk(relay
     assert shown["url"] == f"/replays/{sid2}.mp4" and shown["poster"] == f"/replays/{sid2}.jpg"
     async with relay.http.get(f"{relay.base_url}{shown['url']}?token={token}") as r:
         assert r.status == 200  # the URL, with the page's token, is the file
+
+
+def replay_of(relay, seconds: float) -> str:
+    """A session whose replay, ``seconds`` long, is made (its state file as the job leaves
+    it; progress reports read nothing else of it)."""
+    sid = relay.new_session()["session_id"]
+    path = replay_paths(relay.config.media_root, sid)[2]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ReplayState(sid, "done", 1.0, 1, media_seconds=seconds).save(path)
+    return sid
+
+
+async def report_progress(relay, sid, token, position, view="v1", playing=True, raw=None):
+    """One progress report as the replay page sends it: (status, headers, answer)."""
+    url = f"{relay.base_url}/api/sessions/{sid}/replay/progress"
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    body = {"position": position, "playing": playing, "visible": True, "view": view}
+    kwargs = {"data": raw} if raw is not None else {"json": body}
+    async with relay.http.post(url, headers=headers, **kwargs) as resp:
+        return resp.status, resp.headers, await resp.json()
+
+
+def replay_rows(relay, sid):
+    return [r for r in relay.state.attendance.ledger.rows(sid) if r.kind == "replay"]
+
+
+@pytest.mark.parametrize(
+    ("views", "count", "paced_out"), [(1, 61, False), (3, 61, False), (2, 8, True)]
+)
+async def test_a_fast_forward_client_earns_at_most_the_wall_time_it_spent(
+    relay, views, count, paced_out
+):
+    """Reports 2 s of media apart, sent back to back (61, from one view or from three at
+    once) or each view at the least gap (two views): those too soon after the member's last
+    are refused (429 with Retry-After) and not recorded, and what is credited is no more
+    than the wall time the client spent, however many views it had."""
+    sid = replay_of(relay, 150.0)
+    token = relay.token("member", sid, "FF1")
+    answers: list[tuple[int, object]] = []
+
+    async def client(view: str, offset: float) -> None:
+        for i in range(count):
+            status, headers, _ = await report_progress(relay, sid, token, offset + 2.0 * i, view)
+            answers.append((status, headers.get("Retry-After")))
+            if paced_out:
+                await paced(relay)
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await asyncio.gather(*(client(f"v{k}", 10.0 * k) for k in range(views)))
+    spent = loop.time() - started
+    statuses = [s for s, _ in answers]
+    assert set(statuses) == {200, 429} and len(statuses) == count * views
+    assert all(int(retry) >= 1 for s, retry in answers if s == 429)
+    rows = replay_rows(relay, sid)
+    assert len(rows) == statuses.count(200)  # the refused ones are not in the ledger
+    rep = build_report(sid, rows).participants.get("member:FF1")
+    earned = rep.replay_seconds if rep is not None else 0.0
+    assert earned <= spent, (earned, spent)
+
+
+async def test_replay_positions_out_of_range_or_not_numbers_are_refused_with_400(relay):
+    """Past the file's end (beyond a second of slack: a playhead reads a little past it),
+    huge, negative, NaN, Infinity, a string or a boolean: 400 with a reason, never 500, and
+    nothing recorded. Within the slack a position is taken as the end."""
+    sid = replay_of(relay, 10.0)
+    token = relay.token("member", sid, "PR1")
+    for bad in (11.5, 1e306, 10**30, -1, "5", True, None):
+        status, _, body = await report_progress(relay, sid, token, bad)
+        assert status == 400 and "position" in body["error"], (bad, status, body)
+    for constant in (b"NaN", b"Infinity", b"-Infinity", b"1e999"):
+        raw = b'{"position": %s, "playing": true, "visible": true, "view": "v1"}' % constant
+        status, _, body = await report_progress(relay, sid, token, None, raw=raw)
+        assert status == 400 and body["error"], (constant, status, body)
+    assert replay_rows(relay, sid) == []
+    status, _, _ = await report_progress(relay, sid, token, 10.6)
+    assert status == 200
+    assert [r.data["position_ms"] for r in replay_rows(relay, sid)] == [10_000]
+
+
+async def test_the_members_page_mints_no_token_that_outlives_the_one_it_was_shown(relay):
+    """``/api/me`` gives a replay link per lecture of the member's township: each link's
+    token expires no later than the token the member came with (one with 120 s left gives
+    none that lasts longer), and an open-link identity stays marked as one."""
+    relay.state.store.upsert_members([Member("ME1", "学员", "团堡镇")])
+    sids = {replay_of(relay, 30.0), replay_of(relay, 40.0)}
+    signer = relay.state.signer
+    for via in ("token", "open"):
+        presented = signer.issue("member", "some-lecture", "ME1", 120, via=via)
+        limit = signer.verify(presented).expires
+        async with relay.http.get(
+            f"{relay.base_url}/api/me", headers={"Authorization": f"Bearer {presented}"}
+        ) as resp:
+            assert resp.status == 200
+            me = await resp.json()
+        assert {r["session_id"] for r in me["replays"]} == sids
+        for item in me["replays"]:
+            token = item["url"].split("token=", 1)[1]
+            claims = signer.verify(token)
+            assert claims.expires <= limit, (claims.expires - limit, via)
+            assert (claims.role, claims.subject, claims.via) == ("member", "ME1", via)
+
+
+async def test_identifying_on_the_open_link_renews_nothing(relay):
+    """A member identified on an open link whose token has 30 s left gets a member token
+    that expires no later, marked as identified that way."""
+    relay.state.store.upsert_members([Member("ID1", "学员", "团堡镇")])
+    sid = relay.new_session()["session_id"]
+    signer = relay.state.signer
+    viewer = signer.issue("viewer", sid, None, 30)
+    async with relay.http.post(
+        f"{relay.base_url}/api/sessions/{sid}/identify",
+        json={"member_id": "ID1", "name": "学员"},
+        headers={"Authorization": f"Bearer {viewer}"},
+    ) as resp:
+        assert resp.status == 200
+        claims = signer.verify((await resp.json())["token"])
+    assert claims.expires <= signer.verify(viewer).expires and claims.via == "open"

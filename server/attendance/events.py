@@ -192,11 +192,16 @@ def event_from(kind: str, data: dict) -> Event:
 # json.dumps with these options builds a new encoder per call; the writer thread encodes
 # every event, so one encoder is kept (its output is the same).
 _encode = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+# what is written: the same output, but NaN and infinities (not JSON) are refused
+_encode_strict = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+).encode
 
 
 def data_json(data: dict) -> str:
-    """The canonical JSON of an event's data (sorted keys, no spaces, UTF-8 as is)."""
-    return _encode(data)
+    """The canonical JSON of an event's data (sorted keys, no spaces, UTF-8 as is).
+    ValueError for NaN or an infinity."""
+    return _encode_strict(data)
 
 
 _raw_decode = json.JSONDecoder().raw_decode

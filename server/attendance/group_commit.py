@@ -24,7 +24,9 @@ R = TypeVar("R")
 
 class GroupCommit(Generic[T, R]):
     """``commit(items)`` makes a batch durable and returns one result per item, or raises
-    (then every waiter of that batch hears of it, and the next batch is tried as usual).
+    (then every waiter of that batch hears of it, and the next batch is tried as usual). A
+    result that is an exception is that item's alone: its waiter hears of it, the others of
+    their results, and followers are not told of it.
     ``waits``: each item's time from submission until durable. ``on_committed(items,
     results)``: told of each committed batch, on the loop, in order; its failure is logged,
     not the waiters'."""
@@ -87,10 +89,22 @@ class GroupCommit(Generic[T, R]):
                 continue
             if self._waits is not None:
                 self._waits.observe_waits(submitted, loop.time())
+            refused = False
             for future, result in zip(futures, results, strict=True):
-                if not future.done():
+                if isinstance(result, BaseException):
+                    refused = True
+                    if not future.done():
+                        future.set_exception(result)
+                elif not future.done():
                     future.set_result(result)
-            if self.on_committed is not None:
+            if refused:
+                kept = [
+                    (i, r)
+                    for i, r in zip(items, results, strict=True)
+                    if not isinstance(r, BaseException)
+                ]
+                items, results = [i for i, _ in kept], [r for _, r in kept]
+            if self.on_committed is not None and items:
                 try:
                     self.on_committed(items, results)
                 except Exception:  # noqa: BLE001 - a follower's fault is not the waiters'

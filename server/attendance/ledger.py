@@ -23,7 +23,14 @@ from typing import NamedTuple
 from server.attendance.events import GENESIS, Event, canonical, chain_hash, data_from_json
 from server.attendance.group_commit import GroupCommit
 from server.attendance.signing import Checkpoint
-from server.attendance.writer import Appended, Entry, WriterProcess, WriterThread, connect
+from server.attendance.writer import (
+    Appended,
+    Entry,
+    EventRefused,
+    WriterProcess,
+    WriterThread,
+    connect,
+)
 from server.histogram import Histogram
 
 log = logging.getLogger(__name__)
@@ -113,8 +120,12 @@ class Ledger:
         return self._group.submit((session, event, at_ms or now_ms()))
 
     def append_now(self, session: str, event: Event, at_ms: int | None = None) -> Appended:
-        """Synchronous append, for the CLI and start-up recovery (no event loop needed)."""
-        return self._commit([(session, event, at_ms or now_ms(), None)])[0]
+        """Synchronous append, for the CLI and start-up recovery (no event loop needed).
+        EventRefused when the event cannot be written."""
+        done = self._commit([(session, event, at_ms or now_ms(), None)])[0]
+        if isinstance(done, EventRefused):
+            raise done
+        return done
 
     async def _commit_async(self, batch: list[tuple[str, Event, int]]) -> list[Appended]:
         entries = [(s, e, t, None) for s, e, t in batch]
@@ -123,15 +134,16 @@ class Ledger:
     def apply_stream(self, entries: list[Entry]) -> int:
         """Append entries read from the Redis stream, each once (by stream id, or by an edge
         outbox's row number and mark), in one durable commit; returns how many were new.
-        Blocks (the stream writer calls it from a worker thread)."""
+        Blocks (the stream writer calls it from a worker thread). An entry that cannot be
+        written is refused alone (and logged); the others are committed."""
         results = self._commit(entries)
-        return sum(r is not None for r in results)
+        return sum(type(r) is Appended for r in results)
 
     def _commit(self, batch: list[Entry]) -> list:
         return self._counted(self._writer.append(batch))
 
     def _counted(self, out: list) -> list:
-        self.appended += sum(r is not None for r in out)
+        self.appended += sum(type(r) is Appended for r in out)
         self.batches += 1
         return out
 

@@ -190,6 +190,7 @@ class ReportFold:
         self.headcounts: dict[str, int] = {}
         self.checkins: dict[str, list[tuple[str, int]]] = {}
         self._replay_last: dict[tuple[str, str], tuple[int, int, bool]] = {}
+        self._replay_at: dict[str, int] = {}  # participant -> its last report's ms, any view
         self._replayed: dict[str, list[tuple[int, int]]] = {}
         # ``policy`` events, (at, by, percent, replay credit): the last overrides the report's
         # own arguments (the store's settings, which sessions older than the event had)
@@ -249,15 +250,24 @@ class ReportFold:
     def _replay(self, at_ms: int, d: dict) -> None:
         """Replay: between two reports of one page that both say playing, the media span
         played, when the position advanced no faster than the wall clock (plus slack). A
-        seek ahead earns nothing for what it skipped; spans watched twice merge."""
-        key = (d["participant"], d["view"])
+        seek ahead earns nothing for what it skipped; spans watched twice merge.
+
+        A span counts for at most the wall time since the participant's previous report,
+        from whichever page: reports sent back to back, or from several pages at once,
+        earn no more than the time they took."""
+        who = d["participant"]
+        key = (who, d["view"])
         prev = self._replay_last.get(key)
         self._replay_last[key] = (at_ms, d["position_ms"], d["playing"])
+        since = at_ms - self._replay_at.get(who, at_ms)
+        self._replay_at[who] = at_ms
         if prev is None or not (prev[2] and d["playing"]):
             return
         advanced = d["position_ms"] - prev[1]
         if 0 < advanced <= (at_ms - prev[0]) * 1.25 + REPLAY_SLACK_MS:
-            self._replayed.setdefault(d["participant"], []).append((prev[1], d["position_ms"]))
+            credited = min(advanced, since)
+            if credited > 0:
+                self._replayed.setdefault(who, []).append((prev[1], prev[1] + credited))
 
     def replay_spans(self) -> dict[str, list[tuple[int, int]]]:
         return {p: merge(s) for p, s in self._replayed.items()}

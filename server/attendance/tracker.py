@@ -15,6 +15,7 @@ from server.attendance.events import (
     Heartbeat,
     Join,
     Leave,
+    Replay,
     Start,
     data_from_json,
 )
@@ -52,6 +53,17 @@ class HeartbeatTooSoon(Exception):
         super().__init__(f"one heartbeat every {gap_s:g} s at most")
 
 
+class ReportTooSoon(Exception):
+    """A replay page's progress report sooner than the least gap after the same reporter's
+    last one (a member's, across views and devices): refused and not recorded."""
+
+    def __init__(self, gap_s: float, retry_after_s: float) -> None:
+        super().__init__(f"one replay progress report every {gap_s:g} s at most")
+        self.retry_after_s = retry_after_s
+
+
+REPORTERS_KEPT = 10_000  # past this many, reporters quiet for longer than the gap are forgotten
+
 ClosePeer = Callable[[str, str, str], Awaitable[bool]]  # (session, peer, reason)
 
 
@@ -65,7 +77,10 @@ class Attendance:
         heartbeat_timeout_s: float = 45.0,
         checkpoint_interval_s: float = 60.0,
         heartbeat_min_gap_s: float = 0.0,
+        replay_min_gap_s: float = 0.0,
     ) -> None:
+        """``replay_min_gap_s``: least time between two replay progress reports of one
+        reporter (the app gives half the pages' reporting interval)."""
         self.ledger = ledger
         self.key = key
         self.checkpoint_log = checkpoint_log
@@ -73,6 +88,8 @@ class Attendance:
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self.checkpoint_interval_s = checkpoint_interval_s
         self.heartbeat_min_gap_s = heartbeat_min_gap_s
+        self.replay_min_gap_s = replay_min_gap_s
+        self._last_report_ms: dict[tuple[str, str], int] = {}  # (session, reporter) -> ms
         self.peers: dict[str, _Peer] = {}
         self._started: set[str] = set()
         # sessions not live with events since their last checkpoint (an export, a replay's
@@ -202,6 +219,25 @@ class Attendance:
             rr.get("audio", -1),
         )
         return self.ledger.submit(peer.session, event)
+
+    async def replay_report(self, session: str, reporter: str, event: Replay) -> Appended:
+        """Append a replay page's progress report, once durable. ``reporter``: whom the gap
+        holds for (a member's participant id, whichever view or device sends it).
+        ReportTooSoon within ``replay_min_gap_s`` of the reporter's last report taken."""
+        now = now_ms()
+        key = (session, reporter)
+        gap_ms = int(self.replay_min_gap_s * 1000)
+        last = self._last_report_ms.get(key)
+        if last is not None and now - last < gap_ms:
+            raise ReportTooSoon(self.replay_min_gap_s, (last + gap_ms - now) / 1000)
+        if len(self._last_report_ms) >= REPORTERS_KEPT:
+            self._last_report_ms = {
+                k: t for k, t in self._last_report_ms.items() if now - t < gap_ms
+            }
+        self._last_report_ms[key] = now
+        done = await self.ledger.append(session, event, now)
+        self.appended_to((session,))
+        return done
 
     async def append(self, session: str, event: Event) -> Appended:
         done = await self.ledger.append(session, event)

@@ -90,6 +90,26 @@ class LedgerWriteError(RuntimeError):
     whether the batch in flight was committed is unknown)."""
 
 
+class EventRefused(LedgerWriteError):
+    """One event of a batch that cannot be written (text that is not valid Unicode, a number
+    JSON cannot carry): it alone is refused, in the batch's answer in its place, and its
+    batch-mates are committed. (One lone surrogate had rolled back every event with it.)"""
+
+
+UNWRITABLE = (ValueError, TypeError, OverflowError)  # what encoding an event may raise
+
+
+def refusal(kind: str, exc: Exception) -> EventRefused:
+    """The refusal of a ``kind`` event that encoding raised ``exc`` for (one of UNWRITABLE)."""
+    if isinstance(exc, UnicodeError):
+        why = "its text is not valid Unicode"
+    elif isinstance(exc, ValueError):
+        why = "it holds a number JSON cannot carry"
+    else:
+        why = f"it cannot be encoded ({type(exc).__name__})"
+    return EventRefused(f"a {kind} event was refused: {why}")
+
+
 @contextmanager
 def immediate(db: sqlite3.Connection) -> Iterator[None]:
     """One write transaction (``BEGIN IMMEDIATE``): committed if the block ends, else rolled
@@ -118,11 +138,13 @@ class Writer:
         self._db.executescript(SCHEMA)
         self.last_write_s = 0.0  # how long the last append took, its fsync included
 
-    def append(self, batch: list[Entry]) -> list[Appended | None]:
-        """One durable commit for the batch; ``None`` for a stream entry already applied."""
+    def append(self, batch: list[Entry]) -> list[Appended | EventRefused | None]:
+        """One durable commit for the batch; ``None`` for a stream entry already applied, an
+        ``EventRefused`` for an event that cannot be encoded (a stream entry's key is taken
+        all the same: it would be refused again each time it came)."""
         started = time.perf_counter()
         db = self._db
-        out: list[Appended | None] = []
+        out: list[Appended | EventRefused | None] = []
         touched: dict[str, tuple[int, str]] = {}
         rows: list[tuple] = []
         marks: dict[str, int] = {}
@@ -142,8 +164,15 @@ class Writer:
                     db.execute("INSERT INTO stream_applied (id) VALUES (?)", (key,))
                 seq, prev = touched.get(session) or self._head(session)
                 seq += 1
-                encoded = data_json(event.data())
-                digest = chain_hash(prev, canonical(session, seq, at_ms, event.kind, {}, encoded))
+                try:
+                    encoded = data_json(event.data())
+                    body = canonical(session, seq, at_ms, event.kind, {}, encoded)
+                except UNWRITABLE as exc:
+                    refused = refusal(event.kind, exc)
+                    log.error("%s (session %r)", refused, session)
+                    out.append(refused)
+                    continue
+                digest = chain_hash(prev, body)
                 rows.append((session, seq, at_ms, event.kind, encoded, prev, digest))
                 touched[session] = (seq, digest)
                 out.append(Appended(seq, digest, at_ms))

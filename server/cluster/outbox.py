@@ -28,7 +28,13 @@ from redis.exceptions import RedisError
 from server.attendance.events import GENESIS, Event
 from server.attendance.group_commit import GroupCommit
 from server.attendance.ledger import Appended, now_ms
-from server.attendance.writer import LedgerWriteError, connect, immediate
+from server.attendance.writer import (
+    UNWRITABLE,
+    LedgerWriteError,
+    connect,
+    immediate,
+    refusal,
+)
 from server.cluster.stream import APPLIED, ENTRY, READ_COUNT, STREAM, entry_text
 
 log = logging.getLogger(__name__)
@@ -144,7 +150,13 @@ class StreamLedger:
             self._sender = asyncio.ensure_future(self._send_loop())
 
     def submit(self, session: str, event: Event, at_ms: int | None = None) -> asyncio.Future:
-        data = json.dumps(event.data(), ensure_ascii=False)
+        try:
+            data = json.dumps(event.data(), ensure_ascii=False, allow_nan=False)
+            data.encode()  # a lone surrogate fails here, not the whole outbox commit later
+        except UNWRITABLE as exc:
+            refused = asyncio.get_running_loop().create_future()
+            refused.set_exception(refusal(event.kind, exc))
+            return refused
         return self._group.submit((session, event.kind, data, at_ms or now_ms(), self.instance))
 
     async def append(self, session: str, event: Event, at_ms: int | None = None) -> Appended:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
+import math
 
 import segno
 from aiohttp import web
@@ -15,7 +15,7 @@ from server.attendance.events import Checkin, Export, Headcount, Replay
 from server.attendance.exports import CONTENT_TYPES, render_chunks, report_options
 from server.attendance.ledger import now_ms
 from server.attendance.report import SessionReport, audit_summary, export_row
-from server.attendance.tracker import HeartbeatTooSoon
+from server.attendance.tracker import HeartbeatTooSoon, ReportTooSoon
 from server.attendance.verify import Verdict, verify
 from server.auth import Claims, authorize, require
 from server.errors import HTTPProblem
@@ -199,15 +199,20 @@ async def headcount(request: web.Request) -> web.Response:
 
 
 async def checkin(request: web.Request) -> web.Response:
-    """A room operator checks a member in: ``{"member_id": "..."}``."""
+    """A room operator checks a member in: ``{"member_id": "..."}``. Only a member of the
+    room's own township: anyone else is answered as an unknown id is, without a name (the
+    check-in had been a county-wide name lookup)."""
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
     claims = require(request, state.signer, ("room",), sid)
+    township = known_session(state, sid).room_names.get(str(claims.subject))
+    if township is None:
+        raise HTTPProblem(403, "this room is not one of the session's classrooms")
     data = await read_json(request)
     member_id = str(data.get("member_id", "")).strip()
     member = state.store.member(member_id) if member_id else None
-    if member is None:
-        raise HTTPProblem(404, f"no member {member_id!r} in the roster")
+    if member is None or member.township != township:
+        raise HTTPProblem(404, "no such member in this township's roster")
     done = await state.attendance.append(sid, Checkin(claims.subject, member_id))
     return web.json_response({"member_id": member_id, "name": member.name, "seq": done.seq})
 
@@ -428,8 +433,10 @@ async def identify(request: web.Request) -> web.Response:
     member = state.store.member(member_id) if member_id else None
     if member is None or member.name != name:
         raise HTTPProblem(404, "no member with this id and name in the roster")
-    ttl = max(min(claims.expires - int(time.time()), state.config.token_ttl_s), 60)
-    token = state.signer.issue("member", sid, member_id, ttl, via="open")
+    # no longer than the open link's own token: identifying renews nothing
+    token = state.signer.issue_under(
+        claims, "member", sid, member_id, state.config.token_ttl_s, via="open"
+    )
     return web.json_response({"token": token, "member_id": member_id, "name": member.name})
 
 
@@ -456,8 +463,13 @@ async def change_credit_rule(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
+REPLAY_END_SLACK_S = 1.0  # a page's playhead may read this far past the file's end
+
+
 async def replay_progress(request: web.Request) -> web.Response:
-    """``POST /api/sessions/{id}/replay/progress`` every 10-15 s from the replay page."""
+    """``POST /api/sessions/{id}/replay/progress`` every heartbeat interval (and on play and
+    pause) from the replay page. One report per member every half interval at most (429,
+    not recorded), whichever view or device sends it; a position is within the replay."""
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
     claims = require(request, state.signer, ("member", "viewer"), sid)
@@ -469,11 +481,26 @@ async def replay_progress(request: web.Request) -> web.Response:
         raise HTTPProblem(400, "position must be a non-negative number of seconds")
     if not view or not all(isinstance(f, bool) for f in flags):
         raise HTTPProblem(400, "view is required; playing and visible must be booleans")
-    if state.replays.state(sid) is None:
+    replay = state.replays.state(sid)
+    if replay is None:
         raise HTTPProblem(404, "this session has no replay")
-    who = f"member:{claims.subject}" if claims.role == "member" else "viewer:replay"
+    if replay.state != "done":
+        raise HTTPProblem(409, "this session's replay is not ready yet")
+    if position > replay.media_seconds + REPLAY_END_SLACK_S:
+        raise HTTPProblem(
+            400, f"position is past the end of the replay ({replay.media_seconds:.1f} s)"
+        )
+    position = min(position, replay.media_seconds)
+    if claims.role == "member":
+        who = reporter = f"member:{claims.subject}"
+    else:  # the open link's viewers are nobody in particular: each page for itself
+        who, reporter = "viewer:replay", f"viewer:{request.remote}:{view}"
     event = Replay(who, view, int(position * 1000), flags[0], flags[1])
-    done = await state.attendance.append(sid, event)
+    try:
+        done = await state.attendance.replay_report(sid, reporter, event)
+    except ReportTooSoon as exc:
+        retry = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
+        raise HTTPProblem(429, str(exc), retry) from None
     member = claims.role == "member" and state.store.replay_credit(sid)
     if member and not state.programme.has_credit(sid, str(claims.subject)):
         # made up by replay: the member earns the lecture's hours as soon as they have

@@ -17,6 +17,7 @@ from server.state import STATE, AppState
 from server.store import is_session_id
 
 ANY_ROLE = ("viewer", "room", "member", "lecturer", "admin")
+REPLAY_LINK_TTL_S = 7 * 24 * 3600  # at most: never past the token the member came with
 
 
 async def replay_state(request: web.Request) -> web.Response:
@@ -163,7 +164,9 @@ async def my_replays(request: web.Request) -> web.Response:
     for session in state.store.list_sessions():
         if member.township not in {r.name for r in session.rooms}:
             continue
-        token = state.signer.issue("member", session.id, member.member_id, 7 * 24 * 3600)
+        token = state.signer.issue_under(
+            claims, "member", session.id, member.member_id, REPLAY_LINK_TTL_S
+        )
         item = _replay_item(state, session, token)
         if item:
             replays.append(item)
