@@ -181,6 +181,8 @@ def worker_env(config: Config) -> dict[str, str]:
         "LR_LAYER_UP_AFTER": str(config.layer_up_after_s),
         "LR_LOG_LEVEL": config.log_level,
         "LR_ICE_SERVERS": ",".join(s.as_url() for s in config.ice_servers),
+        "LR_TURN_SECRET": config.turn_secret or "",
+        "LR_TURN_TTL": str(config.turn_ttl_s),
         "LR_ICE_HOSTS": (
             "none" if config.ice_host_addresses == () else ",".join(config.ice_host_addresses or ())
         ),

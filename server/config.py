@@ -68,6 +68,12 @@ class Config:
     ice_peer_networks: tuple[str, ...] | None = None
     # No STUN/TURN unless configured: deployments sit on government intranets.
     ice_servers: tuple[IceServer, ...] = ()
+    # The secret shared with coturn (static-auth-secret): TURN servers listed without a user
+    # are handed out with a credential of the caller's own, expiring after turn_ttl_s.
+    turn_secret: str | None = None
+    turn_ttl_s: int = 24 * 3600
+    # /metrics: with a token, only for it (or an admin's); without, only to loopback callers.
+    metrics_token: str | None = None
     # Secret for signing tokens; when None, one is created in data_dir (mode 0600).
     secret: str | None = None
     token_ttl_s: int = 14 * 24 * 3600
@@ -224,6 +230,9 @@ ENV: tuple[tuple[str, str, Callable[[str], object], bool], ...] = (
     ("LR_ICE_PEER_NETWORKS", "ice_peer_networks", _csv, True),
     ("LR_ICE_SERVERS", "ice_servers", _parse_ice_servers, True),
     ("LR_SECRET", "secret", str, True),
+    ("LR_TURN_SECRET", "turn_secret", str, True),
+    ("LR_TURN_TTL", "turn_ttl_s", int, False),
+    ("LR_METRICS_TOKEN", "metrics_token", str, True),
     ("LR_TOKEN_TTL", "token_ttl_s", int, False),
     ("LR_TLS_CERT", "tls_cert", Path, True),
     ("LR_TLS_KEY", "tls_key", Path, True),

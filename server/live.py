@@ -16,6 +16,7 @@ from media.session import MediaEvent, SessionMedia
 from server.cluster.node import Cluster
 from server.config import Config
 from server.errors import HTTPProblem
+from server.ice import ice_servers_for
 from server.pool import WorkerPool
 from server.store import Store
 
@@ -28,11 +29,13 @@ def layer_policy(config: Config) -> LayerPolicy:
 
 
 def rtc_configuration(config: Config) -> RTCConfiguration:
-    """Only the ICE servers we are told about: aiortc's default names a public STUN server."""
+    """Only the ICE servers we are told about: aiortc's default names a public STUN server.
+    With a TURN secret the relay's own credential is minted now (a session's peers use the
+    configuration made when the session's media was)."""
     return RTCConfiguration(
         iceServers=[
             RTCIceServer(urls=s.urls, username=s.username, credential=s.credential)
-            for s in config.ice_servers
+            for s in ice_servers_for(config, "relay")
         ]
     )
 
@@ -71,6 +74,9 @@ class LiveSessions:
             isinstance(v, Viewer) for m in self.sessions.values() for v in m.viewers.values()
         )
 
+    def _rtc_now(self) -> RTCConfiguration:
+        return rtc_configuration(self._config) if self._config.turn_secret else self._rtc
+
     def get(self, session_id: str) -> SessionMedia:
         media = self.sessions.get(session_id)
         if media is not None:
@@ -83,7 +89,7 @@ class LiveSessions:
         media = SessionMedia(
             session_id,
             session.video_codec,
-            self._rtc,
+            self._rtc_now(),
             self._config.keyframe_interval_s,
             self._on_event,
             self._config.media_root / "recordings" if self._store.records(session_id) else None,
@@ -112,7 +118,7 @@ class LiveSessions:
             media = SessionMedia(
                 session_id,
                 meta.get("video_codec", "H264"),
-                self._rtc,
+                self._rtc_now(),
                 self._config.keyframe_interval_s,
                 self._on_event,
                 layer_policy=self.layer_policy,

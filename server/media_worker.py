@@ -41,7 +41,6 @@ class MediaWorker:
         self.config = config
         self.primary_url = primary_url.rstrip("/")
         self.token = token
-        self.rtc = rtc_configuration(config)
         self.layers = layer_policy(config)
         self.sessions: dict[str, SessionMedia] = {}
         self.events: list[dict] = []
@@ -56,7 +55,7 @@ class MediaWorker:
             media = SessionMedia(
                 sid,
                 video_codec,
-                self.rtc,
+                rtc_configuration(self.config),  # a TURN credential is minted per session
                 self.config.keyframe_interval_s,
                 self._on_event,
                 layer_policy=self.layers,

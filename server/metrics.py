@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
+
 from aiohttp import web
 
 from server.attendance.ledger import Ledger
+from server.auth import authorize, bearer_token
 from server.cluster.outbox import StreamLedger
+from server.errors import HTTPProblem
 from server.histogram import Histogram
 from server.state import STATE, AppState
 
@@ -220,6 +225,27 @@ def render(state: AppState) -> str:
     return "\n".join(lines) + "\n"
 
 
+def may_scrape(request: web.Request, state: AppState) -> None:
+    """With ``LR_METRICS_TOKEN``, the scraper shows it (or an admin token); without, only a
+    caller on this machine may read (the numbers tell how many watch, from how many rooms)."""
+    token = bearer_token(request)
+    expected = state.config.metrics_token
+    if token and expected and hmac.compare_digest(token.encode(), expected.encode()):
+        return
+    if token:
+        authorize(state.signer.verify(token), ("admin",))
+        return
+    if expected:
+        raise HTTPProblem(401, "/metrics needs its bearer token", {"WWW-Authenticate": "Bearer"})
+    try:
+        loopback = ipaddress.ip_address(request.remote or "").is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise HTTPProblem(403, "/metrics is for this machine only unless LR_METRICS_TOKEN is set")
+
+
 async def metrics_handler(request: web.Request) -> web.Response:
+    may_scrape(request, request.app[STATE])
     body = render(request.app[STATE])
     return web.Response(text=body, content_type="text/plain", charset="utf-8")

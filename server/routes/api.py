@@ -11,6 +11,7 @@ from server.cluster.outbox import StreamLedger
 from server.config import DEFAULT_THRESHOLD
 from server.errors import HTTPProblem
 from server.histogram import Histogram
+from server.ice import ice_servers_of
 from server.links import session_links
 from server.routes.bodies import read_json  # noqa: F401 - the routes' one JSON reader
 from server.state import STATE, AppState
@@ -101,7 +102,7 @@ async def session_info(request: web.Request) -> web.Response:
         "flowing": bool(media and media.media_flowing.is_set()),
         "video_codec": media.video_codec if media else session.video_codec,
         "role": claims.role,
-        "ice_servers": [s.as_json() for s in state.config.ice_servers],
+        "ice_servers": [s.as_json() for s in ice_servers_of(state.config, state.signer, claims)],
         "heartbeat_interval_s": state.config.heartbeat_interval_s,
     }
     if claims.role == "room":

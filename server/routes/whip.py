@@ -15,7 +15,9 @@ from media.codecs import CodecMismatch
 from media.peers import PeerRefused
 from server.attendance.tracker import Identity
 from server.auth import Claims, bearer_token, require
+from server.config import IceServer
 from server.errors import HTTPProblem
+from server.ice import ice_servers_of, public_ice_servers
 from server.routes.bodies import read_body, read_json
 from server.routes.floor import speaker_feed, speaker_of
 from server.state import STATE, AppState
@@ -95,9 +97,9 @@ def owned(request: web.Request, claims: Claims, media, rid: str, kind: str):
     return holder
 
 
-def ice_link_headers(state: AppState) -> list[str]:
+def ice_link_headers(servers: list[IceServer]) -> list[str]:
     links = []
-    for server in state.config.ice_servers:
+    for server in servers:
         link = f'<{server.urls}>; rel="ice-server"'
         if server.username and server.credential:
             link += (
@@ -119,10 +121,12 @@ async def read_offer(request: web.Request, state: AppState) -> str:
     return filter_candidates(text, state.config.ice_peer_networks)
 
 
-def created(request: web.Request, state: AppState, location: str, answer: str) -> web.Response:
+def created(
+    request: web.Request, state: AppState, claims: Claims, location: str, answer: str
+) -> web.Response:
     response = web.Response(status=201, text=answer, content_type=SDP)
     response.headers["Location"] = location
-    for link in ice_link_headers(state):
+    for link in ice_link_headers(ice_servers_of(state.config, state.signer, claims)):
         response.headers.add("Link", link)
     return response
 
@@ -136,7 +140,7 @@ async def whip_post(request: web.Request) -> web.Response:
     offer = await read_offer(request, state)
     media = await state.live.open(sid)
     rid, answer = await negotiated(request, state, claims, media, lambda: media.publish(offer))
-    return created(request, state, resource_url(state, "whip", sid, rid), answer)
+    return created(request, state, claims, resource_url(state, "whip", sid, rid), answer)
 
 
 async def feed_publish(request: web.Request, state: AppState, sid: str) -> web.Response:
@@ -166,7 +170,7 @@ async def _publish_feed(
     media = state.live.get(sid)
     feed = media.feed(name, create=True)
     rid, answer = await negotiated(request, state, claims, media, lambda: feed.publish(offer))
-    return created(request, state, resource_url(state, "whip", sid, rid), answer)
+    return created(request, state, claims, resource_url(state, "whip", sid, rid), answer)
 
 
 async def feed_watch(request: web.Request, state: AppState, sid: str) -> web.Response:
@@ -180,7 +184,7 @@ async def feed_watch(request: web.Request, state: AppState, sid: str) -> web.Res
     if feed is None:
         raise HTTPProblem(404, f"no feed {name} in this session")
     rid, answer = await negotiated(request, state, claims, media, lambda: feed.subscribe(offer))
-    return created(request, state, resource_url(state, "whep", sid, rid), answer)
+    return created(request, state, claims, resource_url(state, "whep", sid, rid), answer)
 
 
 async def whep_post(request: web.Request) -> web.Response:
@@ -212,7 +216,7 @@ async def whep_post(request: web.Request) -> web.Response:
         lambda: state.live.subscribe(media, offer, identity, audio_only),
     )
     state.metrics.joins += 1
-    return created(request, state, resource_url(state, "whep", sid, rid), answer)
+    return created(request, state, claims, resource_url(state, "whep", sid, rid), answer)
 
 
 async def _meta(cluster, sid: str) -> dict:
@@ -277,10 +281,16 @@ async def patch_unsupported(request: web.Request) -> web.Response:
 
 
 async def options(request: web.Request) -> web.Response:
+    """The ICE servers, for a client that asks before its offer (RFC 9725 section 4.6): with
+    their credentials only to a caller that shows a token of the session."""
     state: AppState = request.app[STATE]
+    servers = public_ice_servers(state.config)
+    if bearer_token(request):
+        claims = require(request, state.signer, VIEW_ROLES, request.match_info["session"])
+        servers = ice_servers_of(state.config, state.signer, claims)
     response = web.Response(status=204)
     response.headers["Accept-Post"] = SDP
-    for link in ice_link_headers(state):
+    for link in ice_link_headers(servers):
         response.headers.add("Link", link)
     return response
 
