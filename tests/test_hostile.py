@@ -7,49 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import struct
 
-from aiortc.rtp import is_rtcp, pack_remb_fci
+from aiortc.rtp import is_rtcp
 
 from media.forwarder import MAX_RESENDS_PER_NACK, RESEND_BURST, RESENDS_PER_S
 from media.rtp import parse_header
+from media.sources import hostile_feedback
 from server.client import watch
 from tests.test_forwarding import start_lecture
 from tests.waiting import until
 
 HOSTILE_S = 3.0
-
-
-def nack_of(sender: int, media: int, first: int, count: int) -> bytes:
-    """A generic NACK (RFC 4585) for ``count`` sequence numbers from ``first``: one FCI of a
-    packet id and a full 16-bit mask per 17."""
-    fci = b"".join(struct.pack("!HH", (first + i) & 0xFFFF, 0xFFFF) for i in range(0, count, 17))
-    return struct.pack("!BBHII", 0x81, 205, 2 + len(fci) // 4, sender, media) + fci
-
-
-def absurd_receiver_report(sender: int, media: int) -> bytes:
-    """Fraction lost 255, cumulative loss at its 24-bit limit, highest sequence, jitter and
-    delay since the last SR at 2^32-1."""
-    block = struct.pack("!IB", media, 255) + b"\x7f\xff\xff"
-    block += struct.pack("!IIII", 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF)
-    return struct.pack("!BBHI", 0x81, 201, 7, sender) + block
-
-
-def remb(sender: int, media: int, bitrate: int) -> bytes:
-    fci = pack_remb_fci(bitrate, [media])
-    return struct.pack("!BBHII", 0x8F, 206, 2 + len(fci) // 4, sender, 0) + fci
-
-
-def truncated(sender: int, media: int) -> list[bytes]:
-    """Headers that promise more than follows (RR, NACK, SR, PLI), and a compound packet
-    whose second part is cut short."""
-    return [
-        struct.pack("!BBHI", 0x81, 201, 7, sender),
-        struct.pack("!BBHII", 0x81, 205, 5, sender, media) + b"\x00\x01",
-        struct.pack("!BBHI", 0x80, 200, 6, sender) + b"\x00" * 4,
-        struct.pack("!BBHI", 0x81, 206, 2, sender),
-        struct.pack("!BBHI", 0x80, 201, 1, sender) + struct.pack("!BBH", 0x81, 205, 9),
-    ]
 
 
 class SentLog:
@@ -130,14 +98,9 @@ async def test_a_hostile_viewer_neither_crashes_the_relay_nor_costs_another_view
         end = loop.time() + HOSTILE_S
         while loop.time() < end:
             newest = (media.video.mapper.last_rseq or 0) + video_dt.seq_off
-            await dtls._send_rtp(nack_of(me, video_dt.ssrc, newest - 1000, 1000))
+            for packet in hostile_feedback(me, video_dt.ssrc, ssrcs, newest):
+                await dtls._send_rtp(packet)
             nacks += 1
-            for ssrc in ssrcs:
-                await dtls._send_rtp(absurd_receiver_report(me, ssrc))
-                await dtls._send_rtp(remb(me, ssrc, 0))
-                await dtls._send_rtp(remb(me, ssrc, 2**40))
-                for packet in truncated(me, ssrc):
-                    await dtls._send_rtp(packet)
             await asyncio.sleep(0.05)
         sent.on = False
         attack_s = loop.time() - end + HOSTILE_S
