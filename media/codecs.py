@@ -31,6 +31,11 @@ def parse_offer(sdp_text: str) -> SessionDescription:
             raise ValueError("SDP lacks ICE credentials")
         if m.kind in ("audio", "video") and (m.dtls is None or not m.dtls.fingerprints):
             raise ValueError("SDP lacks a DTLS fingerprint")
+    mids = {m.rtp.muxId for m in desc.media}
+    for group in desc.group:
+        unknown = [mid for mid in group.items if mid not in mids]
+        if group.semantic == "BUNDLE" and unknown:  # aiortc would bundle onto no transport
+            raise ValueError(f"SDP BUNDLE group names mid {unknown[0]}, which no section has")
     return desc
 
 

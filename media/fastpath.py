@@ -213,6 +213,25 @@ async def _idle(started: asyncio.Event, exited: asyncio.Event) -> None:
     exited.set()
 
 
+def route_feedback(packet, ssrc: int, feedback: ViewerFeedback) -> None:
+    """Hand one parsed RTCP packet from a viewer to what it asks of sender ``ssrc``."""
+    if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
+        for report in packet.reports:
+            if report.ssrc == ssrc:
+                feedback.on_receiver_report(report)
+    elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+        feedback.on_nack(packet.lost)
+    elif isinstance(packet, RtcpPsfbPacket):
+        if packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
+            feedback.on_keyframe_request()
+        elif packet.fmt == RTCP_PSFB_APP:
+            try:
+                bitrate, _ = unpack_remb_fci(packet.fci)
+            except ValueError:
+                return
+            feedback.on_remb(bitrate)
+
+
 def take_over_sender(sender: RTCRtpSender, feedback: ViewerFeedback) -> None:
     """Silence aiortc's encode and RTCP loops for this sender and route its RTCP to us.
 
@@ -225,21 +244,7 @@ def take_over_sender(sender: RTCRtpSender, feedback: ViewerFeedback) -> None:
         await _idle(sender._RTCRtpSender__rtcp_started, sender._RTCRtpSender__rtcp_exited)
 
     async def handle_rtcp(packet) -> None:
-        if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
-            for report in packet.reports:
-                if report.ssrc == sender._ssrc:
-                    feedback.on_receiver_report(report)
-        elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
-            feedback.on_nack(packet.lost)
-        elif isinstance(packet, RtcpPsfbPacket):
-            if packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
-                feedback.on_keyframe_request()
-            elif packet.fmt == RTCP_PSFB_APP:
-                try:
-                    bitrate, _ = unpack_remb_fci(packet.fci)
-                except ValueError:
-                    return
-                feedback.on_remb(bitrate)
+        route_feedback(packet, sender._ssrc, feedback)
 
     sender._run_rtp = run_rtp
     sender._run_rtcp = run_rtcp

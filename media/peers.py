@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.clock import current_ntp_time
+from aiortc.exceptions import InvalidAccessError, InvalidStateError, OperationError
 
 from media.codecs import capabilities
 from media.fastpath import IngestTap, SendPath, ViewerFeedback, send_pli, take_over_sender
@@ -24,6 +25,11 @@ MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
 
 class PeerRefused(ValueError):
     """aiortc could not negotiate the offer (no common codec, bad direction...)."""
+
+
+# aiortc's errors about the offer, whose text says what is wrong with it; others (an
+# AttributeError deep inside aiortc) say nothing useful to the client.
+_SAYS_WHY = (ValueError, InvalidAccessError, InvalidStateError, OperationError)
 
 
 class _Peer:
@@ -69,14 +75,26 @@ class _Peer:
     def _on_connected(self) -> None: ...
 
     async def _negotiate(self, offer_sdp: str, before_answer: Callable[[], None]) -> str:
+        """The answer SDP; PeerRefused, with the peer connection closed, when aiortc fails at
+        any step: an offer setRemoteDescription takes can still break createAnswer."""
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
-        except Exception as exc:  # aiortc: OperationError, ValueError, InvalidAccessError
+            before_answer()
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
+            return self.pc.localDescription.sdp
+        except Exception as exc:  # aiortc: OperationError, ValueError, AttributeError...
+            await self._refused()
+            reason = str(exc) if isinstance(exc, _SAYS_WHY) else "aiortc could not answer it"
+            raise PeerRefused(f"the offer cannot be answered: {reason}") from None
+
+    async def _refused(self) -> None:
+        """Close a connection that never got an answer (nobody was told of it: no on_gone)."""
+        self.closed = True
+        self.close_reason = "refused"
+        try:
             await self.pc.close()
-            raise PeerRefused(str(exc) or type(exc).__name__) from None
-        before_answer()
-        await self.pc.setLocalDescription(await self.pc.createAnswer())
-        return self.pc.localDescription.sdp
+        except Exception:  # noqa: BLE001 - half negotiated; what aiortc made is closed as it can
+            log.debug("peer %s: closing after a refused offer failed", self.id, exc_info=True)
 
     async def close(self, reason: str = "delete") -> None:
         """End the connection; ``reason`` says why (it goes into the attendance record)."""

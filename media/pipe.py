@@ -137,7 +137,7 @@ class PipeOut:
 
     def _received(self, data: bytes, addr: tuple) -> None:
         dest = self.destinations.get(addr[:2])
-        if dest is None or not _is_rtcp(data):
+        if dest is None or not _is_rtcp(data) or len(data) < 12:  # PLI, NACK: 12 and more
             self.refused += 1
             return
         if data[1] == 206 and data[0] & 0x1F == 1:

@@ -1,4 +1,5 @@
-"""Synthetic media for tests and benchmarks: a moving test pattern and a tone.
+"""Synthetic media for tests and benchmarks: a moving test pattern and a tone; and the
+malformed RTCP a hostile viewer sends (tests/test_hostile.py, bench_fanout.py --hostile).
 
 Frames are built from a handful of precomputed planes so the source itself costs little.
 """
@@ -14,6 +15,7 @@ import time
 
 import av
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamTrack, VideoStreamTrack
+from aiortc.rtp import pack_remb_fci
 
 VIDEO_TB = fractions.Fraction(1, 90000)
 AUDIO_TB = fractions.Fraction(1, 48000)
@@ -218,3 +220,47 @@ def clip_tracks(
         ClipTrack("audio", audio, 0.02, 960, start),
         ClipTrack("video", video, 1 / 30, 3000, start),
     ]
+
+
+# -- a hostile viewer's RTCP ------------------------------------------------------------------
+def nack_of(sender: int, media: int, first: int, count: int) -> bytes:
+    """A generic NACK (RFC 4585) for ``count`` sequence numbers from ``first``: one FCI of a
+    packet id and a full 16-bit mask per 17."""
+    fci = b"".join(struct.pack("!HH", (first + i) & 0xFFFF, 0xFFFF) for i in range(0, count, 17))
+    return struct.pack("!BBHII", 0x81, 205, 2 + len(fci) // 4, sender, media) + fci
+
+
+def absurd_receiver_report(sender: int, media: int) -> bytes:
+    """Fraction lost 255, cumulative loss at its 24-bit limit, highest sequence, jitter and
+    delay since the last SR at 2^32-1."""
+    block = struct.pack("!IB", media, 255) + b"\x7f\xff\xff"
+    block += struct.pack("!IIII", 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF)
+    return struct.pack("!BBHI", 0x81, 201, 7, sender) + block
+
+
+def remb(sender: int, media: int, bitrate: int) -> bytes:
+    fci = pack_remb_fci(bitrate, [media])
+    return struct.pack("!BBHII", 0x8F, 206, 2 + len(fci) // 4, sender, 0) + fci
+
+
+def truncated(sender: int, media: int) -> list[bytes]:
+    """Headers that promise more than follows (RR, NACK, SR, PLI), and a compound packet
+    whose second part is cut short."""
+    return [
+        struct.pack("!BBHI", 0x81, 201, 7, sender),
+        struct.pack("!BBHII", 0x81, 205, 5, sender, media) + b"\x00\x01",
+        struct.pack("!BBHI", 0x80, 200, 6, sender) + b"\x00" * 4,
+        struct.pack("!BBHI", 0x81, 206, 2, sender),
+        struct.pack("!BBHI", 0x80, 201, 1, sender) + struct.pack("!BBH", 0x81, 205, 9),
+    ]
+
+
+def hostile_feedback(sender: int, video_ssrc: int, ssrcs: list[int], newest: int) -> list[bytes]:
+    """One round of it: a NACK of the 1,000 video packets before ``newest`` (the viewer's
+    sequence numbers), then for each of the relay's ``ssrcs`` an absurd receiver report,
+    REMB of 0 and of 2^40, and the truncated packets."""
+    packets = [nack_of(sender, video_ssrc, newest - 1000, 1000)]
+    for ssrc in ssrcs:
+        packets += [absurd_receiver_report(sender, ssrc), remb(sender, ssrc, 0)]
+        packets += [remb(sender, ssrc, 2**40), *truncated(sender, ssrc)]
+    return packets

@@ -5,9 +5,13 @@ load through aiortc's MediaRelay (which re-encodes per viewer), and the machine'
 (SRTP protect + UDP sendto of the same packets in a tight loop).
 
     .venv/bin/python scripts/bench_fanout.py [--viewers 50] [--window 10]
+    .venv/bin/python scripts/bench_fanout.py --hostile [--viewers 20] [--window 5]
 
 Last line:
     fanout: N viewers, X us/pkt, Y viewers/core at 1 Mbit/s, Zx MediaRelay, Wx floor, D% delivered
+With ``--hostile``, the relay alone twice (no floor, no MediaRelay): plain, then with one more
+viewer sending malformed RTCP (media.sources.hostile_feedback) 20 rounds a second:
+    hostile: N viewers + 1 hostile, X us/pkt against Y plain (Zx), D% delivered
 Everything binds 127.0.0.1 and every process stops by itself.
 """
 
@@ -33,7 +37,7 @@ import aiohttp  # noqa: E402
 from benchlib import PacketCounter, cpu_seconds, scratch_dir  # noqa: E402
 
 from media.fastpath import restrict_host_addresses  # noqa: E402
-from media.sources import clip_tracks  # noqa: E402
+from media.sources import clip_tracks, hostile_feedback  # noqa: E402
 from server.client import publish, watch  # noqa: E402
 
 PY = sys.executable
@@ -73,6 +77,55 @@ async def run_viewers(url: str, session: str, token: str, count: int) -> None:
         print(json.dumps({"packets": sum(c.packets for c in counters)}), flush=True)
         for v in viewers:
             await v.pc.close()
+
+
+class _SeqCounter(PacketCounter):
+    """Counts like PacketCounter and keeps the newest sequence number per SSRC (the RTP
+    header is in the clear under SRTP)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.newest: dict[int, int] = {}
+
+    def count(self, data: bytes) -> None:
+        super().count(data)
+        self.newest[int.from_bytes(data[8:12], "big")] = int.from_bytes(data[2:4], "big")
+
+
+async def run_hostile(url: str, session: str, token: str, rounds_per_s: float) -> None:
+    """One viewer that sends the relay malformed RTCP ``rounds_per_s`` times a second; prints
+    'ready', then on 'report' its packet count, like run_viewers."""
+    restrict_host_addresses(LOOPBACK)
+    async with aiohttp.ClientSession() as http:
+        v = await watch(http, url, session, token)
+        counter = _SeqCounter()
+        counter.attach(v.pc)
+        sdp = v.pc.remoteDescription.sdp
+        sections = sdp.split("\r\nm=")[1:]
+        ssrc_of = {
+            m.split(" ", 1)[0]: int(re.search(r"a=ssrc:(\d+)", m).group(1))
+            for m in sections
+            if re.search(r"a=ssrc:(\d+)", m)
+        }
+        video = ssrc_of.get("video", 0)
+        dtls = v.pc.getTransceivers()[0].receiver.transport
+        print("ready", flush=True)
+        loop = asyncio.get_running_loop()
+        report = loop.run_in_executor(None, sys.stdin.readline)
+        rounds = 0
+        while not report.done():
+            for packet in hostile_feedback(
+                0x1234, video, list(ssrc_of.values()), counter.newest.get(video, 0)
+            ):
+                try:
+                    await dtls._send_rtp(packet)
+                except ConnectionError:
+                    pass
+            rounds += 1
+            await asyncio.sleep(1 / rounds_per_s)
+        await report
+        print(json.dumps({"packets": counter.packets, "rounds": rounds}), flush=True)
+        await v.pc.close()
 
 
 def run_mediarelay_server(port: int) -> None:
@@ -265,7 +318,7 @@ def collect(viewers: list[subprocess.Popen]) -> int:
     return total
 
 
-async def bench_relay(args, children: Children, record: bool = True) -> dict:
+async def bench_relay(args, children: Children, record: bool = True, hostile: bool = False) -> dict:
     data = scratch_dir("lr-bench-")
     port = free_port()
     env = dict(
@@ -299,9 +352,21 @@ async def bench_relay(args, children: Children, record: bool = True) -> dict:
     await wait_for(lambda: _gt(scrape(url), "lr_packets_received_total", 100), 30, "the publisher")
     viewers = start_viewers(children, url, sid, links["viewer_token"], args.viewers, args.procs)
 
+    if hostile:
+        bad = children.start(
+            [__file__, "_hostile", url, sid, links["viewer_token"], "20"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        if bad.stdout.readline().strip() != "ready":
+            raise SystemExit("bench: the hostile viewer failed to join")
+        viewers.append(bad)
+    joined = args.viewers + (1 if hostile else 0)
+
     async def all_flowing() -> bool:
         m = await scrape(url)
-        return m.get("lr_subscribers", 0) >= args.viewers
+        return m.get("lr_subscribers", 0) >= joined
 
     await wait_for(all_flowing, 60, "all viewers to connect")
     await asyncio.sleep(args.warmup)
@@ -309,19 +374,23 @@ async def bench_relay(args, children: Children, record: bool = True) -> dict:
     await asyncio.sleep(args.window)
     m1, c1, t1 = await scrape(url), cpu_seconds(server.pid), time.monotonic()
     # delivery: what the viewers decrypted against what the relay sent them, over the run
-    sent_before = (await scrape(url))["lr_packets_forwarded_total"]
+    # (resends count as sent: a hostile viewer's NACKs are answered, within their bounds)
+    out = ("lr_packets_forwarded_total", "lr_nack_retransmits_total")
+    before = await scrape(url)
     received = collect(viewers)
     await asyncio.sleep(0.5)
-    sent = (await scrape(url))["lr_packets_forwarded_total"]
+    after = await scrape(url)
+    sent_before, sent = (sum(m.get(k, 0) for k in out) for m in (before, after))
     egress = m1["lr_packets_forwarded_total"] - m0["lr_packets_forwarded_total"]
     ingress = m1["lr_packets_received_total"] - m0["lr_packets_received_total"]
     bits = (m1["lr_bytes_forwarded_total"] - m0["lr_bytes_forwarded_total"]) * 8
     return {
         "cpu": (c1 - c0) / (t1 - t0),
         "us_per_pkt": (c1 - c0) * 1e6 / max(egress, 1),
-        "pkts_per_viewer_s": egress / (t1 - t0) / args.viewers,
+        "pkts_per_viewer_s": egress / (t1 - t0) / joined,
         "ingress_pps": ingress / (t1 - t0),
-        "mbps_per_viewer": bits / (t1 - t0) / args.viewers / 1e6,
+        "mbps_per_viewer": bits / (t1 - t0) / joined / 1e6,
+        "resent": m1.get("lr_nack_retransmits_total", 0) - m0.get("lr_nack_retransmits_total", 0),
         "delivered": received / max(min(sent, sent_before), 1),
     }
 
@@ -351,7 +420,34 @@ async def bench_mediarelay(args, children: Children) -> dict:
     return {"cpu": cpu, "viewers_per_core": args.baseline_viewers / max(cpu, 1e-6), "rx": received}
 
 
+async def orchestrate_hostile(args) -> None:
+    """The relay with and without one hostile viewer, in this one invocation."""
+    runs = {}
+    for name, hostile in (("plain", False), ("hostile", True)):
+        children = Children()
+        try:
+            runs[name] = await bench_relay(args, children, record=False, hostile=hostile)
+        finally:
+            children.stop()
+        r = runs[name]
+        print(
+            f"relay {name}: {args.viewers} viewers{' + 1 hostile' if hostile else ''}, "
+            f"cpu {r['cpu'] * 100:.0f}% of a core, {r['us_per_pkt']:.1f} us/egress pkt, "
+            f"{r['resent'] / args.window:.0f} resends/s, {r['delivered'] * 100:.1f}% delivered",
+            flush=True,
+        )
+    plain, bad = runs["plain"], runs["hostile"]
+    print(
+        f"hostile: {args.viewers} viewers + 1 hostile, {bad['us_per_pkt']:.1f} us/pkt against "
+        f"{plain['us_per_pkt']:.1f} plain ({bad['us_per_pkt'] / plain['us_per_pkt']:.2f}x), "
+        f"{bad['delivered'] * 100:.1f}% delivered"
+    )
+
+
 async def orchestrate(args) -> None:
+    if args.hostile:
+        await orchestrate_hostile(args)
+        return
     floor = measure_floor(args.viewers)
     print(f"floor: SRTP protect + sendto {floor:.1f} us/pkt", flush=True)
     paced = measure_floor(args.viewers, seconds=5.0, pace=160.0)
@@ -413,6 +509,8 @@ def main() -> None:
             asyncio.run(run_publisher(rest[0], rest[1], rest[2], float(rest[3])))
         elif cmd == "_viewers":
             asyncio.run(run_viewers(rest[0], rest[1], rest[2], int(rest[3])))
+        elif cmd == "_hostile":
+            asyncio.run(run_hostile(rest[0], rest[1], rest[2], float(rest[3])))
         elif cmd == "_sink":
             run_sink(int(rest[0]))
         elif cmd == "_mediarelay":
@@ -429,6 +527,11 @@ def main() -> None:
         choices=["on", "off", "both"],
         default="both",
         help="measure the relay with the live recorder on, off, or both (the summary: on)",
+    )
+    parser.add_argument(
+        "--hostile",
+        action="store_true",
+        help="the relay plain, then with one viewer sending malformed RTCP; their ratio last",
     )
     asyncio.run(orchestrate(parser.parse_args()))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from itertools import pairwise
 
-from media.forwarder import Downtrack, Forwarder
+from media.forwarder import MAX_RESENDS_PER_NACK, RESEND_BURST, Downtrack, Forwarder
 from media.keyframes import KeyframeRequester
 from media.rtp import parse_extensions, parse_header, vp8_is_keyframe
 
@@ -175,3 +175,22 @@ def test_a_viewer_moved_to_another_layer_continues_its_numbering_and_timestamps(
     # nor counted as loss on the new layer (the viewer's receiver still asks after old gaps)
     assert low.retransmit(dt, [seqs[0], seqs[1]]) == 0 and dt.nacked == 0
     assert low.retransmit(dt, [seqs[3]]) == 1 and dt.nacked == 1
+
+
+def test_a_nack_is_answered_for_a_bounded_number_of_packets_at_a_bounded_rate():
+    fwd = Forwarder("audio", 48000)
+    dt, wire = bound(0x44444444, 111)
+    fwd.add(dt)
+    for i in range(1000):
+        fwd.push(0xDEAD, i, 960 * i, 0, b"x")
+    seqs = [h[2] for h in wire.headers()]
+    wire.sent.clear()
+    # one NACK naming 1,000 packets, each of them twice
+    assert fwd.retransmit(dt, seqs + seqs) == MAX_RESENDS_PER_NACK
+    assert (
+        len(wire.sent) == MAX_RESENDS_PER_NACK and dt.resends_refused == 1000 - MAX_RESENDS_PER_NACK
+    )
+    # NACK after NACK at once: the burst allowance runs out, then nothing more
+    while fwd.retransmit(dt, seqs[:MAX_RESENDS_PER_NACK]):
+        pass
+    assert RESEND_BURST - 2 <= len(wire.sent) <= RESEND_BURST + 2

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender
 
 from media.candidates import filter_candidates
+from media.forwarder import Forwarder
+from media.peers import PeerRefused, Publisher, Viewer
 from media.sources import PatternVideoTrack, ToneAudioTrack
 from server.client import publish, watch
+from tests.waiting import until
 
 
 async def make_offer(kinds=("audio", "video"), direction="recvonly", video_codec=None) -> str:
@@ -190,3 +194,81 @@ def test_candidate_filter_drops_mdns_and_addresses_outside_the_allowed_networks(
     assert "10.1.2.3" not in only_loopback and ".local" not in only_loopback
     everything = filter_candidates(sdp, None)
     assert "10.1.2.3" in everything and ".local" not in everything
+
+
+def open_udp_sockets() -> int:
+    """UDP sockets this process holds (each aiortc peer connection gathers at least one)."""
+    inodes = set()
+    for name in ("/proc/net/udp", "/proc/net/udp6"):
+        with open(name) as f:
+            inodes |= {line.split()[9] for line in f.readlines()[1:]}
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:[") and target[8:-1] in inodes:
+            count += 1
+    return count
+
+
+def break_bundle(offer: str) -> str:
+    """A BUNDLE group led by a mid no section has: aiortc accepts it, then has no transport
+    for the bundled sections when it makes the answer."""
+    bundle = re.search(r"a=group:BUNDLE ([^\r\n]*)", offer)
+    assert bundle, offer
+    return offer.replace(bundle.group(0), f"a=group:BUNDLE 9 {bundle.group(1)}")
+
+
+def drop_direction(offer: str) -> str:
+    """Sections without a direction attribute: aiortc's createAnswer raises ValueError."""
+    return re.sub(r"a=(sendonly|recvonly|sendrecv)\r\n", "", offer)
+
+
+async def test_an_offer_aiortc_cannot_answer_is_400_and_leaves_no_connection_open(relay):
+    links = relay.new_session()
+    sid = links["session_id"]
+    viewer_offer = break_bundle(await make_offer())
+    publisher_offer = break_bundle(await make_offer(direction="sendonly"))
+    # first a good exchange, so the relay's own sockets (HTTP, the session) are all open
+    viewing = await watch(relay.http, relay.base_url, sid, links["viewer_token"])
+    await viewing.stop(relay.http)
+    media = relay.state.live.find(sid)
+    await until(lambda: not media.viewers, what="the good viewer did not go")
+    before = open_udp_sockets()
+    cases = [
+        ("/whep/" + sid, viewer_offer, links["viewer_token"]),
+        ("/whip/" + sid, publisher_offer, links["lecturer_token"]),
+        ("/whip/" + sid + "?feed=low", publisher_offer, links["lecturer_token"]),
+        # the refused publication above made the feed; watching it refuses the same way
+        ("/whep/" + sid + "?feed=low", viewer_offer, links["viewer_token"]),
+    ]
+    for path, offer, token in cases:
+        status, _, body = await post(relay, path, offer, token)
+        assert status == 400, (path, status, body)
+        assert "BUNDLE group names mid 9" in body, body
+    assert not media.viewers and media.publisher is None
+    assert not media.feeds["low"].viewers and media.feeds["low"].publisher is None
+    await until(
+        lambda: open_udp_sockets() <= before,
+        timeout=5,
+        what="a refused offer's peer connection kept its sockets open",
+    )
+
+
+@pytest.mark.parametrize("side", ["viewer", "publisher"])
+async def test_a_failure_while_answering_closes_the_peer_connection(side):
+    audio, video = Forwarder("audio", 48000), Forwarder("video", 90000)
+    gone = []
+    config = RTCConfiguration(iceServers=[])
+    if side == "viewer":
+        peer = Viewer(config, audio, video, "H264", gone.append)
+        answering = peer.answer(drop_direction(await make_offer()))
+    else:
+        peer = Publisher(config, audio, video, "H264", gone.append)
+        answering = peer.answer(drop_direction(await make_offer(direction="sendonly")), [])
+    with pytest.raises(PeerRefused):
+        await answering
+    assert peer.closed and peer.pc.signalingState == "closed"
+    assert gone == [] and video.viewers == 0
