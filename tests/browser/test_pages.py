@@ -185,7 +185,7 @@ async def test_room_joins_by_code_reports_headcount_and_checks_members_in(
     links = relay.new_session("乡镇教室测试")
     room = links["rooms"][3]
     relay.state.store.upsert_members(
-        [Member("LC0001", "赵六", "团堡镇"), Member("LC0002", "孙七", room["name"])]
+        [Member("LC0001", "赵六", room["name"]), Member("LC0002", "孙七", room["name"])]
     )
     await open_lecturer(browser, links)
     ctx = await browser.new_context(viewport={"width": 1280, "height": 720})
