@@ -13,10 +13,10 @@ from server.attendance.ledger import Ledger
 from server.attendance.signing import CheckpointLog, LedgerKey
 from server.attendance.tracker import Attendance
 from server.auth import signer_for
-from server.cluster.cors import cors_middleware
 from server.cluster.node import Cluster
 from server.cluster.outbox import StreamLedger
 from server.config import Config
+from server.cors import cors_middleware_for
 from server.errors import error_middleware
 from server.headers import install as install_headers
 from server.histogram import watch_loop_lag
@@ -90,7 +90,7 @@ def create_app(config: Config, workers: int = 1) -> web.Application:
     if workers > 1:
         live.use_pool(WorkerPool(workers, signer.internal_token(), worker_env(config)))
 
-    middlewares = [error_middleware] if cluster is None else [cors_middleware, error_middleware]
+    middlewares = [cors_middleware_for(config.cors_origins), error_middleware]
     app = web.Application(middlewares=middlewares, client_max_size=1024 * 1024)
     app[STATE] = state
     install_headers(app, cluster=cluster is not None, tls=config.tls_cert is not None)

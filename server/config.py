@@ -72,6 +72,8 @@ class Config:
     # are handed out with a credential of the caller's own, expiring after turn_ttl_s.
     turn_secret: str | None = None
     turn_ttl_s: int = 24 * 3600
+    # Origins whose pages may call WHIP, WHEP and the session's read route (server/cors.py).
+    cors_origins: tuple[str, ...] = ("*",)
     # /metrics: with a token, only for it (or an admin's); without, only to loopback callers.
     metrics_token: str | None = None
     # Secret for signing tokens; when None, one is created in data_dir (mode 0600).
@@ -233,6 +235,7 @@ ENV: tuple[tuple[str, str, Callable[[str], object], bool], ...] = (
     ("LR_TURN_SECRET", "turn_secret", str, True),
     ("LR_TURN_TTL", "turn_ttl_s", int, False),
     ("LR_METRICS_TOKEN", "metrics_token", str, True),
+    ("LR_CORS_ORIGINS", "cors_origins", _csv, False),
     ("LR_TOKEN_TTL", "token_ttl_s", int, False),
     ("LR_TLS_CERT", "tls_cert", Path, True),
     ("LR_TLS_KEY", "tls_key", Path, True),

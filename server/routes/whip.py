@@ -124,7 +124,9 @@ async def read_offer(request: web.Request, state: AppState) -> str:
 def created(
     request: web.Request, state: AppState, claims: Claims, location: str, answer: str
 ) -> web.Response:
-    response = web.Response(status=201, text=answer, content_type=SDP)
+    # body, not text: RFC 9725 writes the answer's type as plain application/sdp (aiohttp
+    # would add "; charset=utf-8" to a text body, and strict clients compare the whole value)
+    response = web.Response(status=201, body=answer.encode(), content_type=SDP)
     response.headers["Location"] = location
     for link in ice_link_headers(ice_servers_of(state.config, state.signer, claims)):
         response.headers.add("Link", link)
@@ -274,10 +276,25 @@ async def viewer_mode(request: web.Request) -> web.Response:
     return web.json_response({"audio_only": audio_only})
 
 
-async def patch_unsupported(request: web.Request) -> web.Response:
-    raise HTTPProblem(
-        405, "trickle ICE and ICE restart are not supported; send a full offer", {"Allow": "DELETE"}
-    )
+ENDPOINT_ALLOW = "POST, OPTIONS"
+RESOURCE_ALLOW = "DELETE, OPTIONS"
+
+
+async def resource_other(request: web.Request) -> web.Response:
+    """Any other method on a WHIP/WHEP resource: 405 with its Allow."""
+    if request.method == "OPTIONS":
+        return web.Response(status=200, headers={"Allow": RESOURCE_ALLOW})
+    if request.method == "PATCH":
+        reason = "trickle ICE and ICE restart are not supported; send a full offer"
+    else:
+        reason = f"a WHIP/WHEP resource takes {RESOURCE_ALLOW}"
+    raise HTTPProblem(405, reason, {"Allow": RESOURCE_ALLOW})
+
+
+async def endpoint_other(request: web.Request) -> web.Response:
+    """Any other method on a WHIP/WHEP endpoint: 405 with its Allow."""
+    reason = f"a WHIP/WHEP endpoint takes {ENDPOINT_ALLOW}"
+    raise HTTPProblem(405, reason, {"Allow": ENDPOINT_ALLOW})
 
 
 async def options(request: web.Request) -> web.Response:
@@ -288,7 +305,7 @@ async def options(request: web.Request) -> web.Response:
     if bearer_token(request):
         claims = require(request, state.signer, VIEW_ROLES, request.match_info["session"])
         servers = ice_servers_of(state.config, state.signer, claims)
-    response = web.Response(status=204)
+    response = web.Response(status=200, headers={"Allow": ENDPOINT_ALLOW})
     response.headers["Accept-Post"] = SDP
     for link in ice_link_headers(servers):
         response.headers.add("Link", link)
@@ -300,5 +317,6 @@ def add_routes(app: web.Application) -> None:
         app.router.add_post(f"/{kind}/{{session}}", post)
         app.router.add_route("OPTIONS", f"/{kind}/{{session}}", options)
         app.router.add_delete(f"/{kind}/{{session}}/{{resource}}", resource_delete)
-        app.router.add_patch(f"/{kind}/{{session}}/{{resource}}", patch_unsupported)
+        app.router.add_route("*", f"/{kind}/{{session}}", endpoint_other)
+        app.router.add_route("*", f"/{kind}/{{session}}/{{resource}}", resource_other)
     app.router.add_post("/whep/{session}/{resource}/mode", viewer_mode)
