@@ -79,6 +79,8 @@ def create_app(config: Config, workers: int = 1) -> web.Application:
         config.heartbeat_min_gap_s,
         # the replay page reports every heartbeat interval (and on play and pause)
         replay_min_gap_s=config.heartbeat_interval_s / 2,
+        relay_evidence=live.receiver_highest,
+        seen_interval_s=config.heartbeat_interval_s,
     )
     live.listeners.append(attendance.on_media_event)
     replays = ReplayJobs(config.media_root, sys.executable)

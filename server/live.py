@@ -150,6 +150,12 @@ class LiveSessions:
     def find(self, session_id: str) -> SessionMedia | None:
         return self.sessions.get(session_id)
 
+    def receiver_highest(self, session_id: str, peer_id: str) -> dict[str, int] | None:
+        """What a viewer's receiver reports acknowledged (attendance's relay evidence)."""
+        media = self.sessions.get(session_id)
+        viewer = media.viewers.get(peer_id) if media is not None else None
+        return viewer.receiver_highest() if viewer is not None else None
+
     async def stop_peer(self, session_id: str, peer_id: str, reason: str) -> bool:
         media = self.sessions.get(session_id)
         return media is not None and await media.stop_peer(peer_id, reason)

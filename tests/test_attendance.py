@@ -468,7 +468,9 @@ async def test_a_viewer_whose_page_falls_silent_is_ended_for_heartbeat_timeout(r
     async with one_watching(relay, "member:S1") as w:
         sid, rid = w.sid, w.rid
         media = relay.state.live.find(sid)
-        await until(lambda: rid not in media.viewers, timeout=15)  # no heartbeat is sent
+        await next_report(relay, sid, w.viewer)
+        assert (await w.viewer.heartbeat(relay.http))[0] == 200  # a page of ours: it spoke
+        await until(lambda: rid not in media.viewers, timeout=15)  # then no heartbeat
         await relay.state.attendance.drain()
         leaves = [r.data for r in relay.state.attendance.ledger.rows(sid) if r.kind == "leave"]
         assert leaves == [{"peer": rid, "reason": "heartbeat_timeout"}]

@@ -88,6 +88,19 @@ class Heartbeat(Event):
 
 
 @dataclass(frozen=True)
+class Seen(Event):
+    """The relay's evidence alone, for a connection whose page sends no heartbeat of ours (a
+    standard WHEP player): the highest sequence numbers its receiver reports acknowledged,
+    as in a heartbeat. No page says the media was watched, so reports show this time apart
+    ("no page evidence") and it earns no credit."""
+
+    kind: ClassVar[str] = "seen"
+    peer: str
+    video_rr: int
+    audio_rr: int
+
+
+@dataclass(frozen=True)
 class Leave(Event):
     kind: ClassVar[str] = "leave"
     peer: str
@@ -172,6 +185,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         End,
         Join,
         Heartbeat,
+        Seen,
         Leave,
         Headcount,
         Checkin,

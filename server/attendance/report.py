@@ -37,6 +37,9 @@ class ParticipantReport:
     intervals: list[tuple[int, int]] = field(default_factory=list)  # connected, merged
     watched: list[tuple[int, int]] = field(default_factory=list)  # counted, merged
     unverified_s: float = 0.0  # page said playing, relay saw nothing reach it
+    # media reached a connection whose page sends no heartbeat (a standard WHEP player):
+    # the relay's evidence alone, shown apart, never credited
+    relay_only: list[tuple[int, int]] = field(default_factory=list)
     joins: int = 0
     leave_reasons: list[str] = field(default_factory=list)
     via_room: str = ""
@@ -46,6 +49,10 @@ class ParticipantReport:
     @property
     def seconds_watched(self) -> float:
         return sum(b - a for a, b in self.watched) / 1000
+
+    @property
+    def relay_only_seconds(self) -> float:
+        return sum(b - a for a, b in merge(self.relay_only)) / 1000
 
     @property
     def replay_seconds(self) -> float:
@@ -100,7 +107,9 @@ def intersect(spans: list[tuple[int, int]], start: int) -> list[tuple[int, int]]
 REPLAY_SLACK_MS = 2_000  # a position may run this much ahead of the wall clock and still count
 
 # The kinds a report reads the data of; the others only move the clock (``last_ms``).
-_FOLDED = frozenset(("join", "heartbeat", "leave", "headcount", "checkin", "replay", "policy"))
+_FOLDED = frozenset(
+    ("join", "heartbeat", "seen", "leave", "headcount", "checkin", "replay", "policy")
+)
 
 
 class _Conn:
@@ -119,6 +128,7 @@ class _Conn:
         "audio_rr",
         "watched",
         "unverified",
+        "relay_only",
     )
 
     def __init__(self, at_ms: int, d: dict) -> None:
@@ -131,6 +141,7 @@ class _Conn:
         self.at, self.frames, self.video_rr, self.audio_rr = at_ms, 0, -1, -1
         self.watched: list[tuple[int, int]] = []  # in order; overlapping spans joined
         self.unverified = 0
+        self.relay_only: list[tuple[int, int]] = []  # spans the relay alone vouches for
 
     def open_at(self, at_ms: int) -> bool:
         """Whether a heartbeat at ``at_ms`` still belongs to this connection. A ``node_lost``
@@ -168,6 +179,23 @@ class _Conn:
         elif page:
             self.unverified += at_ms - start
         self.at, self.frames, self.video_rr, self.audio_rr = at_ms, frames, video_rr, audio_rr
+
+    def seen(self, at_ms: int, d: dict) -> None:
+        """The relay's evidence with no page's: the span counts apart, when media reached
+        the connection over it (its receiver reports advanced)."""
+        if at_ms < self.at:
+            return
+        start = max(self.at, at_ms - MAX_SPAN_MS)
+        video_rr, audio_rr = d["video_rr"], d["audio_rr"]
+        if (video_rr >= 0 and video_rr != self.video_rr) or (
+            audio_rr >= 0 and audio_rr != self.audio_rr
+        ):
+            spans = self.relay_only
+            if spans and spans[-1][1] >= start:
+                spans[-1] = (spans[-1][0], at_ms)
+            else:
+                spans.append((start, at_ms))
+        self.at, self.video_rr, self.audio_rr = at_ms, video_rr, audio_rr
 
 
 class ReportFold:
@@ -228,6 +256,10 @@ class ReportFold:
             conn = self.conns.get(d["peer"])
             if conn is not None and conn.open_at(at_ms):
                 conn.heartbeat(at_ms, d)
+        elif kind == "seen":
+            conn = self.conns.get(d["peer"])
+            if conn is not None and conn.open_at(at_ms):
+                conn.seen(at_ms, d)
         elif kind == "join":
             self.conns[d["peer"]] = _Conn(at_ms, d)
         elif kind == "leave":
@@ -327,6 +359,7 @@ class ReportFold:
             rep.intervals.append((c.join, leave))
             rep.watched.extend(c.watched)
             rep.unverified_s += c.unverified / 1000
+            rep.relay_only.extend(c.relay_only)
             if c.reason:
                 rep.leave_reasons.append(c.reason)
             rep.first_join_ms = (
@@ -443,6 +476,7 @@ COLUMNS = (
     ("participant", "参与者"),
     ("identified_by", "身份来源"),
     ("unverified_seconds", "未经核实秒数"),
+    ("relay_only_seconds", "无页面证据秒数"),
 )
 
 
@@ -476,6 +510,7 @@ def export_row(rep: ParticipantReport, phones: bool = False) -> dict:
         "participant": rep.participant,
         "identified_by": rep.identified_by,
         "unverified_seconds": round(rep.unverified_s),
+        "relay_only_seconds": round(rep.relay_only_seconds),
     }
 
 
@@ -596,6 +631,8 @@ def audit_summary(
             1 for r in report.participants.values() if r.unverified_s > 0
         ),
         "replay_participants": sum(1 for r in report.participants.values() if r.replayed),
+        # standard WHEP players: the relay's evidence alone, shown apart, never credited
+        "relay_only_participants": sum(1 for r in report.participants.values() if r.relay_only),
         "credit_threshold": report.threshold,
         "replay_credit": report.replay_credit,
         "policy_changes": [

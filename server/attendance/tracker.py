@@ -16,6 +16,7 @@ from server.attendance.events import (
     Join,
     Leave,
     Replay,
+    Seen,
     Start,
     data_from_json,
 )
@@ -43,6 +44,7 @@ class _Peer:
     identity: Identity
     last_evidence_ms: int
     last_beat_ms: int | None = None  # the page's last heartbeat taken
+    joined_ms: int = 0
 
 
 class HeartbeatTooSoon(Exception):
@@ -65,6 +67,8 @@ class ReportTooSoon(Exception):
 REPORTERS_KEPT = 10_000  # past this many, reporters quiet for longer than the gap are forgotten
 
 ClosePeer = Callable[[str, str, str], Awaitable[bool]]  # (session, peer, reason)
+# (session, peer) -> the highest sequence numbers its receiver reports acknowledged, per kind
+RelayEvidence = Callable[[str, str], "dict[str, int] | None"]
 
 
 class Attendance:
@@ -78,9 +82,13 @@ class Attendance:
         checkpoint_interval_s: float = 60.0,
         heartbeat_min_gap_s: float = 0.0,
         replay_min_gap_s: float = 0.0,
+        relay_evidence: RelayEvidence | None = None,
+        seen_interval_s: float = 10.0,
     ) -> None:
         """``replay_min_gap_s``: least time between two replay progress reports of one
-        reporter (the app gives half the pages' reporting interval)."""
+        reporter (the app gives half the pages' reporting interval). ``relay_evidence``: for
+        a connection whose page sends no heartbeat (a standard WHEP player), what the relay
+        sees of it, recorded every ``seen_interval_s`` as a ``seen`` event."""
         self.ledger = ledger
         self.key = key
         self.checkpoint_log = checkpoint_log
@@ -89,6 +97,8 @@ class Attendance:
         self.checkpoint_interval_s = checkpoint_interval_s
         self.heartbeat_min_gap_s = heartbeat_min_gap_s
         self.replay_min_gap_s = replay_min_gap_s
+        self._relay_evidence = relay_evidence
+        self.seen_interval_s = seen_interval_s
         self._last_report_ms: dict[tuple[str, str], int] = {}  # (session, reporter) -> ms
         self.peers: dict[str, _Peer] = {}
         self._started: set[str] = set()
@@ -111,7 +121,7 @@ class Attendance:
         for session in self.ledger.open_sessions():
             open_peers: dict[str, int] = {}
             for _, at_ms, kind, data in self.ledger.scan(session):
-                if kind == "heartbeat":
+                if kind in ("heartbeat", "seen"):
                     peer = data_from_json(data)["peer"]
                     if peer in open_peers:
                         open_peers[peer] = at_ms
@@ -134,6 +144,8 @@ class Attendance:
         self._tasks.append(asyncio.ensure_future(self._checkpoint_loop()))
         if self.heartbeat_timeout_s > 0:
             self._tasks.append(asyncio.ensure_future(self._timeout_loop()))
+        if self._relay_evidence is not None and self.seen_interval_s > 0:
+            self._tasks.append(asyncio.ensure_future(self._seen_loop()))
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -164,7 +176,8 @@ class Attendance:
     def on_media_event(self, event: MediaEvent) -> None:
         if event.kind == "viewer_connected" and isinstance(event.identity, Identity):
             ident = event.identity
-            self.peers[event.peer_id] = _Peer(event.session_id, ident, now_ms())
+            at = now_ms()
+            self.peers[event.peer_id] = _Peer(event.session_id, ident, at, joined_ms=at)
             self._submit(
                 event.session_id,
                 Join(
@@ -303,5 +316,23 @@ class Attendance:
             await asyncio.sleep(interval)
             deadline = now_ms() - int(self.heartbeat_timeout_s * 1000)
             for peer_id, peer in list(self.peers.items()):
-                if peer.last_evidence_ms < deadline:
+                # a page of ours that fell silent; one that never spoke is a standard player,
+                # watched until ICE consent says it is gone (its record says so: ``seen``)
+                if peer.last_beat_ms is not None and peer.last_evidence_ms < deadline:
                     await self._close_peer(peer.session, peer_id, "heartbeat_timeout")
+
+    async def _seen_loop(self) -> None:
+        """The relay's evidence for connections whose page sends no heartbeat: one ``seen``
+        event per connection and interval (a heartbeat's cost, for the few such viewers)."""
+        young_ms = int(self.seen_interval_s * 2000)  # our page's first heartbeat comes sooner
+        while True:
+            await asyncio.sleep(self.seen_interval_s)
+            now = now_ms()
+            for peer_id, peer in list(self.peers.items()):
+                if peer.last_beat_ms is not None or now - peer.joined_ms < young_ms:
+                    continue
+                rr = self._relay_evidence(peer.session, peer_id)
+                if rr is not None:
+                    peer.last_evidence_ms = now
+                    event = Seen(peer_id, rr.get("video", -1), rr.get("audio", -1))
+                    self._submit(peer.session, event)

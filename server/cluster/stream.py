@@ -133,7 +133,7 @@ class StreamWriter:
                 continue
             batch.append((session, event, at_ms, key))
             peer = getattr(event, "peer", None)
-            if node and peer and event.kind in ("join", "heartbeat"):
+            if node and peer and event.kind in ("join", "heartbeat", "seen"):
                 opened.setdefault(node, {})[peer] = f"{session} {at_ms}"
             elif node and peer and event.kind == "leave":
                 opened.get(node, {}).pop(peer, None)

@@ -52,6 +52,9 @@ try {
       .map((c) => `${c.at.replace("T", " ").slice(0, 16)} ${c.by} 设为${ruleText(c.threshold_percent, c.replay_credit)}`)
       .join("；");
   }
+  // connections whose page sends no heartbeat of ours (a standard WHEP player): the rule
+  $("relayonly").textContent = "无页面心跳的播放器（第三方 WHEP）只有中继证据：其时长单列为“无页面证据秒数”，不计入学时"
+    + (a.relay_only_participants ? `（本场 ${a.relay_only_participants} 人）。` : "。");
   drawChart(a.concurrency);
   const tb = $("townships").querySelector("tbody");
   for (const t of a.townships) {
