@@ -105,7 +105,7 @@ async def run_server(
     from media.session import MediaEvent
     from server.app import create_app
     from server.config import Config
-    from server.routes.whip import identity_of
+    from server.routes.whip import Owner, identity_of
     from server.runtime import pace_gc, tune_gc
     from server.state import STATE
 
@@ -136,6 +136,7 @@ async def run_server(
         viewer.advance()
         standins.append(viewer)
         media.add_remote(viewer, identity_of(claims, request.remote or "", False))
+        media.owners[viewer.id] = Owner.of(request, claims)  # its DELETE is the member's
         media.remote_connected(viewer.id)  # media reached it: its join
         return web.Response(status=201, headers={"Location": f"/whep/{sid}/{viewer.id}"})
 

@@ -8,6 +8,7 @@ import sys
 
 from aiohttp import web
 
+from media.candidates import restrict_peer_networks
 from media.fastpath import restrict_host_addresses
 from server.attendance.ledger import Ledger
 from server.attendance.signing import CheckpointLog, LedgerKey
@@ -51,6 +52,7 @@ def create_app(config: Config, workers: int = 1) -> web.Application:
     """The relay; with ``workers`` > 1 it also answers its media workers (started by
     ``start_workers`` once the app listens)."""
     restrict_host_addresses(config.ice_host_addresses)
+    restrict_peer_networks(config.ice_peer_networks)
     store = Store(config.store_path)
     live = LiveSessions(config, store)
     signer = signer_for(config.secret, config.data_dir)
@@ -183,6 +185,7 @@ def worker_env(config: Config) -> dict[str, str]:
         "LR_LAYER_UP_AFTER": str(config.layer_up_after_s),
         "LR_LOG_LEVEL": config.log_level,
         "LR_ICE_SERVERS": ",".join(s.as_url() for s in config.ice_servers),
+        "LR_ICE_PEER_NETWORKS": ",".join(config.ice_peer_networks or ()),
         "LR_TURN_SECRET": config.turn_secret or "",
         "LR_TURN_TTL": str(config.turn_ttl_s),
         "LR_ICE_HOSTS": (

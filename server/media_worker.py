@@ -18,6 +18,7 @@ import signal
 import aiohttp
 from aiohttp import web
 
+from media.candidates import restrict_peer_networks
 from media.codecs import CodecMismatch
 from media.fastpath import restrict_host_addresses
 from media.peers import PeerRefused, Viewer
@@ -240,6 +241,7 @@ async def run_worker(index: int, config: Config, primary_url: str, token: str) -
     """Serve on 127.0.0.1 (a free port), register with the primary, run until told to stop."""
     _die_with_parent()
     restrict_host_addresses(config.ice_host_addresses)
+    restrict_peer_networks(config.ice_peer_networks)
     worker = MediaWorker(index, config, primary_url, token)
     runner = web.AppRunner(build_app(worker), access_log=None)
     await runner.setup()
