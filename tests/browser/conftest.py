@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,24 @@ pytestmark = pytest.mark.skipif(
     not os.path.exists(CHROMIUM),
     reason="Debian's chromium is not installed (scripts/test installs it)",
 )
+
+
+def own_addresses() -> tuple[str, ...]:
+    """This machine's IPv4 interface addresses, each as a /32."""
+    try:
+        out = subprocess.run(
+            ["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True, timeout=5
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    return tuple(f"{line.split()[3].split('/')[0]}/32" for line in out.splitlines())
+
+
+# Once a page has the camera, Chromium sends its ICE checks to the relay's 127.0.0.1 from this
+# machine's own interface address (INTEROP.md: it binds that interface beside loopback), so
+# the relay learns it as a peer-reflexive candidate. The packets never leave the machine; the
+# relay's LR_ICE_PEER_NETWORKS, which holds for learned candidates too, must name it.
+on_this_machine = pytest.mark.relay_config(ice_peer_networks=("127.0.0.0/8", *own_addresses()))
 
 
 async def playwright_disable_features(pw) -> str | None:

@@ -6,10 +6,11 @@ import asyncio
 
 import pytest
 
+from tests.browser.conftest import on_this_machine
 from tests.browser.conftest import pytestmark as browser_only
 from tests.waiting import until
 
-pytestmark = [browser_only, pytest.mark.browser]
+pytestmark = [browser_only, pytest.mark.browser, on_this_machine]
 
 PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
 
