@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from aiohttp import web
 
 from server.attendance.events import Policy
@@ -30,6 +32,44 @@ def bounded_int(value: object, low: int, high: int | None, reason: str) -> int:
         or (high is not None and value > high)
     ):
         raise HTTPProblem(400, reason)
+    return value
+
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # what SQLite stores as an INTEGER
+DECIMAL = re.compile(r"-?[0-9]{1,19}")
+
+
+def sqlite_int(value: object, what: str) -> int:
+    """An id or a number from a body (a JSON integer, not a boolean or a fraction) or from a
+    path or query (decimal digits), within SQLite's 64-bit range: past it, SQLite raises
+    OverflowError where a lookup should find nothing. Else 400 naming ``what``."""
+    if isinstance(value, str) and DECIMAL.fullmatch(value.strip()):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not INT64_MIN <= value <= INT64_MAX:
+        raise HTTPProblem(400, f"{what} must be an integer")
+    return value
+
+
+def text_field(data: dict, key: str, required: bool = True) -> str:
+    """A body's string field, stripped: 400 when it is another type (an object would be
+    stored as its Python repr), or empty and ``required``; "" when absent and optional."""
+    value = data.get(key)
+    if value is None:
+        if required:
+            raise HTTPProblem(400, f"{key} is required")
+        return ""
+    if not isinstance(value, str):
+        raise HTTPProblem(400, f"{key} is a string")
+    value = value.strip()
+    if required and not value:
+        raise HTTPProblem(400, f"{key} is required")
+    return value
+
+
+def string_list(value: object, what: str) -> list[str]:
+    """A JSON list of strings, else 400 naming ``what``."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise HTTPProblem(400, f"{what} is a list of strings")
     return value
 
 
@@ -171,7 +211,7 @@ async def room_join(request: web.Request) -> web.Response:
     """Exchange a township room's code for its token and page URL."""
     state: AppState = request.app[STATE]
     data = await read_json(request)
-    code = str(data.get("code", "")).strip()
+    code = text_field(data, "code")
     if not code.isdigit() or len(code) != 8:
         raise HTTPProblem(400, "room code is 8 digits")
     address = request.remote or ""
@@ -193,10 +233,8 @@ async def create_session(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     claims = require(request, state.signer, ("admin",))
     data = await read_json(request)
-    title = str(data.get("title", "")).strip()
-    if not title:
-        raise HTTPProblem(400, "title is required")
-    codec = str(data.get("video_codec", "H264")).upper()
+    title = text_field(data, "title")
+    codec = (text_field(data, "video_codec", False) or "H264").upper()
     if codec not in ("VP8", "H264"):
         raise HTTPProblem(400, "video_codec is VP8 or H264")
     record = data.get("record", True)

@@ -28,6 +28,7 @@ from server.routes.api import (
     known_session,
     read_json,
     set_credit_rule,
+    text_field,
 )
 from server.routes.programme import credit_member, credit_session
 from server.state import STATE, AppState
@@ -209,7 +210,7 @@ async def checkin(request: web.Request) -> web.Response:
     if township is None:
         raise HTTPProblem(403, "this room is not one of the session's classrooms")
     data = await read_json(request)
-    member_id = str(data.get("member_id", "")).strip()
+    member_id = text_field(data, "member_id", False)
     member = state.store.member(member_id) if member_id else None
     if member is None or member.township != township:
         raise HTTPProblem(404, "no such member in this township's roster")
@@ -428,8 +429,8 @@ async def identify(request: web.Request) -> web.Response:
     sid = request.match_info["session"]
     claims = require(request, state.signer, ("viewer",), sid)
     data = await read_json(request)
-    member_id = str(data.get("member_id", "")).strip()
-    name = str(data.get("name", "")).strip()
+    member_id = text_field(data, "member_id", False)
+    name = text_field(data, "name", False)
     member = state.store.member(member_id) if member_id else None
     if member is None or member.name != name:
         raise HTTPProblem(404, "no member with this id and name in the roster")
@@ -475,7 +476,8 @@ async def replay_progress(request: web.Request) -> web.Response:
     claims = require(request, state.signer, ("member", "viewer"), sid)
     data = await read_json(request)
     position = data.get("position")
-    view = str(data.get("view", ""))[:32]
+    view = data.get("view")
+    view = view[:32] if isinstance(view, str) else ""
     flags = (data.get("playing"), data.get("visible"))
     if isinstance(position, bool) or not isinstance(position, int | float) or position < 0:
         raise HTTPProblem(400, "position must be a non-negative number of seconds")

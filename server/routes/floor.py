@@ -8,7 +8,7 @@ from aiohttp import web
 
 from server.auth import require
 from server.errors import HTTPProblem
-from server.routes.api import bounded_int, known_session, read_json
+from server.routes.api import bounded_int, known_session, read_json, text_field
 from server.routes.qa import participant_of
 from server.state import STATE, AppState
 
@@ -84,7 +84,7 @@ async def grant(request: web.Request) -> web.Response:
     sid = request.match_info["session"]
     require(request, state.signer, CHAIRS, sid)
     known_session(state, sid)
-    who = str((await read_json(request)).get("who", ""))
+    who = text_field(await read_json(request), "who")
     hand = state.floor.grant(sid, who)
     return web.json_response({"who": hand.who, "name": hand.name})
 

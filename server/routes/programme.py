@@ -15,7 +15,7 @@ from server.auth import Claims, require
 from server.errors import HTTPProblem
 from server.links import session_links
 from server.programme.imports import import_courses, import_teachers
-from server.routes.api import bounded_int
+from server.routes.api import bounded_int, sqlite_int, string_list, text_field
 from server.routes.bodies import read_body, read_json
 from server.state import STATE, AppState
 from server.store import TOWNSHIPS
@@ -23,36 +23,54 @@ from server.store import TOWNSHIPS
 ADMIN = ("admin",)
 STAFF = ("admin", "school")
 IMPORT_LIMIT = 20 * 1024 * 1024  # a teacher or course spreadsheet
+TASK_HOURS = 1000  # a task's class hours, all its sessions together
 
 
-def _int(value, what: str) -> int:
+def _hours(value, high: float, reason: str) -> float:
+    """A number of class hours (a JSON number or a numeric string), 0 < hours <= ``high``."""
     try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise HTTPProblem(400, f"{what} must be an integer") from None
+        hours = -1.0 if isinstance(value, bool) else float(value)
+    except (TypeError, ValueError, OverflowError):
+        hours = -1.0
+    if not 0 < hours <= high:  # NaN fails this too
+        raise HTTPProblem(400, reason)
+    return hours
 
 
 def _class_hours(value) -> float:
-    try:
-        hours = float(value)
-    except (TypeError, ValueError):
-        hours = -1
-    if not 0 < hours <= 8:
-        raise HTTPProblem(400, "class_hours is a number from 0.5 to 8")
-    return hours
+    return _hours(value, 8, "class_hours is a number from 0.5 to 8")
+
+
+def _ids(value, what: str) -> list[int]:
+    """A list of ids (``teacher_ids``)."""
+    if not isinstance(value, list):
+        raise HTTPProblem(400, f"{what} is a list of integers")
+    return [sqlite_int(v, what) for v in value]
+
+
+def _quiz(value) -> list[dict]:
+    """Quiz items: ``{question, options (strings), answer (the right option's index)}``."""
+    reason = "quiz items are {question, options (strings), answer (index)}"
+    if not isinstance(value, list):
+        raise HTTPProblem(400, reason)
+    for item in value:
+        if not (
+            isinstance(item, dict)
+            and isinstance(item.get("question"), str)
+            and isinstance(item.get("options"), list)
+            and all(isinstance(o, str) for o in item["options"])
+            and isinstance(item.get("answer"), int)
+            and not isinstance(item["answer"], bool)
+            and 0 <= item["answer"] < len(item["options"])
+        ):
+            raise HTTPProblem(400, reason)
+    return value
 
 
 def _only(data: dict, allowed: set[str]) -> None:
     unknown = set(data) - allowed
     if unknown:
         raise HTTPProblem(400, f"unknown fields: {', '.join(sorted(unknown))}")
-
-
-def _text(data: dict, key: str, required: bool = True) -> str:
-    value = str(data.get(key, "")).strip()
-    if required and not value:
-        raise HTTPProblem(400, f"{key} is required")
-    return value
 
 
 # -- libraries ---------------------------------------------------------------------------------
@@ -74,8 +92,8 @@ async def add_teacher(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     require(request, state.signer, ADMIN)
     data = await read_json(request)
-    tier = _text(data, "tier")
-    school = _text(data, "school_id")
+    tier = text_field(data, "tier")
+    school = text_field(data, "school_id")
     if tier not in ("city", "township"):
         raise HTTPProblem(400, "tier is city or township")
     if state.programme.school(school) is None:
@@ -86,12 +104,12 @@ async def add_teacher(request: web.Request) -> web.Response:
     (tid,) = state.programme.add_teachers(
         [
             (
-                _text(data, "name"),
-                _text(data, "organisation"),
+                text_field(data, "name"),
+                text_field(data, "organisation"),
                 tier,
                 school,
                 tuple(tags),
-                _text(data, "contact", False),
+                text_field(data, "contact", False),
             )
         ]
     )
@@ -101,39 +119,47 @@ async def add_teacher(request: web.Request) -> web.Response:
 async def update_teacher(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     require(request, state.signer, ADMIN)
-    tid = _int(request.match_info["id"], "id")
+    tid = sqlite_int(request.match_info["id"], "id")
     if state.programme.teacher(tid) is None:
         raise HTTPProblem(404, "no such teacher")
     data = await read_json(request)
     _only(data, {"name", "organisation", "tier", "school_id", "tags", "contact"})
-    if "tier" in data and data["tier"] not in ("city", "township"):
-        raise HTTPProblem(400, "tier is city or township")
-    if "school_id" in data and state.programme.school(str(data["school_id"])) is None:
-        raise HTTPProblem(400, "unknown school")
-    if "tags" in data and not (
-        isinstance(data["tags"], list) and all(isinstance(t, str) for t in data["tags"])
-    ):
-        raise HTTPProblem(400, "tags is a list of strings")
-    state.programme.update_teacher(tid, **data)
+    changes: dict = {k: text_field(data, k) for k in ("name", "organisation") if k in data}
+    if "contact" in data:
+        changes["contact"] = text_field(data, "contact", False)
+    if "tier" in data:
+        if data["tier"] not in ("city", "township"):
+            raise HTTPProblem(400, "tier is city or township")
+        changes["tier"] = data["tier"]
+    if "school_id" in data:
+        changes["school_id"] = text_field(data, "school_id")
+        if state.programme.school(changes["school_id"]) is None:
+            raise HTTPProblem(400, "unknown school")
+    if "tags" in data:
+        changes["tags"] = string_list(data["tags"], "tags")
+    state.programme.update_teacher(tid, **changes)
     return web.json_response(state.programme.teacher(tid).as_json(True))
 
 
 async def update_course(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     require(request, state.signer, ADMIN)
-    cid = _int(request.match_info["id"], "id")
+    cid = sqlite_int(request.match_info["id"], "id")
     if state.programme.course(cid) is None:
         raise HTTPProblem(404, "no such course")
     data = await read_json(request)
     _only(data, {"title", "topic", "class_hours", "materials", "teacher_ids"})
+    changes: dict = {k: text_field(data, k) for k in ("title", "topic") if k in data}
+    if "materials" in data:
+        changes["materials"] = text_field(data, "materials", False)
     if "class_hours" in data:
-        data["class_hours"] = _class_hours(data["class_hours"])
-    teacher_ids = data.pop("teacher_ids", None)
+        changes["class_hours"] = _class_hours(data["class_hours"])
+    teacher_ids = data.get("teacher_ids")
     if teacher_ids is not None:
-        teacher_ids = [_int(t, "teacher_ids") for t in teacher_ids]
+        teacher_ids = _ids(teacher_ids, "teacher_ids")
         if len(state.programme.teachers(ids=teacher_ids)) != len(set(teacher_ids)):
             raise HTTPProblem(400, "unknown teachers")
-    state.programme.update_course(cid, teacher_ids, **data)
+    state.programme.update_course(cid, teacher_ids, **changes)
     return web.json_response(state.programme.course(cid).as_json())
 
 
@@ -145,7 +171,7 @@ def _deleter(what: str, name: str):
         require(request, state.signer, ADMIN)
         delete = getattr(state.programme, f"delete_{what}")
         try:
-            gone = delete(_int(request.match_info["id"], "id"))
+            gone = delete(sqlite_int(request.match_info["id"], "id"))
         except ValueError as exc:
             raise HTTPProblem(409, str(exc)) from None
         if not gone:
@@ -165,7 +191,7 @@ async def courses(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     claims = require(request, state.signer, STAFF)
     q = request.query
-    teacher = _int(q["teacher"], "teacher") if "teacher" in q else None
+    teacher = sqlite_int(q["teacher"], "teacher") if "teacher" in q else None
     found = state.programme.courses(q.get("q", ""), q.get("topic"), teacher)
     return web.json_response([c.as_json(with_answers=claims.role == "admin") for c in found])
 
@@ -175,27 +201,18 @@ async def add_course(request: web.Request) -> web.Response:
     require(request, state.signer, ADMIN)
     data = await read_json(request)
     hours = _class_hours(data.get("class_hours"))
-    teacher_ids = [_int(t, "teacher_ids") for t in data.get("teacher_ids") or []]
+    teacher_ids = _ids(data.get("teacher_ids") or [], "teacher_ids")
     known = {t.id for t in state.programme.teachers(ids=teacher_ids)} if teacher_ids else set()
     if set(teacher_ids) - known:
         raise HTTPProblem(400, f"unknown teachers {sorted(set(teacher_ids) - known)}")
-    quiz = data.get("quiz") or []
-    for item in quiz:
-        if not (
-            isinstance(item, dict)
-            and isinstance(item.get("question"), str)
-            and isinstance(item.get("options"), list)
-            and isinstance(item.get("answer"), int)
-            and 0 <= item["answer"] < len(item["options"])
-        ):
-            raise HTTPProblem(400, "quiz items are {question, options, answer (index)}")
+    quiz = _quiz(data.get("quiz") or [])
     (cid,) = state.programme.add_courses(
         [
             (
-                _text(data, "title"),
-                _text(data, "topic"),
+                text_field(data, "title"),
+                text_field(data, "topic"),
                 hours,
-                _text(data, "materials", False),
+                text_field(data, "materials", False),
                 teacher_ids,
                 quiz,
             )
@@ -234,8 +251,10 @@ async def import_library(request: web.Request) -> web.Response:
 def _when(data: dict, key: str) -> float:
     value = data.get(key)
     try:
-        return datetime.datetime.fromisoformat(str(value)).timestamp()
-    except ValueError:
+        if not isinstance(value, str):
+            raise ValueError(key)
+        return datetime.datetime.fromisoformat(value).timestamp()
+    except (ValueError, OverflowError, OSError):
         raise HTTPProblem(400, f"{key} is an ISO date-time, e.g. 2026-12-01T09:00+08:00") from None
 
 
@@ -245,23 +264,22 @@ async def add_task(request: web.Request) -> web.Response:
     require(request, state.signer, ADMIN)
     data = await read_json(request)
     townships = data.get("townships") or list(TOWNSHIPS)
-    if not isinstance(townships, list) or not set(townships) <= set(TOWNSHIPS):
-        raise HTTPProblem(400, "townships are names of the county's townships")
+    reason = "townships are names of the county's townships"
+    if not set(string_list(townships, "townships")) <= set(TOWNSHIPS):
+        raise HTTPProblem(400, reason)
     categories = data.get("categories") or ["mobile", "elderly", "home-bound", "other"]
-    try:
-        hours = float(data.get("class_hours"))
-    except (TypeError, ValueError):
-        raise HTTPProblem(400, "class_hours is a number") from None
-    _when({"d": data.get("period_from")}, "d")
-    _when({"d": data.get("period_to")}, "d")
+    categories = string_list(categories, "categories")
+    hours = _hours(data.get("class_hours"), TASK_HOURS, f"class_hours is a number to {TASK_HOURS}")
+    _when(data, "period_from")
+    _when(data, "period_to")
     tid = state.programme.add_task(
-        _text(data, "theme"),
+        text_field(data, "theme"),
         hours,
-        _text(data, "method", False) or "直播",
+        text_field(data, "method", False) or "直播",
         townships,
         categories,
-        str(data["period_from"]),
-        str(data["period_to"]),
+        data["period_from"],
+        data["period_to"],
     )
     return web.json_response(state.programme.task(tid), status=201)
 
@@ -276,8 +294,8 @@ async def list_tasks(request: web.Request) -> web.Response:
 def _file(state: AppState, claims: Claims, data: dict, kind: str, task_id: int | None):
     if claims.role != "school" or state.programme.school(claims.subject or "") is None:
         raise HTTPProblem(403, "only a school operator files or orders training")
-    teacher = state.programme.teacher(_int(data.get("teacher_id"), "teacher_id"))
-    course = state.programme.course(_int(data.get("course_id"), "course_id"))
+    teacher = state.programme.teacher(sqlite_int(data.get("teacher_id"), "teacher_id"))
+    course = state.programme.course(sqlite_int(data.get("course_id"), "course_id"))
     if teacher is None or course is None:
         raise HTTPProblem(404, "no such teacher or course in the libraries")
     if course.teacher_ids and teacher.id not in course.teacher_ids:
@@ -293,6 +311,7 @@ def _file(state: AppState, claims: Claims, data: dict, kind: str, task_id: int |
     audience = data.get("audience") or {}
     if not isinstance(audience, dict):
         raise HTTPProblem(400, "audience is an object")
+    string_list(audience.get("townships") or [], "audience.townships")
     tid = state.programme.add_training(
         kind, task_id, claims.subject, teacher.id, course.id, starts, ends, audience
     )
@@ -303,7 +322,7 @@ async def file_task(request: web.Request) -> web.Response:
     """A township school answers a task with teacher, course and time (备案)."""
     state: AppState = request.app[STATE]
     claims = require(request, state.signer, STAFF)
-    task = state.programme.task(_int(request.match_info["id"], "task id"))
+    task = state.programme.task(sqlite_int(request.match_info["id"], "task id"))
     if task is None:
         raise HTTPProblem(404, "no such task")
     if claims.role == "school" and claims.subject not in task["schools"]:
@@ -337,14 +356,14 @@ async def decide(request: web.Request) -> web.Response:
     if claims.role != "admin":
         raise HTTPProblem(403, "only the organisation department approves training")
     prog = state.programme
-    training = prog.training(_int(request.match_info["id"], "training id"))
+    training = prog.training(sqlite_int(request.match_info["id"], "training id"))
     if training is None:
         raise HTTPProblem(404, "no such training")
     if training.state != "filed":
         raise HTTPProblem(409, f"this training is already {training.state}")
     data = await read_json(request)
     if request.match_info["decision"] == "reject":
-        reason = _text(data, "reason")
+        reason = text_field(data, "reason")
         prog.decide(training.id, "rejected", reason, None)
         return web.json_response(prog.training(training.id).as_json())
     clash = prog.conflicts(
@@ -383,7 +402,7 @@ async def feedback(request: web.Request) -> web.Response:
     claims = require(request, state.signer, ("member", "room", "viewer"), sid)
     data = await read_json(request)
     rating = bounded_int(data.get("rating"), 1, 5, "rating is an integer from 1 to 5")
-    comment = str(data.get("comment", ""))[:2000]
+    comment = text_field(data, "comment", False)[:2000]
     training = state.programme.training_of_session(sid)
     course = state.programme.course(training.course_id) if training else None
     score = None
@@ -412,9 +431,9 @@ async def feedback_results(request: web.Request) -> web.Response:
     prog = state.programme
     trainings = [t for t in prog.trainings(state="approved") if t.session_id]
     if "teacher" in q:
-        trainings = [t for t in trainings if t.teacher_id == _int(q["teacher"], "teacher")]
+        trainings = [t for t in trainings if t.teacher_id == sqlite_int(q["teacher"], "teacher")]
     if "course" in q:
-        trainings = [t for t in trainings if t.course_id == _int(q["course"], "course")]
+        trainings = [t for t in trainings if t.course_id == sqlite_int(q["course"], "course")]
     sessions = [q["session"]] if "session" in q else [t.session_id for t in trainings]
     items = prog.feedback(sessions)
     scores = [i["score"] for i in items if i["score"] is not None]
@@ -478,7 +497,7 @@ async def rotation(request: web.Request) -> web.Response:
     """Per township: members who met the year's target, and who is behind."""
     state: AppState = request.app[STATE]
     require(request, state.signer, ADMIN)
-    year = _int(request.query.get("year", datetime.date.today().year), "year")
+    year = sqlite_int(request.query.get("year", datetime.date.today().year), "year")
     target = state.config.yearly_target_hours
     hours = state.programme.hours_by_member(year)
     out = []

@@ -9,7 +9,7 @@ from server.attendance.events import Moderation, Question
 from server.auth import require
 from server.errors import HTTPProblem
 from server.qa import ACTIONS, MAX_TEXT
-from server.routes.api import known_session, read_json
+from server.routes.api import known_session, read_json, sqlite_int, text_field
 from server.state import STATE, AppState
 
 ASKERS = ("member", "room")
@@ -32,7 +32,7 @@ async def ask(request: web.Request) -> web.Response:
     claims = require(request, state.signer, ASKERS, sid)
     known_session(state, sid)
     data = await read_json(request)
-    text = str(data.get("text", "")).strip()
+    text = text_field(data, "text")
     if not text:
         raise HTTPProblem(400, "text is required")
     if len(text) > MAX_TEXT:
@@ -58,15 +58,10 @@ async def moderate(request: web.Request) -> web.Response:
     sid = request.match_info["session"]
     claims = require(request, state.signer, MODERATORS, sid)
     action = request.match_info["action"]
-    try:
-        qid = int(request.match_info["id"])
-    except ValueError:
-        raise HTTPProblem(400, "question id is a number") from None
+    qid = sqlite_int(request.match_info["id"], "question id")
     answer = ""
     if action == "answer":
-        answer = str((await read_json(request)).get("answer", "")).strip()[:MAX_TEXT]
-        if not answer:
-            raise HTTPProblem(400, "answer is required")
+        answer = text_field(await read_json(request), "answer")[:MAX_TEXT]
     if not state.questions.moderate(sid, qid, action, answer):
         raise HTTPProblem(404, "no such question in this session")
     await state.attendance.append(sid, Moderation(qid, action, claims.role, answer))
