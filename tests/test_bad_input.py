@@ -61,6 +61,7 @@ CASES = [
     ("POST", f"/api/trainings/{HUGE}/approve", "admin", {}, 400),
     ("GET", f"/api/courses?teacher={HUGE}", "school", None, 400),
     ("GET", f"/api/rotation?year={HUGE}", "admin", None, 400),
+    ("GET", f"/api/courses/{HUGE}/replays", "school", None, 400),
     # teacher_id / course_id: Infinity, 1e400, huge, negative huge, booleans, fractions
     ("POST", "/api/orders", "school", '{"teacher_id": Infinity, "course_id": 1}', 400),
     ("POST", "/api/orders", "school", '{"teacher_id": 1e400, "course_id": 1}', 400),
@@ -148,6 +149,13 @@ async def test_hostile_body_or_id_is_a_400_with_a_reason(seeded, method, path, r
         got, answer = await call(relay, method, url, tokens[role], json=body)
     assert (got, answer.get("status")) == (status, status), answer
     assert answer["error"] and "internal" not in answer["error"]
+
+
+async def test_an_empty_teacher_patch_changes_nothing(seeded):
+    """Found by tests/test_fuzz_api.py: ``{}`` made ``UPDATE teachers SET  WHERE`` (a 500)."""
+    relay, tokens, names = seeded
+    status, teacher = await call(relay, "PATCH", f"/api/teachers/{names['t']}", tokens["admin"], {})
+    assert (status, teacher["name"]) == (200, TEACHER["name"]), teacher
 
 
 # every route that reads a JSON body, with a role that gets as far as reading it

@@ -12,7 +12,7 @@ from aiohttp.abc import AbstractStreamWriter
 from server.auth import require
 from server.errors import HTTPProblem
 from server.replay import replay_paths
-from server.routes.api import known_session
+from server.routes.api import known_session, sqlite_int
 from server.state import STATE, AppState
 from server.store import is_session_id
 
@@ -137,10 +137,7 @@ async def course_replays(request: web.Request) -> web.Response:
     """The replays of a course's lectures (course library entry; admin and schools)."""
     state: AppState = request.app[STATE]
     require(request, state.signer, ("admin", "school"))
-    try:
-        cid = int(request.match_info["id"])
-    except ValueError:
-        raise HTTPProblem(400, "course id is a number") from None
+    cid = sqlite_int(request.match_info["id"], "course id")
     if state.programme.course(cid) is None:
         raise HTTPProblem(404, "no such course")
     out = []
