@@ -15,6 +15,7 @@ from server.errors import HTTPProblem
 from server.histogram import Histogram
 from server.ice import ice_servers_of
 from server.links import session_links
+from server.openapi import ARR_OBJ, BOOL, INT, STR, TEXT, arr, documented, obj
 from server.routes.bodies import read_json  # noqa: F401 - the routes' one JSON reader
 from server.state import STATE, AppState
 from server.storage import recording_bytes, usage
@@ -121,10 +122,23 @@ def known_session(state: AppState, sid: str) -> Session:
     return session
 
 
+@documented(answer=obj(("ok",), ok=BOOL))
 async def health(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
+@documented(
+    answer=obj(
+        ("session_id", "title", "status", "role"),
+        session_id=STR,
+        title=STR,
+        status=STR,
+        live=BOOL,
+        flowing=BOOL,
+        role=STR,
+        ice_servers=ARR_OBJ,
+    )
+)
 async def session_info(request: web.Request) -> web.Response:
     """What a page needs to start: title, state, ICE servers. Any token of the session."""
     state: AppState = request.app[STATE]
@@ -150,6 +164,7 @@ async def session_info(request: web.Request) -> web.Response:
     return web.json_response(info)
 
 
+@documented(answer=obj(("live", "viewers", "rooms"), live=BOOL, viewers=INT, rooms=ARR_OBJ))
 async def session_stats(request: web.Request) -> web.Response:
     """Live audience for the lecturer page: viewers, rooms connected, headcounts."""
     state: AppState = request.app[STATE]
@@ -178,6 +193,7 @@ POOR_LOSS = 0.05
 POOR_RTT_MS = 300
 
 
+@documented(answer=ARR_OBJ)
 async def session_quality(request: web.Request) -> web.Response:
     """Each viewer's connection quality (loss, jitter, round trip), worst first."""
     state: AppState = request.app[STATE]
@@ -207,6 +223,11 @@ async def session_quality(request: web.Request) -> web.Response:
     return web.json_response(rows)
 
 
+@documented(
+    body=obj(("code",), code={"type": "string", "pattern": "^[0-9]{8}$"}),
+    errors=(410, 429),
+    answer=obj(("session_id", "room", "token"), session_id=STR, room=STR, token=STR),
+)
 async def room_join(request: web.Request) -> web.Response:
     """Exchange a township room's code for its token and page URL."""
     state: AppState = request.app[STATE]
@@ -229,6 +250,18 @@ async def room_join(request: web.Request) -> web.Response:
     return web.json_response({"session_id": sid, "room": room.name, "token": token})
 
 
+@documented(
+    body=obj(
+        ("title",),
+        title=TEXT,
+        video_codec={"type": "string", "enum": ["VP8", "H264"]},
+        record=BOOL,
+        credit_threshold={"type": "number", "minimum": 0.01, "maximum": 1},
+        replay_credit=BOOL,
+    ),
+    ok=201,
+    answer=obj(("session_id",), session_id=STR),
+)
 async def create_session(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     claims = require(request, state.signer, ("admin",))
@@ -248,6 +281,7 @@ async def create_session(request: web.Request) -> web.Response:
     return web.json_response(session_links(state.config, state.signer, session, base), status=201)
 
 
+@documented(answer=obj(("storage", "sessions"), sessions=ARR_OBJ, townships=arr(STR)))
 async def admin_overview(request: web.Request) -> web.Response:
     """Sessions with their state, replay jobs and disk use, for the admin page."""
     state: AppState = request.app[STATE]
@@ -290,6 +324,7 @@ def _media_state(state: AppState, media) -> str:
     return "unknown"
 
 
+@documented(answer=obj(("mode", "workers"), mode=STR, workers=ARR_OBJ))
 async def admin_cluster(request: web.Request) -> web.Response:
     """This node's workers and, in cluster mode, every live node's load (the admin page)."""
     state: AppState = request.app[STATE]

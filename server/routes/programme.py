@@ -14,7 +14,9 @@ from server.attendance.report import SessionReport
 from server.auth import Claims, require
 from server.errors import HTTPProblem
 from server.links import session_links
+from server.openapi import ARR_OBJ, ID, INT, NUM, STR, TEXT, WHEN, arr, documented, obj
 from server.programme.imports import import_courses, import_teachers
+from server.programme.store import school_id
 from server.routes.api import bounded_int, sqlite_int, string_list, text_field
 from server.routes.bodies import read_body, read_json
 from server.state import STATE, AppState
@@ -23,6 +25,40 @@ from server.store import TOWNSHIPS
 ADMIN = ("admin",)
 STAFF = ("admin", "school")
 IMPORT_LIMIT = 20 * 1024 * 1024  # a teacher or course spreadsheet
+# what the handlers below read and answer, for the API's document (server/openapi.py)
+SCHOOLS = ["city", *(school_id(i) for i in range(len(TOWNSHIPS)))]
+TEACHER_FIELDS = {
+    "name": TEXT,
+    "organisation": TEXT,
+    "tier": {"type": "string", "enum": ["city", "township"]},
+    "school_id": {"type": "string", "enum": SCHOOLS},
+    "tags": arr(STR),
+    "contact": STR,
+}
+TEACHER_ANSWER = obj(("id", "name", "tier", "school_id", "tags"), id=INT, name=STR, tags=arr(STR))
+COURSE_FIELDS = {
+    "title": TEXT,
+    "topic": TEXT,
+    "class_hours": {"type": "number", "minimum": 0.5, "maximum": 8},
+    "materials": STR,
+    "teacher_ids": arr(ID),
+}
+QUIZ_ITEM = obj(
+    ("question", "options", "answer"),
+    question=STR,
+    options={**arr(STR), "minItems": 1},
+    answer={"type": "integer", "minimum": 0},
+)
+COURSE_ANSWER = obj(("id", "title", "class_hours", "teacher_ids"), id=INT, teacher_ids=arr(INT))
+FILING = obj(  # a filing or an order: teacher, course, time, audience
+    ("teacher_id", "course_id", "starts_at", "ends_at"),
+    teacher_id=ID,
+    course_id=ID,
+    starts_at=WHEN,
+    ends_at=WHEN,
+    audience=obj(townships=arr(STR)),
+)
+TRAINING_ANSWER = obj(("id", "state", "kind"), id=INT, state=STR, kind=STR)
 TASK_HOURS = 1000  # a task's class hours, all its sessions together
 
 
@@ -74,12 +110,14 @@ def _only(data: dict, allowed: set[str]) -> None:
 
 
 # -- libraries ---------------------------------------------------------------------------------
+@documented(answer=ARR_OBJ)
 async def schools(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     require(request, state.signer, STAFF)
     return web.json_response(state.programme.schools())
 
 
+@documented(query={"q": STR, "tier": STR, "school": STR, "tag": STR}, answer=ARR_OBJ)
 async def teachers(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     claims = require(request, state.signer, STAFF)
@@ -88,6 +126,11 @@ async def teachers(request: web.Request) -> web.Response:
     return web.json_response([t.as_json(with_contact=claims.role == "admin") for t in found])
 
 
+@documented(
+    body=obj(("name", "organisation", "tier", "school_id"), **TEACHER_FIELDS),
+    ok=201,
+    answer=TEACHER_ANSWER,
+)
 async def add_teacher(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     require(request, state.signer, ADMIN)
@@ -116,6 +159,7 @@ async def add_teacher(request: web.Request) -> web.Response:
     return web.json_response(state.programme.teacher(tid).as_json(True), status=201)
 
 
+@documented(params={"id": ID}, body=obj(**TEACHER_FIELDS), answer=TEACHER_ANSWER)
 async def update_teacher(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     require(request, state.signer, ADMIN)
@@ -141,6 +185,7 @@ async def update_teacher(request: web.Request) -> web.Response:
     return web.json_response(state.programme.teacher(tid).as_json(True))
 
 
+@documented(params={"id": ID}, body=obj(**COURSE_FIELDS), answer=COURSE_ANSWER)
 async def update_course(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     require(request, state.signer, ADMIN)
@@ -180,13 +225,15 @@ def _deleter(what: str, name: str):
 
     handler.__doc__ = f"Delete a {name} from the library (admin)."
     handler.__name__ = f"delete_{what}"
-    return handler
+    answer = obj(("deleted",), deleted={"type": "boolean"})
+    return documented(params={"id": ID}, errors=(409,), answer=answer)(handler)
 
 
 delete_course = _deleter("course", "course")
 delete_teacher = _deleter("teacher", "teacher")
 
 
+@documented(query={"q": STR, "topic": STR, "teacher": ID}, answer=ARR_OBJ)
 async def courses(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     claims = require(request, state.signer, STAFF)
@@ -196,6 +243,11 @@ async def courses(request: web.Request) -> web.Response:
     return web.json_response([c.as_json(with_answers=claims.role == "admin") for c in found])
 
 
+@documented(
+    body=obj(("title", "topic", "class_hours"), **COURSE_FIELDS, quiz=arr(QUIZ_ITEM)),
+    ok=201,
+    answer=COURSE_ANSWER,
+)
 async def add_course(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     require(request, state.signer, ADMIN)
@@ -258,6 +310,20 @@ def _when(data: dict, key: str) -> float:
         raise HTTPProblem(400, f"{key} is an ISO date-time, e.g. 2026-12-01T09:00+08:00") from None
 
 
+@documented(
+    body=obj(
+        ("theme", "class_hours", "period_from", "period_to"),
+        theme=TEXT,
+        class_hours={"type": "number", "minimum": 0.5, "maximum": TASK_HOURS},
+        method=STR,
+        townships=arr({"type": "string", "enum": list(TOWNSHIPS)}),
+        categories=arr(STR),
+        period_from=WHEN,
+        period_to=WHEN,
+    ),
+    ok=201,
+    answer=obj(("id", "schools"), id=INT, schools=arr(STR)),
+)
 async def add_task(request: web.Request) -> web.Response:
     """下单式: the department issues a task to township schools."""
     state: AppState = request.app[STATE]
@@ -284,6 +350,7 @@ async def add_task(request: web.Request) -> web.Response:
     return web.json_response(state.programme.task(tid), status=201)
 
 
+@documented(answer=ARR_OBJ)
 async def list_tasks(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     claims = require(request, state.signer, STAFF)
@@ -318,6 +385,13 @@ def _file(state: AppState, claims: Claims, data: dict, kind: str, task_id: int |
     return state.programme.training(tid)
 
 
+@documented(
+    params={"id": ID},
+    body=FILING,
+    ok=201,
+    errors=(409,),
+    answer=TRAINING_ANSWER,
+)
 async def file_task(request: web.Request) -> web.Response:
     """A township school answers a task with teacher, course and time (备案)."""
     state: AppState = request.app[STATE]
@@ -332,6 +406,12 @@ async def file_task(request: web.Request) -> web.Response:
     return web.json_response(training.as_json(), status=201)
 
 
+@documented(
+    body=FILING,
+    ok=201,
+    errors=(409,),
+    answer=TRAINING_ANSWER,
+)
 async def order(request: web.Request) -> web.Response:
     """点单式: a township school orders teacher + course from the libraries."""
     state: AppState = request.app[STATE]
@@ -341,6 +421,7 @@ async def order(request: web.Request) -> web.Response:
     return web.json_response(training.as_json(), status=201)
 
 
+@documented(query={"state": STR}, answer=ARR_OBJ)
 async def list_trainings(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     claims = require(request, state.signer, STAFF)
@@ -349,6 +430,7 @@ async def list_trainings(request: web.Request) -> web.Response:
     return web.json_response([t.as_json() for t in found])
 
 
+@documented(params={"id": ID}, body=obj(reason=TEXT), errors=(409,))
 async def decide(request: web.Request) -> web.Response:
     """The department approves (a live session is created) or rejects with a reason."""
     state: AppState = request.app[STATE]
@@ -395,6 +477,17 @@ def _rooms_for(state: AppState, training) -> tuple[str, ...]:
 
 
 # -- feedback, credit, rotation ------------------------------------------------------------------
+@documented(
+    body=obj(
+        ("rating",),
+        rating={"type": "integer", "minimum": 1, "maximum": 5},
+        comment=STR,
+        answers=arr(INT),
+    ),
+    ok=201,
+    errors=(409, 429),
+    answer=obj(("rating", "score"), rating=INT, score={"type": "number", "nullable": True}),
+)
 async def feedback(request: web.Request) -> web.Response:
     """After a session, from the watch and room pages: rating, comment, quiz answers."""
     state: AppState = request.app[STATE]
@@ -423,6 +516,10 @@ async def feedback(request: web.Request) -> web.Response:
     return web.json_response({"rating": rating, "score": score}, status=201)
 
 
+@documented(
+    query={"session": STR, "teacher": ID, "course": ID},
+    answer=obj(("sessions", "count"), sessions=arr(STR), count=INT),
+)
 async def feedback_results(request: web.Request) -> web.Response:
     """``GET /api/feedback?session=|teacher=|course=`` (admin): ratings and quiz scores."""
     state: AppState = request.app[STATE]
@@ -481,6 +578,9 @@ def _year(report: SessionReport) -> int:
     return datetime.datetime.fromtimestamp(when / 1000).year
 
 
+@documented(
+    answer=obj(("member_id", "credits", "hours"), member_id=STR, credits=ARR_OBJ, hours=NUM)
+)
 async def member_credits(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     member_id = request.match_info["member"]
@@ -493,6 +593,10 @@ async def member_credits(request: web.Request) -> web.Response:
     )
 
 
+@documented(
+    query={"year": ID},
+    answer=obj(("year", "target_hours", "townships"), year=INT, townships=ARR_OBJ),
+)
 async def rotation(request: web.Request) -> web.Response:
     """Per township: members who met the year's target, and who is behind."""
     state: AppState = request.app[STATE]
@@ -521,6 +625,7 @@ async def rotation(request: web.Request) -> web.Response:
     return web.json_response({"year": year, "target_hours": target, "townships": out})
 
 
+@documented(answer=obj(("course", "teacher", "quiz"), quiz=ARR_OBJ))
 async def session_course(request: web.Request) -> web.Response:
     """The course and teacher of a session, with its quiz (no answers), for the feedback form."""
     state: AppState = request.app[STATE]

@@ -8,6 +8,7 @@ from aiohttp import web
 from server.attendance.events import Moderation, Question
 from server.auth import require
 from server.errors import HTTPProblem
+from server.openapi import ARR_OBJ, ID, INT, STR, TEXT, documented, obj
 from server.qa import ACTIONS, MAX_TEXT
 from server.routes.api import known_session, read_json, sqlite_int, text_field
 from server.state import STATE, AppState
@@ -26,6 +27,12 @@ def participant_of(state: AppState, claims) -> tuple[str, str]:
     return f"room:{claims.subject}", f"{found[1].name}教室" if found else "教室"
 
 
+@documented(
+    body=obj(("text",), text={**TEXT, "maxLength": 500}),
+    ok=201,
+    errors=(413, 429),
+    answer=obj(("id",), id=INT),
+)
 async def ask(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
@@ -44,6 +51,7 @@ async def ask(request: web.Request) -> web.Response:
     return web.json_response({"id": qid}, status=201)
 
 
+@documented(answer=ARR_OBJ)
 async def questions(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
@@ -53,6 +61,12 @@ async def questions(request: web.Request) -> web.Response:
     return web.json_response(state.questions.list(sid, everything, participant))
 
 
+@documented(
+    params={"id": ID},
+    body=obj(answer=TEXT),
+    body_required=False,
+    answer=obj(("id", "action"), id=INT, action=STR),
+)
 async def moderate(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
