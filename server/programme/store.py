@@ -180,6 +180,8 @@ class ProgrammeStore:
 
     def update_teacher(self, tid: int, **changes) -> None:
         cols = {k: (",".join(v) if k == "tags" else v) for k, v in changes.items()}
+        if not cols:  # nothing to change: "SET  WHERE" is no SQL
+            return
         sets = ", ".join(f"{k} = ?" for k in cols)
         with self._db:
             self._db.execute(f"UPDATE teachers SET {sets} WHERE id = ?", (*cols.values(), tid))

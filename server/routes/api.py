@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from aiohttp import web
 
 from server.attendance.events import Policy
@@ -13,6 +15,7 @@ from server.errors import HTTPProblem
 from server.histogram import Histogram
 from server.ice import ice_servers_of
 from server.links import session_links
+from server.openapi import ARR_OBJ, BOOL, INT, STR, TEXT, arr, documented, obj
 from server.routes.bodies import read_json  # noqa: F401 - the routes' one JSON reader
 from server.state import STATE, AppState
 from server.storage import recording_bytes, usage
@@ -30,6 +33,44 @@ def bounded_int(value: object, low: int, high: int | None, reason: str) -> int:
         or (high is not None and value > high)
     ):
         raise HTTPProblem(400, reason)
+    return value
+
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # what SQLite stores as an INTEGER
+DECIMAL = re.compile(r"-?[0-9]{1,19}")
+
+
+def sqlite_int(value: object, what: str) -> int:
+    """An id or a number from a body (a JSON integer, not a boolean or a fraction) or from a
+    path or query (decimal digits), within SQLite's 64-bit range: past it, SQLite raises
+    OverflowError where a lookup should find nothing. Else 400 naming ``what``."""
+    if isinstance(value, str) and DECIMAL.fullmatch(value.strip()):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not INT64_MIN <= value <= INT64_MAX:
+        raise HTTPProblem(400, f"{what} must be an integer")
+    return value
+
+
+def text_field(data: dict, key: str, required: bool = True) -> str:
+    """A body's string field, stripped: 400 when it is another type (an object would be
+    stored as its Python repr), or empty and ``required``; "" when absent and optional."""
+    value = data.get(key)
+    if value is None:
+        if required:
+            raise HTTPProblem(400, f"{key} is required")
+        return ""
+    if not isinstance(value, str):
+        raise HTTPProblem(400, f"{key} is a string")
+    value = value.strip()
+    if required and not value:
+        raise HTTPProblem(400, f"{key} is required")
+    return value
+
+
+def string_list(value: object, what: str) -> list[str]:
+    """A JSON list of strings, else 400 naming ``what``."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise HTTPProblem(400, f"{what} is a list of strings")
     return value
 
 
@@ -81,10 +122,23 @@ def known_session(state: AppState, sid: str) -> Session:
     return session
 
 
+@documented(answer=obj(("ok",), ok=BOOL))
 async def health(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
+@documented(
+    answer=obj(
+        ("session_id", "title", "status", "role"),
+        session_id=STR,
+        title=STR,
+        status=STR,
+        live=BOOL,
+        flowing=BOOL,
+        role=STR,
+        ice_servers=ARR_OBJ,
+    )
+)
 async def session_info(request: web.Request) -> web.Response:
     """What a page needs to start: title, state, ICE servers. Any token of the session."""
     state: AppState = request.app[STATE]
@@ -110,6 +164,7 @@ async def session_info(request: web.Request) -> web.Response:
     return web.json_response(info)
 
 
+@documented(answer=obj(("live", "viewers", "rooms"), live=BOOL, viewers=INT, rooms=ARR_OBJ))
 async def session_stats(request: web.Request) -> web.Response:
     """Live audience for the lecturer page: viewers, rooms connected, headcounts."""
     state: AppState = request.app[STATE]
@@ -138,6 +193,7 @@ POOR_LOSS = 0.05
 POOR_RTT_MS = 300
 
 
+@documented(answer=ARR_OBJ)
 async def session_quality(request: web.Request) -> web.Response:
     """Each viewer's connection quality (loss, jitter, round trip), worst first."""
     state: AppState = request.app[STATE]
@@ -167,11 +223,16 @@ async def session_quality(request: web.Request) -> web.Response:
     return web.json_response(rows)
 
 
+@documented(
+    body=obj(("code",), code={"type": "string", "pattern": "^[0-9]{8}$"}),
+    errors=(410, 429),
+    answer=obj(("session_id", "room", "token"), session_id=STR, room=STR, token=STR),
+)
 async def room_join(request: web.Request) -> web.Response:
     """Exchange a township room's code for its token and page URL."""
     state: AppState = request.app[STATE]
     data = await read_json(request)
-    code = str(data.get("code", "")).strip()
+    code = text_field(data, "code")
     if not code.isdigit() or len(code) != 8:
         raise HTTPProblem(400, "room code is 8 digits")
     address = request.remote or ""
@@ -189,14 +250,24 @@ async def room_join(request: web.Request) -> web.Response:
     return web.json_response({"session_id": sid, "room": room.name, "token": token})
 
 
+@documented(
+    body=obj(
+        ("title",),
+        title=TEXT,
+        video_codec={"type": "string", "enum": ["VP8", "H264"]},
+        record=BOOL,
+        credit_threshold={"type": "number", "minimum": 0.01, "maximum": 1},
+        replay_credit=BOOL,
+    ),
+    ok=201,
+    answer=obj(("session_id",), session_id=STR),
+)
 async def create_session(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     claims = require(request, state.signer, ("admin",))
     data = await read_json(request)
-    title = str(data.get("title", "")).strip()
-    if not title:
-        raise HTTPProblem(400, "title is required")
-    codec = str(data.get("video_codec", "H264")).upper()
+    title = text_field(data, "title")
+    codec = (text_field(data, "video_codec", False) or "H264").upper()
     if codec not in ("VP8", "H264"):
         raise HTTPProblem(400, "video_codec is VP8 or H264")
     record = data.get("record", True)
@@ -210,6 +281,7 @@ async def create_session(request: web.Request) -> web.Response:
     return web.json_response(session_links(state.config, state.signer, session, base), status=201)
 
 
+@documented(answer=obj(("storage", "sessions"), sessions=ARR_OBJ, townships=arr(STR)))
 async def admin_overview(request: web.Request) -> web.Response:
     """Sessions with their state, replay jobs and disk use, for the admin page."""
     state: AppState = request.app[STATE]
@@ -252,6 +324,7 @@ def _media_state(state: AppState, media) -> str:
     return "unknown"
 
 
+@documented(answer=obj(("mode", "workers"), mode=STR, workers=ARR_OBJ))
 async def admin_cluster(request: web.Request) -> web.Response:
     """This node's workers and, in cluster mode, every live node's load (the admin page)."""
     state: AppState = request.app[STATE]

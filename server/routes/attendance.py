@@ -20,6 +20,7 @@ from server.attendance.verify import Verdict, verify
 from server.auth import Claims, authorize, require
 from server.errors import HTTPProblem
 from server.lean_socket import GOING_AWAY, NORMAL, POLICY_VIOLATION, LeanSocket, accept
+from server.openapi import ARR_OBJ, BOOL, INT, NUM, OBJ, STR, TEXT, documented, obj
 from server.replay import recordings_of
 from server.routes.api import (
     bounded_int,
@@ -28,6 +29,7 @@ from server.routes.api import (
     known_session,
     read_json,
     set_credit_rule,
+    text_field,
 )
 from server.routes.programme import credit_member, credit_session
 from server.state import STATE, AppState
@@ -74,6 +76,16 @@ def _submit_heartbeat(state: AppState, rid: str, viewer, body) -> asyncio.Future
         raise HTTPProblem(429, str(exc)) from None
 
 
+@documented(
+    body=obj(
+        ("frames_decoded", "audio_playing", "visible"),
+        frames_decoded={"type": "integer", "minimum": 0},
+        audio_playing=BOOL,
+        visible=BOOL,
+    ),
+    errors=(409, 429),
+    answer=obj(("seq", "layer"), seq=INT, layer=STR),
+)
 async def heartbeat(request: web.Request) -> web.Response:
     """``POST /whep/{session}/{resource}/heartbeat`` every 10-15 s from the page."""
     state: AppState = request.app[STATE]
@@ -186,6 +198,11 @@ class _HeartbeatPage:
         sock.release()
 
 
+@documented(
+    body=obj(("count",), count={"type": "integer", "minimum": 0, "maximum": 10000}),
+    errors=(429,),
+    answer=obj(("room", "count", "seq"), room=STR, count=INT, seq=INT),
+)
 async def headcount(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
@@ -198,6 +215,10 @@ async def headcount(request: web.Request) -> web.Response:
     return web.json_response({"room": claims.subject, "count": count, "seq": done.seq})
 
 
+@documented(
+    body=obj(("member_id",), member_id=TEXT),
+    answer=obj(("member_id", "name", "seq"), member_id=STR, name=STR, seq=INT),
+)
 async def checkin(request: web.Request) -> web.Response:
     """A room operator checks a member in: ``{"member_id": "..."}``. Only a member of the
     room's own township: anyone else is answered as an unknown id is, without a name (the
@@ -209,7 +230,7 @@ async def checkin(request: web.Request) -> web.Response:
     if township is None:
         raise HTTPProblem(403, "this room is not one of the session's classrooms")
     data = await read_json(request)
-    member_id = str(data.get("member_id", "")).strip()
+    member_id = text_field(data, "member_id", False)
     member = state.store.member(member_id) if member_id else None
     if member is None or member.township != township:
         raise HTTPProblem(404, "no such member in this township's roster")
@@ -217,6 +238,7 @@ async def checkin(request: web.Request) -> web.Response:
     return web.json_response({"member_id": member_id, "name": member.name, "seq": done.seq})
 
 
+@documented(answer=obj(("checkins",), checkins=ARR_OBJ))
 async def room_checkins(request: web.Request) -> web.Response:
     """``GET /api/sessions/{id}/checkins`` (room): the members it has checked in.
 
@@ -245,6 +267,10 @@ def _checkins_of(state: AppState, sid: str, room: str) -> list[tuple[str, int]]:
 ROSTER_MATCHES = 20  # what one search shows; a narrower search finds the rest
 
 
+@documented(
+    query={"q": STR},
+    answer=obj(("township", "members", "more"), township=STR, members=ARR_OBJ, more=BOOL),
+)
 async def roster_search(request: web.Request) -> web.Response:
     """``GET /api/sessions/{id}/roster?q=...`` (room): find members of its township to check in.
 
@@ -271,6 +297,7 @@ async def roster_search(request: web.Request) -> web.Response:
     )
 
 
+@documented(errors=(409,), answer=obj(("session_id", "status"), session_id=STR, status=STR))
 async def end_session(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
@@ -302,6 +329,10 @@ async def session_report(
     return await asyncio.to_thread(state.reports.report, session.id, **options)
 
 
+@documented(
+    query={"format": {"type": "string", "enum": ["csv", "json", "xlsx"]}, "phones": STR},
+    produces=tuple(CONTENT_TYPES.values()),
+)
 async def export(request: web.Request) -> web.StreamResponse:
     """``GET /api/sessions/{id}/attendance?format=csv|json`` (admin): itself a ledger event."""
     state: AppState = request.app[STATE]
@@ -334,6 +365,7 @@ async def export(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+@documented(answer=OBJ)
 async def verify_session(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
@@ -350,6 +382,9 @@ def _verify(state: AppState, sid: str) -> Verdict:
     return verify(sid, attendance.ledger.rows(sid), checkpoints, attendance.key.public)
 
 
+@documented(
+    answer=obj(("member_id", "credited", "lecture"), member_id=STR, credited=BOOL, lecture=OBJ)
+)
 async def my_record(request: web.Request) -> web.Response:
     """``GET /api/sessions/{id}/me``: a member reads their own record, and nobody else's,
     with what credit is judged against (the watch page shows it during and after the
@@ -398,6 +433,7 @@ def lecture_terms(report: SessionReport) -> dict:
     }
 
 
+@documented(answer=obj(("title", "verify"), title=STR, verify=OBJ))
 async def audit(request: web.Request) -> web.Response:
     """``GET /api/sessions/{id}/audit`` (admin): what the audit page draws. It names absentees,
     so reading it is recorded like any export of personal data."""
@@ -421,6 +457,10 @@ async def audit(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
+@documented(
+    body=obj(("member_id", "name"), member_id=TEXT, name=TEXT),
+    answer=obj(("token", "member_id", "name"), token=STR, member_id=STR, name=STR),
+)
 async def identify(request: web.Request) -> web.Response:
     """On the session's open link a member types id and name; checked against the roster,
     they get a member token for this session that says it was identified this way."""
@@ -428,8 +468,8 @@ async def identify(request: web.Request) -> web.Response:
     sid = request.match_info["session"]
     claims = require(request, state.signer, ("viewer",), sid)
     data = await read_json(request)
-    member_id = str(data.get("member_id", "")).strip()
-    name = str(data.get("name", "")).strip()
+    member_id = text_field(data, "member_id", False)
+    name = text_field(data, "name", False)
     member = state.store.member(member_id) if member_id else None
     if member is None or member.name != name:
         raise HTTPProblem(404, "no member with this id and name in the roster")
@@ -440,6 +480,16 @@ async def identify(request: web.Request) -> web.Response:
     return web.json_response({"token": token, "member_id": member_id, "name": member.name})
 
 
+@documented(
+    body=obj(credit_threshold=NUM, replay_credit=BOOL),
+    answer=obj(
+        ("session_id", "credit_threshold", "replay_credit", "changed"),
+        session_id=STR,
+        credit_threshold=NUM,
+        replay_credit=BOOL,
+        changed=BOOL,
+    ),
+)
 async def change_credit_rule(request: web.Request) -> web.Response:
     """``PATCH /api/sessions/{id}/credit-rule`` (admin): the share of the lecture a member
     must watch, and whether replay counts; before, during or after the lecture. The change
@@ -466,6 +516,17 @@ async def change_credit_rule(request: web.Request) -> web.Response:
 REPLAY_END_SLACK_S = 1.0  # a page's playhead may read this far past the file's end
 
 
+@documented(
+    body=obj(
+        ("position", "view", "playing", "visible"),
+        position={"type": "number", "minimum": 0},
+        view=STR,
+        playing=BOOL,
+        visible=BOOL,
+    ),
+    errors=(409, 429),
+    answer=obj(("seq",), seq=INT),
+)
 async def replay_progress(request: web.Request) -> web.Response:
     """``POST /api/sessions/{id}/replay/progress`` every heartbeat interval (and on play and
     pause) from the replay page. One report per member every half interval at most (429,
@@ -475,7 +536,8 @@ async def replay_progress(request: web.Request) -> web.Response:
     claims = require(request, state.signer, ("member", "viewer"), sid)
     data = await read_json(request)
     position = data.get("position")
-    view = str(data.get("view", ""))[:32]
+    view = data.get("view")
+    view = view[:32] if isinstance(view, str) else ""
     flags = (data.get("playing"), data.get("visible"))
     if isinstance(position, bool) or not isinstance(position, int | float) or position < 0:
         raise HTTPProblem(400, "position must be a non-negative number of seconds")

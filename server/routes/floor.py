@@ -8,7 +8,8 @@ from aiohttp import web
 
 from server.auth import require
 from server.errors import HTTPProblem
-from server.routes.api import bounded_int, known_session, read_json
+from server.openapi import ARR_OBJ, BOOL, INT, STR, TEXT, documented, obj
+from server.routes.api import bounded_int, known_session, read_json, text_field
 from server.routes.qa import participant_of
 from server.state import STATE, AppState
 
@@ -41,6 +42,7 @@ def _live_speakers(state: AppState, sid: str) -> set[str]:
     }
 
 
+@documented(answer=obj(("hands",), hands=ARR_OBJ))
 async def floor_state(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
@@ -57,6 +59,7 @@ async def floor_state(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
+@documented(ok=201, errors=(409,), answer=obj(("who", "place"), who=STR, place=INT))
 async def raise_hand(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
@@ -69,6 +72,7 @@ async def raise_hand(request: web.Request) -> web.Response:
     return web.json_response({"who": who, "place": place}, status=201)
 
 
+@documented(answer=obj(("who", "lowered"), who=STR, lowered=BOOL))
 async def lower_hand(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
@@ -79,16 +83,20 @@ async def lower_hand(request: web.Request) -> web.Response:
     return web.json_response({"who": who, "lowered": True})
 
 
+@documented(
+    body=obj(("who",), who=TEXT), errors=(409,), answer=obj(("who", "name"), who=STR, name=STR)
+)
 async def grant(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
     require(request, state.signer, CHAIRS, sid)
     known_session(state, sid)
-    who = str((await read_json(request)).get("who", ""))
+    who = text_field(await read_json(request), "who")
     hand = state.floor.grant(sid, who)
     return web.json_response({"who": hand.who, "name": hand.name})
 
 
+@documented(answer=obj(("who", "ended"), who=STR, ended=BOOL))
 async def end_turn(request: web.Request) -> web.Response:
     """The lecturer ends a turn, or the speaker gives the floor back."""
     state: AppState = request.app[STATE]
@@ -105,6 +113,9 @@ async def end_turn(request: web.Request) -> web.Response:
     return web.json_response({"who": who, "ended": True})
 
 
+@documented(
+    body=obj(max_speakers={"type": "integer", "minimum": 1, "maximum": 4}, members_may_raise=BOOL)
+)
 async def settings(request: web.Request) -> web.Response:
     """``{"max_speakers": 1-4, "members_may_raise": bool}`` (lecturer, admin)."""
     state: AppState = request.app[STATE]
@@ -124,6 +135,7 @@ async def settings(request: web.Request) -> web.Response:
     return web.json_response(floor.as_json(_live_speakers(state, sid)))
 
 
+@documented(answer=obj(("rooms",), rooms=ARR_OBJ))
 async def wall(request: web.Request) -> web.Response:
     """The lecturer's wall of rooms: each room's state, headcount, quality and whether its
     small camera feed is live (watch it with WHEP ``?feed=wall:<code>``)."""

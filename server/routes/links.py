@@ -12,11 +12,17 @@ from server.attendance.exports import CONTENT_TYPES
 from server.auth import require
 from server.errors import HTTPProblem
 from server.links import member_links, to_csv_bytes, to_xlsx_bytes
+from server.openapi import STR, documented
 from server.routes.api import by_whom, known_session
 from server.state import STATE, AppState
 from server.store import Member
 
 
+@documented(
+    query={"format": {"type": "string", "enum": ["csv", "xlsx"]}, "township": STR},
+    errors=(409,),
+    produces=(CONTENT_TYPES["csv"], CONTENT_TYPES["xlsx"]),
+)
 async def member_link_file(request: web.Request) -> web.Response:
     """``GET /api/sessions/{id}/links?format=csv|xlsx[&township=...]`` (admin): each roster
     member's name and personal watch link (a signed, expiring member token), what

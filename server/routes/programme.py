@@ -14,8 +14,10 @@ from server.attendance.report import SessionReport
 from server.auth import Claims, require
 from server.errors import HTTPProblem
 from server.links import session_links
+from server.openapi import ARR_OBJ, ID, INT, NUM, STR, TEXT, WHEN, arr, documented, obj
 from server.programme.imports import import_courses, import_teachers
-from server.routes.api import bounded_int
+from server.programme.store import school_id
+from server.routes.api import bounded_int, sqlite_int, string_list, text_field
 from server.routes.bodies import read_body, read_json
 from server.state import STATE, AppState
 from server.store import TOWNSHIPS
@@ -23,23 +25,82 @@ from server.store import TOWNSHIPS
 ADMIN = ("admin",)
 STAFF = ("admin", "school")
 IMPORT_LIMIT = 20 * 1024 * 1024  # a teacher or course spreadsheet
+# what the handlers below read and answer, for the API's document (server/openapi.py)
+SCHOOLS = ["city", *(school_id(i) for i in range(len(TOWNSHIPS)))]
+TEACHER_FIELDS = {
+    "name": TEXT,
+    "organisation": TEXT,
+    "tier": {"type": "string", "enum": ["city", "township"]},
+    "school_id": {"type": "string", "enum": SCHOOLS},
+    "tags": arr(STR),
+    "contact": STR,
+}
+TEACHER_ANSWER = obj(("id", "name", "tier", "school_id", "tags"), id=INT, name=STR, tags=arr(STR))
+COURSE_FIELDS = {
+    "title": TEXT,
+    "topic": TEXT,
+    "class_hours": {"type": "number", "minimum": 0.5, "maximum": 8},
+    "materials": STR,
+    "teacher_ids": arr(ID),
+}
+QUIZ_ITEM = obj(
+    ("question", "options", "answer"),
+    question=STR,
+    options={**arr(STR), "minItems": 1},
+    answer={"type": "integer", "minimum": 0},
+)
+COURSE_ANSWER = obj(("id", "title", "class_hours", "teacher_ids"), id=INT, teacher_ids=arr(INT))
+FILING = obj(  # a filing or an order: teacher, course, time, audience
+    ("teacher_id", "course_id", "starts_at", "ends_at"),
+    teacher_id=ID,
+    course_id=ID,
+    starts_at=WHEN,
+    ends_at=WHEN,
+    audience=obj(townships=arr(STR)),
+)
+TRAINING_ANSWER = obj(("id", "state", "kind"), id=INT, state=STR, kind=STR)
+TASK_HOURS = 1000  # a task's class hours, all its sessions together
 
 
-def _int(value, what: str) -> int:
+def _hours(value, high: float, reason: str) -> float:
+    """A number of class hours (a JSON number or a numeric string), 0 < hours <= ``high``."""
     try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise HTTPProblem(400, f"{what} must be an integer") from None
+        hours = -1.0 if isinstance(value, bool) else float(value)
+    except (TypeError, ValueError, OverflowError):
+        hours = -1.0
+    if not 0 < hours <= high:  # NaN fails this too
+        raise HTTPProblem(400, reason)
+    return hours
 
 
 def _class_hours(value) -> float:
-    try:
-        hours = float(value)
-    except (TypeError, ValueError):
-        hours = -1
-    if not 0 < hours <= 8:
-        raise HTTPProblem(400, "class_hours is a number from 0.5 to 8")
-    return hours
+    return _hours(value, 8, "class_hours is a number from 0.5 to 8")
+
+
+def _ids(value, what: str) -> list[int]:
+    """A list of ids (``teacher_ids``)."""
+    if not isinstance(value, list):
+        raise HTTPProblem(400, f"{what} is a list of integers")
+    return [sqlite_int(v, what) for v in value]
+
+
+def _quiz(value) -> list[dict]:
+    """Quiz items: ``{question, options (strings), answer (the right option's index)}``."""
+    reason = "quiz items are {question, options (strings), answer (index)}"
+    if not isinstance(value, list):
+        raise HTTPProblem(400, reason)
+    for item in value:
+        if not (
+            isinstance(item, dict)
+            and isinstance(item.get("question"), str)
+            and isinstance(item.get("options"), list)
+            and all(isinstance(o, str) for o in item["options"])
+            and isinstance(item.get("answer"), int)
+            and not isinstance(item["answer"], bool)
+            and 0 <= item["answer"] < len(item["options"])
+        ):
+            raise HTTPProblem(400, reason)
+    return value
 
 
 def _only(data: dict, allowed: set[str]) -> None:
@@ -48,20 +109,15 @@ def _only(data: dict, allowed: set[str]) -> None:
         raise HTTPProblem(400, f"unknown fields: {', '.join(sorted(unknown))}")
 
 
-def _text(data: dict, key: str, required: bool = True) -> str:
-    value = str(data.get(key, "")).strip()
-    if required and not value:
-        raise HTTPProblem(400, f"{key} is required")
-    return value
-
-
 # -- libraries ---------------------------------------------------------------------------------
+@documented(answer=ARR_OBJ)
 async def schools(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     require(request, state.signer, STAFF)
     return web.json_response(state.programme.schools())
 
 
+@documented(query={"q": STR, "tier": STR, "school": STR, "tag": STR}, answer=ARR_OBJ)
 async def teachers(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     claims = require(request, state.signer, STAFF)
@@ -70,12 +126,17 @@ async def teachers(request: web.Request) -> web.Response:
     return web.json_response([t.as_json(with_contact=claims.role == "admin") for t in found])
 
 
+@documented(
+    body=obj(("name", "organisation", "tier", "school_id"), **TEACHER_FIELDS),
+    ok=201,
+    answer=TEACHER_ANSWER,
+)
 async def add_teacher(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     require(request, state.signer, ADMIN)
     data = await read_json(request)
-    tier = _text(data, "tier")
-    school = _text(data, "school_id")
+    tier = text_field(data, "tier")
+    school = text_field(data, "school_id")
     if tier not in ("city", "township"):
         raise HTTPProblem(400, "tier is city or township")
     if state.programme.school(school) is None:
@@ -86,54 +147,64 @@ async def add_teacher(request: web.Request) -> web.Response:
     (tid,) = state.programme.add_teachers(
         [
             (
-                _text(data, "name"),
-                _text(data, "organisation"),
+                text_field(data, "name"),
+                text_field(data, "organisation"),
                 tier,
                 school,
                 tuple(tags),
-                _text(data, "contact", False),
+                text_field(data, "contact", False),
             )
         ]
     )
     return web.json_response(state.programme.teacher(tid).as_json(True), status=201)
 
 
+@documented(params={"id": ID}, body=obj(**TEACHER_FIELDS), answer=TEACHER_ANSWER)
 async def update_teacher(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     require(request, state.signer, ADMIN)
-    tid = _int(request.match_info["id"], "id")
+    tid = sqlite_int(request.match_info["id"], "id")
     if state.programme.teacher(tid) is None:
         raise HTTPProblem(404, "no such teacher")
     data = await read_json(request)
     _only(data, {"name", "organisation", "tier", "school_id", "tags", "contact"})
-    if "tier" in data and data["tier"] not in ("city", "township"):
-        raise HTTPProblem(400, "tier is city or township")
-    if "school_id" in data and state.programme.school(str(data["school_id"])) is None:
-        raise HTTPProblem(400, "unknown school")
-    if "tags" in data and not (
-        isinstance(data["tags"], list) and all(isinstance(t, str) for t in data["tags"])
-    ):
-        raise HTTPProblem(400, "tags is a list of strings")
-    state.programme.update_teacher(tid, **data)
+    changes: dict = {k: text_field(data, k) for k in ("name", "organisation") if k in data}
+    if "contact" in data:
+        changes["contact"] = text_field(data, "contact", False)
+    if "tier" in data:
+        if data["tier"] not in ("city", "township"):
+            raise HTTPProblem(400, "tier is city or township")
+        changes["tier"] = data["tier"]
+    if "school_id" in data:
+        changes["school_id"] = text_field(data, "school_id")
+        if state.programme.school(changes["school_id"]) is None:
+            raise HTTPProblem(400, "unknown school")
+    if "tags" in data:
+        changes["tags"] = string_list(data["tags"], "tags")
+    state.programme.update_teacher(tid, **changes)
     return web.json_response(state.programme.teacher(tid).as_json(True))
 
 
+@documented(params={"id": ID}, body=obj(**COURSE_FIELDS), answer=COURSE_ANSWER)
 async def update_course(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     require(request, state.signer, ADMIN)
-    cid = _int(request.match_info["id"], "id")
+    cid = sqlite_int(request.match_info["id"], "id")
     if state.programme.course(cid) is None:
         raise HTTPProblem(404, "no such course")
     data = await read_json(request)
     _only(data, {"title", "topic", "class_hours", "materials", "teacher_ids"})
+    changes: dict = {k: text_field(data, k) for k in ("title", "topic") if k in data}
+    if "materials" in data:
+        changes["materials"] = text_field(data, "materials", False)
     if "class_hours" in data:
-        data["class_hours"] = _class_hours(data["class_hours"])
-    teacher_ids = data.pop("teacher_ids", None)
+        changes["class_hours"] = _class_hours(data["class_hours"])
+    teacher_ids = data.get("teacher_ids")
     if teacher_ids is not None:
-        teacher_ids = [_int(t, "teacher_ids") for t in teacher_ids]
+        teacher_ids = _ids(teacher_ids, "teacher_ids")
         if len(state.programme.teachers(ids=teacher_ids)) != len(set(teacher_ids)):
             raise HTTPProblem(400, "unknown teachers")
-    state.programme.update_course(cid, teacher_ids, **data)
+    state.programme.update_course(cid, teacher_ids, **changes)
     return web.json_response(state.programme.course(cid).as_json())
 
 
@@ -145,7 +216,7 @@ def _deleter(what: str, name: str):
         require(request, state.signer, ADMIN)
         delete = getattr(state.programme, f"delete_{what}")
         try:
-            gone = delete(_int(request.match_info["id"], "id"))
+            gone = delete(sqlite_int(request.match_info["id"], "id"))
         except ValueError as exc:
             raise HTTPProblem(409, str(exc)) from None
         if not gone:
@@ -154,48 +225,46 @@ def _deleter(what: str, name: str):
 
     handler.__doc__ = f"Delete a {name} from the library (admin)."
     handler.__name__ = f"delete_{what}"
-    return handler
+    answer = obj(("deleted",), deleted={"type": "boolean"})
+    return documented(params={"id": ID}, errors=(409,), answer=answer)(handler)
 
 
 delete_course = _deleter("course", "course")
 delete_teacher = _deleter("teacher", "teacher")
 
 
+@documented(query={"q": STR, "topic": STR, "teacher": ID}, answer=ARR_OBJ)
 async def courses(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     claims = require(request, state.signer, STAFF)
     q = request.query
-    teacher = _int(q["teacher"], "teacher") if "teacher" in q else None
+    teacher = sqlite_int(q["teacher"], "teacher") if "teacher" in q else None
     found = state.programme.courses(q.get("q", ""), q.get("topic"), teacher)
     return web.json_response([c.as_json(with_answers=claims.role == "admin") for c in found])
 
 
+@documented(
+    body=obj(("title", "topic", "class_hours"), **COURSE_FIELDS, quiz=arr(QUIZ_ITEM)),
+    ok=201,
+    answer=COURSE_ANSWER,
+)
 async def add_course(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     require(request, state.signer, ADMIN)
     data = await read_json(request)
     hours = _class_hours(data.get("class_hours"))
-    teacher_ids = [_int(t, "teacher_ids") for t in data.get("teacher_ids") or []]
+    teacher_ids = _ids(data.get("teacher_ids") or [], "teacher_ids")
     known = {t.id for t in state.programme.teachers(ids=teacher_ids)} if teacher_ids else set()
     if set(teacher_ids) - known:
         raise HTTPProblem(400, f"unknown teachers {sorted(set(teacher_ids) - known)}")
-    quiz = data.get("quiz") or []
-    for item in quiz:
-        if not (
-            isinstance(item, dict)
-            and isinstance(item.get("question"), str)
-            and isinstance(item.get("options"), list)
-            and isinstance(item.get("answer"), int)
-            and 0 <= item["answer"] < len(item["options"])
-        ):
-            raise HTTPProblem(400, "quiz items are {question, options, answer (index)}")
+    quiz = _quiz(data.get("quiz") or [])
     (cid,) = state.programme.add_courses(
         [
             (
-                _text(data, "title"),
-                _text(data, "topic"),
+                text_field(data, "title"),
+                text_field(data, "topic"),
                 hours,
-                _text(data, "materials", False),
+                text_field(data, "materials", False),
                 teacher_ids,
                 quiz,
             )
@@ -234,38 +303,54 @@ async def import_library(request: web.Request) -> web.Response:
 def _when(data: dict, key: str) -> float:
     value = data.get(key)
     try:
-        return datetime.datetime.fromisoformat(str(value)).timestamp()
-    except ValueError:
+        if not isinstance(value, str):
+            raise ValueError(key)
+        return datetime.datetime.fromisoformat(value).timestamp()
+    except (ValueError, OverflowError, OSError):
         raise HTTPProblem(400, f"{key} is an ISO date-time, e.g. 2026-12-01T09:00+08:00") from None
 
 
+@documented(
+    body=obj(
+        ("theme", "class_hours", "period_from", "period_to"),
+        theme=TEXT,
+        class_hours={"type": "number", "minimum": 0.5, "maximum": TASK_HOURS},
+        method=STR,
+        townships=arr({"type": "string", "enum": list(TOWNSHIPS)}),
+        categories=arr(STR),
+        period_from=WHEN,
+        period_to=WHEN,
+    ),
+    ok=201,
+    answer=obj(("id", "schools"), id=INT, schools=arr(STR)),
+)
 async def add_task(request: web.Request) -> web.Response:
     """下单式: the department issues a task to township schools."""
     state: AppState = request.app[STATE]
     require(request, state.signer, ADMIN)
     data = await read_json(request)
     townships = data.get("townships") or list(TOWNSHIPS)
-    if not isinstance(townships, list) or not set(townships) <= set(TOWNSHIPS):
-        raise HTTPProblem(400, "townships are names of the county's townships")
+    reason = "townships are names of the county's townships"
+    if not set(string_list(townships, "townships")) <= set(TOWNSHIPS):
+        raise HTTPProblem(400, reason)
     categories = data.get("categories") or ["mobile", "elderly", "home-bound", "other"]
-    try:
-        hours = float(data.get("class_hours"))
-    except (TypeError, ValueError):
-        raise HTTPProblem(400, "class_hours is a number") from None
-    _when({"d": data.get("period_from")}, "d")
-    _when({"d": data.get("period_to")}, "d")
+    categories = string_list(categories, "categories")
+    hours = _hours(data.get("class_hours"), TASK_HOURS, f"class_hours is a number to {TASK_HOURS}")
+    _when(data, "period_from")
+    _when(data, "period_to")
     tid = state.programme.add_task(
-        _text(data, "theme"),
+        text_field(data, "theme"),
         hours,
-        _text(data, "method", False) or "直播",
+        text_field(data, "method", False) or "直播",
         townships,
         categories,
-        str(data["period_from"]),
-        str(data["period_to"]),
+        data["period_from"],
+        data["period_to"],
     )
     return web.json_response(state.programme.task(tid), status=201)
 
 
+@documented(answer=ARR_OBJ)
 async def list_tasks(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     claims = require(request, state.signer, STAFF)
@@ -276,8 +361,8 @@ async def list_tasks(request: web.Request) -> web.Response:
 def _file(state: AppState, claims: Claims, data: dict, kind: str, task_id: int | None):
     if claims.role != "school" or state.programme.school(claims.subject or "") is None:
         raise HTTPProblem(403, "only a school operator files or orders training")
-    teacher = state.programme.teacher(_int(data.get("teacher_id"), "teacher_id"))
-    course = state.programme.course(_int(data.get("course_id"), "course_id"))
+    teacher = state.programme.teacher(sqlite_int(data.get("teacher_id"), "teacher_id"))
+    course = state.programme.course(sqlite_int(data.get("course_id"), "course_id"))
     if teacher is None or course is None:
         raise HTTPProblem(404, "no such teacher or course in the libraries")
     if course.teacher_ids and teacher.id not in course.teacher_ids:
@@ -293,17 +378,25 @@ def _file(state: AppState, claims: Claims, data: dict, kind: str, task_id: int |
     audience = data.get("audience") or {}
     if not isinstance(audience, dict):
         raise HTTPProblem(400, "audience is an object")
+    string_list(audience.get("townships") or [], "audience.townships")
     tid = state.programme.add_training(
         kind, task_id, claims.subject, teacher.id, course.id, starts, ends, audience
     )
     return state.programme.training(tid)
 
 
+@documented(
+    params={"id": ID},
+    body=FILING,
+    ok=201,
+    errors=(409,),
+    answer=TRAINING_ANSWER,
+)
 async def file_task(request: web.Request) -> web.Response:
     """A township school answers a task with teacher, course and time (备案)."""
     state: AppState = request.app[STATE]
     claims = require(request, state.signer, STAFF)
-    task = state.programme.task(_int(request.match_info["id"], "task id"))
+    task = state.programme.task(sqlite_int(request.match_info["id"], "task id"))
     if task is None:
         raise HTTPProblem(404, "no such task")
     if claims.role == "school" and claims.subject not in task["schools"]:
@@ -313,6 +406,12 @@ async def file_task(request: web.Request) -> web.Response:
     return web.json_response(training.as_json(), status=201)
 
 
+@documented(
+    body=FILING,
+    ok=201,
+    errors=(409,),
+    answer=TRAINING_ANSWER,
+)
 async def order(request: web.Request) -> web.Response:
     """点单式: a township school orders teacher + course from the libraries."""
     state: AppState = request.app[STATE]
@@ -322,6 +421,7 @@ async def order(request: web.Request) -> web.Response:
     return web.json_response(training.as_json(), status=201)
 
 
+@documented(query={"state": STR}, answer=ARR_OBJ)
 async def list_trainings(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     claims = require(request, state.signer, STAFF)
@@ -330,6 +430,7 @@ async def list_trainings(request: web.Request) -> web.Response:
     return web.json_response([t.as_json() for t in found])
 
 
+@documented(params={"id": ID}, body=obj(reason=TEXT), errors=(409,))
 async def decide(request: web.Request) -> web.Response:
     """The department approves (a live session is created) or rejects with a reason."""
     state: AppState = request.app[STATE]
@@ -337,14 +438,14 @@ async def decide(request: web.Request) -> web.Response:
     if claims.role != "admin":
         raise HTTPProblem(403, "only the organisation department approves training")
     prog = state.programme
-    training = prog.training(_int(request.match_info["id"], "training id"))
+    training = prog.training(sqlite_int(request.match_info["id"], "training id"))
     if training is None:
         raise HTTPProblem(404, "no such training")
     if training.state != "filed":
         raise HTTPProblem(409, f"this training is already {training.state}")
     data = await read_json(request)
     if request.match_info["decision"] == "reject":
-        reason = _text(data, "reason")
+        reason = text_field(data, "reason")
         prog.decide(training.id, "rejected", reason, None)
         return web.json_response(prog.training(training.id).as_json())
     clash = prog.conflicts(
@@ -376,6 +477,17 @@ def _rooms_for(state: AppState, training) -> tuple[str, ...]:
 
 
 # -- feedback, credit, rotation ------------------------------------------------------------------
+@documented(
+    body=obj(
+        ("rating",),
+        rating={"type": "integer", "minimum": 1, "maximum": 5},
+        comment=STR,
+        answers=arr(INT),
+    ),
+    ok=201,
+    errors=(409, 429),
+    answer=obj(("rating", "score"), rating=INT, score={"type": "number", "nullable": True}),
+)
 async def feedback(request: web.Request) -> web.Response:
     """After a session, from the watch and room pages: rating, comment, quiz answers."""
     state: AppState = request.app[STATE]
@@ -383,7 +495,7 @@ async def feedback(request: web.Request) -> web.Response:
     claims = require(request, state.signer, ("member", "room", "viewer"), sid)
     data = await read_json(request)
     rating = bounded_int(data.get("rating"), 1, 5, "rating is an integer from 1 to 5")
-    comment = str(data.get("comment", ""))[:2000]
+    comment = text_field(data, "comment", False)[:2000]
     training = state.programme.training_of_session(sid)
     course = state.programme.course(training.course_id) if training else None
     score = None
@@ -404,6 +516,10 @@ async def feedback(request: web.Request) -> web.Response:
     return web.json_response({"rating": rating, "score": score}, status=201)
 
 
+@documented(
+    query={"session": STR, "teacher": ID, "course": ID},
+    answer=obj(("sessions", "count"), sessions=arr(STR), count=INT),
+)
 async def feedback_results(request: web.Request) -> web.Response:
     """``GET /api/feedback?session=|teacher=|course=`` (admin): ratings and quiz scores."""
     state: AppState = request.app[STATE]
@@ -412,9 +528,9 @@ async def feedback_results(request: web.Request) -> web.Response:
     prog = state.programme
     trainings = [t for t in prog.trainings(state="approved") if t.session_id]
     if "teacher" in q:
-        trainings = [t for t in trainings if t.teacher_id == _int(q["teacher"], "teacher")]
+        trainings = [t for t in trainings if t.teacher_id == sqlite_int(q["teacher"], "teacher")]
     if "course" in q:
-        trainings = [t for t in trainings if t.course_id == _int(q["course"], "course")]
+        trainings = [t for t in trainings if t.course_id == sqlite_int(q["course"], "course")]
     sessions = [q["session"]] if "session" in q else [t.session_id for t in trainings]
     items = prog.feedback(sessions)
     scores = [i["score"] for i in items if i["score"] is not None]
@@ -462,6 +578,9 @@ def _year(report: SessionReport) -> int:
     return datetime.datetime.fromtimestamp(when / 1000).year
 
 
+@documented(
+    answer=obj(("member_id", "credits", "hours"), member_id=STR, credits=ARR_OBJ, hours=NUM)
+)
 async def member_credits(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     member_id = request.match_info["member"]
@@ -474,11 +593,15 @@ async def member_credits(request: web.Request) -> web.Response:
     )
 
 
+@documented(
+    query={"year": ID},
+    answer=obj(("year", "target_hours", "townships"), year=INT, townships=ARR_OBJ),
+)
 async def rotation(request: web.Request) -> web.Response:
     """Per township: members who met the year's target, and who is behind."""
     state: AppState = request.app[STATE]
     require(request, state.signer, ADMIN)
-    year = _int(request.query.get("year", datetime.date.today().year), "year")
+    year = sqlite_int(request.query.get("year", datetime.date.today().year), "year")
     target = state.config.yearly_target_hours
     hours = state.programme.hours_by_member(year)
     out = []
@@ -502,6 +625,7 @@ async def rotation(request: web.Request) -> web.Response:
     return web.json_response({"year": year, "target_hours": target, "townships": out})
 
 
+@documented(answer=obj(("course", "teacher", "quiz"), quiz=ARR_OBJ))
 async def session_course(request: web.Request) -> web.Response:
     """The course and teacher of a session, with its quiz (no answers), for the feedback form."""
     state: AppState = request.app[STATE]

@@ -8,8 +8,9 @@ from aiohttp import web
 from server.attendance.events import Moderation, Question
 from server.auth import require
 from server.errors import HTTPProblem
+from server.openapi import ARR_OBJ, ID, INT, STR, TEXT, documented, obj
 from server.qa import ACTIONS, MAX_TEXT
-from server.routes.api import known_session, read_json
+from server.routes.api import known_session, read_json, sqlite_int, text_field
 from server.state import STATE, AppState
 
 ASKERS = ("member", "room")
@@ -26,13 +27,19 @@ def participant_of(state: AppState, claims) -> tuple[str, str]:
     return f"room:{claims.subject}", f"{found[1].name}教室" if found else "教室"
 
 
+@documented(
+    body=obj(("text",), text={**TEXT, "maxLength": 500}),
+    ok=201,
+    errors=(413, 429),
+    answer=obj(("id",), id=INT),
+)
 async def ask(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
     claims = require(request, state.signer, ASKERS, sid)
     known_session(state, sid)
     data = await read_json(request)
-    text = str(data.get("text", "")).strip()
+    text = text_field(data, "text")
     if not text:
         raise HTTPProblem(400, "text is required")
     if len(text) > MAX_TEXT:
@@ -44,6 +51,7 @@ async def ask(request: web.Request) -> web.Response:
     return web.json_response({"id": qid}, status=201)
 
 
+@documented(answer=ARR_OBJ)
 async def questions(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
@@ -53,20 +61,21 @@ async def questions(request: web.Request) -> web.Response:
     return web.json_response(state.questions.list(sid, everything, participant))
 
 
+@documented(
+    params={"id": ID},
+    body=obj(answer=TEXT),
+    body_required=False,
+    answer=obj(("id", "action"), id=INT, action=STR),
+)
 async def moderate(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
     claims = require(request, state.signer, MODERATORS, sid)
     action = request.match_info["action"]
-    try:
-        qid = int(request.match_info["id"])
-    except ValueError:
-        raise HTTPProblem(400, "question id is a number") from None
+    qid = sqlite_int(request.match_info["id"], "question id")
     answer = ""
     if action == "answer":
-        answer = str((await read_json(request)).get("answer", "")).strip()[:MAX_TEXT]
-        if not answer:
-            raise HTTPProblem(400, "answer is required")
+        answer = text_field(await read_json(request), "answer")[:MAX_TEXT]
     if not state.questions.moderate(sid, qid, action, answer):
         raise HTTPProblem(404, "no such question in this session")
     await state.attendance.append(sid, Moderation(qid, action, claims.role, answer))

@@ -11,8 +11,9 @@ from aiohttp.abc import AbstractStreamWriter
 
 from server.auth import require
 from server.errors import HTTPProblem
+from server.openapi import ARR_OBJ, ID, NUM, STR, documented, obj
 from server.replay import replay_paths
-from server.routes.api import known_session
+from server.routes.api import known_session, sqlite_int
 from server.state import STATE, AppState
 from server.store import is_session_id
 
@@ -20,6 +21,7 @@ ANY_ROLE = ("viewer", "room", "member", "lecturer", "admin")
 REPLAY_LINK_TTL_S = 7 * 24 * 3600  # at most: never past the token the member came with
 
 
+@documented(answer=obj(("state",), state=STR))
 async def replay_state(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
@@ -31,6 +33,7 @@ async def replay_state(request: web.Request) -> web.Response:
     return web.json_response(job.public())
 
 
+@documented(ok=202, errors=(409,), answer=obj(("state",), state=STR))
 async def rebuild(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
@@ -133,14 +136,12 @@ def _replay_item(state: AppState, session, token: str | None) -> dict | None:
     return item
 
 
+@documented(params={"id": ID}, answer=ARR_OBJ)
 async def course_replays(request: web.Request) -> web.Response:
     """The replays of a course's lectures (course library entry; admin and schools)."""
     state: AppState = request.app[STATE]
     require(request, state.signer, ("admin", "school"))
-    try:
-        cid = int(request.match_info["id"])
-    except ValueError:
-        raise HTTPProblem(400, "course id is a number") from None
+    cid = sqlite_int(request.match_info["id"], "course id")
     if state.programme.course(cid) is None:
         raise HTTPProblem(404, "no such course")
     out = []
@@ -152,6 +153,15 @@ async def course_replays(request: web.Request) -> web.Response:
     return web.json_response(out)
 
 
+@documented(
+    answer=obj(
+        ("member_id", "hours", "credits", "replays"),
+        member_id=STR,
+        hours=NUM,
+        credits=ARR_OBJ,
+        replays=ARR_OBJ,
+    )
+)
 async def my_replays(request: web.Request) -> web.Response:
     """A member's own page: their training hours, and the replays they may watch (lectures
     whose classrooms include their township), each with a link made for them."""

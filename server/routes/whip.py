@@ -18,6 +18,7 @@ from server.auth import Claims, bearer_token, require
 from server.config import IceServer
 from server.errors import HTTPProblem
 from server.ice import ice_servers_of, public_ice_servers
+from server.openapi import BOOL, documented, obj
 from server.routes.bodies import read_body, read_json
 from server.routes.floor import speaker_feed, speaker_of
 from server.state import STATE, AppState
@@ -261,6 +262,9 @@ async def resource_delete(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
 
+@documented(
+    body=obj(("audio_only",), audio_only=BOOL), answer=obj(("audio_only",), audio_only=BOOL)
+)
 async def viewer_mode(request: web.Request) -> web.Response:
     """``POST /whep/{session}/{resource}/mode`` with ``{"audio_only": true|false}``."""
     state: AppState = request.app[STATE]
