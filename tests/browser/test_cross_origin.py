@@ -72,9 +72,16 @@ async def test_a_page_of_another_origin_publishes_and_plays_with_only_the_standa
 ):
     links = relay.new_session("跨域播放器测试")
     sid = links["session_id"]
+
+    async def their_page(request: web.Request) -> web.Response:
+        return web.Response(text=THEIR_PAGE, content_type="text/html")
+
+    async def no_icon(request: web.Request) -> web.Response:
+        return web.Response(status=204)
+
     app = web.Application()
-    app.router.add_get("/", lambda request: web.Response(text=THEIR_PAGE, content_type="text/html"))
-    app.router.add_get("/favicon.ico", lambda request: web.Response(status=204))
+    app.router.add_get("/", their_page)
+    app.router.add_get("/favicon.ico", no_icon)
     theirs = TestServer(app, host="127.0.0.1", port=0)
     await theirs.start_server()
     context = await browser.new_context()
