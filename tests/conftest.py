@@ -19,6 +19,7 @@ from server.config import Config
 from server.links import session_links
 from server.state import STATE
 from server.store import TOWNSHIPS
+from tests.netbed import bed  # noqa: F401 - the network test bed's fixture
 
 restrict_host_addresses(("127.0.0.1",))
 

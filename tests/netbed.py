@@ -1,0 +1,152 @@
+"""The network test bed as a pytest fixture: ``scripts/netbed.py`` run for one test, with the
+relay in the server namespace and peers in the phone namespace (real processes, real aiortc).
+
+Needs root, ``ip`` and /dev/net/tun: without them the tests that use it are skipped and say
+why (CI runs as root).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NETBED = ROOT / "scripts" / "netbed.py"
+RELAY_PORT = 8080  # the namespaces are the test's own: nothing else listens there
+
+
+def unavailable() -> str | None:
+    if os.geteuid() != 0:
+        return "the network test bed needs root (network namespaces, tun devices)"
+    if shutil.which("ip") is None:
+        return "the network test bed needs iproute2's ip"
+    if not os.path.exists("/dev/net/tun"):
+        return "the network test bed needs /dev/net/tun"
+    return None
+
+
+needs_bed = pytest.mark.skipif(unavailable() is not None, reason=unavailable() or "")
+
+
+@dataclass
+class Bed:
+    profile: str
+    srv: str
+    phone: str
+    server: str
+    proc: subprocess.Popen
+    tmp: Path
+    relay: subprocess.Popen | None = None
+    others: list = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.server}:{RELAY_PORT}"
+
+    def env(self, **extra: str) -> dict:
+        return {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "LR_DATA": str(self.tmp / "data"),
+            "LR_LEDGER_KEY": str(self.tmp / "keys" / "ledger.pem"),
+            "LR_LOG_LEVEL": "WARNING",
+            **extra,
+        }
+
+    def popen(self, ns: str, *args: str, **env: str) -> subprocess.Popen:
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", ns, *args],
+            cwd=ROOT,
+            env=self.env(**env),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.others.append(proc)
+        return proc
+
+    def start_relay(self, **env: str) -> None:
+        """``serve`` in the server namespace, offering only the bed's address, trying only
+        the bed's networks (learned candidates included)."""
+        self.relay = self.popen(
+            self.srv, sys.executable, "-m", "server", "serve",
+            LR_HOST=self.server, LR_PORT=str(RELAY_PORT), LR_ICE_HOSTS=self.server,
+            LR_ICE_PEER_NETWORKS="198.18.0.0/15", **env,
+        )  # fmt: skip
+        line = read_line(self.relay, 60)
+        assert "listening" in line, line
+
+    def session(self) -> dict:
+        done = subprocess.run(
+            [sys.executable, "-m", "server", "session", "create", "--title", "网络测试", "--json"],
+            cwd=ROOT, env=self.env(LR_PUBLIC_URL=self.url), capture_output=True, text=True,
+            check=True, timeout=60,
+        )  # fmt: skip
+        return json.loads(done.stdout)
+
+    def peer(self, ns: str, mode: str, sid: str, token: str, seconds: float) -> subprocess.Popen:
+        script = str(ROOT / "tests" / "netbed_peer.py")
+        return self.popen(ns, sys.executable, script, mode, self.url, sid, token, str(seconds))
+
+
+def read_line(proc: subprocess.Popen, timeout: float) -> str:
+    """The process's next line of output, or fail after ``timeout`` seconds."""
+    import selectors
+
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sel.select(deadline - time.monotonic()):
+            line = proc.stdout.readline()
+            if line or proc.poll() is not None:
+                return line
+    raise AssertionError(f"no output in {timeout} s from {proc.args}")
+
+
+def result_of(proc: subprocess.Popen, timeout: float) -> dict:
+    """A netbed_peer process's JSON line, once it is done."""
+    out, _ = proc.communicate(timeout=timeout)
+    lines = [line for line in out.splitlines() if line.startswith("{")]
+    assert lines, f"{proc.args} printed no result (exit {proc.returncode})"
+    return json.loads(lines[-1])
+
+
+def stop(proc: subprocess.Popen | None) -> None:
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@pytest.fixture
+def bed(request, tmp_path):
+    """A bed with the profile the test's ``netbed_profile`` marker names (default ``4g``)."""
+    marker = request.node.get_closest_marker("netbed_profile")
+    profile = marker.args[0] if marker else "4g"
+    bed_id = f"t{os.getpid() % 100000}"
+    proc = subprocess.Popen(
+        [sys.executable, str(NETBED), "up", "--profile", profile, "--id", bed_id],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    made = None
+    try:
+        ready = json.loads(read_line(proc, 20))
+        srv, phone = ready["namespaces"]
+        made = Bed(profile, srv, phone, ready["server"], proc, tmp_path)
+        yield made
+    finally:
+        for other in (made.others if made else [])[::-1]:
+            stop(other)
+        stop(proc)
+        subprocess.run([sys.executable, str(NETBED), "down", "--id", bed_id], capture_output=True)

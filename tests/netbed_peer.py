@@ -1,0 +1,71 @@
+"""A lecturer or a phone inside one of the network test bed's namespaces (tests/netbed.py):
+
+    python tests/netbed_peer.py publish URL SESSION TOKEN SECONDS
+    python tests/netbed_peer.py watch URL SESSION TOKEN SECONDS
+
+Both print one JSON line when done: the lecturer what it sent, the phone what it decoded (video
+frames, the first one's time after the offer, the seconds in which video advanced) and the
+WHEP exchange's status. Real aiortc peers; the relay's address is the bed's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+
+import aiohttp
+
+
+async def publish(url: str, sid: str, token: str, seconds: float) -> dict:
+    from media.sources import PatternVideoTrack, ToneAudioTrack
+    from server.client import publish as whip
+
+    async with aiohttp.ClientSession() as http:
+        pub = await whip(http, url, sid, token, [ToneAudioTrack(), PatternVideoTrack(640, 360)])
+        await asyncio.sleep(seconds)  # the lecture goes on for this long: the point of it
+        await pub.stop(http)
+    return {"published_s": seconds}
+
+
+async def watch(url: str, sid: str, token: str, seconds: float) -> dict:
+    from server.client import SignallingError
+    from server.client import watch as whep
+
+    started = time.monotonic()
+    async with aiohttp.ClientSession() as http:
+        try:
+            viewing = await whep(http, url, sid, token)
+        except SignallingError as exc:
+            return {"status": exc.status, "error": str(exc)}
+        video = viewing.stats["video"]
+        advancing, last = set(), 0
+        deadline = started + seconds
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.25)  # sampling what was decoded, four times a second
+            if video.frames > last:
+                advancing.add(int(time.monotonic() - started))
+                last = video.frames
+        first = None if video.first_at is None else round(video.first_at - started, 2)
+        out = {
+            "status": 201,
+            "video_frames": video.frames,
+            "audio_frames": viewing.stats["audio"].frames,
+            "first_frame_s": first,
+            "seconds_with_video": len(advancing),
+            "seconds": int(seconds),
+            "state": viewing.pc.connectionState,
+        }
+        await viewing.stop(http)
+    return out
+
+
+def main() -> None:
+    mode, url, sid, token, seconds = sys.argv[1:6]
+    run = publish if mode == "publish" else watch
+    print(json.dumps(asyncio.run(run(url, sid, token, float(seconds)))), flush=True)
+
+
+if __name__ == "__main__":
+    main()
