@@ -236,6 +236,23 @@ def forward(bed: str, profile: Profile, seed: int) -> None:
         subprocess.run(["ip", "netns", "del", phone], capture_output=True, timeout=10)
 
 
+def probe() -> str | int:
+    """0 when a bed can be made here, else why not (a container without CAP_NET_ADMIN, no
+    /dev/net/tun...)."""
+    bed = f"probe{os.getpid()}"
+    srv, phone = namespaces(bed)
+    try:
+        sh("ip", "netns", "add", srv)
+        sh("ip", "netns", "add", phone)
+        os.close(open_tun(srv, "tun-srv"))
+        return 0
+    except (OSError, subprocess.SubprocessError) as exc:
+        detail = getattr(exc, "stderr", b"") or b""
+        return f"netbed: cannot make a bed here: {exc} {detail.decode(errors='replace').strip()}"
+    finally:
+        remove_leftovers(bed)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -246,8 +263,11 @@ def main() -> None:
     down = sub.add_parser("down", help="remove beds an earlier run left")
     down.add_argument("--id")
     sub.add_parser("profiles", help="the profiles, as JSON")
+    sub.add_parser("probe", help="make a bed and remove it at once: exit 0 when this machine can")
     sub.add_parser("handover", help="move a bed's phone to its second address").add_argument("--id")
     args = parser.parse_args()
+    if args.command == "probe":
+        sys.exit(probe())
     if args.command == "profiles":
         print(json.dumps({k: asdict(v) for k, v in PROFILES.items()}, indent=2))
     elif args.command == "down":

@@ -24,16 +24,22 @@ RELAY_PORT = 8080  # the namespaces are the test's own: nothing else listens the
 
 
 def unavailable() -> str | None:
+    """Why this machine cannot make a bed, or None: tried for real (``netbed probe``), since
+    root alone is not enough in a container without CAP_NET_ADMIN."""
     if os.geteuid() != 0:
         return "the network test bed needs root (network namespaces, tun devices)"
     if shutil.which("ip") is None:
         return "the network test bed needs iproute2's ip"
     if not os.path.exists("/dev/net/tun"):
         return "the network test bed needs /dev/net/tun"
-    return None
+    done = subprocess.run(
+        [sys.executable, str(NETBED), "probe"], capture_output=True, text=True, timeout=30
+    )
+    return None if done.returncode == 0 else (done.stderr.strip() or "netbed probe failed")
 
 
-needs_bed = pytest.mark.skipif(unavailable() is not None, reason=unavailable() or "")
+WHY_NOT = unavailable()
+needs_bed = pytest.mark.skipif(WHY_NOT is not None, reason=WHY_NOT or "")
 
 
 @dataclass
