@@ -17,6 +17,7 @@ import queue
 import socket
 from collections import deque
 from collections.abc import Awaitable, Callable
+from functools import partialmethod
 
 import aioice.ice
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
@@ -49,6 +50,23 @@ def restrict_host_addresses(addresses: tuple[str, ...] | None) -> None:
             return [a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
 
         aioice.ice.get_host_addresses = fixed
+
+
+_ORIGINAL_COMPONENT_CANDIDATES = aioice.ice.Connection.get_component_candidates
+
+
+def bound_server_candidates(seconds: float | None) -> None:
+    """Wait at most ``seconds`` for the STUN and TURN servers' candidates, then go on with the
+    host candidates and whatever else has come (None: aioice's own 5 s). aiortc gathers in
+    setLocalDescription and does not trickle, so this wait is every answer's: a TURN server
+    that does not answer held each one back 5 s. A task still waiting is cancelled, which
+    closes its socket (aioice's create_turn_endpoint). Process-wide, as aioice gathers."""
+    if seconds is None:
+        aioice.ice.Connection.get_component_candidates = _ORIGINAL_COMPONENT_CANDIDATES
+    else:
+        aioice.ice.Connection.get_component_candidates = partialmethod(
+            _ORIGINAL_COMPONENT_CANDIDATES, timeout=seconds
+        )
 
 
 class SendPath:

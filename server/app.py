@@ -8,8 +8,6 @@ import sys
 
 from aiohttp import web
 
-from media.candidates import restrict_peer_networks
-from media.fastpath import restrict_host_addresses
 from server.attendance.ledger import Ledger
 from server.attendance.signing import CheckpointLog, LedgerKey
 from server.attendance.tracker import Attendance
@@ -21,6 +19,7 @@ from server.cors import cors_middleware_for
 from server.errors import error_middleware
 from server.headers import install as install_headers
 from server.histogram import watch_loop_lag
+from server.ice import gather_as_configured
 from server.live import LiveSessions
 from server.metrics import metrics_handler
 from server.openapi import openapi_handler
@@ -51,8 +50,7 @@ RETENTION_SWEEP_S = 6 * 3600
 def create_app(config: Config, workers: int = 1) -> web.Application:
     """The relay; with ``workers`` > 1 it also answers its media workers (started by
     ``start_workers`` once the app listens)."""
-    restrict_host_addresses(config.ice_host_addresses)
-    restrict_peer_networks(config.ice_peer_networks)
+    gather_as_configured(config)
     store = Store(config.store_path)
     live = LiveSessions(config, store)
     signer = signer_for(config.secret, config.data_dir)

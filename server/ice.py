@@ -15,7 +15,24 @@ import hmac
 import secrets
 import time
 
+from media.candidates import restrict_peer_networks
+from media.fastpath import bound_server_candidates, restrict_host_addresses
 from server.config import Config, IceServer
+
+# How long the relay's own peers wait for their STUN/TURN servers' candidates before answering
+# with their host candidates: an allocation from a TURN server that answers takes two round
+# trips (milliseconds next to the relay; 1 s leaves room for a lost request, retried after
+# 0.5 s), and aioice's own 5 s held every WHIP/WHEP answer back when it did not answer.
+SERVER_CANDIDATE_WAIT_S = 1.0
+
+
+def gather_as_configured(config: Config) -> None:
+    """This process's ICE gathering as the settings say (aioice's are process-wide). With no
+    host address of its own (``LR_ICE_HOSTS=none``) a relayed candidate is the relay's only
+    one, so it waits for it as long as aioice does."""
+    restrict_host_addresses(config.ice_host_addresses)
+    restrict_peer_networks(config.ice_peer_networks)
+    bound_server_candidates(None if config.ice_host_addresses == () else SERVER_CANDIDATE_WAIT_S)
 
 
 def turn_credential(secret: str, who: str, ttl_s: int, now: float | None = None) -> tuple[str, str]:

@@ -18,13 +18,12 @@ import signal
 import aiohttp
 from aiohttp import web
 
-from media.candidates import restrict_peer_networks
 from media.codecs import CodecMismatch
-from media.fastpath import restrict_host_addresses
 from media.peers import PeerRefused, Viewer
 from media.session import MediaEvent, SessionMedia
 from server.config import Config
 from server.errors import HTTPProblem, error_middleware
+from server.ice import gather_as_configured
 from server.internal import INTERNAL_HEADER, check_internal, read_internal_json
 from server.live import layer_policy, rtc_configuration
 
@@ -240,8 +239,7 @@ def _die_with_parent() -> None:
 async def run_worker(index: int, config: Config, primary_url: str, token: str) -> None:
     """Serve on 127.0.0.1 (a free port), register with the primary, run until told to stop."""
     _die_with_parent()
-    restrict_host_addresses(config.ice_host_addresses)
-    restrict_peer_networks(config.ice_peer_networks)
+    gather_as_configured(config)
     worker = MediaWorker(index, config, primary_url, token)
     runner = web.AppRunner(build_app(worker), access_log=None)
     await runner.setup()

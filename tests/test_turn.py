@@ -2,14 +2,19 @@
 started by the test on loopback) gets its media through it. The relay offers no host
 candidate, so ICE can only pair through the relayed ones, and the relay's direct raw-socket
 send cannot be used: packets go through aioice's TURN client instead (media/fastpath
-SendPath, queued)."""
+SendPath, queued).
+
+And a configured TURN server that does not answer holds no WHIP/WHEP answer back: the relay
+answers with its host candidates once its bounded wait for the allocation is over."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import sys
+import time
 
 import aiohttp
 import pytest
@@ -17,6 +22,8 @@ import pytest
 from media.sources import PatternVideoTrack, ToneAudioTrack
 from server.client import publish, watch
 from server.config import IceServer
+from tests.conftest import running_relay
+from tests.test_attendance import lecture
 from tests.test_cli import free_port
 from tests.test_workers import ROOT, env_for, metrics, start_server, stop_server
 
@@ -80,3 +87,33 @@ async def test_a_viewer_reached_only_through_turn_gets_the_lecture(tmp_path, tur
                 await lecture.stop(http)
     finally:
         stop_server(proc)
+
+
+def closed_udp_port() -> int:
+    """A loopback UDP port nobody listens on (bound, then let go)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_a_turn_server_that_does_not_answer_holds_no_answer_back(tmp_path):
+    silent = IceServer(f"turn:127.0.0.1:{closed_udp_port()}", "u", "p")
+    async with running_relay(tmp_path, ice_servers=(silent,)) as relay:
+        links = relay.new_session()
+        started = time.monotonic()
+        publication = await lecture(relay, links)
+        whip_s = time.monotonic() - started
+        started = time.monotonic()
+        sid = links["session_id"]
+        viewing = await watch(relay.http, relay.base_url, sid, links["viewer_token"])
+        whep_s = time.monotonic() - started
+        try:
+            # aioice alone waits 5 s for the allocation before it gives up
+            assert whip_s < 1.5 and whep_s < 1.5, (whip_s, whep_s)
+            answer = viewing.pc.remoteDescription.sdp
+            assert "typ host" in answer and "typ relay" not in answer
+            await viewing.wait_frames("video", 10, timeout=10)
+            await viewing.wait_frames("audio", 10, timeout=10)
+        finally:
+            await viewing.stop(relay.http)
+            await publication.stop(relay.http)
