@@ -11,7 +11,13 @@ import time
 from dataclasses import dataclass, field
 
 import aiohttp
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc import (
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from yarl import URL
 
@@ -222,8 +228,11 @@ async def watch(
     audio_only: bool = False,
     kinds: tuple[str, ...] = ("audio", "video"),
     video_codec: str | None = None,
+    ice_servers: list[dict] | None = None,
 ) -> Viewing:
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    """``ice_servers``: as ``GET /api/sessions/{s}`` gives them to a page (none by default)."""
+    servers = [RTCIceServer(**s) for s in ice_servers or ()]
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
     for kind in kinds:
         pc.addTransceiver(kind, direction="recvonly")
     if video_codec and "video" in kinds:

@@ -89,6 +89,21 @@ class Bed:
         line = read_line(self.relay, 60)
         assert "listening" in line, line
 
+    def start_turn(self, secret: str) -> str:
+        """coturn in the server namespace, TCP and UDP on 3478, REST credentials
+        (``use-auth-secret``); returns the URL a phone behind a UDP block can use."""
+        turn = shutil.which("turnserver")
+        if turn is None:
+            pytest.fail("coturn is not installed (scripts/test installs it)")
+        self.popen(
+            self.srv, turn, "-n", "--no-cli", "--no-tls", "--no-dtls", "--fingerprint",
+            "--use-auth-secret", f"--static-auth-secret={secret}", "--realm=lecture-relay",
+            f"--listening-ip={self.server}", "--listening-port=3478",
+            f"--relay-ip={self.server}", "--min-port=49160", "--max-port=49400",
+            f"--pidfile={self.tmp / 'turn.pid'}", "--log-file=stdout", "--simple-log",
+        )  # fmt: skip
+        return f"turn:{self.server}:3478?transport=tcp"
+
     def session(self) -> dict:
         done = subprocess.run(
             [sys.executable, "-m", "server", "session", "create", "--title", "网络测试", "--json"],

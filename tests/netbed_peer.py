@@ -35,8 +35,12 @@ async def watch(url: str, sid: str, token: str, seconds: float) -> dict:
 
     started = time.monotonic()
     async with aiohttp.ClientSession() as http:
+        # the ICE servers a page is given (a TURN credential of its own, with LR_TURN_SECRET)
+        auth = {"Authorization": f"Bearer {token}"}
+        async with http.get(f"{url}/api/sessions/{sid}", headers=auth) as resp:
+            servers = (await resp.json())["ice_servers"]
         try:
-            viewing = await whep(http, url, sid, token)
+            viewing = await whep(http, url, sid, token, ice_servers=servers)
         except SignallingError as exc:
             return {"status": exc.status, "error": str(exc)}
         video = viewing.stats["video"]
@@ -56,9 +60,17 @@ async def watch(url: str, sid: str, token: str, seconds: float) -> dict:
             "seconds_with_video": len(advancing),
             "seconds": int(seconds),
             "state": viewing.pc.connectionState,
+            "pair": _pair_types(viewing.pc),
         }
         await viewing.stop(http)
     return out
+
+
+def _pair_types(pc) -> list[str]:
+    """The candidate types of the pair in use (``relay`` when through TURN), as aioice has it."""
+    transport = pc.getTransceivers()[0].receiver.transport.transport
+    pair = transport._connection._nominated.get(1)
+    return [] if pair is None else [pair.local_candidate.type, pair.remote_candidate.type]
 
 
 def main() -> None:

@@ -24,3 +24,19 @@ def test_a_4g_phone_plays_the_lecture(bed):
     assert got["first_frame_s"] is not None and got["first_frame_s"] < 5, got
     playing = got["seconds"] - int(got["first_frame_s"]) - 1
     assert got["seconds_with_video"] >= 0.9 * playing, got
+
+
+@pytest.mark.netbed_profile("udp-blocked")
+def test_a_phone_behind_a_udp_block_plays_through_turn_over_tcp(bed):
+    """The phone's network passes TCP only (a company or hotel network): it plays through
+    coturn over TCP, with a TURN credential of its own (LR_TURN_SECRET)."""
+    url = bed.start_turn("netbed-turn-secret")
+    bed.start_relay(LR_ICE_SERVERS=url, LR_TURN_SECRET="netbed-turn-secret")
+    links = bed.session()
+    sid = links["session_id"]
+    bed.peer(bed.srv, "publish", sid, links["lecturer_token"], 40)
+    got = result_of(bed.peer(bed.phone, "watch", sid, links["viewer_token"], 15), 90)
+    assert got["status"] == 201, got
+    assert got["pair"][:1] == ["relay"], got  # through TURN: nothing else gets out
+    assert got["first_frame_s"] is not None and got["first_frame_s"] < 5, got
+    assert got["video_frames"] > 100, got
