@@ -14,7 +14,7 @@ from aiortc.exceptions import InvalidAccessError, InvalidStateError, OperationEr
 from media.codecs import capabilities
 from media.fastpath import IngestTap, SendPath, ViewerFeedback, send_pli, take_over_sender
 from media.forwarder import Downtrack, Forwarder
-from media.layers import AUDIO, HIGH, LOW, LayerChooser, LayerPolicy
+from media.layers import AUDIO, HIGH, LOW, LayerChooser, LayerPolicy, LossReading, LossWindow
 from media.logtag import log_tag
 from media.rtcp import sdes_cname, sender_report
 
@@ -212,7 +212,11 @@ class Viewer(_Peer):
         self.tracks: dict[str, tuple[Forwarder, Downtrack]] = {}
         self.feedback: dict[str, _TrackFeedback] = {}
         self.layers = LayerChooser(layer_policy or LayerPolicy())
-        self._counts: dict[str, tuple[int, int, float | None]] = {}
+        # Per track: its loss window, the arrival time of the last report fed to it, and its
+        # newest reading (what the quality list shows).
+        self._windows: dict[str, LossWindow] = {}
+        self._fed_rr: dict[str, float] = {}
+        self.readings: dict[str, LossReading] = {}
         self.cname = self.pc._RTCPeerConnection__cname  # the cname aiortc puts in the SDP
         self._add_transceivers(kinds, "sendonly", video_codec, video_rtx=False)
 
@@ -226,6 +230,7 @@ class Viewer(_Peer):
                 dt = Downtrack(t.sender._ssrc, t._codecs[0].payloadType, ext)
                 fwd = self.forwarders[t.kind]
                 self.tracks[t.kind] = (fwd, dt)
+                self._windows[t.kind] = LossWindow(self.layers.policy.window_packets)
                 self.feedback[t.kind] = _TrackFeedback(fwd, dt)
                 take_over_sender(t.sender, self.feedback[t.kind])
 
@@ -250,34 +255,36 @@ class Viewer(_Peer):
                 fwd.resume(dt)
 
     def choose_layer(self, now: float, low: Forwarder | None) -> str | None:
-        """Once a second: step the video layer from this second's loss on the track that is
-        flowing (video, or audio while on sound only); returns the layer when it changed."""
+        """Once a second: step the video layer when the track that is flowing (video, or audio
+        while on sound only) completed a loss window; returns the layer when it changed."""
         if "video" not in self.tracks or self.path is None:
             return None
+        readings = self._read_windows()
         changed = self.layers.fallback(low is not None)
         if changed is None:
             kind = "audio" if self.layers.layer == AUDIO and "audio" in self.tracks else "video"
-            loss = self._interval_loss(kind)
-            if loss is not None:
-                changed = self.layers.observe(loss, now, low is not None)
+            reading = readings.get(kind)
+            if reading is not None:
+                changed = self.layers.judge(reading, now, low is not None)
         if changed is not None:
             self.set_layer(changed, low)
+            for window in self._windows.values():  # the new layer is judged on its own
+                window.restart()
         return changed
 
-    def _interval_loss(self, kind: str) -> float | None:
-        """The larger of the newest receiver report's fraction lost and the NACKed share of
-        what was sent since the last call; None when nothing was sent or reported."""
-        dt = self.tracks[kind][1]
-        before = self._counts.get(kind)
-        self._counts[kind] = (dt.packets, dt.nacked, dt.rr[4] if dt.rr else None)
-        if before is None:
-            return None
-        sent, nacked = dt.packets - before[0], dt.nacked - before[1]
-        fresh_rr = dt.rr is not None and dt.rr[4] != before[2]
-        if sent <= 0 and not fresh_rr:
-            return None
-        rr_loss = dt.rr[1] / 256 if fresh_rr else 0.0
-        return max(rr_loss, min(nacked / sent, 1.0) if sent > 0 else 0.0)
+    def _read_windows(self) -> dict[str, LossReading]:
+        """Feed each track's newest receiver report (once) to its window; the readings of
+        the windows it completed."""
+        done: dict[str, LossReading] = {}
+        for kind, (_, dt) in self.tracks.items():
+            rr = dt.rr
+            if rr is None or self._fed_rr.get(kind) == rr[4]:
+                continue
+            self._fed_rr[kind] = rr[4]
+            reading = self._windows[kind].add(rr[0], rr[2], dt.packets, dt.nacked)
+            if reading is not None:
+                done[kind] = self.readings[kind] = reading
+        return done
 
     def set_layer(self, layer: str, low: Forwarder | None) -> None:
         """Send this viewer the full lecture, the low copy (``low``) or no video."""
@@ -296,15 +303,17 @@ class Viewer(_Peer):
         self.feedback["video"].forwarder = target
 
     def quality(self) -> dict:
-        """Loss, jitter and round trip of this viewer, per track, from its receiver reports."""
+        """Loss, jitter and round trip of this viewer, per track, from its receiver reports:
+        the loss of its newest loss window (the newest report's fraction before one)."""
         out: dict = {"audio_only": self.audio_only, "layer": self.layers.layer}
         for kind, (fwd, dt) in self.tracks.items():
             if dt.rr is None:
                 out[kind] = None
                 continue
             _, fraction, lost, jitter, _ = dt.rr
+            reading = self.readings.get(kind)
             out[kind] = {
-                "loss": round(fraction / 256, 4),
+                "loss": round(fraction / 256 if reading is None else reading.lost, 4),
                 "lost": lost,
                 "jitter_ms": round(jitter / fwd.mapper.clock_rate * 1000, 1),
                 "rtt_ms": None if dt.rtt is None else round(dt.rtt * 1000, 1),

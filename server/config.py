@@ -123,9 +123,10 @@ class Config:
     # HTTPS: browsers open the camera only on https:// (or http://localhost).
     tls_cert: Path | None = None
     tls_key: Path | None = None
-    # Quality layers: a viewer steps down when its receiver reports lose more than this, and
-    # back up after this long without loss (docs/DECISIONS.md, "Layers").
-    layer_down_loss: float = 0.10
+    # Quality layers: a viewer steps down when it fails to get more than this share of a
+    # window of packets (media/layers.LayerPolicy), and back up after this long without loss
+    # (docs/DECISIONS.md, "Layers").
+    layer_down_loss: float = 0.05
     layer_up_after_s: float = 8.0
     # Cluster mode (docs/SCALING.md): nodes coordinate through this Redis when it is set.
     redis_url: str | None = None

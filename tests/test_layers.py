@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from media.layers import AUDIO, HIGH, LOW, LayerChooser, LayerPolicy
+from media.layers import AUDIO, HIGH, LOW, LayerChooser, LayerPolicy, LossWindow
 from media.sources import PatternVideoTrack
 from server.client import publish, watch
 from tests.test_forwarding import start_lecture
@@ -201,3 +201,90 @@ def test_the_chooser_steps_down_fast_up_slowly_and_does_not_flap():
     bare = LayerChooser(LayerPolicy())
     assert [bare.observe(0.5, i, False) for i in range(2)] == [None, AUDIO]
     assert bare.fallback(False) is None
+
+
+# -- the loss signal, from literal receiver reports -------------------------------------------
+# Each report below is what the relay holds at its once-a-second tick: (the report's highest
+# sequence number, its cumulative packets lost, our packets sent, our packets NACKed).
+
+
+def replay(reports, chooser=None, low=True, start=0.0):
+    """Feed reports one a second as Viewer.choose_layer does; the (second, layer) moves."""
+    chooser = chooser or LayerChooser(LayerPolicy())
+    window = LossWindow(chooser.policy.window_packets)
+    moves = []
+    for second, report in enumerate(reports, start=1):
+        reading = window.add(*report)
+        moved = reading and chooser.judge(reading, start + second, low)
+        if moved:
+            moves.append((second, moved))
+            window.restart()
+    return moves
+
+
+def test_a_report_of_8_packets_with_1_lost_is_not_read_as_12_percent_loss():
+    window = LossWindow(LayerPolicy().window_packets)
+    assert window.add(1000, 0, 1000, 0) is None  # the first report is the base
+    # a browser's report sent with its NACK, 8 packets after the last one: fraction lost
+    # 32/256 = 12.5%, too few packets to read
+    assert window.add(1008, 1, 1008, 1) is None
+    # the retransmission arrived: the next report's cumulative lost is back to 0
+    reading = window.add(1100, 0, 1100, 1)
+    assert (reading.lost, reading.packets) == (0.0, 100) and reading.resent == 0.01
+    # not repaired at all: 1 in 100
+    window.add(1108, 1, 1108, 2)
+    assert window.add(1200, 1, 1200, 2).lost == 0.01
+    chooser = LayerChooser(LayerPolicy())
+    assert chooser.judge(reading, 1.0, True) is None and chooser.layer == HIGH
+
+
+def test_2_percent_loss_that_nack_repairs_stays_on_the_full_lecture_for_30_s_of_reports():
+    # 100 packets a second, 2 lost a second and both NACKed; the newest report at each tick is
+    # the one sent with the second NACK, 8 packets after that loss: one packet (two, every
+    # third second) not yet repaired, every earlier one repaired
+    reports = [(100 * s - 2, 2 if s % 3 == 0 else 1, 100 * s, 2 * s) for s in range(1, 31)]
+    chooser = LayerChooser(LayerPolicy())
+    assert replay(reports, chooser) == [] and chooser.layer == HIGH
+    # and one that a retransmission could not save, now and then, changes nothing
+    reports = [(100 * s, s // 7, 100 * s, 2 * s) for s in range(1, 31)]
+    assert replay(reports) == []
+
+
+def test_8_percent_sustained_loss_goes_to_the_low_copy_within_5_reports():
+    # 8 of 100 packets a second never arrive (NACKed too: the repair comes too late)
+    reports = [(100 * s, 8 * s, 100 * s, 8 * s) for s in range(1, 6)]
+    moves = replay(reports)
+    assert moves and moves[0][1] == LOW and moves[0][0] <= 5
+
+
+def test_a_link_that_needs_a_third_of_the_lecture_resent_steps_down_though_repaired():
+    reports = [(100 * s, 0, 100 * s, 33 * s) for s in range(1, 6)]
+    assert replay(reports)[0][1] == LOW
+
+
+def test_the_low_copy_at_25_packets_a_second_still_goes_to_sound_only_within_5_s():
+    chooser = LayerChooser(LayerPolicy())
+    chooser.layer = LOW
+    reports = [(25 * s, 2 * s, 25 * s, 2 * s) for s in range(0, 6)]  # 8% again
+    moves = replay(reports, chooser)
+    assert moves[0][1] == AUDIO and moves[0][0] - 1 <= 5  # the first report is the base
+
+
+def test_after_a_weak_spell_the_viewer_goes_back_up_once_loss_stayed_low_up_after_s():
+    policy = LayerPolicy()
+    chooser = LayerChooser(policy)
+    weak = [(100 * s, 10 * s, 100 * s, 10 * s) for s in range(0, 4)]
+    assert replay(weak, chooser) == [(3, LOW)]
+    # clean from here: NACK repairs 2%, the rest arrives
+    clean = [(400 + 100 * s, 30, 400 + 100 * s, 40 + 2 * s) for s in range(0, 20)]
+    moves = replay(clean, chooser, start=3)
+    # the first clean report is the new window's base; good from the next one, up 8 s later
+    assert moves == [(2 + policy.up_after_s, HIGH)]
+
+
+def test_the_window_follows_sequence_wrap_and_skips_a_stale_report():
+    window = LossWindow(30)
+    window.add(65530, 5, 0, 0)
+    assert window.add(65500, 9, 0, 0) is None  # older than the base: ignored
+    reading = window.add(30, 6, 36, 1)  # aiortc reports the low 16 bits only
+    assert (reading.packets, reading.lost) == (36, 1 / 36)
