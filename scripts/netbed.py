@@ -10,6 +10,7 @@ the root namespace, and the devices vanish with this process.
     scripts/netbed up --profile 4g [--id ID]    # the bed, until interrupted (prints its env)
     scripts/netbed down [--id ID]               # remove what a run left (every lr-* bed)
     scripts/netbed profiles
+    kill -USR1 <pid of up>                      # the link recovers: the clean profile
 
 Run a command inside: ``ip netns exec lr-<id>-srv ...`` (the relay), ``ip netns exec
 lr-<id>-phone ...`` (a phone). Needs root. The tests use it through tests/netbed.py.
@@ -205,6 +206,11 @@ def forward(bed: str, profile: Profile, seed: int) -> None:
         stop = []
         signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
         signal.signal(signal.SIGINT, lambda *_: stop.append(1))
+
+        def recover(*_) -> None:  # SIGUSR1: the network recovers (the clean profile both ways)
+            up.p = down.p = PROFILES["clean"]
+
+        signal.signal(signal.SIGUSR1, recover)
         ready = {"ready": True, "server": SERVER_ADDR, "phone": PHONE_ADDR}
         ready.update(namespaces=[srv, phone], profile=asdict(profile))
         print(json.dumps(ready), flush=True)

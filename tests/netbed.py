@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -103,6 +104,10 @@ class Bed:
             f"--pidfile={self.tmp / 'turn.pid'}", "--log-file=stdout", "--simple-log",
         )  # fmt: skip
         return f"turn:{self.server}:3478?transport=tcp"
+
+    def recover(self) -> None:
+        """The link recovers: no delay, loss or rate limit from now on."""
+        self.proc.send_signal(signal.SIGUSR1)
 
     def session(self) -> dict:
         done = subprocess.run(

@@ -43,14 +43,18 @@ async def watch(url: str, sid: str, token: str, seconds: float) -> dict:
             viewing = await whep(http, url, sid, token, ice_servers=servers)
         except SignallingError as exc:
             return {"status": exc.status, "error": str(exc)}
-        video = viewing.stats["video"]
-        advancing, last = set(), 0
+        video, audio = viewing.stats["video"], viewing.stats["audio"]
+        advancing, sounding, last, last_audio = set(), set(), 0, 0
         deadline = started + seconds
         while time.monotonic() < deadline:
             await asyncio.sleep(0.25)  # sampling what was decoded, four times a second
+            second = int(time.monotonic() - started)
             if video.frames > last:
-                advancing.add(int(time.monotonic() - started))
+                advancing.add(second)
                 last = video.frames
+            if audio.frames > last_audio:
+                sounding.add(second)
+                last_audio = audio.frames
         first = None if video.first_at is None else round(video.first_at - started, 2)
         out = {
             "status": 201,
@@ -58,6 +62,8 @@ async def watch(url: str, sid: str, token: str, seconds: float) -> dict:
             "audio_frames": viewing.stats["audio"].frames,
             "first_frame_s": first,
             "seconds_with_video": len(advancing),
+            "video_seconds": sorted(advancing),
+            "audio_seconds": sorted(sounding),
             "seconds": int(seconds),
             "state": viewing.pc.connectionState,
             "pair": _pair_types(viewing.pc),
