@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.waiting import stop_server
+
 ROOT = Path(__file__).resolve().parent.parent
 NETBED = ROOT / "scripts" / "netbed.py"
 RELAY_PORT = 8080  # the namespaces are the test's own: nothing else listens there
@@ -145,16 +147,6 @@ def result_of(proc: subprocess.Popen, timeout: float) -> dict:
     return json.loads(lines[-1])
 
 
-def stop(proc: subprocess.Popen | None) -> None:
-    if proc is not None and proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
 @pytest.fixture
 def bed(request, tmp_path):
     """A bed with the profile the test's ``netbed_profile`` marker names (default ``4g``)."""
@@ -173,6 +165,6 @@ def bed(request, tmp_path):
         yield made
     finally:
         for other in (made.others if made else [])[::-1]:
-            stop(other)
-        stop(proc)
+            stop_server(other)
+        stop_server(proc)
         subprocess.run([sys.executable, str(NETBED), "down", "--id", bed_id], capture_output=True)

@@ -17,7 +17,7 @@ from server.attendance.ledger import Ledger
 from server.client import SignallingError, publish, watch
 from tests.test_attendance_cli import ROOT, cli, env_for
 from tests.test_cli import free_port
-from tests.waiting import until
+from tests.waiting import stop_server, until
 
 
 async def start_server(tmp_path: Path, workers: int, **env: str) -> tuple[subprocess.Popen, str]:
@@ -33,16 +33,6 @@ async def start_server(tmp_path: Path, workers: int, **env: str) -> tuple[subpro
     line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 60)
     assert "listening" in line, line
     return proc, f"http://127.0.0.1:{port}"
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 async def metrics(http: aiohttp.ClientSession, url: str) -> dict[str, float]:

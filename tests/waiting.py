@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import subprocess
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable
@@ -45,3 +46,14 @@ def wait_health(port: int, timeout: float = 20.0) -> dict:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    """End a process the test started: SIGTERM, then SIGKILL if it has not gone in 20 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
