@@ -80,7 +80,9 @@ class ToneAudioTrack(AudioStreamTrack):
         frame = await super().recv()
         tone = av.AudioFrame(format="s16", layout="mono", samples=self._samples)
         tone.planes[0].update(self._chunk)
-        tone.pts = frame.pts
+        # AudioStreamTrack counts in 8 kHz units; this frame is 48 kHz (RTP timestamps that
+        # advanced 160 a packet of 960 samples made Chromium conceal nearly every sample)
+        tone.pts = frame.pts * 48000 // frame.sample_rate
         tone.sample_rate = 48000
         tone.time_base = fractions.Fraction(1, 48000)
         return tone
