@@ -36,11 +36,11 @@ QUIET_TICKS = 3  # seconds without a packet before the lecture's media counts as
 class MediaEvent:
     """Something a listener (metrics, attendance, pages) may care about."""
 
-    kind: str  # publisher_connected, publisher_gone, viewer_connected, viewer_gone
+    kind: str  # publisher_connected, publisher_gone, viewer_connected, viewer_gone, layer
     session_id: str
     peer_id: str
     identity: object = None
-    reason: str = ""
+    reason: str = ""  # why a connection ended; for ``layer``, the layer now chosen
 
 
 class SessionMedia:
@@ -284,6 +284,11 @@ class SessionMedia:
             self.feeds[name] = media
         return media
 
+    def tell(self, event: MediaEvent) -> None:
+        """Hand ``event`` to this session's listener: what a media worker's viewer did, as
+        the pool hears of it."""
+        self._listener(event)
+
     def low_layer(self):
         """The lecturer's low-bitrate copy's video forwarder, when it is live and compatible."""
         low = self.feeds.get("low")
@@ -347,8 +352,9 @@ class SessionMedia:
             now = asyncio.get_running_loop().time()
             for viewer in list(self.viewers.values()):
                 viewer.send_reports()
-                if isinstance(viewer, Viewer):
-                    viewer.choose_layer(now, low)
+                changed = viewer.choose_layer(now, low) if isinstance(viewer, Viewer) else None
+                if changed:  # the page is told at once (its heartbeat socket), not at its next beat
+                    self._listener(MediaEvent("layer", self.session_id, viewer.id, None, changed))
             if self.pipe_out is not None:
                 self.pipe_out.send_reports()
 

@@ -89,6 +89,7 @@ def create_app(config: Config, workers: int = 1) -> web.Application:
     state = AppState(config, store, signer, live, attendance, replays, programme, questions)
     state.cluster = cluster
     live.listeners.append(lambda event: attendance_routes.close_heartbeat_sockets(state, event))
+    live.listeners.append(lambda event: attendance_routes.push_layer(state, event))
     if workers > 1:
         live.use_pool(WorkerPool(workers, signer.internal_token(), worker_env(config)))
 

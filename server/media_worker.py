@@ -66,7 +66,7 @@ class MediaWorker:
         return media
 
     def _on_event(self, event: MediaEvent) -> None:
-        if event.kind in ("viewer_connected", "viewer_gone"):
+        if event.kind in ("viewer_connected", "viewer_gone", "layer"):
             self.events.append(
                 {
                     "kind": event.kind,

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from media.remote import RemoteViewer
-from media.session import SessionMedia
+from media.session import MediaEvent, SessionMedia
 from server.errors import HTTPProblem
 from server.internal import INTERNAL_HEADER
 
@@ -224,6 +224,8 @@ class WorkerPool:
                 media.remote_connected(viewer.id)
             elif event["kind"] == "viewer_gone":
                 asyncio.ensure_future(viewer.close(event.get("reason") or "ice_failure", False))
+            elif event["kind"] == "layer":  # its pages are told now (push_layer)
+                media.tell(MediaEvent("layer", media.session_id, viewer.id, None, event["reason"]))
 
     # -- plumbing --------------------------------------------------------------------------
     async def _call(

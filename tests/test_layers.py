@@ -8,6 +8,8 @@ keyframe once its buffer holds a gap, so unrepaired video would stall the test p
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from media.layers import AUDIO, HIGH, LOW, LayerChooser, LayerPolicy, LossWindow
@@ -160,10 +162,15 @@ async def test_without_a_low_copy_a_poor_link_goes_to_sound_only_and_back(relay)
     viewer = relay.state.live.find(sid).viewers[viewing.resource]
     try:
         await viewing.wait_frames("video", 10, timeout=15)
+        beats = await viewing.heartbeat_socket(relay.http)  # the page's socket, no beat sent
         link.on = True
         await until(lambda: viewer.layers.layer == AUDIO, timeout=20)
+        # the page hears of it at once, not at its next heartbeat's answer (up to 10 s later)
+        assert await asyncio.wait_for(beats.receive_json(), 2) == {"layer": AUDIO}
         link.on = False
         await until(lambda: viewer.layers.layer == HIGH, timeout=20)
+        assert await asyncio.wait_for(beats.receive_json(), 2) == {"layer": HIGH}
+        await beats.close()
         video_dt = viewer.tracks["video"][1]
         sent, reported = video_dt.packets, video_dt.rr[0]
         await until(lambda: video_dt.packets > sent + 20, timeout=10)

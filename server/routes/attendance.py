@@ -145,6 +145,16 @@ def close_heartbeat_sockets(state: AppState, event: MediaEvent) -> None:
             sock.close(GOING_AWAY, "ended")
 
 
+def push_layer(state: AppState, event: MediaEvent) -> None:
+    """A media listener: the relay moved a viewer to another layer (a weak network, or its
+    recovery); its pages hear it now, ``{"layer": ...}``, not at their next heartbeat's
+    answer, up to 10 s later."""
+    if event.kind == "layer":
+        message = json.dumps({"layer": event.reason}).encode()
+        for sock in state.heartbeat_sockets.get(event.peer_id, ()):
+            sock.send_text(message)
+
+
 def close_all_heartbeat_sockets(state: AppState) -> None:
     """The relay is stopping: every page's socket ends (1001), before aiohttp waits for the
     handlers still running, which an open socket's is until its page answers (or 2 s)."""

@@ -62,12 +62,16 @@ export class Player {
         headers: { "Content-Type": "application/json", Authorization: `Bearer ${this.token}` },
         body: beat,
       });
-      if (res.ok) this.showLayer((await res.json()).layer);
+      if (res.ok) {
+        this.lastBeatAt = Date.now();
+        this.showLayer((await res.json()).layer);
+      }
     } catch (e) { /* the next one will do */ }
   }
 
-  // One WebSocket per connection for its heartbeats; the token goes in the first message
-  // (never in a URL, which logs would keep). Answers carry the relay's chosen layer.
+  // One WebSocket per connection for its heartbeats, opened once media arrives; the token
+  // goes in the first message (never in a URL, which logs would keep). Answers carry the
+  // relay's chosen layer, and the relay says so on it when it changes the layer.
   openBeats(view) {
     const old = this._beats;
     if (old && old.view === view && old.readyState <= WebSocket.OPEN) return;
@@ -79,9 +83,11 @@ export class Player {
     ws.view = view;
     ws.onopen = () => ws.send(JSON.stringify({ token: this.token }));
     ws.onmessage = (m) => {
-      ws.unanswered = false;
       try {
         const answer = JSON.parse(m.data);
+        // an answer to a heartbeat, or {"layer"} alone: the relay changed it just now
+        if (answer.seq !== undefined || answer.status) ws.unanswered = false;
+        if (answer.seq !== undefined) this.lastBeatAt = Date.now();
         if (answer.layer) this.showLayer(answer.layer);
         if ([401, 403, 404].includes(answer.status)) this._noBeatsFor = view; // POSTs it is
       } catch (e) { /* ignore */ }
@@ -166,6 +172,7 @@ export class Player {
       const pc = this.view.pc;
       const { bytes } = await inboundBytes(pc);
       if (bytes > this._lastBytes) {
+        if (!this._lastBytes) this.openBeats(this.view); // to hear of layer changes now
         this._lastBytes = bytes;
         this._lastChange = Date.now();
         if (this._pausedAt) {
