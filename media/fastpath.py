@@ -83,6 +83,7 @@ class SendPath:
         if pair is None:
             raise ConnectionError("no nominated ICE pair")
         self.addr: tuple = pair.remote_addr
+        self._pair = pair
         proto = pair.protocol
         if type(proto) is aioice.ice.StunProtocol:
             # The raw non-blocking socket: asyncio's DatagramTransport.sendto adds a Python
@@ -99,6 +100,11 @@ class SendPath:
             self.sendto = self._enqueue
             self.direct = False
             self._task = asyncio.ensure_future(self._drain())
+
+    def moved(self) -> bool:
+        """Whether ICE has nominated another pair since: the viewer's address changed (Wi-Fi
+        to 4G) and its checks from the new one succeeded. What is sent must follow it."""
+        return self._dtls.transport._connection._nominated.get(1) not in (None, self._pair)
 
     def send_rtcp(self, data: bytes) -> None:
         self.sendto(self.protect_rtcp(data), self.addr)

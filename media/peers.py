@@ -333,6 +333,11 @@ class Viewer(_Peer):
         path = self.path
         if path is None or self.closed:
             return
+        if path.moved():  # checked once a second: a phone's new address gets media from now
+            path.close()
+            path = self.path = SendPath(self._dtls())
+            for _, dt in self.tracks.values():
+                dt.bind(path.protect, path.sendto, path.addr)
         ntp = current_ntp_time()
         cname = self.cname.encode()
         for fwd, dt in self.tracks.values():

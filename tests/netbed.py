@@ -7,6 +7,7 @@ why (CI runs as root).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +49,7 @@ needs_bed = pytest.mark.skipif(WHY_NOT is not None, reason=WHY_NOT or "")
 
 @dataclass
 class Bed:
+    id: str
     profile: str
     srv: str
     phone: str
@@ -111,13 +114,33 @@ class Bed:
         """The link recovers: no delay, loss or rate limit from now on."""
         self.proc.send_signal(signal.SIGUSR1)
 
-    def session(self) -> dict:
+    def cli(self, *args: str) -> str:
+        """``lecture-relay`` on the relay's data (its files, from this namespace)."""
         done = subprocess.run(
-            [sys.executable, "-m", "server", "session", "create", "--title", "网络测试", "--json"],
+            [sys.executable, "-m", "server", *args],
             cwd=ROOT, env=self.env(LR_PUBLIC_URL=self.url), capture_output=True, text=True,
             check=True, timeout=60,
         )  # fmt: skip
-        return json.loads(done.stdout)
+        return done.stdout
+
+    def session(self) -> dict:
+        return json.loads(self.cli("session", "create", "--title", "网络测试", "--json"))
+
+    def member_url(self, sid: str, member: str = "NB0001") -> str:
+        """A member's personal watch link (a member token: their record is kept)."""
+        token = self.cli("token", "member", "--session", sid, "--subject", member).strip()
+        return f"{self.url}/watch?session={sid}&token={token}"
+
+    def browser_phone(
+        self, url: str, seconds: float, handover_at: float | None = None, trace: str = ""
+    ) -> subprocess.Popen:
+        """Headless Chromium on ``url`` in the phone namespace (tests/netbed_phone.py)."""
+        args = [sys.executable, str(ROOT / "tests" / "netbed_phone.py"), url, str(seconds)]
+        if trace:
+            args += ["--trace", trace]
+        if handover_at is not None:
+            args += ["--handover-at", str(handover_at), "--bed", self.id]
+        return self.popen(self.phone, *args)
 
     def peer(self, ns: str, mode: str, sid: str, token: str, seconds: float) -> subprocess.Popen:
         script = str(ROOT / "tests" / "netbed_peer.py")
@@ -147,12 +170,10 @@ def result_of(proc: subprocess.Popen, timeout: float) -> dict:
     return json.loads(lines[-1])
 
 
-@pytest.fixture
-def bed(request, tmp_path):
-    """A bed with the profile the test's ``netbed_profile`` marker names (default ``4g``)."""
-    marker = request.node.get_closest_marker("netbed_profile")
-    profile = marker.args[0] if marker else "4g"
-    bed_id = f"t{os.getpid() % 100000}"
+@contextlib.contextmanager
+def made_bed(profile: str, tmp: Path, bed_id: str | None = None) -> Iterator[Bed]:
+    """A bed with ``profile``, removed with all it ran when the block ends."""
+    bed_id = bed_id or f"t{os.getpid() % 100000}"
     proc = subprocess.Popen(
         [sys.executable, str(NETBED), "up", "--profile", profile, "--id", bed_id],
         cwd=ROOT, stdout=subprocess.PIPE, text=True,
@@ -161,10 +182,18 @@ def bed(request, tmp_path):
     try:
         ready = json.loads(read_line(proc, 20))
         srv, phone = ready["namespaces"]
-        made = Bed(profile, srv, phone, ready["server"], proc, tmp_path)
+        made = Bed(bed_id, profile, srv, phone, ready["server"], proc, tmp)
         yield made
     finally:
         for other in (made.others if made else [])[::-1]:
             stop_server(other)
         stop_server(proc)
         subprocess.run([sys.executable, str(NETBED), "down", "--id", bed_id], capture_output=True)
+
+
+@pytest.fixture
+def bed(request, tmp_path):
+    """A bed with the profile the test's ``netbed_profile`` marker names (default ``4g``)."""
+    marker = request.node.get_closest_marker("netbed_profile")
+    with made_bed(marker.args[0] if marker else "4g", tmp_path) as made:
+        yield made

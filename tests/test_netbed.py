@@ -56,3 +56,33 @@ def test_a_weak_phone_keeps_its_sound(bed):
     audio = set(got["audio_seconds"])
     heard = range(int(got["first_frame_s"]) + 1, got["seconds"])
     assert sum(s in audio for s in heard) >= 0.97 * len(heard), got
+
+
+@pytest.mark.netbed_profile("4g")
+def test_a_chromium_phone_on_4g_plays_and_its_record_is_what_it_played(bed):
+    """Real Chromium on the watch page, in the phone's namespace, with a member's link. The
+    seconds its record credits are those its own getStats played, never more."""
+    bed.start_relay()
+    links = bed.session()
+    sid = links["session_id"]
+    bed.peer(bed.srv, "publish", sid, links["lecturer_token"], 60)
+    got = result_of(bed.browser_phone(bed.member_url(sid), 25), 120)
+    assert got["first_frame_s"] is not None and got["first_frame_s"] < 5, got
+    assert got["video_share"] >= 0.9 and got["sound_share"] >= 0.9, got
+    played = got["played_to_last_beat_s"]
+    assert played >= 15 and 0.9 * played <= got["credited_s"] <= played + 1, got
+
+
+@pytest.mark.netbed_profile("handover")
+def test_a_phone_whose_address_changes_plays_again_within_5_s(bed):
+    """Wi-Fi to 4G: the phone's address changes, its old one dies. Chromium checks from the new
+    one; the relay sends to whichever pair ICE nominated last (it sent to the first one for
+    good, and the page rejoined after its 8 s stall timer: ~12 s). The record stays one
+    member's, and credits no more than was played."""
+    bed.start_relay()
+    links = bed.session()
+    sid = links["session_id"]
+    bed.peer(bed.srv, "publish", sid, links["lecturer_token"], 60)
+    got = result_of(bed.browser_phone(bed.member_url(sid), 25, handover_at=6), 120)
+    assert got["recovery_s"] is not None and got["recovery_s"] <= 5, got
+    assert got["credited_s"] <= got["played_to_last_beat_s"] + 1, got

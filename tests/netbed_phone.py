@@ -1,0 +1,183 @@
+"""A phone in the network test bed: real headless Chromium on the watch page, inside the
+phone's namespace (tests/netbed.py starts it there with ``ip netns exec``):
+
+    python tests/netbed_phone.py WATCH_URL SECONDS [--handover-at S --bed ID]
+
+Four times a second it reads the page's own getStats (video frames decoded, audio samples
+played rather than concealed, freeze time), the layer the page shows and when its last
+heartbeat was answered. With ``--handover-at`` the phone's address changes that many
+seconds after its first frame (scripts/netbed.py's hand_over: Wi-Fi to 4G). Prints one JSON
+line when done: the samples, summed up, and what its own record (``/api/sessions/{id}/me``,
+with its member token) credits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+SAMPLE_S = 0.25
+
+# What the page plays, from its own connection's getStats; summed over the connections it
+# has had (a rejoin starts a new one, whose counters start at 0).
+READ = """async () => {
+  const p = window.relayState;
+  const out = {t: Date.now(), layer: p ? p.layer : null, rejoins: p ? p.rejoins : 0,
+    status: document.getElementById("status")?.textContent || "", view: null,
+    frames: 0, samples: 0, concealed: 0, freezes: 0, beat: p ? p.lastBeatAt : 0};
+  if (!p || !p.view) return out;
+  out.view = p.view.location;
+  (await p.view.pc.getStats()).forEach((s) => {
+    if (s.type !== "inbound-rtp") return;
+    if (s.kind === "video") {
+      out.frames += s.framesDecoded || 0;
+      out.freezes += s.totalFreezesDuration || 0;
+    } else if (s.kind === "audio") {
+      out.samples += s.totalSamplesReceived || 0;
+      out.concealed += s.concealedSamples || 0;
+      out.audio_packets = [s.packetsReceived, s.packetsLost, s.codecId];
+    }
+  });
+  return out;
+}"""
+
+# The phone leaves once no heartbeat is on its way (what the relay recorded, the page knows of);
+# when its last one was answered.
+LEAVE = """async () => {
+  const p = window.relayState;
+  if (!p) return 0;
+  for (let i = 0; i < 40 && p._beats && p._beats.unanswered; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  p.stop();
+  return p.lastBeatAt || 0;
+}"""
+
+
+def summarize(samples: list[dict], opened_ms: int, handover_ms: int | None) -> dict:
+    """Per sample, whether video advanced and whether sound played (samples not concealed);
+    the seconds with each, first frame, freeze time, the recovery after a hand-over."""
+    views: dict = {}  # per connection, its last counters
+    video_t, sound_t, played_ms, freezes = [], [], 0, 0.0
+    first = None
+    prev_t = None
+    for s in samples:
+        last = views.get(s["view"], {"frames": 0, "samples": 0, "concealed": 0, "freezes": 0})
+        moved = s["frames"] > last["frames"]
+        got = s["samples"] - last["samples"]  # sound: at least half of it real, not concealed
+        heard = got > 0 and got - (s["concealed"] - last["concealed"]) >= got / 2
+        freezes += max(0.0, s["freezes"] - last["freezes"])
+        if s["view"] is not None:
+            views[s["view"]] = s
+        if moved:
+            video_t.append(s["t"])
+            first = first or s["t"]
+        if heard:
+            sound_t.append(s["t"])
+        if prev_t is not None and (moved or heard):
+            played_ms += s["t"] - prev_t
+        prev_t = s["t"]
+    start = first or opened_ms
+    span = max(1, samples[-1]["t"] - start) / 1000 if samples else 1
+    seconds = lambda ts: len({int((t - start) / 1000) for t in ts if t >= start})  # noqa: E731
+    sampled = max(1, seconds([s["t"] for s in samples]))  # the seconds looked at, from the first
+    out = {
+        "first_frame_s": None if first is None else round((first - opened_ms) / 1000, 2),
+        "span_s": round(span, 1),
+        "video_share": round(seconds(video_t) / sampled, 3),
+        "sound_share": round(seconds(sound_t) / sampled, 3),
+        "freeze_s": round(freezes, 2),
+        "played_s": round(played_ms / 1000, 1),
+        "layers": _changes([(s["t"], s["layer"]) for s in samples]),
+        "rejoins": samples[-1]["rejoins"] if samples else 0,
+    }
+    if handover_ms is not None:
+        after = [t for t in video_t if t > handover_ms]
+        # the first frame after the longest pause that began within 2 s of the hand-over
+        pairs = zip([handover_ms, *after], after, strict=False)
+        gaps = [(b - a, b) for a, b in pairs if a <= handover_ms + 2000]
+        out["recovery_s"] = round((max(gaps)[1] - handover_ms) / 1000, 2) if gaps else None
+    return out
+
+
+def _changes(series: list[tuple[int, str | None]]) -> list[tuple[int, str | None]]:
+    out: list[tuple[int, str | None]] = []
+    for t, v in series:
+        if not out or out[-1][1] != v:
+            out.append((t, v))
+    return out
+
+
+async def run(
+    url: str, seconds: float, handover_at: float | None, bed: str | None, trace: str | None
+) -> dict:
+    from playwright.async_api import async_playwright
+
+    from tests.chromium import launch
+
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
+    async with async_playwright() as pw:
+        browser = await launch(pw, hosts=(urllib.parse.urlsplit(url).hostname,))
+        page = await browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
+        opened = int(time.time() * 1000)
+        await page.goto(url)
+        samples: list[dict] = []
+        handover_ms = None
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            s = await page.evaluate(READ)
+            samples.append(s)
+            if handover_at is not None and handover_ms is None and samples[0]["frames"] == 0:
+                first = next((x["t"] for x in samples if x["frames"] > 0), None)
+                if first is not None and s["t"] - first >= handover_at * 1000:
+                    from netbed import hand_over
+
+                    hand_over(bed)
+                    handover_ms = int(time.time() * 1000)
+            await asyncio.sleep(SAMPLE_S)
+        # the phone leaves (its last heartbeat already answered or never to be), then reads
+        # its record
+        until = await page.evaluate(LEAVE)
+        record = await page.evaluate(
+            """async ([session, token]) => {
+              const r = await fetch(`/api/sessions/${session}/me`,
+                {headers: {Authorization: `Bearer ${token}`}});
+              return r.ok ? await r.json() : {status: r.status};
+            }""",
+            [query["session"][0], query["token"][0]],
+        )
+        await browser.close()
+    if trace:
+        Path(trace).write_text(json.dumps({"opened": opened, "samples": samples}))
+    out = summarize(samples, opened, handover_ms)
+    # what the page played up to its last heartbeat the relay answered: the record can
+    # vouch for no more (a heartbeat covers the time before it)
+    upto = [s for s in samples if s["t"] <= until]
+    out["played_to_last_beat_s"] = summarize(upto, opened, None)["played_s"] if upto else 0
+    out["credited_s"] = record.get("seconds_watched")
+    out["intervals"] = record.get("intervals")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("url")
+    parser.add_argument("seconds", type=float)
+    parser.add_argument("--handover-at", type=float)
+    parser.add_argument("--bed")
+    parser.add_argument("--trace", help="write every sample here, as JSON")
+    args = parser.parse_args()
+    got = asyncio.run(run(args.url, args.seconds, args.handover_at, args.bed, args.trace))
+    print(json.dumps(got), flush=True)
+
+
+if __name__ == "__main__":
+    main()
