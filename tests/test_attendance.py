@@ -588,15 +588,20 @@ async def test_heartbeats_over_a_websocket_are_recorded_like_posts_and_refused_a
             await ws.send_json({"frames_decoded": -1, "audio_playing": True, "visible": True})
             bad = await ws.receive_json()
             assert bad["status"] == 400 and "frames_decoded" in bad["error"]
+            for played in (-5, "x", True, 3_600_001, 1.5):  # what the page played: optional
+                await ws.send_json({**va.playback(), "played_ms": played})
+                bad = await ws.receive_json()
+                assert bad["status"] == 400 and "played_ms" in bad["error"], played
             seqs = []
-            for _ in range(3):
-                await ws.send_json(va.playback())
+            for played in (None, 4321, 0):
+                await ws.send_json({**va.playback(), "played_ms": played})
                 answer = await ws.receive_json()
                 assert answer["layer"] == "high"
                 seqs.append(answer["seq"])
         finally:
             await ws.close()
         rows = {r.seq: r for r in ledger.rows(sid)}
+        assert [rows[s].data["played_ms"] for s in seqs] == [-1, 4321, 0]
         assert seqs == sorted(seqs) and all(rows[s].kind == "heartbeat" for s in seqs)
         assert all(rows[s].data["peer"] == rid for s in seqs)
         # a POST heartbeat continues the same chain

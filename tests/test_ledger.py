@@ -22,7 +22,7 @@ from server.attendance.events import (
 )
 from server.attendance.ledger import Ledger, check_chain
 from server.attendance.offline import verify_export
-from server.attendance.report import build_report, json_chunks, to_csv
+from server.attendance.report import ReportFold, build_report, json_chunks, to_csv
 from server.attendance.signing import CheckpointLog, LedgerKey, checkpoint_from, receipt
 from server.attendance.verify import verify
 from server.attendance.writer import EventRefused
@@ -374,7 +374,7 @@ def ev(kind, at, **data):
     return Row(S, 0, at, kind, data, "", "")
 
 
-def beat(peer, at, frames, vrr, arr=-1, audio=False):
+def beat(peer, at, frames, vrr, arr=-1, audio=False, **more):
     return ev(
         "heartbeat",
         at,
@@ -384,6 +384,7 @@ def beat(peer, at, frames, vrr, arr=-1, audio=False):
         visible=True,
         video_rr=vrr,
         audio_rr=arr,
+        **more,
     )
 
 
@@ -407,6 +408,28 @@ def test_seconds_count_only_with_both_page_and_relay_evidence():
     rep = build_report(S, rows).participants["member:1"]
     assert rep.seconds_watched == 20
     assert rep.unverified_s == 20
+
+
+def test_a_span_earns_no_more_than_the_page_says_it_played():
+    """A page that stalled 4 s of a 10 s span (a hand-over) says it played 6 s: the span earns
+    6; a page that says it played more than the span earns the span; one that does not say
+    (older pages, other clients) earns the span, as before."""
+    rows = [
+        ev("start", 0, publisher="pub"),
+        join("a", 0, "member:1"),
+        beat("a", 10_000, 250, 100, played_ms=6_000),
+        beat("a", 20_000, 500, 200, played_ms=99_000),
+        beat("a", 30_000, 750, 300),
+        ev("leave", 31_000, peer="a", reason="delete"),
+        ev("end", 40_000, by="lecturer"),
+    ]
+    rep = build_report(S, rows).participants["member:1"]
+    assert rep.seconds_watched == 6 + 10 + 10
+    fold = ReportFold(S)
+    fold.add_event(1, 0, Start("pub"))
+    fold.add_event(2, 0, Join("member:1", "a", "token", "x", False))
+    fold.add_event(3, 10_000, Heartbeat("a", 250, True, True, 100, 100, 2_500))
+    assert fold.report().participants["member:1"].seconds_watched == 2.5  # the fast path too
 
 
 def test_two_devices_count_once_and_reconnects_make_intervals():

@@ -76,6 +76,9 @@ class Heartbeat(Event):
     Page side: what the page says (frames decoded, audio playing, visible). Relay side: the
     highest sequence numbers the viewer's receiver reports acknowledged, per track
     (``-1``: no report yet) — the relay's own proof that media reached the viewer.
+    ``played_ms``: how much of the time since its previous heartbeat the page says it played
+    (``-1``: it did not say, as pages before it and other clients do); it can only lower
+    what the span earns, never raise it.
     """
 
     kind: ClassVar[str] = "heartbeat"
@@ -85,6 +88,7 @@ class Heartbeat(Event):
     visible: bool
     video_rr: int
     audio_rr: int
+    played_ms: int = -1
 
 
 @dataclass(frozen=True)

@@ -156,16 +156,29 @@ class _Conn:
         return False
 
     def heartbeat(self, at_ms: int, d: dict) -> None:
-        self.beat(at_ms, d["frames_decoded"], d["audio_playing"], d["video_rr"], d["audio_rr"])
+        self.beat(
+            at_ms, d["frames_decoded"], d["audio_playing"], d["video_rr"], d["audio_rr"],
+            d.get("played_ms", -1),
+        )  # fmt: skip
 
     def beat(
-        self, at_ms: int, frames: int, audio_playing: bool, video_rr: int, audio_rr: int
+        self,
+        at_ms: int,
+        frames: int,
+        audio_playing: bool,
+        video_rr: int,
+        audio_rr: int,
+        played_ms: int = -1,
     ) -> None:
         if at_ms < self.at:
             # older than evidence already folded (a cluster edge resent what a restarted
             # Redis lost after later events went through): it vouches for nothing new
             return
         start = max(self.at, at_ms - MAX_SPAN_MS)
+        if played_ms >= 0:
+            # the page played only part of the span (a stall, a hand-over): the rest earns
+            # nothing. Where in the span it stalled the page does not say; the end is kept.
+            start = max(start, at_ms - played_ms)
         page = audio_playing or frames > self.frames
         relay = (video_rr >= 0 and video_rr != self.video_rr) or (
             audio_rr >= 0 and audio_rr != self.audio_rr
@@ -244,8 +257,9 @@ class ReportFold:
             conn = self.conns.get(event.peer)
             if conn is not None and conn.open_at(at_ms):
                 conn.beat(
-                    at_ms, event.frames_decoded, event.audio_playing, event.video_rr, event.audio_rr
-                )
+                    at_ms, event.frames_decoded, event.audio_playing, event.video_rr,
+                    event.audio_rr, event.played_ms,
+                )  # fmt: skip
         else:
             self.add(seq, at_ms, event.kind, event.data() if event.kind in _FOLDED else None)
 

@@ -213,6 +213,7 @@ class Attendance:
         audio_playing: bool,
         visible: bool,
         rr: dict[str, int],
+        played_ms: int = -1,
     ) -> asyncio.Future[Appended]:
         """Queue the heartbeat; the future resolves once it is durable. (Not a coroutine:
         thousands a second each save a frame to create and resume.) HeartbeatTooSoon when it
@@ -230,6 +231,7 @@ class Attendance:
             visible,
             rr.get("video", -1),
             rr.get("audio", -1),
+            played_ms,
         )
         return self.ledger.submit(peer.session, event)
 

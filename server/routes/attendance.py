@@ -37,6 +37,8 @@ from server.store import Member, Session
 
 VIEW_ROLES = ("viewer", "room", "member", "lecturer", "admin")
 WS_MAX_MESSAGE = 16 * 1024
+MAX_PLAYED_MS = 3_600_000  # a heartbeat's played_ms: an hour is more than any span earns
+PLAYED_RANGE = f"played_ms must be an integer from 0 to {MAX_PLAYED_MS}"
 
 
 def _viewer(state: AppState, sid: str, rid: str):
@@ -69,9 +71,11 @@ def _submit_heartbeat(state: AppState, rid: str, viewer, body) -> asyncio.Future
     bounded_int(frames, 0, None, "frames_decoded must be a non-negative integer")
     if not all(isinstance(f, bool) for f in flags):
         raise HTTPProblem(400, "audio_playing and visible must be booleans")
+    played = body.get("played_ms")  # absent (-1): the page did not say
+    played = -1 if played is None else bounded_int(played, 0, MAX_PLAYED_MS, PLAYED_RANGE)
     rr = viewer.receiver_highest()
     try:
-        return state.attendance.heartbeat(rid, frames, flags[0], flags[1], rr)
+        return state.attendance.heartbeat(rid, frames, flags[0], flags[1], rr, played)
     except HeartbeatTooSoon as exc:
         raise HTTPProblem(429, str(exc)) from None
 
@@ -82,6 +86,7 @@ def _submit_heartbeat(state: AppState, rid: str, viewer, body) -> asyncio.Future
         frames_decoded={"type": "integer", "minimum": 0},
         audio_playing=BOOL,
         visible=BOOL,
+        played_ms={"type": "integer", "minimum": 0, "maximum": 3_600_000},
     ),
     errors=(409, 429),
     answer=obj(("seq", "layer"), seq=INT, layer=STR),

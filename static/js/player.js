@@ -28,7 +28,7 @@ export class Player {
     });
     // Checks run from the start, not from the first picture: a member who opens the page
     // before the lecture begins waits on a connection that may drop meanwhile.
-    this._timer = setInterval(() => this.check(false), 2000);
+    this._timer = setInterval(() => this.check(false), 1000);
     this._beat = setInterval(() => this.heartbeat(), this.heartbeatS * 1000);
     await this.join();
   }
@@ -39,7 +39,7 @@ export class Player {
     const view = this.view;
     if (!view) return;
     try {
-      const { bytes, audioBytes, framesDecoded } = await inboundBytes(view.pc);
+      const { bytes, audioBytes, framesDecoded, measured } = await this.measure(view);
       if (!bytes) return; // nothing has played yet (the lecture has not begun): nothing to say
       const audioPlaying = !this.video.paused && audioBytes > (this._lastAudio || 0);
       this._lastAudio = audioBytes;
@@ -47,12 +47,14 @@ export class Player {
         frames_decoded: framesDecoded,
         audio_playing: audioPlaying,
         visible: document.visibilityState === "visible",
+        played_ms: Math.round(measured.played),
       });
       // The connection's WebSocket when it is open (cheaper for the relay), else one POST.
       const ws = this._beats;
       if (ws && ws.view === view && ws.readyState === WebSocket.OPEN && !ws.unanswered) {
         ws.unanswered = true; // a socket that stops answering (a weak link) is replaced
         ws.send(beat);
+        ws.sentPlayed = measured.played; // taken off once answered: a dead socket loses none
         return;
       }
       if (ws && ws.unanswered) { ws.close(); this._beats = null; }
@@ -63,10 +65,26 @@ export class Player {
         body: beat,
       });
       if (res.ok) {
+        measured.played = 0;
         this.lastBeatAt = Date.now();
         this.showLayer((await res.json()).layer);
       }
     } catch (e) { /* the next one will do */ }
+  }
+
+  // What this connection played since its last heartbeat, added up at each check (every
+  // second) and heartbeat: the time since the previous one counts when the picture advanced
+  // or the sound was at least half real, not concealed. The relay credits no more of a
+  // heartbeat's span than this (a stall, a hand-over), nor more than its own evidence.
+  async measure(view) {
+    const got = await inboundBytes(view.pc);
+    const now = Date.now();
+    const m = view.measured || (view.measured = { at: now, frames: 0, samples: 0, concealed: 0, played: 0 });
+    const samples = got.audioSamples - m.samples;
+    const heard = samples > 0 && samples - (got.audioConcealed - m.concealed) >= samples / 2;
+    if (got.framesDecoded > m.frames || heard) m.played += now - m.at;
+    Object.assign(m, { at: now, frames: got.framesDecoded, samples: got.audioSamples, concealed: got.audioConcealed });
+    return { ...got, measured: m };
   }
 
   // One WebSocket per connection for its heartbeats, opened once media arrives; the token
@@ -87,7 +105,11 @@ export class Player {
         const answer = JSON.parse(m.data);
         // an answer to a heartbeat, or {"layer"} alone: the relay changed it just now
         if (answer.seq !== undefined || answer.status) ws.unanswered = false;
-        if (answer.seq !== undefined) this.lastBeatAt = Date.now();
+        if (answer.seq !== undefined) {
+          this.lastBeatAt = Date.now();
+          if (view.measured) view.measured.played = Math.max(0, view.measured.played - (ws.sentPlayed || 0));
+          ws.sentPlayed = 0;
+        }
         if (answer.layer) this.showLayer(answer.layer);
         if ([401, 403, 404].includes(answer.status)) this._noBeatsFor = view; // POSTs it is
       } catch (e) { /* ignore */ }
@@ -170,7 +192,7 @@ export class Player {
     this._checking = true;
     try {
       const pc = this.view.pc;
-      const { bytes } = await inboundBytes(pc);
+      const { bytes } = await this.measure(this.view);
       if (bytes > this._lastBytes) {
         if (!this._lastBytes) this.openBeats(this.view); // to hear of layer changes now
         this._lastBytes = bytes;

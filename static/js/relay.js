@@ -155,15 +155,21 @@ export async function inboundBytes(pc) {
   let bytes = 0;
   let audioBytes = 0;
   let framesDecoded = 0;
+  let audioSamples = 0;
+  let audioConcealed = 0;
   const stats = await pc.getStats();
   stats.forEach((s) => {
     if (s.type === "inbound-rtp") {
       bytes += s.bytesReceived || 0;
       if (s.kind === "video") framesDecoded += s.framesDecoded || 0;
-      if (s.kind === "audio") audioBytes += s.bytesReceived || 0;
+      if (s.kind === "audio") {
+        audioBytes += s.bytesReceived || 0;
+        audioSamples += s.totalSamplesReceived || 0;
+        audioConcealed += s.concealedSamples || 0;
+      }
     }
   });
-  return { bytes, audioBytes, framesDecoded };
+  return { bytes, audioBytes, framesDecoded, audioSamples, audioConcealed };
 }
 
 export function fmtError(err) {
