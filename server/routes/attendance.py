@@ -86,7 +86,7 @@ def _submit_heartbeat(state: AppState, rid: str, viewer, body) -> asyncio.Future
         frames_decoded={"type": "integer", "minimum": 0},
         audio_playing=BOOL,
         visible=BOOL,
-        played_ms={"type": "integer", "minimum": 0, "maximum": 3_600_000},
+        played_ms={"type": "integer", "minimum": 0, "maximum": MAX_PLAYED_MS},
     ),
     errors=(409, 429),
     answer=obj(("seq", "layer"), seq=INT, layer=STR),

@@ -59,14 +59,14 @@ export class Player {
       }
       if (ws && ws.unanswered) { ws.close(); this._beats = null; }
       this.openBeats(view);
+      const sent = measured.played;
       const res = await fetch(`${view.location}/heartbeat`, {
         method: "POST",
         headers: { "Content-Type": "application/json", Authorization: `Bearer ${this.token}` },
         body: beat,
       });
       if (res.ok) {
-        measured.played = 0;
-        this.lastBeatAt = Date.now();
+        this.beatAnswered(view, sent);
         this.showLayer((await res.json()).layer);
       }
     } catch (e) { /* the next one will do */ }
@@ -85,6 +85,13 @@ export class Player {
     if (got.framesDecoded > m.frames || heard) m.played += now - m.at;
     Object.assign(m, { at: now, frames: got.framesDecoded, samples: got.audioSamples, concealed: got.audioConcealed });
     return { ...got, measured: m };
+  }
+
+  // The relay has a heartbeat that said `sent` ms played: that much is taken off, and what
+  // the checks added while it was on its way stays for the next one.
+  beatAnswered(view, sent) {
+    this.lastBeatAt = Date.now();
+    if (view.measured) view.measured.played = Math.max(0, view.measured.played - sent);
   }
 
   // One WebSocket per connection for its heartbeats, opened once media arrives; the token
@@ -106,8 +113,7 @@ export class Player {
         // an answer to a heartbeat, or {"layer"} alone: the relay changed it just now
         if (answer.seq !== undefined || answer.status) ws.unanswered = false;
         if (answer.seq !== undefined) {
-          this.lastBeatAt = Date.now();
-          if (view.measured) view.measured.played = Math.max(0, view.measured.played - (ws.sentPlayed || 0));
+          this.beatAnswered(view, ws.sentPlayed || 0);
           ws.sentPlayed = 0;
         }
         if (answer.layer) this.showLayer(answer.layer);
