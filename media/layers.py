@@ -47,7 +47,8 @@ class LayerPolicy:
     down_after: int = 2
     """Consecutive bad readings before stepping down (one burst is not a weak link)."""
     up_after_s: float = 8.0
-    """This long with only good readings before stepping up (slow, not to flap)."""
+    """This long with only good readings before stepping up (slow, not to flap), counted from
+    the start of the first good reading's window."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,7 @@ class LayerChooser:
         self.layer = HIGH
         self._bad = 0
         self._good_since: float | None = None
+        self._last_at: float | None = None  # the reading before: where this one's window began
         self.switches = 0
 
     def observe(
@@ -115,6 +117,7 @@ class LayerChooser:
     ) -> str | None:
         """Feed one reading's loss and resent share; returns the new layer when it changes."""
         p = self.policy
+        began, self._last_at = self._last_at, now
         if loss > p.down_loss or resent > p.down_resent:
             self._good_since = None
             self._bad += 1
@@ -127,7 +130,9 @@ class LayerChooser:
             self._good_since = None
             return None
         if self._good_since is None:
-            self._good_since = now
+            # good since the window began: a sound-only viewer's browser reports every ~5 s
+            # (Chromium's audio RTCP interval), so counting from the end added a report's worth
+            self._good_since = now if began is None else began
         if self.layer != HIGH and now - self._good_since >= p.up_after_s:
             self._good_since = now
             return self._go(LOW if self.layer == AUDIO and low_available else HIGH)
@@ -145,5 +150,6 @@ class LayerChooser:
 
     def _go(self, layer: str) -> str:
         self.layer = layer
+        self._last_at = None  # the windows restart with the next report, not at this moment
         self.switches += 1
         return layer

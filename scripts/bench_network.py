@@ -6,12 +6,14 @@ in the same run. Needs root (network namespaces); every process stops by itself.
 
     sudo .venv/bin/python scripts/bench_network.py [--seconds 60] [--profiles 4g,weak,...]
 
-Per profile: share of seconds with video advancing and with at least sound, freeze time a
-minute (getStats' totalFreezesDuration), time to first frame from opening the page, recovery
-after a hand-over, and the member's credited seconds against what the page played (up to its
-last heartbeat the relay answered: the record can vouch for no more). Last line:
+Per profile (``weak-recovers``: the weak link, clean from half-way): share of seconds with
+video advancing and with at least sound, freeze time a minute (getStats'
+totalFreezesDuration), time to first frame from opening the page, recovery after a
+hand-over, how soon the picture moved again once the link recovered, and the member's
+credited seconds against what the page played (up to its last heartbeat the relay answered:
+the record can vouch for no more). Last line:
     network: 4g V% video, weak A% sound, udp-blocked first frame F s, handover R s,
-    attendance error E%   (on one line)
+    weak picture back B s, attendance error E%   (on one line)
 """
 
 from __future__ import annotations
@@ -30,11 +32,13 @@ from benchlib import scratch_dir  # noqa: E402
 from tests.netbed import WHY_NOT, made_bed, result_of  # noqa: E402
 
 TURN_SECRET = "bench-network-turn"
-PROFILES = ("clean", "4g", "weak", "udp-blocked", "handover")
+PROFILES = ("clean", "4g", "weak", "weak-recovers", "udp-blocked", "handover")
+RECOVERS = "weak-recovers"  # the weak link, clean from half-way: how soon the picture is back
 
 
 def one(profile: str, seconds: float, handover_at: float) -> dict:
-    with made_bed(profile, scratch_dir(f"bench-net-{profile}-"), f"b{profile[:6]}") as bed:
+    bed_profile = "weak" if profile == RECOVERS else profile
+    with made_bed(bed_profile, scratch_dir(f"bench-net-{profile}-"), f"b{profile[:6]}") as bed:
         if profile == "udp-blocked":
             url = bed.start_turn(TURN_SECRET)
             bed.start_relay(LR_ICE_SERVERS=url, LR_TURN_SECRET=TURN_SECRET)
@@ -46,7 +50,8 @@ def one(profile: str, seconds: float, handover_at: float) -> dict:
         at = handover_at if profile == "handover" else None
         trace = os.environ.get("LR_BENCH_TRACE", "")  # a folder: each phone's samples there
         trace = trace and str(Path(trace) / f"{profile}.json")
-        phone = bed.browser_phone(bed.member_url(sid), seconds, at, trace)
+        recover_at = seconds / 2 if profile == RECOVERS else None
+        phone = bed.browser_phone(bed.member_url(sid), seconds, at, trace, recover_at)
         return result_of(phone, seconds + 90)
 
 
@@ -73,6 +78,7 @@ def main() -> None:
             f"{profile:12} video {got['video_share']:.1%}  sound {got['sound_share']:.1%}  "
             f"freezes {got['freeze_s'] * 60 / max(1, got['span_s']):.2f} s/min  "
             f"first frame {got['first_frame_s']} s  recovery {got.get('recovery_s', '-')} s  "
+            f"picture back {got.get('video_back_s', '-')} s  "
             f"rejoins {got['rejoins']}  played {got['played_to_last_beat_s']} s  "
             f"credited {got['credited_s']} s  error {'-' if err is None else f'{err:+.1%}'}  "
             f"layers {[layer for _, layer in got['layers']]}",
@@ -94,6 +100,7 @@ def main() -> None:
         f"weak {pick('weak', 'sound_share', '.1%')} sound, "
         f"udp-blocked first frame {pick('udp-blocked', 'first_frame_s', '.2f')} s, "
         f"handover {pick('handover', 'recovery_s', '.2f')} s, "
+        f"weak picture back {pick(RECOVERS, 'video_back_s', '.2f')} s, "
         f"attendance error {'-' if worst is None else f'{worst:+.1%}'}"
     )
 

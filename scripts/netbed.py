@@ -63,6 +63,9 @@ PROFILES = {
     "weak": Profile(delay_ms=150, loss=0.08, rate_kbps=600),
     "handover": Profile(delay_ms=50, jitter_ms=10, loss=0.01, rate_kbps=2500),
     "udp-blocked": Profile(delay_ms=30, block_udp=True),
+    # loss alone, for what NACK and keyframe requests repair (scripts/bench_repair.py)
+    "loss2": Profile(delay_ms=50, loss=0.02),
+    "loss8": Profile(delay_ms=50, loss=0.08),
 }
 
 
@@ -162,6 +165,8 @@ class Direction:
     def __init__(self, profile: Profile, out_fd: int, rng: random.Random) -> None:
         self.p, self.out, self.rng = profile, out_fd, rng
         self.free_at = 0.0  # when the rate limiter is done with what it has queued
+        self.last_due = 0.0  # the latest time a queued packet is due
+        self.floor = 0.0  # no packet due before this (see recover)
         self.sent = self.dropped = self.blocked = self.overflow = 0
 
     def admit(self, packet: bytes, now: float, queue: list) -> None:
@@ -180,7 +185,15 @@ class Direction:
                 return
             self.free_at = start + len(packet) * 8 / (p.rate_kbps * 1000)
         delay = p.delay_ms + (self.rng.uniform(-p.jitter_ms, p.jitter_ms) if p.jitter_ms else 0)
-        heapq.heappush(queue, (start + max(0.0, delay) / 1000, id(packet), self, packet))
+        due = max(start + max(0.0, delay) / 1000, self.floor)
+        self.last_due = max(self.last_due, due)
+        heapq.heappush(queue, (due, id(packet), self, packet))
+
+    def recover(self, profile: Profile) -> None:
+        """The link gets ``profile`` from now on. What is queued leaves first: a link whose
+        delay falls from 150 ms to 0 does not deliver new packets before the ones already on
+        their way (done so, the phone read the reordering as loss and stepped down)."""
+        self.p, self.floor, self.free_at = profile, self.last_due, 0.0
 
     def stats(self) -> dict:
         return {"sent": self.sent, "lost": self.dropped, "udp_blocked": self.blocked,
@@ -208,7 +221,8 @@ def forward(bed: str, profile: Profile, seed: int) -> None:
         signal.signal(signal.SIGINT, lambda *_: stop.append(1))
 
         def recover(*_) -> None:  # SIGUSR1: the network recovers (the clean profile both ways)
-            up.p = down.p = PROFILES["clean"]
+            up.recover(PROFILES["clean"])
+            down.recover(PROFILES["clean"])
 
         signal.signal(signal.SIGUSR1, recover)
         ready = {"ready": True, "server": SERVER_ADDR, "phone": PHONE_ADDR}

@@ -132,12 +132,20 @@ class Bed:
         return f"{self.url}/watch?session={sid}&token={token}"
 
     def browser_phone(
-        self, url: str, seconds: float, handover_at: float | None = None, trace: str = ""
+        self,
+        url: str,
+        seconds: float,
+        handover_at: float | None = None,
+        trace: str = "",
+        recover_at: float | None = None,
     ) -> subprocess.Popen:
-        """Headless Chromium on ``url`` in the phone namespace (tests/netbed_phone.py)."""
+        """Headless Chromium on ``url`` in the phone namespace (tests/netbed_phone.py); the
+        link recovers ``recover_at`` seconds after its first frame, when given."""
         args = [sys.executable, str(ROOT / "tests" / "netbed_phone.py"), url, str(seconds)]
         if trace:
             args += ["--trace", trace]
+        if recover_at is not None:
+            args += ["--recover-at", str(recover_at), "--bed-pid", str(self.proc.pid)]
         if handover_at is not None:
             args += ["--handover-at", str(handover_at), "--bed", self.id]
         return self.popen(self.phone, *args)

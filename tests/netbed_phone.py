@@ -2,13 +2,15 @@
 phone's namespace (tests/netbed.py starts it there with ``ip netns exec``):
 
     python tests/netbed_phone.py WATCH_URL SECONDS [--handover-at S --bed ID]
+                                 [--recover-at S --bed-pid PID]
 
 Four times a second it reads the page's own getStats (video frames decoded, audio samples
 played rather than concealed, freeze time), the layer the page shows and when its last
 heartbeat was answered. With ``--handover-at`` the phone's address changes that many
-seconds after its first frame (scripts/netbed.py's hand_over: Wi-Fi to 4G). Prints one JSON
-line when done: the samples, summed up, and what its own record (``/api/sessions/{id}/me``,
-with its member token) credits.
+seconds after its first frame (scripts/netbed.py's hand_over: Wi-Fi to 4G); with
+``--recover-at`` the link recovers that long after the first frame (SIGUSR1 to the bed's
+process). Prints one JSON line when done: the samples, summed up, and what its own record
+(``/api/sessions/{id}/me``, with its member token) credits.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import signal
 import sys
 import time
 import urllib.parse
@@ -25,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
 SAMPLE_S = 0.25
+VIDEO_COUNTS = ("nacks", "plis", "lost", "received")
 
 # What the page plays, from its own connection's getStats; summed over the connections it
 # has had (a rejoin starts a new one, whose counters start at 0).
@@ -40,6 +45,10 @@ READ = """async () => {
     if (s.kind === "video") {
       out.frames += s.framesDecoded || 0;
       out.freezes += s.totalFreezesDuration || 0;
+      out.nacks = (out.nacks || 0) + (s.nackCount || 0);
+      out.plis = (out.plis || 0) + (s.pliCount || 0);
+      out.lost = (out.lost || 0) + (s.packetsLost || 0);
+      out.received = (out.received || 0) + (s.packetsReceived || 0);
     } else if (s.kind === "audio") {
       out.samples += s.totalSamplesReceived || 0;
       out.concealed += s.concealedSamples || 0;
@@ -62,9 +71,12 @@ LEAVE = """async () => {
 }"""
 
 
-def summarize(samples: list[dict], opened_ms: int, handover_ms: int | None) -> dict:
+def summarize(
+    samples: list[dict], opened_ms: int, handover_ms: int | None, recovered_ms: int | None = None
+) -> dict:
     """Per sample, whether video advanced and whether sound played (samples not concealed);
-    the seconds with each, first frame, freeze time, the recovery after a hand-over."""
+    the seconds with each, first frame, freeze time, the recovery after a hand-over, and after
+    the link recovered: when the picture moved again and when the full lecture came back."""
     views: dict = {}  # per connection, its last counters
     video_t, sound_t, played_ms, freezes = [], [], 0, 0.0
     first = None
@@ -98,6 +110,9 @@ def summarize(samples: list[dict], opened_ms: int, handover_ms: int | None) -> d
         "played_s": round(played_ms / 1000, 1),
         "layers": _changes([(s["t"], s["layer"]) for s in samples]),
         "rejoins": samples[-1]["rejoins"] if samples else 0,
+        "unexplained_freeze_s": _unexplained(samples, first),
+        # the video track's own counters, summed over its connections
+        **{k: sum(v.get(k) or 0 for v in views.values()) for k in VIDEO_COUNTS},
     }
     if handover_ms is not None:
         after = [t for t in video_t if t > handover_ms]
@@ -105,7 +120,41 @@ def summarize(samples: list[dict], opened_ms: int, handover_ms: int | None) -> d
         pairs = zip([handover_ms, *after], after, strict=False)
         gaps = [(b - a, b) for a, b in pairs if a <= handover_ms + 2000]
         out["recovery_s"] = round((max(gaps)[1] - handover_ms) / 1000, 2) if gaps else None
+    if recovered_ms is not None:
+        before = [s for s in samples if s["t"] <= recovered_ms]
+        out["layer_at_recovery"] = before[-1]["layer"] if before else None
+        out["video_back_s"] = _after(recovered_ms, video_t, need=4)
+        high = [s["t"] for s in samples if s["t"] > recovered_ms and s["layer"] == "high"]
+        out["high_back_s"] = round((high[0] - recovered_ms) / 1000, 2) if high else None
     return out
+
+
+def _unexplained(samples: list[dict], first: int | None) -> float:
+    """The longest the picture stood still after the first frame while the page still said
+    it showed video (not sound only): a frozen picture nobody explained to the member."""
+    longest, still_since, frames, view = 0, None, 0, None
+    for s in samples:
+        if first is None or s["t"] < first:
+            continue
+        if s["view"] != view:  # a new connection counts from 0
+            view, frames = s["view"], -1
+        moved, frames = s["frames"] > frames, max(frames, s["frames"])
+        if moved or s["layer"] not in ("high", "low"):
+            still_since = None
+            continue
+        still_since = still_since or s["t"]
+        longest = max(longest, s["t"] - still_since)
+    return round(longest / 1000, 2)
+
+
+def _after(since_ms: int, times: list[int], need: int) -> float | None:
+    """Seconds from ``since_ms`` to the first of ``need`` samples in a row (one second's worth)
+    with video advancing: the picture is back, not one stray frame."""
+    after = [t for t in times if t > since_ms]
+    for i in range(len(after) - need + 1):
+        if after[i + need - 1] - after[i] <= need * SAMPLE_S * 1000 * 1.5:
+            return round((after[i] - since_ms) / 1000, 2)
+    return None
 
 
 def _changes(series: list[tuple[int, str | None]]) -> list[tuple[int, str | None]]:
@@ -117,7 +166,13 @@ def _changes(series: list[tuple[int, str | None]]) -> list[tuple[int, str | None
 
 
 async def run(
-    url: str, seconds: float, handover_at: float | None, bed: str | None, trace: str | None
+    url: str,
+    seconds: float,
+    handover_at: float | None,
+    bed: str | None,
+    trace: str | None,
+    recover_at: float | None = None,
+    bed_pid: int | None = None,
 ) -> dict:
     from playwright.async_api import async_playwright
 
@@ -130,18 +185,23 @@ async def run(
         opened = int(time.time() * 1000)
         await page.goto(url)
         samples: list[dict] = []
-        handover_ms = None
+        handover_ms = recovered_ms = None
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             s = await page.evaluate(READ)
             samples.append(s)
-            if handover_at is not None and handover_ms is None and samples[0]["frames"] == 0:
-                first = next((x["t"] for x in samples if x["frames"] > 0), None)
-                if first is not None and s["t"] - first >= handover_at * 1000:
+            first = next((x["t"] for x in samples if x["frames"] > 0), None)
+            since_first = None if first is None else s["t"] - first
+            if handover_at is not None and handover_ms is None and since_first is not None:
+                if samples[0]["frames"] == 0 and since_first >= handover_at * 1000:
                     from netbed import hand_over
 
                     hand_over(bed)
                     handover_ms = int(time.time() * 1000)
+            if recover_at is not None and recovered_ms is None and since_first is not None:
+                if since_first >= recover_at * 1000:
+                    os.kill(bed_pid, signal.SIGUSR1)  # the bed's clean profile from now on
+                    recovered_ms = int(time.time() * 1000)
             await asyncio.sleep(SAMPLE_S)
         # the phone leaves (its last heartbeat already answered or never to be), then reads
         # its record
@@ -157,7 +217,7 @@ async def run(
         await browser.close()
     if trace:
         Path(trace).write_text(json.dumps({"opened": opened, "samples": samples}))
-    out = summarize(samples, opened, handover_ms)
+    out = summarize(samples, opened, handover_ms, recovered_ms)
     # what the page played up to its last heartbeat the relay answered: the record can
     # vouch for no more (a heartbeat covers the time before it)
     upto = [s for s in samples if s["t"] <= until]
@@ -173,9 +233,21 @@ def main() -> None:
     parser.add_argument("seconds", type=float)
     parser.add_argument("--handover-at", type=float)
     parser.add_argument("--bed")
+    parser.add_argument("--recover-at", type=float, help="seconds after the first frame")
+    parser.add_argument("--bed-pid", type=int, help="the bed's process (scripts/netbed.py up)")
     parser.add_argument("--trace", help="write every sample here, as JSON")
     args = parser.parse_args()
-    got = asyncio.run(run(args.url, args.seconds, args.handover_at, args.bed, args.trace))
+    got = asyncio.run(
+        run(
+            args.url,
+            args.seconds,
+            args.handover_at,
+            args.bed,
+            args.trace,
+            args.recover_at,
+            args.bed_pid,
+        )  # fmt: skip
+    )
     print(json.dumps(got), flush=True)
 
 

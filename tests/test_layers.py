@@ -199,7 +199,8 @@ def test_the_chooser_steps_down_fast_up_slowly_and_does_not_flap():
     assert feed(0.0, 1) + feed(0.15, 1) == []  # nor two that are not in a row
     assert feed(0.30, 4) == [LOW, AUDIO]  # two bad seconds a step
     assert feed(0.05, 20) == []  # middling loss: neither down (already) nor up
-    assert feed(0.0, 8) == []  # not up before 8 s of a clean link (from its first report)
+    # not up before 8 s of a clean link (the first clean reading covers the second before it)
+    assert feed(0.0, 7) == []
     assert feed(0.0, 1) == [LOW]
     assert feed(0.0, 7) == []  # and 8 s more for the next step
     assert feed(0.0, 1) == [HIGH]
@@ -285,8 +286,19 @@ def test_after_a_weak_spell_the_viewer_goes_back_up_once_loss_stayed_low_up_afte
     # clean from here: NACK repairs 2%, the rest arrives
     clean = [(400 + 100 * s, 30, 400 + 100 * s, 40 + 2 * s) for s in range(0, 20)]
     moves = replay(clean, chooser, start=3)
-    # the first clean report is the new window's base; good from the next one, up 8 s later
-    assert moves == [(2 + policy.up_after_s, HIGH)]
+    # the first clean report is the new window's base: clean from it, up 8 s later
+    assert moves == [(1 + policy.up_after_s, HIGH)]
+
+
+def test_a_sound_only_viewer_reporting_every_5_s_goes_back_up_10_s_after_the_link_recovered():
+    """Chromium sends an audio-only receiver report about every 5 s: the clean time is counted
+    from where the first clean reading's window began, not from when it arrived (that added
+    a report's worth: up 15-20 s after the network recovered, measured on the bed)."""
+    chooser = LayerChooser(LayerPolicy())
+    chooser.layer = AUDIO
+    assert chooser.observe(0.20, 100.0, False) is None  # the weak link, then it recovers
+    assert chooser.observe(0.0, 105.0, False) is None  # clean over 100-105
+    assert chooser.observe(0.0, 110.0, False) == HIGH  # clean over 100-110: 10 s
 
 
 def test_the_window_follows_sequence_wrap_and_skips_a_stale_report():
