@@ -22,7 +22,14 @@ from server.attendance.events import (
 )
 from server.attendance.ledger import Ledger, check_chain
 from server.attendance.offline import verify_export
-from server.attendance.report import ReportFold, build_report, json_chunks, to_csv
+from server.attendance.report import (
+    ParticipantReport,
+    ReportFold,
+    build_report,
+    export_row,
+    json_chunks,
+    to_csv,
+)
 from server.attendance.signing import CheckpointLog, LedgerKey, checkpoint_from, receipt
 from server.attendance.verify import verify
 from server.attendance.writer import EventRefused
@@ -935,3 +942,11 @@ def test_heartbeats_an_edge_sends_after_its_node_was_counted_lost_extend_the_con
     in_time = (29.9, t + 30_000, [(t + 100, 1), (t + 30_000, 0)])
     assert results["late"] == results["in time"] == in_time
     assert results["after a delete"] == (9.9, t + 10_000, [(t + 100, 1), (t + 10_000, 0)])
+
+
+def test_a_row_states_whole_seconds_never_rounded_up():
+    """57.6 s watched is stated as 57: on the network bed a member who played 57.4 s was
+    credited 58 when rows rounded to the nearest second."""
+    rep = ParticipantReport("p1", watched=[(0, 57_600)], replayed=[(0, 9_900)])
+    row = export_row(rep)
+    assert (row["seconds_watched"], row["replay_seconds"], row["total_seconds"]) == (57, 9, 67)

@@ -506,6 +506,12 @@ def rows_for_export(report: SessionReport, phones: bool = False) -> list[dict]:
     return [export_row(rep, phones) for rep in participants]
 
 
+def whole_seconds(seconds: float) -> int:
+    """Seconds as the record states them: whole, never rounded up (57.6 watched is 57), so that
+    no row claims more than the relay saw."""
+    return int(max(0.0, seconds))
+
+
 def export_row(rep: ParticipantReport, phones: bool = False) -> dict:
     """One participant's row of an export; the phone number masked unless ``phones``."""
     return {
@@ -515,16 +521,16 @@ def export_row(rep: ParticipantReport, phones: bool = False) -> dict:
         "phone": rep.phone if phones or not rep.phone else mask_phone(rep.phone),
         "first_join": _iso(rep.first_join_ms),
         "last_leave": _iso(rep.last_leave_ms),
-        "seconds_watched": round(rep.seconds_watched),
-        "replay_seconds": round(rep.replay_seconds),
-        "total_seconds": round(rep.total_seconds),
+        "seconds_watched": whole_seconds(rep.seconds_watched),
+        "replay_seconds": whole_seconds(rep.replay_seconds),
+        "total_seconds": whole_seconds(rep.total_seconds),
         "intervals": [[_iso(a), _iso(b)] for a, b in rep.intervals],
         "reconnects": rep.reconnects,
         "credited": rep.credited,
         "participant": rep.participant,
         "identified_by": rep.identified_by,
-        "unverified_seconds": round(rep.unverified_s),
-        "relay_only_seconds": round(rep.relay_only_seconds),
+        "unverified_seconds": whole_seconds(rep.unverified_s),
+        "relay_only_seconds": whole_seconds(rep.relay_only_seconds),
     }
 
 
@@ -653,7 +659,9 @@ def audit_summary(
             {"at": _iso(at), "by": by, "threshold_percent": pct, "replay_credit": replay}
             for at, by, pct, replay in report.policies
         ],
-        "replay_seconds": round(sum(r.replay_seconds for r in report.participants.values())),
+        "replay_seconds": whole_seconds(
+            sum(r.replay_seconds for r in report.participants.values())
+        ),
         "concurrency": report.concurrency,
         "townships": [{"township": k, **v} for k, v in sorted(townships.items())],
         "rooms": room_rows,
