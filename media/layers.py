@@ -138,6 +138,19 @@ class LayerChooser:
             return self._go(LOW if self.layer == AUDIO and low_available else HIGH)
         return None
 
+    def tick(self, now: float, low_available: bool) -> str | None:
+        """A second with no new reading. A sound-only viewer's browser reports every 2.5-7.5 s
+        (Chromium's 5 s audio interval, randomised as RFC 3550 6.2 asks), so waiting for the
+        report after ``up_after_s`` added up to one more interval: once the clean time has
+        run with no bad reading in it, step up now. A link still weak shows in the video
+        reports, which come each second, and steps down again within ``down_after``."""
+        if self.layer != AUDIO or self._good_since is None:
+            return None
+        if now - self._good_since < self.policy.up_after_s:
+            return None
+        self._good_since = now
+        return self._go(LOW if low_available else HIGH)
+
     def judge(self, reading: LossReading, now: float, low_available: bool) -> str | None:
         """:meth:`observe` for one :class:`LossWindow` reading."""
         return self.observe(reading.lost, now, low_available, reading.resent)

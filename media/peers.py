@@ -266,6 +266,8 @@ class Viewer(_Peer):
             reading = readings.get(kind)
             if reading is not None:
                 changed = self.layers.judge(reading, now, low is not None)
+            else:
+                changed = self.layers.tick(now, low is not None)
         if changed is not None:
             self.set_layer(changed, low)
             for window in self._windows.values():  # the new layer is judged on its own
