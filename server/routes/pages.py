@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from aiohttp import web
 
-STATIC = Path(__file__).resolve().parent.parent.parent / "static"
+
+def static_root() -> Path:
+    """The pages' folder: the checkout's static/, else where the wheel installed it
+    (``<prefix>/share/lecture-relay/static``, pyproject.toml's data-files)."""
+    checkout = Path(__file__).resolve().parents[2] / "static"
+    if (checkout / "index.html").is_file():
+        return checkout
+    return Path(sys.prefix) / "share" / "lecture-relay" / "static"
+
+
+STATIC = static_root()
 PAGES = {
     "/": "index.html",
     "/lecturer": "lecturer.html",
