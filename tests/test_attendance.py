@@ -739,3 +739,21 @@ async def test_a_room_checks_in_only_its_own_townships_members(relay):
     assert "李秘密" not in json.dumps(other[1], ensure_ascii=False)
     rows = list(relay.state.attendance.ledger.rows(sid))
     assert [(r.kind, r.data["member"]) for r in rows] == [("checkin", "TB001")]
+
+
+async def test_the_audit_of_a_live_lecture_states_its_length_so_far(relay):
+    """The audit page of a lecture under way said 讲座时长 0 秒 under a header that reads the
+    record as of now: the length counts up while live, and is the lecture's once it ended."""
+    from server.attendance.events import End, Start
+    from server.attendance.ledger import now_ms
+
+    sid = relay.new_session()["session_id"]
+    admin = relay.token("admin", None)
+    started = now_ms() - 90_000
+    await relay.state.attendance.ledger.append(sid, Start("pub"), started)
+    status, page = await call(relay, "GET", f"/api/sessions/{sid}/audit", admin)
+    assert status == 200 and page["live"] is True, page
+    assert 90 <= page["length_s"] < 150, page
+    await relay.state.attendance.ledger.append(sid, End("admin"), started + 100_000)
+    status, page = await call(relay, "GET", f"/api/sessions/{sid}/audit", admin)
+    assert status == 200 and page["live"] is False and page["length_s"] == 100, page

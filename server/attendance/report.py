@@ -84,10 +84,17 @@ class SessionReport:
     policies: list[tuple[int, str, int, bool]] = field(default_factory=list)  # every change
 
     @property
+    def live(self) -> bool:
+        return self.start_ms is not None and self.end_ms is None
+
+    @property
     def length_s(self) -> float:
-        if self.start_ms is None or self.end_ms is None:
+        """From the start to the end, or while live to what the report was made as of (the
+        audit page said 0 s of a lecture under way)."""
+        close = self.end_ms or self.closed_ms
+        if self.start_ms is None or close is None:
             return 0.0
-        return (self.end_ms - self.start_ms) / 1000
+        return max(close - self.start_ms, 0) / 1000
 
 
 def merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -644,7 +651,8 @@ def audit_summary(
         "session": report.session,
         "start": _iso(report.start_ms),
         "end": _iso(report.end_ms),
-        "length_s": round(report.length_s),
+        "length_s": whole_seconds(report.length_s),
+        "live": report.live,  # then length_s is the length so far
         "participants": len(report.participants),
         "credited": sum(1 for r in report.participants.values() if r.credited),
         "unverified_participants": sum(

@@ -333,14 +333,15 @@ async def end_session(request: web.Request) -> web.Response:
 
 
 async def session_report(
-    state: AppState, session: Session, roster: list[Member] | None = None
+    state: AppState, session: Session, roster: list[Member] | None = None, **options
 ) -> SessionReport:
     """The session's report, folded on a worker thread: a long session's first report is
     seconds of work that other sessions' heartbeats should not wait behind. ``roster``: the
-    members, when the caller has read them already (else read on a worker thread too)."""
+    members, when the caller has read them already (else read on a worker thread too);
+    ``options``: more of ``ReportFold.report``'s (``now_ms``)."""
     if roster is None:
         roster = await asyncio.to_thread(state.store.roster_apart)
-    options = report_options(state.store, session, roster)
+    options |= report_options(state.store, session, roster)
     return await asyncio.to_thread(state.reports.report, session.id, **options)
 
 
@@ -436,8 +437,7 @@ async def own_record(state: AppState, sid: str, participant: str, **options) -> 
 def lecture_terms(report: SessionReport) -> dict:
     """What a member's credit is judged against: the lecture's length (so far, while it is
     live) and the share of it to watch."""
-    start, close = report.start_ms, report.end_ms or report.closed_ms
-    length = (close - start) / 1000 if start is not None and close is not None else 0.0
+    length = report.length_s
     return {
         "started": report.start_ms is not None,
         "ended": report.end_ms is not None,
@@ -460,7 +460,8 @@ async def audit(request: web.Request) -> web.Response:
     await state.attendance.append_signed(sid, Export(by_whom(claims), "audit-page", False))
     # read once, off the event loop: the report's names and the absentees
     roster = await asyncio.to_thread(state.store.roster_apart)
-    report = await session_report(state, session, roster)
+    # while live, as of now: the header says so, and the length counts up
+    report = await session_report(state, session, roster, now_ms=now_ms())
     body = await asyncio.to_thread(audit_summary, report, roster, session.room_names)
     body["title"] = session.title
     receipt = state.attendance.final_receipt(sid)

@@ -39,7 +39,8 @@ try {
   $("participants").textContent = a.participants;
   $("credited").textContent = a.credited;
   // under a minute in seconds (a lecture cut short, a test), else in minutes
-  $("length").textContent = a.length_s < 60 ? `${a.length_s} 秒` : `${Math.round(a.length_s / 60)} 分钟`;
+  $("length").textContent = (a.length_s < 60 ? `${a.length_s} 秒` : `${Math.round(a.length_s / 60)} 分钟`)
+    + (a.live ? "（直播中，截至此刻）" : "");
   $("verified").textContent = a.verify.ok ? "完整" : "被改动";
   $("verified").style.color = a.verify.ok ? "var(--ok)" : "var(--red)";
   $("replayed").textContent = a.replay_participants
