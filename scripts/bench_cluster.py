@@ -52,7 +52,7 @@ from bench_fanout import Children, free_port, wait_for  # noqa: E402
 from benchlib import PacketCounter, cpu_seconds  # noqa: E402
 
 from media.fastpath import restrict_host_addresses  # noqa: E402
-from server.client import watch  # noqa: E402
+from tests.client import watch  # noqa: E402
 
 LOOPBACK = ("127.0.0.1",)
 PASS = 0.99

@@ -10,7 +10,7 @@ load through aiortc's MediaRelay (which re-encodes per viewer), and the machine'
 Last line:
     fanout: N viewers, X us/pkt, Y viewers/core at 1 Mbit/s, Zx MediaRelay, Wx floor, D% delivered
 With ``--hostile``, the relay alone twice (no floor, no MediaRelay): plain, then with one more
-viewer sending malformed RTCP (media.sources.hostile_feedback) 20 rounds a second:
+viewer sending malformed RTCP (tests.sources.hostile_feedback) 20 rounds a second:
     hostile: N viewers + 1 hostile, X us/pkt against Y plain (Zx), D% delivered
 Everything binds 127.0.0.1 and every process stops by itself.
 """
@@ -37,8 +37,8 @@ import aiohttp  # noqa: E402
 from benchlib import PacketCounter, cpu_seconds, scratch_dir  # noqa: E402
 
 from media.fastpath import restrict_host_addresses  # noqa: E402
-from media.sources import clip_tracks, hostile_feedback  # noqa: E402
-from server.client import publish, watch  # noqa: E402
+from tests.client import publish, watch  # noqa: E402
+from tests.sources import clip_tracks, hostile_feedback  # noqa: E402
 
 PY = sys.executable
 LOOPBACK = ("127.0.0.1",)

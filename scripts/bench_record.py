@@ -29,8 +29,8 @@ from pylibsrtp import Policy, Session  # noqa: E402
 from media.forwarder import Downtrack, Forwarder  # noqa: E402
 from media.recorder import SessionRecorder  # noqa: E402
 from media.rtp import vp8_is_keyframe  # noqa: E402
-from media.sources import encode_opus_clip, encode_video_clip  # noqa: E402
 from server.replay import build  # noqa: E402
+from tests.sources import encode_opus_clip, encode_video_clip  # noqa: E402
 
 
 def rtp_stream(seconds: float) -> list[tuple[str, int, int, bytes]]:

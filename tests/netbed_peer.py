@@ -19,8 +19,8 @@ import aiohttp
 
 
 async def publish(url: str, sid: str, token: str, seconds: float) -> dict:
-    from media.sources import PatternVideoTrack, ToneAudioTrack
-    from server.client import publish as whip
+    from tests.client import publish as whip
+    from tests.sources import PatternVideoTrack, ToneAudioTrack
 
     async with aiohttp.ClientSession() as http:
         pub = await whip(http, url, sid, token, [ToneAudioTrack(), PatternVideoTrack(640, 360)])
@@ -30,8 +30,8 @@ async def publish(url: str, sid: str, token: str, seconds: float) -> dict:
 
 
 async def watch(url: str, sid: str, token: str, seconds: float) -> dict:
-    from server.client import SignallingError
-    from server.client import watch as whep
+    from tests.client import SignallingError
+    from tests.client import watch as whep
 
     started = time.monotonic()
     async with aiohttp.ClientSession() as http:

@@ -11,14 +11,14 @@ from dataclasses import dataclass
 import pytest
 
 from media.logtag import log_tag
-from media.sources import PatternVideoTrack, ToneAudioTrack
 from server.attendance.events import Headcount, Question
 from server.attendance.report import build_report
 from server.attendance.writer import EventRefused
-from server.client import Viewing, publish, watch
 from server.histogram import LATENCY_BOUNDS
 from server.store import Member
 from tests.calls import call
+from tests.client import Viewing, publish, watch
+from tests.sources import PatternVideoTrack, ToneAudioTrack
 from tests.test_workers import metrics
 from tests.waiting import until
 

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import aiohttp
 
-from media.sources import PatternVideoTrack, ToneAudioTrack
 from server.attendance.events import End, Heartbeat, Join, Leave, Start
 from server.attendance.ledger import Ledger
 from server.attendance.signing import LedgerKey, receipt
-from server.client import publish, watch
+from tests.client import publish, watch
+from tests.sources import PatternVideoTrack, ToneAudioTrack
 from tests.test_cli import free_port
 from tests.waiting import wait_health
 

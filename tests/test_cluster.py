@@ -18,10 +18,10 @@ import sys
 import aiohttp
 import redis.asyncio as aioredis
 
-from media.sources import PatternVideoTrack, ToneAudioTrack
 from server.attendance.ledger import Ledger
-from server.client import publish, watch
+from tests.client import publish, watch
 from tests.cluster_fixtures import ROOT, Node, cli, node_env, redis_server, redis_url  # noqa: F401
+from tests.sources import PatternVideoTrack, ToneAudioTrack
 from tests.test_workers import metrics
 from tests.waiting import until
 

@@ -3,9 +3,9 @@ lecture and the other rooms and phones receive it; ending the turn stops it."""
 
 from __future__ import annotations
 
-from media.sources import PatternVideoTrack, ToneAudioTrack
-from server.client import SignallingError, publish, watch
 from tests.calls import call
+from tests.client import SignallingError, publish, watch
+from tests.sources import PatternVideoTrack, ToneAudioTrack
 from tests.test_forwarding import start_lecture
 from tests.waiting import until
 

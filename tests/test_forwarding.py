@@ -9,8 +9,8 @@ import pytest
 from aiortc import RTCConfiguration
 
 from media.session import QUIET_TICKS, REPORT_INTERVAL_S, SessionMedia
-from media.sources import PatternVideoTrack, ToneAudioTrack
-from server.client import publish, watch
+from tests.client import publish, watch
+from tests.sources import PatternVideoTrack, ToneAudioTrack
 from tests.waiting import until
 
 

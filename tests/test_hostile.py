@@ -12,8 +12,8 @@ from aiortc.rtp import is_rtcp
 
 from media.forwarder import MAX_RESENDS_PER_NACK, RESEND_BURST, RESENDS_PER_S
 from media.rtp import parse_header
-from media.sources import hostile_feedback
-from server.client import watch
+from tests.client import watch
+from tests.sources import hostile_feedback
 from tests.test_forwarding import start_lecture
 from tests.waiting import until
 

@@ -13,8 +13,8 @@ import asyncio
 import pytest
 
 from media.layers import AUDIO, HIGH, LOW, LayerChooser, LayerPolicy, LossWindow
-from media.sources import PatternVideoTrack
-from server.client import publish, watch
+from tests.client import publish, watch
+from tests.sources import PatternVideoTrack
 from tests.test_forwarding import start_lecture
 from tests.test_workers import metrics
 from tests.waiting import until

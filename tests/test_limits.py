@@ -7,9 +7,9 @@ import aiohttp
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 
-from server.client import watch
 from server.config import Rate
 from tests.calls import call
+from tests.client import watch
 from tests.waiting import until
 
 

@@ -6,9 +6,9 @@ each tries to end or change the others' connections.
 
 from __future__ import annotations
 
-from server.client import watch
 from server.store import TOWNSHIPS
 from tests.calls import call
+from tests.client import watch
 from tests.test_attendance import lecture
 
 
@@ -68,8 +68,8 @@ async def test_a_viewer_cannot_end_the_lecture_or_anyone_elses_connection(relay)
 
 
 async def test_a_rooms_wall_camera_is_its_own_and_the_lecturers(relay):
-    from media.sources import PatternVideoTrack, ToneAudioTrack
-    from server.client import publish
+    from tests.client import publish
+    from tests.sources import PatternVideoTrack, ToneAudioTrack
 
     links = relay.new_session()
     sid = links["session_id"]

@@ -8,8 +8,8 @@ import asyncio
 import av
 import pytest
 
-from media.sources import clip_tracks
-from server.client import publish
+from tests.client import publish
+from tests.sources import clip_tracks
 from tests.waiting import until
 
 

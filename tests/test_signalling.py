@@ -11,8 +11,8 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender
 from media.candidates import filter_candidates
 from media.forwarder import Forwarder
 from media.peers import PeerRefused, Publisher, Viewer
-from media.sources import PatternVideoTrack, ToneAudioTrack
-from server.client import publish, watch
+from tests.client import publish, watch
+from tests.sources import PatternVideoTrack, ToneAudioTrack
 from tests.waiting import until
 
 

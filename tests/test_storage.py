@@ -59,8 +59,8 @@ async def test_admin_overview_lists_sessions_replays_and_disk(relay):
 
 
 async def test_sessions_created_without_recording_are_not_recorded(relay):
-    from media.sources import clip_tracks
-    from server.client import publish
+    from tests.client import publish
+    from tests.sources import clip_tracks
 
     admin = relay.token("admin", None)
     async with relay.http.post(

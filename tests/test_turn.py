@@ -19,10 +19,10 @@ import time
 import aiohttp
 import pytest
 
-from media.sources import PatternVideoTrack, ToneAudioTrack
-from server.client import publish, watch
 from server.config import IceServer
+from tests.client import publish, watch
 from tests.conftest import running_relay
+from tests.sources import PatternVideoTrack, ToneAudioTrack
 from tests.test_attendance import lecture
 from tests.test_cli import free_port
 from tests.test_workers import ROOT, env_for, metrics, start_server, stop_server

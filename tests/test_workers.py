@@ -12,9 +12,9 @@ from pathlib import Path
 
 import aiohttp
 
-from media.sources import PatternVideoTrack, ToneAudioTrack
 from server.attendance.ledger import Ledger
-from server.client import SignallingError, publish, watch
+from tests.client import SignallingError, publish, watch
+from tests.sources import PatternVideoTrack, ToneAudioTrack
 from tests.test_attendance_cli import ROOT, cli, env_for
 from tests.test_cli import free_port
 from tests.waiting import stop_server, until
