@@ -1,4 +1,6 @@
-"""The one exception type for errors a user can cause, and the middleware that answers it."""
+"""The HTTP adapter's errors: its own exception for what a request got wrong, the one table
+that maps the services' refusals (server/refusals.py) to statuses, and the middleware that
+answers both."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import logging
 from aiohttp import web
 
 from server.attendance.writer import EventRefused, LedgerWriteError
+from server.refusals import Conflict, Gone, Invalid, NotFound, Refused, Unavailable, Unreachable
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +24,24 @@ class HTTPProblem(Exception):
         self.headers = headers or {}
 
 
+STATUS_OF: dict[type[Refused], int] = {
+    Invalid: 400,
+    NotFound: 404,
+    Conflict: 409,
+    Gone: 410,
+    Unreachable: 502,
+    Unavailable: 503,
+}
+
+
+def status_of(refusal: Refused) -> int:
+    """The HTTP status that answers a service's refusal (400 for one not in the table)."""
+    for kind in type(refusal).__mro__:
+        if kind in STATUS_OF:
+            return STATUS_OF[kind]
+    return 400
+
+
 def problem_response(status: int, reason: str, headers: dict[str, str] | None = None):
     return web.json_response({"error": reason, "status": status}, status=status, headers=headers)
 
@@ -31,6 +52,9 @@ async def error_middleware(request: web.Request, handler):
         return await handler(request)
     except HTTPProblem as exc:
         return problem_response(exc.status, exc.reason, exc.headers)
+    except Refused as exc:
+        retry = {"Retry-After": "5"} if isinstance(exc, Unavailable) else None
+        return problem_response(status_of(exc), exc.reason, retry)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from server.errors import HTTPProblem
+from server.refusals import Conflict, NotFound
 
 
 @dataclass
@@ -49,7 +49,7 @@ class FloorBoard:
         """Returns the hand's place in the queue (1 = next)."""
         floor = self.of(session)
         if who in floor.speakers:
-            raise HTTPProblem(409, "you have the floor already")
+            raise Conflict("you have the floor already")
         for i, hand in enumerate(floor.hands):
             if hand.who == who:
                 return i + 1
@@ -68,9 +68,9 @@ class FloorBoard:
             return floor.speakers[who]
         hand = next((h for h in floor.hands if h.who == who), None)
         if hand is None:
-            raise HTTPProblem(404, f"{who} has not raised a hand")
+            raise NotFound(f"{who} has not raised a hand")
         if len(floor.speakers) >= floor.max_speakers:
-            raise HTTPProblem(409, f"{floor.max_speakers} speaker(s) at a time: end a turn first")
+            raise Conflict(f"{floor.max_speakers} speaker(s) at a time: end a turn first")
         floor.hands.remove(hand)
         floor.speakers[who] = hand
         return hand

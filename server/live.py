@@ -15,9 +15,9 @@ from media.remote import RemoteViewer
 from media.session import MediaEvent, SessionMedia
 from server.cluster.node import Cluster
 from server.config import Config
-from server.errors import HTTPProblem
 from server.ice import ice_servers_for
 from server.pool import WorkerPool
+from server.refusals import Gone, NotFound, Refused
 from server.store import Store
 
 log = logging.getLogger(__name__)
@@ -83,9 +83,9 @@ class LiveSessions:
             return media
         session = self._store.get_session(session_id)
         if session is None:
-            raise HTTPProblem(404, f"unknown session {session_id}")
+            raise NotFound(f"unknown session {session_id}")
         if session.status == "ended":
-            raise HTTPProblem(410, "this session has ended")
+            raise Gone("this session has ended")
         media = SessionMedia(
             session_id,
             session.video_codec,
@@ -105,14 +105,14 @@ class LiveSessions:
         Redis knows (this node serves it as an edge, fed from its origin)."""
         try:
             return self.get(session_id)
-        except HTTPProblem as exc:
-            if exc.status != 404 or self.cluster is None:
+        except NotFound:
+            if self.cluster is None:
                 raise
         meta = await self.cluster.session_meta(session_id)
         if not meta:
-            raise HTTPProblem(404, f"unknown session {session_id}")
+            raise NotFound(f"unknown session {session_id}")
         if meta.get("status") == "ended":
-            raise HTTPProblem(410, "this session has ended")
+            raise Gone("this session has ended")
         media = self.sessions.get(session_id)
         if media is None:
             media = SessionMedia(
@@ -207,7 +207,7 @@ class LiveSessions:
             return
         try:
             await self.cluster.ensure_pull(media, origin)
-        except HTTPProblem as exc:
+        except Refused as exc:
             log.warning("session %s: cannot pull from %s: %s", media.session_id, origin, exc)
 
     async def close(self) -> None:

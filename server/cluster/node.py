@@ -28,8 +28,8 @@ from redis.exceptions import RedisError
 
 from media.session import SessionMedia
 from server.config import Config
-from server.errors import HTTPProblem
 from server.internal import INTERNAL_HEADER
+from server.refusals import Refused, Unavailable, Unreachable
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +191,7 @@ class Cluster:
                 self._forget_pulls(sid)
                 try:
                     await self.ensure_pull(media, origin)
-                except HTTPProblem as exc:
+                except Refused as exc:
                     log.warning("session %s: feed silent, pull again failed: %s", sid, exc)
 
     def _node_lost(self, node_id: str) -> None:
@@ -299,7 +299,7 @@ class Cluster:
                 return None
             home = next((n for n in nodes if n.home), None)
             if home is None:
-                raise HTTPProblem(503, "no home node is running")
+                raise Unavailable("no home node is running")
             return home
 
         def share(n: NodeInfo) -> tuple[float, bool]:
@@ -335,7 +335,7 @@ class Cluster:
     async def _pull(self, media: SessionMedia, origin_id: str) -> None:
         origin = next((n for n in await self.nodes() if n.id == origin_id), None)
         if origin is None:
-            raise HTTPProblem(503, f"the lecture's origin node {origin_id} is not running")
+            raise Unavailable(f"the lecture's origin node {origin_id} is not running")
         port = await media.open_feed(self.config.pipe_address)
         body = {
             "session": media.session_id,
@@ -350,9 +350,9 @@ class Cluster:
             ) as resp:
                 data = await resp.json(content_type=None)
                 if resp.status != 200:
-                    raise HTTPProblem(502, f"origin {origin_id} refused: {data.get('error')}")
+                    raise Unreachable(f"origin {origin_id} refused: {data.get('error')}")
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise HTTPProblem(502, f"origin {origin_id} unreachable: {exc}") from None
+            raise Unreachable(f"origin {origin_id} unreachable: {exc}") from None
         media.set_feed_source(tuple(data["source"]))
         log.info("session %s: pulling from %s", media.session_id, origin_id)
 

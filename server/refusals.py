@@ -1,0 +1,36 @@
+"""What a service refuses, in its own words: no HTTP here. The adapters answer them: the
+routes through server/errors.py (one table of statuses), the CLI with its exit code 2."""
+
+from __future__ import annotations
+
+
+class Refused(Exception):
+    """A request the service will not carry out, and why (``reason``, shown to the user)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Invalid(Refused):
+    """The request itself is malformed or out of range."""
+
+
+class NotFound(Refused):
+    """What it names does not exist."""
+
+
+class Conflict(Refused):
+    """It clashes with the state things are in (the floor is full, already done)."""
+
+
+class Gone(Refused):
+    """It existed and is over (an ended lecture)."""
+
+
+class Unavailable(Refused):
+    """A part it needs is not running now; worth trying again shortly."""
+
+
+class Unreachable(Refused):
+    """Another node it needs answered wrongly or not at all."""
