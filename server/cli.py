@@ -10,12 +10,16 @@ import os
 import resource
 import sys
 import time
-from collections.abc import Iterable
-from contextlib import nullcontext
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from server.config import DEFAULT_THRESHOLD, Config, config_from_env, host_addresses
 from server.files import private_file
+
+if TYPE_CHECKING:
+    from server.attendance.direct import DirectLedger
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -209,36 +213,33 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_session_create(args: argparse.Namespace) -> int:
-    from server.attendance.events import Policy
-    from server.attendance.ledger import Ledger
-    from server.errors import HTTPProblem
+    from server.lectures.service import DEFAULT_RULE, create_lecture, credit_rule
     from server.links import session_links
-    from server.routes.api import credit_rule
-    from server.store import TOWNSHIPS, Store
+    from server.refusals import Refused
+    from server.store import Store
 
     config = _config(args)
-    try:
-        rule = credit_rule(
-            {"credit_threshold": args.credit_threshold, "replay_credit": not args.no_replay_credit},
-            (DEFAULT_THRESHOLD, True),
-        )
-    except HTTPProblem as exc:
-        print(f"lecture-relay: {exc.reason}", file=sys.stderr)
-        return 2
+    wanted = {"credit_threshold": args.credit_threshold, "replay_credit": not args.no_replay_credit}
     store = Store(config.store_path)
     try:
-        session = store.create_session(args.title, TOWNSHIPS, args.video_codec.upper())
-        if args.no_record:
-            store.set_record(session.id, False)
-        if rule != (DEFAULT_THRESHOLD, True):  # recorded in the ledger, as the API does
-            store.set_credit_threshold(session.id, rule[0])
-            store.set_replay_credit(session.id, rule[1])
-            ledger = Ledger(config.ledger_path)
-            try:
-                policy = Policy("cli", round(rule[0] * 100), rule[1])
-                _append_signed(config, ledger, session.id, policy)
-            finally:
-                ledger.close()
+        rule = credit_rule(wanted)
+        # the ledger (and the signing key) only for a rule to record: a new lecture with the
+        # default one writes nothing there
+        ledger = _direct_ledger(config) if rule != DEFAULT_RULE else nullcontext(_NOTHING_SIGNED)
+        with ledger as record:
+            made = create_lecture(
+                store,
+                record,
+                args.title,
+                "cli",
+                video_codec=args.video_codec,
+                recorded=not args.no_record,
+                rule=rule,
+            )
+            session = asyncio.run(made)
+    except Refused as exc:
+        print(f"lecture-relay: {exc.reason}", file=sys.stderr)
+        return 2
     finally:
         store.close()
     links = session_links(config, _signer(config), session)
@@ -272,20 +273,30 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
-def _append_signed(config: Config, ledger, session: str, event):
-    """Append ``event`` and sign the session's head now, as the server's tracker would, and
-    return the key: the tracker does not see what this process appends, and a chain alone
-    cannot show its newest event cut off."""
-    from server.attendance.ledger import now_ms
+class _NothingSigned:
+    """The record of a command that has nothing to sign."""
+
+    async def append_signed(self, session: str, event) -> None:
+        raise RuntimeError(f"{event!r} was to be signed without a ledger")
+
+
+_NOTHING_SIGNED = _NothingSigned()
+
+
+@contextmanager
+def _direct_ledger(config: Config, must_exist: bool = False) -> Iterator[DirectLedger]:
+    """The ledger file with the signing key, for a command that appends (and signs) itself;
+    ``must_exist``: a command that reads a record refuses to make an empty ledger."""
+    from server.attendance.direct import DirectLedger
+    from server.attendance.ledger import Ledger
     from server.attendance.signing import CheckpointLog, LedgerKey
 
-    ledger.append_now(session, event)
-    key = LedgerKey.load_or_create(config.ledger_key_path)
-    seq, head = ledger.head(session)
-    cp = key.sign(session, seq, head, now_ms(), False)
-    ledger.save_checkpoint(cp)
-    CheckpointLog(config.checkpoint_log_path).append(cp)
-    return key
+    ledger = _ledger(config) if must_exist else Ledger(config.ledger_path)
+    try:
+        key = LedgerKey.load_or_create(config.ledger_key_path)
+        yield DirectLedger(ledger, key, CheckpointLog(config.checkpoint_log_path))
+    finally:
+        ledger.close()
 
 
 def _ledger(config: Config):
@@ -374,22 +385,21 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
     config = _config(args)
     store = Store(config.store_path)
-    ledger = _ledger(config)
     try:
-        session = store.get_session(args.session)
-        if session is None:
-            print(f"lecture-relay: unknown session {args.session}", file=sys.stderr)
-            return 2
-        export = Export("cli", args.format, args.phones)
-        key = _append_signed(config, ledger, args.session, export)
-        report = report_for(store, ledger, session)
-        checkpoints = ledger.checkpoints(args.session)
-        finals = [c for c in checkpoints if c.final]
-        rec = receipt(finals[-1], key.public) if finals else None
-        chunks = render_chunks(args.format, report, ledger, checkpoints, rec, args.phones)
-        _emit(chunks, args.out, f"{len(report.participants)} participants")
+        with _direct_ledger(config, must_exist=True) as record:
+            session = store.get_session(args.session)
+            if session is None:
+                print(f"lecture-relay: unknown session {args.session}", file=sys.stderr)
+                return 2
+            record.append_signed_now(args.session, Export("cli", args.format, args.phones))
+            ledger = record.ledger
+            report = report_for(store, ledger, session)
+            checkpoints = ledger.checkpoints(args.session)
+            finals = [c for c in checkpoints if c.final]
+            rec = receipt(finals[-1], record.key.public) if finals else None
+            chunks = render_chunks(args.format, report, ledger, checkpoints, rec, args.phones)
+            _emit(chunks, args.out, f"{len(report.participants)} participants")
     finally:
-        ledger.close()
         store.close()
     return 0
 
@@ -425,7 +435,6 @@ def cmd_roster_import(args: argparse.Namespace) -> int:
 
 def cmd_links(args: argparse.Namespace) -> int:
     from server.attendance.events import Export
-    from server.attendance.ledger import Ledger
     from server.links import member_links, to_csv_bytes, to_xlsx_bytes
     from server.store import Store
 
@@ -445,11 +454,8 @@ def cmd_links(args: argparse.Namespace) -> int:
     finally:
         store.close()
     # names and tokens handed out: recorded in the session's ledger, as any export
-    ledger = Ledger(config.ledger_path)
-    try:
-        _append_signed(config, ledger, args.session, Export("cli", f"links-{args.format}", False))
-    finally:
-        ledger.close()
+    with _direct_ledger(config) as record:
+        record.append_signed_now(args.session, Export("cli", f"links-{args.format}", False))
     body = to_xlsx_bytes(rows) if args.format == "xlsx" else to_csv_bytes(rows)
     _emit(body, args.out, f"{len(rows)} personal links")
     return 0

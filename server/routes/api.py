@@ -2,124 +2,24 @@
 
 from __future__ import annotations
 
-import re
-
 from aiohttp import web
 
-from server.attendance.events import Policy
 from server.attendance.ledger import Ledger
-from server.auth import Claims, require
+from server.auth import require
 from server.cluster.outbox import StreamLedger
-from server.config import DEFAULT_THRESHOLD
 from server.errors import HTTPProblem
 from server.histogram import Histogram
 from server.ice import ice_servers_of
+from server.lectures.service import create_lecture, credit_rule
 from server.links import session_links
 from server.openapi import ARR_OBJ, BOOL, INT, STR, TEXT, arr, documented, obj
-from server.routes.bodies import read_json  # noqa: F401 - the routes' one JSON reader
+from server.routes.bodies import read_json
+from server.routes.fields import by_whom, known_session, text_field
 from server.state import STATE, AppState
 from server.storage import recording_bytes, usage
-from server.store import TOWNSHIPS, Session
+from server.store import TOWNSHIPS
 
 ANY_ROLE = ("viewer", "room", "member", "lecturer", "admin")
-
-
-def bounded_int(value: object, low: int, high: int | None, reason: str) -> int:
-    """A JSON integer (not a boolean) within [low, high], else 400 with ``reason``."""
-    if (
-        not isinstance(value, int)
-        or isinstance(value, bool)
-        or value < low
-        or (high is not None and value > high)
-    ):
-        raise HTTPProblem(400, reason)
-    return value
-
-
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # what SQLite stores as an INTEGER
-DECIMAL = re.compile(r"-?[0-9]{1,19}")
-
-
-def sqlite_int(value: object, what: str) -> int:
-    """An id or a number from a body (a JSON integer, not a boolean or a fraction) or from a
-    path or query (decimal digits), within SQLite's 64-bit range: past it, SQLite raises
-    OverflowError where a lookup should find nothing. Else 400 naming ``what``."""
-    if isinstance(value, str) and DECIMAL.fullmatch(value.strip()):
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not INT64_MIN <= value <= INT64_MAX:
-        raise HTTPProblem(400, f"{what} must be an integer")
-    return value
-
-
-def text_field(data: dict, key: str, required: bool = True) -> str:
-    """A body's string field, stripped: 400 when it is another type (an object would be
-    stored as its Python repr), or empty and ``required``; "" when absent and optional."""
-    value = data.get(key)
-    if value is None:
-        if required:
-            raise HTTPProblem(400, f"{key} is required")
-        return ""
-    if not isinstance(value, str):
-        raise HTTPProblem(400, f"{key} is a string")
-    value = value.strip()
-    if required and not value:
-        raise HTTPProblem(400, f"{key} is required")
-    return value
-
-
-def string_list(value: object, what: str) -> list[str]:
-    """A JSON list of strings, else 400 naming ``what``."""
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise HTTPProblem(400, f"{what} is a list of strings")
-    return value
-
-
-def credit_rule(data: dict, current: tuple[float, bool]) -> tuple[float, bool]:
-    """A session's credit rule from a request body, ``current`` for what it leaves out: the
-    share of the lecture to watch (in hundredths, 0.01-1) and whether replay time counts."""
-    threshold = data.get("credit_threshold", current[0])
-    if (
-        isinstance(threshold, bool)
-        or not isinstance(threshold, int | float)
-        or not 0.01 <= threshold <= 1
-        or abs(threshold * 100 - round(threshold * 100)) > 1e-6
-    ):
-        raise HTTPProblem(
-            400, "credit_threshold is the share of the lecture to watch, 0.01-1 (0.8 is 80%)"
-        )
-    replay_credit = data.get("replay_credit", current[1])
-    if not isinstance(replay_credit, bool):
-        raise HTTPProblem(400, "replay_credit is a boolean")
-    return round(threshold * 100) / 100, replay_credit
-
-
-async def set_credit_rule(
-    state: AppState, sid: str, threshold: float, replay_credit: bool, by: str
-) -> bool:
-    """Store a session's credit rule and, when it is not the one the session had (a new
-    session: the default), record the change in its ledger, which reports follow. Returns
-    whether it changed."""
-    store = state.store
-    if (store.credit_threshold(sid), store.replay_credit(sid)) == (threshold, replay_credit):
-        return False
-    store.set_credit_threshold(sid, threshold)
-    store.set_replay_credit(sid, replay_credit)
-    # signed at once, not at the next tick: it decides who is credited
-    await state.attendance.append_signed(sid, Policy(by, round(threshold * 100), replay_credit))
-    return True
-
-
-def by_whom(claims: Claims) -> str:
-    """Who a ledger event says did it: the token's subject, else its role."""
-    return str(claims.subject or claims.role)
-
-
-def known_session(state: AppState, sid: str) -> Session:
-    """The session ``sid``, or a 404 that names it: every route under /api/sessions/{id}."""
-    session = state.store.get_session(sid)
-    if session is None:
-        raise HTTPProblem(404, f"unknown session {sid}")
-    return session
 
 
 @documented(answer=obj(("ok",), ok=BOOL))
@@ -267,16 +167,19 @@ async def create_session(request: web.Request) -> web.Response:
     claims = require(request, state.signer, ("admin",))
     data = await read_json(request)
     title = text_field(data, "title")
-    codec = (text_field(data, "video_codec", False) or "H264").upper()
-    if codec not in ("VP8", "H264"):
-        raise HTTPProblem(400, "video_codec is VP8 or H264")
+    codec = text_field(data, "video_codec", False) or "H264"
     record = data.get("record", True)
     if not isinstance(record, bool):
         raise HTTPProblem(400, "record is a boolean")
-    threshold, replay_credit = credit_rule(data, (DEFAULT_THRESHOLD, True))
-    session = state.store.create_session(title, TOWNSHIPS, codec)
-    state.store.set_record(session.id, record)
-    await set_credit_rule(state, session.id, threshold, replay_credit, by_whom(claims))
+    session = await create_lecture(
+        state.store,
+        state.attendance,
+        title,
+        by_whom(claims),
+        video_codec=codec,
+        recorded=record,
+        rule=credit_rule(data),
+    )
     base = f"{request.scheme}://{request.host}"
     return web.json_response(session_links(state.config, state.signer, session, base), status=201)
 

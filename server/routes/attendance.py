@@ -20,18 +20,12 @@ from server.attendance.verify import Verdict, verify
 from server.auth import Claims, authorize, require
 from server.errors import HTTPProblem
 from server.lean_socket import GOING_AWAY, NORMAL, POLICY_VIOLATION, LeanSocket, accept
+from server.lectures.service import credit_rule, current_rule, set_credit_rule
 from server.openapi import ARR_OBJ, BOOL, INT, NUM, OBJ, STR, TEXT, documented, obj
+from server.programme.hours import credit_member, credit_session
 from server.replay import recordings_of
-from server.routes.api import (
-    bounded_int,
-    by_whom,
-    credit_rule,
-    known_session,
-    read_json,
-    set_credit_rule,
-    text_field,
-)
-from server.routes.programme import credit_member, credit_session
+from server.routes.bodies import read_json
+from server.routes.fields import bounded_int, by_whom, known_session, text_field
 from server.state import STATE, AppState
 from server.store import Member, Session
 
@@ -323,7 +317,7 @@ async def end_session(request: web.Request) -> web.Response:
     await state.live.end(sid)
     receipt = await state.attendance.end_session(sid, claims.role)
     report = await session_report(state, session)
-    credit_session(state, sid, report)
+    credit_session(state.programme, sid, report)
     replay = None
     if recordings_of(state.config.media_root, sid):
         replay = state.replays.schedule(sid).state
@@ -517,15 +511,14 @@ async def change_credit_rule(request: web.Request) -> web.Response:
     data = await read_json(request)
     if not data.keys() & {"credit_threshold", "replay_credit"}:
         raise HTTPProblem(400, "give credit_threshold (0.01-1), replay_credit (boolean) or both")
-    current = (state.store.credit_threshold(sid), state.store.replay_credit(sid))
-    threshold, replay_credit = credit_rule(data, current)
-    changed = await set_credit_rule(state, sid, threshold, replay_credit, by_whom(claims))
-    body = {"session_id": sid, "credit_threshold": threshold, "replay_credit": replay_credit}
-    body["changed"] = changed
+    rule = credit_rule(data, current_rule(state.store, sid))
+    changed = await set_credit_rule(state.store, state.attendance, sid, rule, by_whom(claims))
+    body = {"session_id": sid, "credit_threshold": rule.threshold}
+    body |= {"replay_credit": rule.replay_credit, "changed": changed}
     if changed and session.status == "ended":
         report = await session_report(state, session)
         body["credited"] = sum(1 for r in report.participants.values() if r.credited)
-        credit_session(state, sid, report)
+        credit_session(state.programme, sid, report)
     return web.json_response(body)
 
 
@@ -584,7 +577,7 @@ async def replay_progress(request: web.Request) -> web.Response:
         # made up by replay: the member earns the lecture's hours as soon as they have
         # (where replay counts; a change of rule after the lecture works hours out again)
         mine = await own_record(state, sid, who)
-        credit_member(state, sid, mine, str(claims.subject))
+        credit_member(state.programme, sid, mine, str(claims.subject))
     return web.json_response({"seq": done.seq})
 
 

@@ -9,7 +9,8 @@ from aiohttp import web
 from server.auth import require
 from server.errors import HTTPProblem
 from server.openapi import ARR_OBJ, BOOL, INT, STR, TEXT, documented, obj
-from server.routes.api import bounded_int, known_session, read_json, text_field
+from server.routes.bodies import read_json
+from server.routes.fields import bounded_int, known_session, text_field
 from server.routes.qa import participant_of
 from server.state import STATE, AppState
 

@@ -13,7 +13,7 @@ from server.auth import require
 from server.errors import HTTPProblem
 from server.links import member_links, to_csv_bytes, to_xlsx_bytes
 from server.openapi import STR, documented
-from server.routes.api import by_whom, known_session
+from server.routes.fields import by_whom, known_session
 from server.state import STATE, AppState
 from server.store import Member
 

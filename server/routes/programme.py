@@ -10,15 +10,15 @@ from pathlib import Path
 
 from aiohttp import web
 
-from server.attendance.report import SessionReport
 from server.auth import Claims, require
 from server.errors import HTTPProblem
+from server.lectures.service import create_lecture
 from server.links import session_links
 from server.openapi import ARR_OBJ, ID, INT, NUM, STR, TEXT, WHEN, arr, documented, obj
 from server.programme.imports import import_courses, import_teachers
 from server.programme.store import school_id
-from server.routes.api import bounded_int, sqlite_int, string_list, text_field
 from server.routes.bodies import read_body, read_json
+from server.routes.fields import bounded_int, by_whom, sqlite_int, string_list, text_field
 from server.state import STATE, AppState
 from server.store import TOWNSHIPS
 
@@ -459,7 +459,10 @@ async def decide(request: web.Request) -> web.Response:
         raise HTTPProblem(409, "the teacher or classroom is already booked then")
     course, teacher = prog.course(training.course_id), prog.teacher(training.teacher_id)
     rooms = _rooms_for(state, training)
-    session = state.store.create_session(f"{course.title}（{teacher.name}）", rooms)
+    title = f"{course.title}（{teacher.name}）"
+    session = await create_lecture(
+        state.store, state.attendance, title, by_whom(claims), rooms=rooms
+    )
     prog.decide(training.id, "approved", "", session.id)
     links = session_links(state.config, state.signer, session, f"{request.scheme}://{request.host}")
     return web.json_response({"training": prog.training(training.id).as_json(), "session": links})
@@ -544,38 +547,6 @@ async def feedback_results(request: web.Request) -> web.Response:
             "comments": [i["comment"] for i in items if i["comment"]],
         }
     )
-
-
-def credit_session(state: AppState, sid: str, report: SessionReport) -> int:
-    """Credited members of an approved training's session earn its course's class hours (at
-    its end, and again when an admin changes its credit rule)."""
-    training = state.programme.training_of_session(sid)
-    if training is None:
-        return 0
-    course = state.programme.course(training.course_id)
-    members = [r.member_id for r in report.participants.values() if r.credited and r.member_id]
-    return state.programme.set_credits(sid, course.class_hours, members, _year(report))
-
-
-def credit_member(state: AppState, sid: str, report: SessionReport, member_id: str) -> bool:
-    """After the lecture, a member whose replay made up the time earns the hours then
-    (``report``: theirs alone will do). False if they had them, or have not made it."""
-    mine = report.participants.get(f"member:{member_id}")
-    if report.end_ms is None or mine is None or not mine.credited:
-        return False
-    training = state.programme.training_of_session(sid)
-    if training is None:
-        return False
-    course = state.programme.course(training.course_id)
-    return state.programme.add_credit(sid, course.class_hours, member_id, _year(report))
-
-
-def _year(report: SessionReport) -> int:
-    """The year a lecture's hours count in: the year it was given."""
-    when = report.end_ms or report.start_ms
-    if when is None:
-        return datetime.date.today().year
-    return datetime.datetime.fromtimestamp(when / 1000).year
 
 
 @documented(

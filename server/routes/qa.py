@@ -10,7 +10,8 @@ from server.auth import require
 from server.errors import HTTPProblem
 from server.openapi import ARR_OBJ, ID, INT, STR, TEXT, documented, obj
 from server.qa import ACTIONS, MAX_TEXT
-from server.routes.api import known_session, read_json, sqlite_int, text_field
+from server.routes.bodies import read_json
+from server.routes.fields import known_session, sqlite_int, text_field
 from server.state import STATE, AppState
 
 ASKERS = ("member", "room")

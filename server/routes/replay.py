@@ -13,7 +13,7 @@ from server.auth import require
 from server.errors import HTTPProblem
 from server.openapi import ARR_OBJ, ID, NUM, STR, documented, obj
 from server.replay import replay_paths
-from server.routes.api import known_session, sqlite_int
+from server.routes.fields import known_session, sqlite_int
 from server.state import STATE, AppState
 from server.store import is_session_id
 

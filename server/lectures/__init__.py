@@ -1,0 +1,1 @@
+"""The lecture service: creating a lecture and its credit rule (service.py)."""
