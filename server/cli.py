@@ -379,7 +379,8 @@ def _emit(body: bytes | Iterable[bytes], out: str | None, what: str) -> None:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from server.attendance.events import Export
-    from server.attendance.exports import render_chunks, report_for
+    from server.attendance.exports import render_chunks
+    from server.attendance.report_cache import report_for
     from server.attendance.signing import receipt
     from server.store import Store
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from server.attendance.exports import Reports
 from server.attendance.ledger import Ledger
+from server.attendance.report_cache import Reports
 from server.attendance.tracker import Attendance
 from server.auth import TokenSigner
 from server.cluster.node import Cluster

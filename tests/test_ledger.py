@@ -20,16 +20,10 @@ from server.attendance.events import (
     Start,
     canonical,
 )
+from server.attendance.exports import export_row, json_chunks, to_csv
 from server.attendance.ledger import Ledger, check_chain
 from server.attendance.offline import verify_export
-from server.attendance.report import (
-    ParticipantReport,
-    ReportFold,
-    build_report,
-    export_row,
-    json_chunks,
-    to_csv,
-)
+from server.attendance.report import ParticipantReport, ReportFold, build_report
 from server.attendance.signing import CheckpointLog, LedgerKey, checkpoint_from, receipt
 from server.attendance.verify import verify
 from server.attendance.writer import EventRefused
@@ -546,8 +540,8 @@ def test_the_session_setting_decides_whether_replay_earns_credit():
 
 def test_a_report_brought_up_to_date_equals_one_folded_from_the_start(ledger):
     from server.attendance.events import Checkin, Headcount, Replay
-    from server.attendance.exports import Reports
-    from server.attendance.report import export_row, rows_for_export
+    from server.attendance.exports import export_row, rows_for_export
+    from server.attendance.report_cache import Reports
 
     def beats(peer, first, last, step=10_000):
         return [
@@ -608,8 +602,8 @@ async def test_reports_follow_the_ledger_as_it_is_appended_to(ledger):
     elsewhere, or while the fold was busy) wait for the next refresh, which reads from where
     it stopped."""
     from server.attendance.events import Headcount
-    from server.attendance.exports import Reports
-    from server.attendance.report import rows_for_export
+    from server.attendance.exports import rows_for_export
+    from server.attendance.report_cache import Reports
 
     reports = Reports(ledger)
     ledger.on_durable = reports.follow
@@ -641,18 +635,18 @@ async def test_reports_follow_the_ledger_as_it_is_appended_to(ledger):
 def test_a_paced_fold_takes_every_event_in_order_and_pauses_between_runs_of_them(
     ledger, monkeypatch
 ):
-    from server.attendance import exports
-    from server.attendance.exports import Reports, paced_rows
+    from server.attendance import report_cache as cache
+    from server.attendance.report_cache import Reports, paced_rows
 
     pauses: list[float] = []
-    monkeypatch.setattr(exports.time, "sleep", pauses.append)  # the clock only
+    monkeypatch.setattr(cache.time, "sleep", pauses.append)  # the clock only
     assert list(paced_rows(iter(range(10)), every=4, pause_s=0.5)) == list(range(10))
     assert pauses == [0.5, 0.5]
 
-    fill(ledger, n_beats=3 * exports.PACE_EVERY)
+    fill(ledger, n_beats=3 * cache.PACE_EVERY)
     pauses.clear()
     paced = Reports(ledger).refresh(S, paced=True).report()
-    assert len(pauses) == ledger.head(S)[0] // exports.PACE_EVERY
+    assert len(pauses) == ledger.head(S)[0] // cache.PACE_EVERY
     whole = Reports(ledger).report(S)
     assert paced.participants["member:1"].watched == whole.participants["member:1"].watched
 
@@ -800,7 +794,7 @@ async def test_a_restart_signs_what_the_last_run_appended_after_its_last_tick(
 
 
 def test_a_json_export_comes_in_pieces_and_still_verifies_offline(ledger, key, monkeypatch):
-    from server.attendance import report as report_module
+    from server.attendance import exports as report_module
     from server.attendance.exports import render_chunks
     from server.attendance.report import ReportFold
 

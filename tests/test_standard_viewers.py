@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.attendance.report import audit_summary, export_row
+from server.attendance.exports import audit_summary, export_row
 from tests.client import watch
 from tests.test_attendance import joined, lecture, next_report, report
 from tests.waiting import until

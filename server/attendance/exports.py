@@ -1,23 +1,17 @@
-"""A session's report and its export files: shared by the API and the CLI."""
+"""A session's report as files: CSV and XLSX (a participant a row), JSON (with every event,
+streamed, checkable offline), and what the audit page draws. Shared by the API and the CLI."""
 
 from __future__ import annotations
 
-import threading
-import time
-from collections import OrderedDict
-from collections.abc import Iterator
+import datetime
+import json
+from collections.abc import Iterable, Iterator
 
-from server.attendance.ledger import Ledger
-from server.attendance.report import (
-    ReportFold,
-    SessionReport,
-    json_chunks,
-    to_csv,
-    to_xlsx,
-)
+from server.attendance.ledger import Ledger, Row
+from server.attendance.report import ParticipantReport, SessionReport
 from server.attendance.signing import Checkpoint
-from server.attendance.writer import Appended
-from server.store import Member, Session, Store
+from server.roster import mask_phone
+from server.tables import csv_bytes, xlsx_bytes
 
 CONTENT_TYPES = {
     "csv": "text/csv",
@@ -26,123 +20,199 @@ CONTENT_TYPES = {
 }
 
 
-class Reports:
-    """The folds of the sessions reported, refreshed or followed last (up to ``keep``), each
-    brought up to date with only the events appended since: a live session's fold follows the
-    ledger's appends (``follow``), and what it could not follow is read in by ``refresh``
-    (before each report, and every checkpoint interval in the background, app.py). Safe to
-    use from worker threads (reports are built off the event loop)."""
-
-    def __init__(self, ledger: Ledger, keep: int = 16) -> None:
-        self.ledger = ledger
-        self.keep = keep
-        self._folds: OrderedDict[str, ReportFold] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def report(self, session: str, **options) -> SessionReport:
-        """``options``: those of ``ReportFold.report``."""
-        fold = self.refresh(session)
-        with fold.lock:
-            return fold.report(**options)
-
-    def follow(self, batch: list[tuple], results: list[Appended]) -> None:
-        """Fold in events as the ledger makes them durable (its ``on_durable``, on the event
-        loop): ``batch`` as the ledger queued them, ``(session, event, at_ms)``, and
-        what each became. The events are in hand: nothing is read back or decoded, and a live
-        session's fold is up to date when the lecture ends.
-
-        Only in order: a fold takes an event that follows its last one, and a new session's
-        fold begins at its first event. Anything else (a fold busy in a report on a worker
-        thread, events appended elsewhere: the CLI, the cluster's stream) is left for the
-        next ``refresh``, which reads from the fold's last event on."""
-        held: ReportFold | None = None  # the fold of the run of one session's events
-        current = None
-        try:
-            for (session, event, _), done in zip(batch, results, strict=True):
-                if session != current:
-                    if held is not None:
-                        held.lock.release()
-                        held = None
-                    current = session
-                    fold = self._folds.get(session)
-                    if fold is None and done.seq == 1:
-                        fold = self._fold(session)
-                    if fold is not None and fold.lock.acquire(blocking=False):
-                        held = fold
-                if held is not None and done.seq == held.seq + 1:
-                    held.add_event(done.seq, done.at_ms, event)
-        finally:
-            if held is not None:
-                held.lock.release()
-
-    def alone(self, session: str, participant: str, **options) -> SessionReport:
-        """The session's report with one participant's record alone, brought up to date:
-        during and after a lecture thousands of members each read their own, while replays
-        append to the session's ledger; the whole report was built for every one of them."""
-        fold = self.refresh(session)
-        with fold.lock:
-            return fold.report(only=participant, **options)
-
-    def refresh(self, session: str, paced: bool = False) -> ReportFold:
-        """The session's fold, with the events since last time folded in (a live session's
-        now and then, and before each report). ``paced``: in the background, a pause after
-        every few hundred events (see ``paced_rows``)."""
-        fold = self._fold(session)
-        with fold.lock:
-            rows = self.ledger.scan(session, fold.seq)
-            fold.feed(paced_rows(rows) if paced else rows)
-        return fold
-
-    def folded(self, session: str) -> int:
-        """The sequence number the session's fold has taken in (0: none kept)."""
-        fold = self._folds.get(session)
-        return fold.seq if fold is not None else 0
-
-    def _fold(self, session: str) -> ReportFold:
-        with self._lock:
-            fold = self._folds.pop(session, None) or ReportFold(session)
-            self._folds[session] = fold
-            while len(self._folds) > self.keep:
-                self._folds.popitem(last=False)
-        return fold
+COLUMNS = (
+    ("member_id", "党员编号"),
+    ("name", "姓名"),
+    ("place", "乡镇/教室"),
+    ("phone", "手机"),
+    ("first_join", "首次进入"),
+    ("last_leave", "最后离开"),
+    ("seconds_watched", "观看秒数"),
+    ("replay_seconds", "回放秒数"),
+    ("total_seconds", "合计秒数"),
+    ("intervals", "在线时段"),
+    ("reconnects", "重连次数"),
+    ("credited", "计入学时"),
+    ("participant", "参与者"),
+    ("identified_by", "身份来源"),
+    ("unverified_seconds", "未经核实秒数"),
+    ("relay_only_seconds", "无页面证据秒数"),
+)
 
 
-PACE_EVERY = 400  # events folded between two pauses (~2 ms of the interpreter's lock)
-PACE_PAUSE_S = 0.004
+def _iso(ms: int | None) -> str:
+    if ms is None:
+        return ""
+    return datetime.datetime.fromtimestamp(ms / 1000).astimezone().isoformat(timespec="seconds")
 
 
-def paced_rows(
-    rows: Iterator[tuple], every: int = PACE_EVERY, pause_s: float = PACE_PAUSE_S
-) -> Iterator[tuple]:
-    """``rows``, with a pause after every ``every`` of them.
-
-    A fold on a worker thread shares the interpreter lock with the event loop, half and half
-    while both want it: a minute of a live lecture's events (every minute, for each live
-    session) took half the loop's time for as long as it ran, and heartbeats queued
-    (bench_attendance, docs/DECISIONS.md). Paced, it takes at most about a third, over
-    longer."""
-    for i, row in enumerate(rows, 1):
-        yield row
-        if i % every == 0:
-            time.sleep(pause_s)
+def rows_for_export(report: SessionReport, phones: bool = False) -> list[dict]:
+    """One row per participant; phone numbers masked unless ``phones``."""
+    participants = sorted(report.participants.values(), key=lambda r: (r.place, r.participant))
+    return [export_row(rep, phones) for rep in participants]
 
 
-def report_options(store: Store, session: Session, roster: list[Member] | None = None) -> dict:
-    """What a session's report takes from the store (read where the store is used: the event
-    loop's thread), beside the ledger; ``roster``: the members, when the caller has read them
-    already."""
-    members = store.members() if roster is None else roster
+def whole_seconds(seconds: float) -> int:
+    """Seconds as the record states them: whole, never rounded up (57.6 watched is 57), so that
+    no row claims more than the relay saw."""
+    return int(max(0.0, seconds))
+
+
+def export_row(rep: ParticipantReport, phones: bool = False) -> dict:
+    """One participant's row of an export; the phone number masked unless ``phones``."""
     return {
-        "threshold": store.credit_threshold(session.id),
-        "names": {m.member_id: (m.name, m.township, m.phone) for m in members},
-        "rooms": session.room_names,
-        "replay_credit": store.replay_credit(session.id),
+        "member_id": rep.member_id,
+        "name": rep.name,
+        "place": rep.place,
+        "phone": rep.phone if phones or not rep.phone else mask_phone(rep.phone),
+        "first_join": _iso(rep.first_join_ms),
+        "last_leave": _iso(rep.last_leave_ms),
+        "seconds_watched": whole_seconds(rep.seconds_watched),
+        "replay_seconds": whole_seconds(rep.replay_seconds),
+        "total_seconds": whole_seconds(rep.total_seconds),
+        "intervals": [[_iso(a), _iso(b)] for a, b in rep.intervals],
+        "reconnects": rep.reconnects,
+        "credited": rep.credited,
+        "participant": rep.participant,
+        "identified_by": rep.identified_by,
+        "unverified_seconds": whole_seconds(rep.unverified_s),
+        "relay_only_seconds": whole_seconds(rep.relay_only_seconds),
     }
 
 
-def report_for(store: Store, ledger: Ledger, session: Session) -> SessionReport:
-    """A session's report, folded from its first event (the CLI's: one report per run)."""
-    return Reports(ledger).report(session.id, **report_options(store, session))
+def flat_rows(report: SessionReport, phones: bool = False) -> list[list]:
+    """Export rows as spreadsheet cells: intervals joined, credit as 是/否."""
+    out = []
+    for row in rows_for_export(report, phones):
+        values = []
+        for key, _ in COLUMNS:
+            v = row[key]
+            if key == "intervals":
+                v = "; ".join(f"{a}~{b}" for a, b in v)
+            elif key == "credited":
+                v = "是" if v else "否"
+            values.append(v)
+        out.append(values)
+    return out
+
+
+def to_csv(report: SessionReport, receipt: dict | None, phones: bool = False) -> bytes:
+    """The rows, then the receipt (as JSON, in one cell)."""
+    rows: list[list] = [[zh for _, zh in COLUMNS], *flat_rows(report, phones)]
+    if receipt:
+        rows += [[], ["签名回执 (receipt)", json.dumps(receipt, ensure_ascii=False)]]
+    return csv_bytes(rows)
+
+
+JSON_EVENTS_PER_CHUNK = 5_000
+JSON_EVENTS_OPEN = '"events": ['  # alone on its line, each event on one of its own after it
+
+
+def json_chunks(
+    report: SessionReport,
+    rows: Iterable[Row],
+    checkpoints: list[dict],
+    receipt: dict | None,
+    phones: bool = False,
+) -> Iterator[bytes]:
+    """The JSON export a piece at a time: the participants, and everything an offline check
+    needs (every event, every checkpoint, the receipt). An event a line: a 90-minute lecture
+    for 4,000 members has two million events, ~700 MB of JSON, which is never held whole."""
+    head = {
+        "format": "lecture-relay attendance export v1",
+        "session": report.session,
+        "start": _iso(report.start_ms),
+        "end": _iso(report.end_ms),
+        "credit_threshold": report.threshold,
+        "replay_credit": report.replay_credit,
+        "participants": rows_for_export(report, phones),
+    }
+    text = json.dumps(head, ensure_ascii=False, indent=1)
+    yield (text[: text.rindex("}")].rstrip() + f",\n {JSON_EVENTS_OPEN}\n").encode()
+    sep = ""
+    chunk: list[str] = []
+    for r in rows:
+        event = {"seq": r.seq, "at_ms": r.at_ms, "kind": r.kind, "data": r.data, "hash": r.hash}
+        chunk.append(sep + json.dumps(event, ensure_ascii=False, separators=(",", ":")))
+        sep = ",\n"
+        if len(chunk) >= JSON_EVENTS_PER_CHUNK:
+            yield "".join(chunk).encode()
+            chunk = []
+    tail = json.dumps(
+        {"checkpoints": checkpoints, "receipt": receipt}, ensure_ascii=False, indent=1
+    )
+    yield ("".join(chunk) + "\n ],\n" + tail[tail.index("{") + 1 :]).encode()
+
+
+def to_xlsx(report: SessionReport, receipt: dict | None, phones: bool = False) -> bytes:
+    sheets = [("考勤", [[zh for _, zh in COLUMNS], *flat_rows(report, phones)])]
+    if receipt:
+        sheets.append(("签名回执", [[key, str(value)] for key, value in receipt.items()]))
+    return xlsx_bytes(sheets)
+
+
+def audit_summary(
+    report: SessionReport,
+    roster: list,  # server.store.Member
+    rooms: dict[str, str],
+) -> dict:
+    """What the audit page shows: per township expected/present/credited and absentees,
+    rooms' headcounts against check-ins, viewers over time."""
+    townships: dict[str, dict] = {}
+    for m in roster:
+        t = townships.setdefault(
+            m.township,
+            {"expected": 0, "present": 0, "replayed": 0, "credited": 0, "absent": []},
+        )
+        t["expected"] += 1
+        rep = report.participants.get(f"member:{m.member_id}")
+        live = rep is not None and bool(rep.intervals or rep.watched)
+        replayed = rep is not None and rep.replay_seconds > 0
+        t["present"] += int(live)
+        t["replayed"] += int(replayed)  # made up by replay (回放补学), live or not
+        t["credited"] += int(rep is not None and rep.credited)
+        if not live:  # absent from the lecture, whether or not made up by replay since
+            t["absent"].append({"member_id": m.member_id, "name": m.name, "replayed": replayed})
+    room_rows = []
+    for code, name in rooms.items():
+        checked = len({m for m, _ in report.checkins.get(code, [])})
+        head = report.headcounts.get(code)
+        room_rows.append(
+            {
+                "room": name,
+                "headcount": head,
+                "checkins": checked,
+                "flag": head is not None and checked > head,
+                "connected": f"room:{code}" in report.participants,
+            }
+        )
+    return {
+        "session": report.session,
+        "start": _iso(report.start_ms),
+        "end": _iso(report.end_ms),
+        "length_s": whole_seconds(report.length_s),
+        "live": report.live,  # then length_s is the length so far
+        "participants": len(report.participants),
+        "credited": sum(1 for r in report.participants.values() if r.credited),
+        "unverified_participants": sum(
+            1 for r in report.participants.values() if r.unverified_s > 0
+        ),
+        "replay_participants": sum(1 for r in report.participants.values() if r.replayed),
+        # standard WHEP players: the relay's evidence alone, shown apart, never credited
+        "relay_only_participants": sum(1 for r in report.participants.values() if r.relay_only),
+        "credit_threshold": report.threshold,
+        "replay_credit": report.replay_credit,
+        "policy_changes": [
+            {"at": _iso(at), "by": by, "threshold_percent": pct, "replay_credit": replay}
+            for at, by, pct, replay in report.policies
+        ],
+        "replay_seconds": whole_seconds(
+            sum(r.replay_seconds for r in report.participants.values())
+        ),
+        "concurrency": report.concurrency,
+        "townships": [{"township": k, **v} for k, v in sorted(townships.items())],
+        "rooms": room_rows,
+    }
 
 
 def render_chunks(

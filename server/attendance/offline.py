@@ -9,8 +9,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from server.attendance.events import GENESIS
+from server.attendance.exports import JSON_EVENTS_OPEN
 from server.attendance.ledger import Row
-from server.attendance.report import JSON_EVENTS_OPEN
 from server.attendance.signing import checkpoint_from
 from server.attendance.verify import Verdict, verify
 

@@ -12,9 +12,10 @@ from aiohttp import web
 
 from media.session import MediaEvent
 from server.attendance.events import Checkin, Export, Headcount, Replay
-from server.attendance.exports import CONTENT_TYPES, render_chunks, report_options
+from server.attendance.exports import CONTENT_TYPES, audit_summary, export_row, render_chunks
 from server.attendance.ledger import now_ms
-from server.attendance.report import SessionReport, audit_summary, export_row
+from server.attendance.report import SessionReport
+from server.attendance.report_cache import report_options
 from server.attendance.tracker import HeartbeatTooSoon, ReportTooSoon
 from server.attendance.verify import Verdict, verify
 from server.auth import Claims, authorize, require
