@@ -29,7 +29,7 @@ from pylibsrtp import Policy, Session  # noqa: E402
 from media.forwarder import Downtrack, Forwarder  # noqa: E402
 from media.recorder import SessionRecorder  # noqa: E402
 from media.rtp import vp8_is_keyframe  # noqa: E402
-from server.replay import build  # noqa: E402
+from server.lectures.replays import build  # noqa: E402
 from tests.sources import encode_opus_clip, encode_video_clip  # noqa: E402
 
 

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from server.attendance.ledger import Ledger
 from server.attendance.signing import CheckpointLog, LedgerKey
+from server.attendance.sink import AttendanceSink
 from server.attendance.tracker import Attendance
 from server.auth import signer_for
 from server.cluster.node import Cluster
@@ -20,23 +21,25 @@ from server.errors import error_middleware
 from server.headers import install as install_headers
 from server.histogram import watch_loop_lag
 from server.ice import gather_as_configured
-from server.live import LiveSessions
+from server.lectures.live import LiveSessions
+from server.lectures.questions import QuestionBoard
+from server.lectures.replays import ReplayJobs
 from server.metrics import metrics_handler
 from server.openapi import openapi_handler
-from server.pool import WorkerPool
 from server.programme.store import ProgrammeStore
-from server.qa import QuestionBoard
-from server.replay import ReplayJobs
+from server.retention import sweep
 from server.routes import api, internal, pages, whip
 from server.routes import attendance as attendance_routes
 from server.routes import floor as floor_routes
+from server.routes import heartbeats as heartbeat_routes
+from server.routes import library as library_routes
 from server.routes import links as link_routes
 from server.routes import programme as programme_routes
 from server.routes import qa as qa_routes
 from server.routes import replay as replay_routes
 from server.state import STATE, AppState
-from server.storage import sweep
 from server.store import Store
+from server.workers.pool import WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +61,8 @@ def create_app(config: Config, workers: int = 1) -> web.Application:
     if config.redis_url:
         cluster = Cluster(config, signer.internal_token(), live.viewer_count, workers)
         live.use_cluster(cluster)
+    # the attendance sink, chosen once (server/attendance/sink.py): an edge has no ledger
+    ledger: AttendanceSink
     if cluster is not None and not config.cluster_home:
         ledger = StreamLedger(
             cluster.redis,
@@ -88,8 +93,8 @@ def create_app(config: Config, workers: int = 1) -> web.Application:
     questions = QuestionBoard(config.store_path)
     state = AppState(config, store, signer, live, attendance, replays, programme, questions)
     state.cluster = cluster
-    live.listeners.append(lambda event: attendance_routes.close_heartbeat_sockets(state, event))
-    live.listeners.append(lambda event: attendance_routes.push_layer(state, event))
+    live.listeners.append(lambda event: heartbeat_routes.close_heartbeat_sockets(state, event))
+    live.listeners.append(lambda event: heartbeat_routes.push_layer(state, event))
     if workers > 1:
         live.use_pool(WorkerPool(workers, signer.internal_token(), worker_env(config)))
 
@@ -100,8 +105,10 @@ def create_app(config: Config, workers: int = 1) -> web.Application:
     whip.add_routes(app)
     api.add_routes(app)
     attendance_routes.add_routes(app)
+    heartbeat_routes.add_routes(app)
     link_routes.add_routes(app)
     replay_routes.add_routes(app)
+    library_routes.add_routes(app)
     programme_routes.add_routes(app)
     qa_routes.add_routes(app)
     floor_routes.add_routes(app)
@@ -140,10 +147,9 @@ def create_app(config: Config, workers: int = 1) -> web.Application:
         attendance.recover()
         attendance.start()
         background.append(asyncio.ensure_future(watch_loop_lag(state.loop_lag)))
-        if isinstance(ledger, Ledger):  # an edge node has no ledger of its own
+        ledger.start()
+        if ledger.holds_record:  # an edge node has no ledger of its own
             background.append(asyncio.ensure_future(warm_reports()))
-        else:
-            ledger.start()
         if config.recording_retention_days > 0 or config.replay_retention_days > 0:
             background.append(asyncio.ensure_future(retention()))
 
@@ -157,10 +163,7 @@ def create_app(config: Config, workers: int = 1) -> web.Application:
         if live.pool is not None:
             await live.pool.close()
         await attendance.close()
-        if isinstance(ledger, StreamLedger):  # the last leaves to Redis, while it is open
-            await ledger.aclose()
-        else:
-            ledger.close()
+        await ledger.aclose()  # an edge's last events leave to Redis, while it is open
         if cluster is not None:
             await cluster.close()
         programme.close()
@@ -168,7 +171,7 @@ def create_app(config: Config, workers: int = 1) -> web.Application:
         store.close()
 
     async def shutdown(app: web.Application) -> None:
-        attendance_routes.close_all_heartbeat_sockets(state)
+        heartbeat_routes.close_all_heartbeat_sockets(state)
 
     app.on_startup.append(startup)
     app.on_shutdown.append(shutdown)

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from server.errors import HTTPProblem
 from server.files import refuse_shared
-from server.internal import internal_token
+from server.interprocess import internal_token
 
 ROLES = ("admin", "school", "lecturer", "viewer", "room", "member")
 

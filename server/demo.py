@@ -8,7 +8,7 @@ import random
 from pathlib import Path
 
 from server.config import Config
-from server.links import session_links
+from server.lectures.links import session_links
 from server.programme.store import ProgrammeStore, school_id
 from server.store import TOWNSHIPS, Member, Store
 

@@ -73,3 +73,9 @@ async def watch_loop_lag(into: Histogram, period_s: float = 0.1) -> None:
         due = loop.time() + period_s
         await asyncio.sleep(period_s)
         into.observe(max(0.0, loop.time() - due))
+
+
+def p99_ms(histogram: Histogram) -> float | None:
+    """A histogram's p99 bound in milliseconds (None before its first sample)."""
+    p99 = histogram.quantile_bound(0.99)
+    return None if p99 is None else round(p99 * 1000, 3)

@@ -7,9 +7,7 @@ import ipaddress
 
 from aiohttp import web
 
-from server.attendance.ledger import Ledger
 from server.auth import authorize, bearer_token
-from server.cluster.outbox import StreamLedger
 from server.errors import HTTPProblem
 from server.histogram import Histogram
 from server.state import STATE, AppState
@@ -69,36 +67,11 @@ def render(state: AppState) -> str:
         "Heartbeats recorded through the pages' WebSockets (the rest came as POSTs).",
         [("", state.metrics.socket_heartbeats)],
     )
-    ledger = state.attendance.ledger
-    if isinstance(ledger, Ledger):  # an edge node of a cluster has none of its own
-        for name, kind, help_text, value in (
-            ("lr_ledger_events_total", "counter", "Events appended to the attendance ledger.",
-             ledger.appended),
-            ("lr_ledger_commits_total", "counter", "Ledger commits (batches).", ledger.batches),
-            ("lr_ledger_pending", "gauge", "Appends waiting to be committed.", ledger.pending),
-        ):  # fmt: skip
-            metric(name, kind, help_text, [("", value)])
-        histogram(
-            "lr_ledger_durable_seconds",
-            "From an append (a heartbeat, a join, ...) to its being on disk, when it is answered.",
-            ledger.durable_seconds,
-        )
-        histogram(
-            "lr_ledger_write_seconds",
-            "One batch in the ledger writer: hashing, inserting, and its commit's fsync.",
-            ledger.write_seconds,
-        )
-    if isinstance(ledger, StreamLedger):  # an edge: its events go to the home node by Redis
-        for name, kind, help_text, value in (
-            ("lr_attendance_backlog", "gauge",
-             "Attendance events on this node's disk that the home node's ledger has not"
-             " confirmed yet.", ledger.backlog),
-            ("lr_attendance_sent_total", "counter", "Attendance events sent to Redis.",
-             ledger.sent),
-            ("lr_attendance_resent_total", "counter",
-             "Attendance events sent again because Redis no longer held them.", ledger.resent),
-        ):  # fmt: skip
-            metric(name, kind, help_text, [("", value)])
+    ledger = state.attendance.ledger  # this node's own, or an edge's stream to the home's
+    for name, kind, help_text, value in ledger.measures():
+        metric(name, kind, help_text, [("", value)])
+    for name, help_text, values in ledger.histograms():
+        histogram(name, help_text, values)
     for attr, name, help_text in (
         ("packets_in", "lr_packets_received_total", "RTP packets received from publishers."),
         ("packets_out", "lr_packets_forwarded_total", "RTP packets sent to viewers."),

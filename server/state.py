@@ -6,20 +6,19 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from server.attendance.ledger import Ledger
 from server.attendance.report_cache import Reports
 from server.attendance.tracker import Attendance
 from server.auth import TokenSigner
 from server.cluster.node import Cluster
 from server.config import Config
-from server.floor import FloorBoard
 from server.histogram import Histogram
 from server.lean_socket import LeanSocket
+from server.lectures.floor import FloorBoard
+from server.lectures.live import LiveSessions
+from server.lectures.questions import QuestionBoard
+from server.lectures.replays import ReplayJobs
 from server.limits import Limits
-from server.live import LiveSessions
 from server.programme.store import ProgrammeStore
-from server.qa import QuestionBoard
-from server.replay import ReplayJobs
 from server.store import Store
 
 
@@ -53,8 +52,7 @@ class AppState:
     def __post_init__(self) -> None:
         self.reports = Reports(self.attendance.ledger)
         self.limits = Limits(self.config)
-        if isinstance(self.attendance.ledger, Ledger):  # an edge node has no ledger of its own
-            self.attendance.ledger.on_durable = self.reports.follow
+        self.attendance.ledger.follow(self.reports.follow)  # an edge's: nothing to follow
 
     @property
     def heartbeat_sockets_open(self) -> int:

@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestServer
 from media.fastpath import restrict_host_addresses
 from server.app import RUNNER_OPTIONS, create_app
 from server.config import Config
-from server.links import session_links
+from server.lectures.links import session_links
 from server.state import STATE
 from server.store import TOWNSHIPS
 from tests.netbed import bed  # noqa: F401 - the network test bed's fixture

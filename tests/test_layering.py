@@ -14,9 +14,6 @@ SERVICES = (
     "server/lectures",
     "server/attendance",
     "server/programme",
-    "server/live.py",
-    "server/floor.py",
-    "server/qa.py",
     "server/cluster/node.py",
     "server/refusals.py",
 )

@@ -9,7 +9,7 @@ import av
 import pytest
 
 from server.attendance.report import build_report
-from server.replay import ReplayState, replay_paths
+from server.lectures.replays import ReplayState, replay_paths
 from server.store import Member
 from tests.test_recording import record
 from tests.waiting import until
@@ -287,7 +287,7 @@ async def test_odd_ranges_on_a_replay_get_416_200_or_206_never_the_wrong_one(rel
 async def test_the_replay_json_gives_urls_never_a_path_on_the_servers_disk(relay):
     import asyncio
 
-    from server.replay import run_job
+    from server.lectures.replays import run_job
 
     links = relay.new_session()
     sid = links["session_id"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from server.replay import ReplayState, replay_paths
-from server.storage import sweep, usage
+from server.lectures.replays import ReplayState, replay_paths
+from server.retention import sweep, usage
 
 DAY = 86400
 

@@ -31,7 +31,7 @@ from server.attendance.writer import (
     WriterThread,
     connect,
 )
-from server.histogram import Histogram
+from server.histogram import Histogram, p99_ms
 
 log = logging.getLogger(__name__)
 
@@ -241,6 +241,50 @@ class Ledger:
     def close(self) -> None:
         self._writer.close()
         self._read.close()
+
+    # -- the AttendanceSink surface beside the appends (server/attendance/sink.py) -------------
+    holds_record = True  # this node's own ledger
+
+    def start(self) -> None:
+        """Nothing runs beside the appends: the writer started with the ledger."""
+
+    async def aclose(self) -> None:
+        self.close()
+
+    def follow(self, callback: Callable[[list[tuple], list[Appended]], None]) -> None:
+        self.on_durable = callback
+
+    def status(self) -> dict:
+        """Since start: how many events, how many wait, how long they waited to be on disk."""
+        return {
+            "events": self.appended,
+            "pending": self.pending,
+            "durable_p99_ms": p99_ms(self.durable_seconds),
+            "write_p99_ms": p99_ms(self.write_seconds),
+        }
+
+    def measures(self) -> list[tuple[str, str, str, float]]:
+        return [
+            ("lr_ledger_events_total", "counter", "Events appended to the attendance ledger.",
+             self.appended),
+            ("lr_ledger_commits_total", "counter", "Ledger commits (batches).", self.batches),
+            ("lr_ledger_pending", "gauge", "Appends waiting to be committed.", self.pending),
+        ]  # fmt: skip
+
+    def histograms(self) -> list[tuple[str, str, Histogram]]:
+        return [
+            (
+                "lr_ledger_durable_seconds",
+                "From an append (a heartbeat, a join, ...) to its being on disk, when it is"
+                " answered.",
+                self.durable_seconds,
+            ),
+            (
+                "lr_ledger_write_seconds",
+                "One batch in the ledger writer: hashing, inserting, and its commit's fsync.",
+                self.write_seconds,
+            ),
+        ]
 
 
 def _checkpoint_fields(cp: Checkpoint) -> tuple:

@@ -20,8 +20,9 @@ from server.attendance.events import (
     Start,
     data_from_json,
 )
-from server.attendance.ledger import Appended, Ledger, now_ms
+from server.attendance.ledger import Appended, now_ms
 from server.attendance.signing import Checkpoint, CheckpointLog, LedgerKey, receipt
+from server.attendance.sink import AttendanceSink
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ RelayEvidence = Callable[[str, str], "dict[str, int] | None"]
 class Attendance:
     def __init__(
         self,
-        ledger: Ledger,
+        ledger: AttendanceSink,
         key: LedgerKey,
         checkpoint_log: CheckpointLog,
         close_peer: ClosePeer,

@@ -4,6 +4,10 @@ Under the server it runs in a process of its own (``WriterProcess``): encoding, 
 binding thousands of events a second held the interpreter lock the event loop needs, and
 made heartbeats wait (docs/DECISIONS.md). The CLI and tests may write in their own thread
 (``Writer``). Either way one writer commits at a time, in the order appends were handed to it.
+
+Over 500 lines on purpose: the writer, its child process and the wire between them (a
+socket pair, length-prefixed pickles of batches and answers) are one protocol, read and
+changed together; split, each half would hold the other's framing.
 """
 
 from __future__ import annotations

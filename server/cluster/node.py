@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 
 from media.session import SessionMedia
 from server.config import Config
-from server.internal import INTERNAL_HEADER
+from server.interprocess import INTERNAL_HEADER
 from server.refusals import Refused, Unavailable, Unreachable
 
 log = logging.getLogger(__name__)
@@ -286,7 +286,35 @@ class Cluster:
             except (RedisError, OSError):
                 await asyncio.sleep(1.0)
 
-    # -- placement -------------------------------------------------------------------------
+    # -- placement (server/lectures/placement.py's interface) ------------------------------
+    async def where(self, sid: str, asked: str | None) -> tuple[str, str] | None:
+        if asked == self.id:  # redirected here already
+            return None
+        target = await self.choose(sid, await self._meta(sid))
+        return None if target is None else (target.id, target.url)
+
+    async def feed(self, media: SessionMedia) -> None:
+        if media.publisher is not None:
+            return  # the lecture is published here
+        origin = (await self._meta(media.session_id)).get("origin")
+        if origin and origin != self.id:
+            await self.ensure_pull(media, origin)
+
+    async def lookup(self, sid: str) -> dict:
+        return await self.session_meta(sid)
+
+    async def opened(self, sid: str, video_codec: str, status: str) -> None:
+        await self.publish_session(sid, video_codec, status)
+
+    async def went_live(self, sid: str, video_codec: str) -> None:
+        await self.became_origin(sid, video_codec)
+
+    async def _meta(self, sid: str) -> dict:
+        try:
+            return await self.session_meta(sid)
+        except (RedisError, OSError):
+            return {}  # Redis down: serve here what this node can
+
     async def choose(self, sid: str, meta: dict) -> NodeInfo | None:
         """Where a new viewer of ``sid`` goes: None for here."""
         try:

@@ -19,6 +19,7 @@ import asyncio
 import json
 import logging
 import secrets
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -288,6 +289,12 @@ class StreamLedger:
     def rows(self, session: str) -> list:
         return []
 
+    def scan(self, session: str) -> Iterator[tuple]:
+        return iter(())
+
+    def append_now(self, session: str, event: Event, at_ms: int | None = None) -> Appended:
+        raise RuntimeError("an edge has no sessions to recover: it appends through submit")
+
     def head(self, session: str) -> tuple[int, str]:
         return 0, GENESIS
 
@@ -295,6 +302,30 @@ class StreamLedger:
         return []
 
     async def store_checkpoint(self, cp) -> None: ...
+
+    # -- the AttendanceSink surface beside the appends (server/attendance/sink.py) -------------
+    holds_record = False  # the home node's ledger holds it
+
+    def follow(self, callback) -> None:
+        """Nothing to follow here: the home node's reports follow its own ledger."""
+
+    def status(self) -> dict:
+        """What waits for the home node's ledger."""
+        return {"backlog": self.backlog, "sent": self.sent, "resent": self.resent}
+
+    def measures(self) -> list[tuple[str, str, str, float]]:
+        return [
+            ("lr_attendance_backlog", "gauge",
+             "Attendance events on this node's disk that the home node's ledger has not"
+             " confirmed yet.", self.backlog),
+            ("lr_attendance_sent_total", "counter", "Attendance events sent to Redis.",
+             self.sent),
+            ("lr_attendance_resent_total", "counter",
+             "Attendance events sent again because Redis no longer held them.", self.resent),
+        ]  # fmt: skip
+
+    def histograms(self) -> list:
+        return []
 
     def close(self) -> None:
         if self.stored > self._sent_upto:

@@ -1,4 +1,8 @@
-"""SQLite tables of the programme, beside the relay's own (same file, its own connection)."""
+"""SQLite tables of the programme, beside the relay's own (same file, its own connection).
+
+Over 500 lines on purpose: one schema (teachers, courses, tasks, trainings, feedback,
+credits) and the queries on it, which join across those tables; each part alone is small,
+and the schema is read in one place."""
 
 from __future__ import annotations
 

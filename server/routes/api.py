@@ -4,19 +4,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from server.attendance.ledger import Ledger
 from server.auth import require
-from server.cluster.outbox import StreamLedger
 from server.errors import HTTPProblem
-from server.histogram import Histogram
 from server.ice import ice_servers_of
+from server.lectures.links import session_links
 from server.lectures.service import create_lecture, credit_rule
-from server.links import session_links
 from server.openapi import ARR_OBJ, BOOL, INT, STR, TEXT, arr, documented, obj
+from server.retention import recording_bytes, usage
 from server.routes.bodies import read_json
 from server.routes.fields import by_whom, known_session, text_field
 from server.state import STATE, AppState
-from server.storage import recording_bytes, usage
 from server.store import TOWNSHIPS
 
 ANY_ROLE = ("viewer", "room", "member", "lecturer", "admin")
@@ -253,16 +250,7 @@ async def admin_cluster(request: web.Request) -> web.Response:
             for h in pool.workers.values()
         ]
     body: dict = {"mode": "cluster" if cluster else "single node", "workers": workers}
-    ledger = state.attendance.ledger
-    if isinstance(ledger, Ledger):  # since start: how long attendance waited to be on disk
-        body["ledger"] = {
-            "events": ledger.appended,
-            "pending": ledger.pending,
-            "durable_p99_ms": _p99_ms(ledger.durable_seconds),
-            "write_p99_ms": _p99_ms(ledger.write_seconds),
-        }
-    elif isinstance(ledger, StreamLedger):  # an edge: what waits for the home node's ledger
-        body["ledger"] = {"backlog": ledger.backlog, "sent": ledger.sent, "resent": ledger.resent}
+    body["ledger"] = state.attendance.ledger.status()  # an edge's: what waits for the home's
     if cluster is not None:
         body["node"] = cluster.id
         body["redis_up"] = cluster.redis_ok
@@ -278,12 +266,6 @@ async def admin_cluster(request: web.Request) -> web.Response:
             for n in sorted(cluster.known_nodes, key=lambda n: n.id)
         ]
     return web.json_response(body)
-
-
-def _p99_ms(histogram: Histogram) -> float | None:
-    """A histogram's p99 bound in milliseconds (None before its first sample)."""
-    p99 = histogram.quantile_bound(0.99)
-    return None if p99 is None else round(p99 * 1000, 3)
 
 
 def add_routes(app: web.Application) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from server.errors import HTTPProblem
-from server.internal import check_internal, read_internal_json
-from server.pool import WorkerPool
+from server.interprocess import check_internal, read_internal_json
 from server.state import STATE
+from server.workers.pool import WorkerPool
 
 
 def _pool(request: web.Request) -> WorkerPool:

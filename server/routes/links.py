@@ -11,7 +11,7 @@ from server.attendance.events import Export
 from server.attendance.exports import CONTENT_TYPES
 from server.auth import require
 from server.errors import HTTPProblem
-from server.links import member_links, to_csv_bytes, to_xlsx_bytes
+from server.lectures.links import member_links, to_csv_bytes, to_xlsx_bytes
 from server.openapi import STR, documented
 from server.routes.fields import by_whom, known_session
 from server.state import STATE, AppState

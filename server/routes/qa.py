@@ -8,8 +8,8 @@ from aiohttp import web
 from server.attendance.events import Moderation, Question
 from server.auth import require
 from server.errors import HTTPProblem
+from server.lectures.questions import ACTIONS, MAX_TEXT
 from server.openapi import ARR_OBJ, ID, INT, STR, TEXT, documented, obj
-from server.qa import ACTIONS, MAX_TEXT
 from server.routes.bodies import read_json
 from server.routes.fields import known_session, sqlite_int, text_field
 from server.state import STATE, AppState

@@ -11,8 +11,8 @@ from aiohttp.abc import AbstractStreamWriter
 
 from server.auth import require
 from server.errors import HTTPProblem
+from server.lectures.replays import replay_paths
 from server.openapi import ARR_OBJ, ID, NUM, STR, documented, obj
-from server.replay import replay_paths
 from server.routes.fields import known_session, sqlite_int
 from server.state import STATE, AppState
 from server.store import is_session_id

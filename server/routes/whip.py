@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from aiohttp import web
-from redis.exceptions import RedisError
 
 from media.candidates import filter_candidates
 from media.codecs import CodecMismatch
@@ -197,18 +196,15 @@ async def whep_post(request: web.Request) -> web.Response:
         return await feed_watch(request, state, sid)
     claims = require(request, state.signer, VIEW_ROLES, sid)
     offer = await read_offer(request, state)
-    cluster = state.cluster
-    if cluster is not None and request.query.get("node") != cluster.id:
-        target = await cluster.choose(sid, await _meta(cluster, sid))
-        if target is not None:
-            # Browsers drop Authorization on a cross-origin redirect: carry the token.
-            query = dict(request.query, node=target.id, token=bearer_token(request) or "")
-            raise web.HTTPTemporaryRedirect(f"{target.url}/whep/{sid}?{urlencode(query)}")
+    placement = state.live.placement
+    target = await placement.where(sid, request.query.get("node"))
+    if target is not None:
+        node, url = target
+        # Browsers drop Authorization on a cross-origin redirect: carry the token.
+        query = dict(request.query, node=node, token=bearer_token(request) or "")
+        raise web.HTTPTemporaryRedirect(f"{url}/whep/{sid}?{urlencode(query)}")
     media = await state.live.open(sid)
-    if cluster is not None and media.publisher is None:
-        origin = (await _meta(cluster, sid)).get("origin")
-        if origin and origin != cluster.id:
-            await cluster.ensure_pull(media, origin)
+    await placement.feed(media)
     audio_only = request.query.get("audio_only") in ("1", "true", "yes")
     identity = identity_of(claims, request.remote or "", audio_only)
     rid, answer = await negotiated(
@@ -220,13 +216,6 @@ async def whep_post(request: web.Request) -> web.Response:
     )
     state.metrics.joins += 1
     return created(request, state, claims, resource_url(state, "whep", sid, rid), answer)
-
-
-async def _meta(cluster, sid: str) -> dict:
-    try:
-        return await cluster.session_meta(sid)
-    except (RedisError, OSError):
-        return {}  # Redis down: serve here what this node can
 
 
 def resource_url(state: AppState, kind: str, sid: str, rid: str) -> str:

@@ -24,8 +24,8 @@ from media.session import MediaEvent, SessionMedia
 from server.config import Config
 from server.errors import HTTPProblem, error_middleware
 from server.ice import gather_as_configured
-from server.internal import INTERNAL_HEADER, check_internal, read_internal_json
-from server.live import layer_policy, rtc_configuration
+from server.interprocess import INTERNAL_HEADER, check_internal, read_internal_json
+from server.lectures.live import layer_policy, rtc_configuration
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from server.replay import ReplayState, replay_paths
+from server.lectures.replays import ReplayState, replay_paths
 
 
 @dataclass

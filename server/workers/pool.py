@@ -22,7 +22,7 @@ import aiohttp
 from media.remote import RemoteViewer
 from media.session import MediaEvent, SessionMedia
 from server.errors import HTTPProblem
-from server.internal import INTERNAL_HEADER
+from server.interprocess import INTERNAL_HEADER
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,10 @@ from media.session import MediaEvent, SessionMedia
 from server.cluster.node import Cluster
 from server.config import Config
 from server.ice import ice_servers_for
-from server.pool import WorkerPool
+from server.lectures.placement import LocalPlacement, Placement
 from server.refusals import Gone, NotFound, Refused
 from server.store import Store
+from server.workers.pool import WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,8 @@ class LiveSessions:
         self.sessions: dict[str, SessionMedia] = {}
         self.listeners: list[Callable[[MediaEvent], None]] = []
         self.pool: WorkerPool | None = None
-        self.cluster: Cluster | None = None
+        self.cluster: Cluster | None = None  # its own control messages, when in one
+        self.placement: Placement = LocalPlacement()  # chosen once, at start
         self._background: set[asyncio.Future] = set()
 
     def viewer_count(self) -> int:
@@ -58,6 +60,7 @@ class LiveSessions:
 
     def use_cluster(self, cluster: Cluster) -> None:
         self.cluster = cluster
+        self.placement = cluster
         cluster.sessions = self.sessions
         cluster.on_control.append(self._on_control)
 
@@ -96,8 +99,7 @@ class LiveSessions:
             self.layer_policy,
         )
         self.sessions[session_id] = media
-        if self.cluster is not None:
-            self._later(self.cluster.publish_session(session_id, media.video_codec, session.status))
+        self._later(self.placement.opened(session_id, media.video_codec, session.status))
         return media
 
     async def open(self, session_id: str) -> SessionMedia:
@@ -106,9 +108,7 @@ class LiveSessions:
         try:
             return self.get(session_id)
         except NotFound:
-            if self.cluster is None:
-                raise
-        meta = await self.cluster.session_meta(session_id)
+            meta = await self.placement.lookup(session_id)  # one node: {}
         if not meta:
             raise NotFound(f"unknown session {session_id}")
         if meta.get("status") == "ended":
@@ -168,8 +168,7 @@ class LiveSessions:
         if self.pool is not None:
             await self.pool.close_session(session_id, "session_end")
         self._store.set_status(session_id, "ended")
-        if self.cluster is not None:
-            await self.cluster.ended(session_id)
+        await self.placement.ended(session_id)
 
     def _on_event(self, event: MediaEvent) -> None:
         log.info(
@@ -186,8 +185,7 @@ class LiveSessions:
             media = self.sessions.get(event.session_id)
             if media is not None:
                 self._store.set_video_codec(event.session_id, media.video_codec)
-                if self.cluster is not None:
-                    self._later(self.cluster.became_origin(event.session_id, media.video_codec))
+                self._later(self.placement.went_live(event.session_id, media.video_codec))
 
     def _on_control(self, message: dict) -> None:
         """Cluster control: the lecture moved to another node, or the session ended."""
