@@ -16,16 +16,11 @@ from server.auth import signer_for
 from server.cluster.node import Cluster
 from server.cluster.outbox import StreamLedger
 from server.config import Config
-from server.cors import cors_middleware_for
-from server.errors import error_middleware
-from server.headers import install as install_headers
 from server.histogram import watch_loop_lag
 from server.ice import gather_as_configured
 from server.lectures.live import LiveSessions
 from server.lectures.questions import QuestionBoard
 from server.lectures.replays import ReplayJobs
-from server.metrics import metrics_handler
-from server.openapi import openapi_handler
 from server.programme.store import ProgrammeStore
 from server.retention import sweep
 from server.routes import api, internal, pages, whip
@@ -39,6 +34,11 @@ from server.routes import qa as qa_routes
 from server.routes import replay as replay_routes
 from server.state import STATE, AppState
 from server.store import Store
+from server.web.cors import cors_middleware_for
+from server.web.errors import error_middleware
+from server.web.headers import install as install_headers
+from server.web.metrics import metrics_handler
+from server.web.openapi import openapi_handler
 from server.workers.pool import WorkerPool
 
 log = logging.getLogger(__name__)

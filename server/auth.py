@@ -19,9 +19,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from server.errors import HTTPProblem
 from server.files import refuse_shared
 from server.interprocess import internal_token
+from server.web.errors import HTTPProblem
 
 ROLES = ("admin", "school", "lecturer", "viewer", "room", "member")
 

@@ -40,7 +40,7 @@ class IceServer:
 
 @dataclass(frozen=True)
 class Rate:
-    """A limit: ``burst`` at once, then one every ``every_s`` seconds (server/limits.py).
+    """A limit: ``burst`` at once, then one every ``every_s`` seconds (server/web/limits.py).
     ``LR_*_RATE`` reads ``burst/every_s``, e.g. ``3/10``; ``0`` turns the limit off."""
 
     burst: int
@@ -72,7 +72,7 @@ class Config:
     # are handed out with a credential of the caller's own, expiring after turn_ttl_s.
     turn_secret: str | None = None
     turn_ttl_s: int = 24 * 3600
-    # Origins whose pages may call WHIP, WHEP and the session's read route (server/cors.py).
+    # Origins whose pages may call WHIP, WHEP and the session's read route (server/web/cors.py).
     cors_origins: tuple[str, ...] = ("*",)
     # /metrics: with a token, only for it (or an admin's); without, only to loopback callers.
     metrics_token: str | None = None

@@ -11,7 +11,7 @@ import hmac
 
 from aiohttp import web
 
-from server.errors import HTTPProblem
+from server.web.errors import HTTPProblem
 
 INTERNAL_HEADER = "X-Relay-Internal"
 

@@ -1,5 +1,5 @@
 """What a service refuses, in its own words: no HTTP here. The adapters answer them: the
-routes through server/errors.py (one table of statuses), the CLI with its exit code 2."""
+routes through server/web/errors.py (one table of statuses), the CLI with its exit code 2."""
 
 from __future__ import annotations
 

@@ -41,7 +41,7 @@ async def pace_gc(interval_s: float, middle_every: int = GC_MIDDLE_EVERY) -> Non
     of CPU, with the middle generation's as long. On a clock each walk covers only what
     came since the last: pauses of 3-13 ms, for ~1 s more collector time a minute at
     ~5,500 events/s (docs/DECISIONS.md). Since the heartbeat sockets parse their own frames
-    (server/lean_socket.py) less piles up, but without the clock the longest pauses are
+    (server/web/lean_socket.py) less piles up, but without the clock the longest pauses are
     still 30-55 ms."""
     n = 0
     while interval_s > 0:

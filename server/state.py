@@ -12,14 +12,14 @@ from server.auth import TokenSigner
 from server.cluster.node import Cluster
 from server.config import Config
 from server.histogram import Histogram
-from server.lean_socket import LeanSocket
 from server.lectures.floor import FloorBoard
 from server.lectures.live import LiveSessions
 from server.lectures.questions import QuestionBoard
 from server.lectures.replays import ReplayJobs
-from server.limits import Limits
 from server.programme.store import ProgrammeStore
 from server.store import Store
+from server.web.lean_socket import LeanSocket
+from server.web.limits import Limits
 
 
 @dataclass

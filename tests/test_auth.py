@@ -8,7 +8,7 @@ import time
 import pytest
 
 from server.auth import TokenSigner
-from server.errors import HTTPProblem
+from server.web.errors import HTTPProblem
 
 SECRET = b"test-secret-test-secret"
 

@@ -12,8 +12,8 @@ import pytest
 from aiohttp.test_utils import make_mocked_request
 
 from server.config import IceServer
-from server.errors import HTTPProblem
-from server.metrics import may_scrape
+from server.web.errors import HTTPProblem
+from server.web.metrics import may_scrape
 from tests.calls import call
 
 TURN = IceServer("turn:127.0.0.1:3478")

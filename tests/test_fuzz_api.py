@@ -1,4 +1,4 @@
-"""Schemathesis against the API's own OpenAPI document (server/openapi.py), on a real relay.
+"""Schemathesis against the API's own OpenAPI document (server/web/openapi.py), on a real relay.
 
 Every JSON operation gets cases made from its declared schema (positive: bodies and
 parameters as declared; negative: each of them broken: wrong types, missing fields, values
@@ -34,9 +34,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from server.openapi import document
 from server.programme.store import school_id
 from server.store import TOWNSHIPS
+from server.web.openapi import document
 from tests.calls import call
 
 CHECKS = [

@@ -38,7 +38,7 @@ from media.rtp import (
 )
 from media.session import SessionMedia
 from server.attendance.events import canonical, chain_hash, data_from_json, data_json
-from server.lean_socket import INTERNAL_ERROR, LeanSocket
+from server.web.lean_socket import INTERNAL_ERROR, LeanSocket
 
 PROFILE = settings(
     derandomize=True,

@@ -18,7 +18,7 @@ SERVICES = (
     "server/refusals.py",
 )
 # the HTTP adapter: what a service may not know of
-ADAPTER = ("aiohttp.web", "server.routes", "server.errors", "server.state", "server.app")
+ADAPTER = ("aiohttp.web", "server.routes", "server.web", "server.state", "server.app")
 
 
 def imports(path: Path) -> set[str]:
@@ -65,7 +65,7 @@ def test_the_media_plane_knows_nothing_of_the_control_plane():
 def test_the_services_know_nothing_of_http():
     """A lecture is created, a rule set, a record signed the same way from the API, the CLI
     and an approved order; their refusals are server/refusals.py's, given a status in one
-    place (server/errors.py)."""
+    place (server/web/errors.py)."""
     assert all((ROOT / s).exists() for s in SERVICES)
     assert breaking(sources(*SERVICES), ADAPTER) == {}
 

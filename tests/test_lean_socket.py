@@ -13,8 +13,8 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from server.errors import error_middleware
-from server.lean_socket import LeanSocket, accept, accept_key, unmask
+from server.web.errors import error_middleware
+from server.web.lean_socket import LeanSocket, accept, accept_key, unmask
 
 MAX = 64
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="

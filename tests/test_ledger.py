@@ -944,3 +944,20 @@ def test_a_row_states_whole_seconds_never_rounded_up():
     rep = ParticipantReport("p1", watched=[(0, 57_600)], replayed=[(0, 9_900)])
     row = export_row(rep)
     assert (row["seconds_watched"], row["replay_seconds"], row["total_seconds"]) == (57, 9, 67)
+
+
+def test_the_head_is_signed_one_way_for_the_tracker_and_a_command(ledger, key):
+    """sign_head is the one signing path (the tracker's tick and end, the CLI's own appends):
+    nothing to sign before the first event, nothing again for a head already signed, and a
+    final checkpoint whatever was signed before."""
+    from server.attendance.signing import sign_head
+
+    assert sign_head(key, ledger, S, 5) is None
+    fill(ledger, n_beats=1)
+    seq, head = ledger.head(S)
+    cp = sign_head(key, ledger, S, 5)
+    assert (cp.seq, cp.head, cp.at_ms, cp.final) == (seq, head, 5, False)
+    assert verify(S, ledger.rows(S), [cp], key.public).ok
+    assert sign_head(key, ledger, S, 6, signed=seq) is None
+    final = sign_head(key, ledger, S, 7, final=True, signed=seq)
+    assert final is not None and final.final and final.seq == seq

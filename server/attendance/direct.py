@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from server.attendance.events import Event
 from server.attendance.ledger import Appended, Ledger, now_ms
-from server.attendance.signing import CheckpointLog, LedgerKey
+from server.attendance.signing import CheckpointLog, LedgerKey, sign_head
 
 
 class DirectLedger:
@@ -21,8 +21,8 @@ class DirectLedger:
     def append_signed_now(self, session: str, event: Event) -> Appended:
         """Append ``event`` and sign the session's head."""
         done = self.ledger.append_now(session, event)
-        seq, head = self.ledger.head(session)
-        checkpoint = self.key.sign(session, seq, head, now_ms(), False)
+        checkpoint = sign_head(self.key, self.ledger, session, now_ms())
+        assert checkpoint is not None  # the event just appended is its head
         self.ledger.save_checkpoint(checkpoint)
         self.log.append(checkpoint)
         return done

@@ -12,6 +12,7 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -110,6 +111,28 @@ class LedgerKey:
         return Checkpoint(
             session, seq, head, at_ms, final, self.fingerprint, base64.b64encode(signature).decode()
         )
+
+
+class _Heads(Protocol):
+    def head(self, session: str) -> tuple[int, str]: ...
+
+
+def sign_head(
+    key: LedgerKey,
+    ledger: _Heads,
+    session: str,
+    at_ms: int,
+    final: bool = False,
+    signed: int | None = None,
+) -> Checkpoint | None:
+    """The checkpoint of ``session``'s newest event, made at ``at_ms``: the one way the
+    tracker (each tick, at the end) and a command writing the ledger itself
+    (server/attendance/direct.py) sign. None while the session has no event, or when its
+    head is ``signed`` already (a final checkpoint is made whatever was signed before)."""
+    seq, head = ledger.head(session)
+    if seq == 0 or (not final and seq == signed):
+        return None
+    return key.sign(session, seq, head, at_ms, final)
 
 
 def signature_valid(cp: Checkpoint, key: Ed25519PublicKey) -> bool:

@@ -21,7 +21,7 @@ from server.attendance.events import (
     data_from_json,
 )
 from server.attendance.ledger import Appended, now_ms
-from server.attendance.signing import Checkpoint, CheckpointLog, LedgerKey, receipt
+from server.attendance.signing import Checkpoint, CheckpointLog, LedgerKey, receipt, sign_head
 from server.attendance.sink import AttendanceSink
 
 log = logging.getLogger(__name__)
@@ -41,8 +41,10 @@ class Identity:
 
 @dataclass
 class _Peer:
+    """A joined connection's evidence so far. Who it is lives once, in the media session's
+    registry (``SessionMedia.identities``) while it is live, and in its Join event after."""
+
     session: str
-    identity: Identity
     last_evidence_ms: int
     last_beat_ms: int | None = None  # the page's last heartbeat taken
     joined_ms: int = 0
@@ -178,7 +180,7 @@ class Attendance:
         if event.kind == "viewer_connected" and isinstance(event.identity, Identity):
             ident = event.identity
             at = now_ms()
-            self.peers[event.peer_id] = _Peer(event.session_id, ident, at, joined_ms=at)
+            self.peers[event.peer_id] = _Peer(event.session_id, at, joined_ms=at)
             self._submit(
                 event.session_id,
                 Join(
@@ -276,13 +278,12 @@ class Attendance:
 
     # -- signing -------------------------------------------------------------------------
     async def checkpoint(self, session: str, final: bool = False) -> dict | None:
-        seq, head = self.ledger.head(session)
-        if seq == 0 or (not final and self._signed.get(session) == seq):
+        cp = sign_head(self.key, self.ledger, session, now_ms(), final, self._signed.get(session))
+        if cp is None:
             return None
-        cp = self.key.sign(session, seq, head, now_ms(), final)
         await self.ledger.store_checkpoint(cp)
         self.checkpoint_log.append(cp)
-        self._signed[session] = seq
+        self._signed[session] = cp.seq
         return receipt(cp, self.key.public)
 
     async def end_session(self, session: str, by: str) -> dict:

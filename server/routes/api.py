@@ -5,16 +5,16 @@ from __future__ import annotations
 from aiohttp import web
 
 from server.auth import require
-from server.errors import HTTPProblem
 from server.ice import ice_servers_of
 from server.lectures.links import session_links
 from server.lectures.service import create_lecture, credit_rule
-from server.openapi import ARR_OBJ, BOOL, INT, STR, TEXT, arr, documented, obj
 from server.retention import recording_bytes, usage
 from server.routes.bodies import read_json
 from server.routes.fields import by_whom, known_session, text_field
 from server.state import STATE, AppState
 from server.store import TOWNSHIPS
+from server.web.errors import HTTPProblem
+from server.web.openapi import ARR_OBJ, BOOL, INT, STR, TEXT, arr, documented, obj
 
 ANY_ROLE = ("viewer", "room", "member", "lecturer", "admin")
 

@@ -19,15 +19,15 @@ from server.attendance.report_cache import report_options
 from server.attendance.tracker import ReportTooSoon
 from server.attendance.verify import Verdict, verify
 from server.auth import require
-from server.errors import HTTPProblem
 from server.lectures.replays import recordings_of
 from server.lectures.service import credit_rule, current_rule, set_credit_rule
-from server.openapi import ARR_OBJ, BOOL, INT, NUM, OBJ, STR, TEXT, documented, obj
 from server.programme.hours import credit_member, credit_session
 from server.routes.bodies import read_json
 from server.routes.fields import bounded_int, by_whom, known_session, text_field
 from server.state import STATE, AppState
 from server.store import Member, Session
+from server.web.errors import HTTPProblem
+from server.web.openapi import ARR_OBJ, BOOL, INT, NUM, OBJ, STR, TEXT, documented, obj
 
 
 @documented(

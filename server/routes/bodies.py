@@ -13,7 +13,7 @@ import json
 
 from aiohttp import web
 
-from server.errors import HTTPProblem
+from server.web.errors import HTTPProblem
 
 BODY_DEADLINE_S = 30.0
 CHUNK = 64 * 1024

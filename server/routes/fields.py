@@ -7,9 +7,9 @@ from __future__ import annotations
 import re
 
 from server.auth import Claims
-from server.errors import HTTPProblem
 from server.state import AppState
 from server.store import Session
+from server.web.errors import HTTPProblem
 
 
 def bounded_int(value: object, low: int, high: int | None, reason: str) -> int:

@@ -7,12 +7,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from server.auth import require
-from server.errors import HTTPProblem
-from server.openapi import ARR_OBJ, BOOL, INT, STR, TEXT, documented, obj
 from server.routes.bodies import read_json
 from server.routes.fields import bounded_int, known_session, text_field
 from server.routes.qa import participant_of
 from server.state import STATE, AppState
+from server.web.errors import HTTPProblem
+from server.web.openapi import ARR_OBJ, BOOL, INT, STR, TEXT, documented, obj
 
 RAISERS = ("room", "member")
 READERS = ("room", "member", "viewer", "lecturer", "admin")

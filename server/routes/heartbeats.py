@@ -12,12 +12,12 @@ from aiohttp import web
 from media.session import MediaEvent
 from server.attendance.tracker import HeartbeatTooSoon
 from server.auth import Claims, authorize, require
-from server.errors import HTTPProblem
-from server.lean_socket import GOING_AWAY, NORMAL, POLICY_VIOLATION, LeanSocket, accept
-from server.openapi import BOOL, INT, STR, documented, obj
 from server.routes.bodies import read_json
 from server.routes.fields import bounded_int
 from server.state import STATE, AppState
+from server.web.errors import HTTPProblem
+from server.web.lean_socket import GOING_AWAY, NORMAL, POLICY_VIOLATION, LeanSocket, accept
+from server.web.openapi import BOOL, INT, STR, documented, obj
 
 VIEW_ROLES = ("viewer", "room", "member", "lecturer", "admin")
 WS_MAX_MESSAGE = 16 * 1024

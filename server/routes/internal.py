@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from server.errors import HTTPProblem
 from server.interprocess import check_internal, read_internal_json
 from server.state import STATE
+from server.web.errors import HTTPProblem
 from server.workers.pool import WorkerPool
 
 

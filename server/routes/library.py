@@ -10,19 +10,19 @@ from pathlib import Path
 from aiohttp import web
 
 from server.auth import require
-from server.errors import HTTPProblem
-from server.openapi import ARR_OBJ, ID, INT, STR, TEXT, arr, documented, obj
 from server.programme.imports import import_courses, import_teachers
 from server.programme.store import school_id
 from server.routes.bodies import read_body, read_json
 from server.routes.fields import sqlite_int, string_list, text_field
 from server.state import STATE, AppState
 from server.store import TOWNSHIPS
+from server.web.errors import HTTPProblem
+from server.web.openapi import ARR_OBJ, ID, INT, STR, TEXT, arr, documented, obj
 
 ADMIN = ("admin",)
 STAFF = ("admin", "school")
 IMPORT_LIMIT = 20 * 1024 * 1024  # a teacher or course spreadsheet
-# what the handlers below read and answer, for the API's document (server/openapi.py)
+# what the handlers below read and answer, for the API's document (server/web/openapi.py)
 SCHOOLS = ["city", *(school_id(i) for i in range(len(TOWNSHIPS)))]
 TEACHER_FIELDS = {
     "name": TEXT,

@@ -34,7 +34,7 @@ PAGES = {
 
 def _page(name: str):
     async def handler(request: web.Request) -> web.FileResponse:
-        return web.FileResponse(STATIC / name)  # no-store and the CSP: server/headers.py
+        return web.FileResponse(STATIC / name)  # no-store and the CSP: server/web/headers.py
 
     return handler
 

@@ -10,15 +10,15 @@ import datetime
 from aiohttp import web
 
 from server.auth import Claims, require
-from server.errors import HTTPProblem
 from server.lectures.links import session_links
 from server.lectures.service import create_lecture
-from server.openapi import ARR_OBJ, ID, INT, NUM, STR, TEXT, WHEN, arr, documented, obj
 from server.routes.bodies import read_json
 from server.routes.fields import bounded_int, by_whom, sqlite_int, string_list, text_field
 from server.routes.library import ADMIN, STAFF, hours_value
 from server.state import STATE, AppState
 from server.store import TOWNSHIPS
+from server.web.errors import HTTPProblem
+from server.web.openapi import ARR_OBJ, ID, INT, NUM, STR, TEXT, WHEN, arr, documented, obj
 
 FILING = obj(  # a filing or an order: teacher, course, time, audience
     ("teacher_id", "course_id", "starts_at", "ends_at"),

@@ -7,12 +7,12 @@ from aiohttp import web
 
 from server.attendance.events import Moderation, Question
 from server.auth import require
-from server.errors import HTTPProblem
 from server.lectures.questions import ACTIONS, MAX_TEXT
-from server.openapi import ARR_OBJ, ID, INT, STR, TEXT, documented, obj
 from server.routes.bodies import read_json
 from server.routes.fields import known_session, sqlite_int, text_field
 from server.state import STATE, AppState
+from server.web.errors import HTTPProblem
+from server.web.openapi import ARR_OBJ, ID, INT, STR, TEXT, documented, obj
 
 ASKERS = ("member", "room")
 READERS = ("member", "room", "viewer")

@@ -10,12 +10,12 @@ from aiohttp import hdrs, web
 from aiohttp.abc import AbstractStreamWriter
 
 from server.auth import require
-from server.errors import HTTPProblem
 from server.lectures.replays import replay_paths
-from server.openapi import ARR_OBJ, ID, NUM, STR, documented, obj
 from server.routes.fields import known_session, sqlite_int
 from server.state import STATE, AppState
 from server.store import is_session_id
+from server.web.errors import HTTPProblem
+from server.web.openapi import ARR_OBJ, ID, NUM, STR, documented, obj
 
 ANY_ROLE = ("viewer", "room", "member", "lecturer", "admin")
 REPLAY_LINK_TTL_S = 7 * 24 * 3600  # at most: never past the token the member came with

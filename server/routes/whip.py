@@ -15,12 +15,12 @@ from media.peers import PeerRefused
 from server.attendance.tracker import Identity
 from server.auth import Claims, bearer_token, require
 from server.config import IceServer
-from server.errors import HTTPProblem
 from server.ice import ice_servers_of, public_ice_servers
-from server.openapi import BOOL, documented, obj
 from server.routes.bodies import read_body, read_json
 from server.routes.floor import speaker_feed, speaker_of
 from server.state import STATE, AppState
+from server.web.errors import HTTPProblem
+from server.web.openapi import BOOL, documented, obj
 
 SDP = "application/sdp"
 PUBLISH_ROLES = ("lecturer", "admin")
@@ -55,7 +55,7 @@ async def negotiated(
 ) -> tuple[str, str]:
     """Run ``answer()`` (a publish or a subscribe on ``media`` or one of its feeds) within the
     caller's address's share of connections not yet up, and follow the new one: it is the
-    caller's own, and it is closed if not connected in time (server/limits.py)."""
+    caller's own, and it is closed if not connected in time (server/web/limits.py)."""
     pending = state.limits.pending
     address = request.remote or ""
     pending.reserve(address)

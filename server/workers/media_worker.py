@@ -22,10 +22,10 @@ from media.codecs import CodecMismatch
 from media.peers import PeerRefused, Viewer
 from media.session import MediaEvent, SessionMedia
 from server.config import Config
-from server.errors import HTTPProblem, error_middleware
 from server.ice import gather_as_configured
 from server.interprocess import INTERNAL_HEADER, check_internal, read_internal_json
 from server.lectures.live import layer_policy, rtc_configuration
+from server.web.errors import HTTPProblem, error_middleware
 
 log = logging.getLogger(__name__)
 

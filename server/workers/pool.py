@@ -21,8 +21,8 @@ import aiohttp
 
 from media.remote import RemoteViewer
 from media.session import MediaEvent, SessionMedia
-from server.errors import HTTPProblem
 from server.interprocess import INTERNAL_HEADER
+from server.web.errors import HTTPProblem
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ import ipaddress
 from aiohttp import web
 
 from server.auth import authorize, bearer_token
-from server.errors import HTTPProblem
 from server.histogram import Histogram
 from server.state import STATE, AppState
+from server.web.errors import HTTPProblem
 
 
 def render(state: AppState) -> str:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from server.errors import HTTPProblem
+from server.web.errors import HTTPProblem
 
 log = logging.getLogger(__name__)
 

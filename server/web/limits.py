@@ -16,7 +16,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
 
 from server.config import Config, Rate
-from server.errors import HTTPProblem
+from server.web.errors import HTTPProblem
 
 TRACKED = 100_000  # keys a limiter remembers; the least recently seen go first
 

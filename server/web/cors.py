@@ -15,7 +15,7 @@ import re
 
 from aiohttp import web
 
-from server.errors import problem_response
+from server.web.errors import problem_response
 
 ALLOW_METHODS = "GET, POST, PATCH, DELETE, OPTIONS"
 ALLOW_HEADERS = "Authorization, Content-Type, If-Match"
