@@ -10,6 +10,7 @@ from server.cli.common import data_option
 from server.cli.records import (
     cmd_audit,
     cmd_demo,
+    cmd_doctor,
     cmd_keys_show,
     cmd_links,
     cmd_replay_build,
@@ -136,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--phones", action="store_true", help="include phone numbers unmasked")
     data_option(audit)
     audit.set_defaults(func=cmd_audit)
+
+    doctor = sub.add_parser("doctor", help="check what phones and lecturers need to connect")
+    doctor.add_argument("--json", action="store_true", help="print JSON (for monitoring)")
+    data_option(doctor)
+    doctor.set_defaults(func=cmd_doctor)
 
     token = sub.add_parser("token", help="issue a signed token")
     token.add_argument("role", choices=["admin", "school", "lecturer", "viewer", "room", "member"])

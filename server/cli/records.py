@@ -257,3 +257,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     config = config_of(args)
     print_links(seed(config), config.base_url)
     return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Why phones cannot connect: each check OK, WARN or FAIL with its fix; exit 1 on a FAIL."""
+    from server.doctor import diagnose, failed, lines
+
+    findings = asyncio.run(diagnose(config_of(args)))
+    if args.json:
+        print(json.dumps([f.as_json() for f in findings], ensure_ascii=False, indent=2))
+    else:
+        print("\n".join(lines(findings)))
+    return 1 if failed(findings) else 0
