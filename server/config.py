@@ -95,6 +95,7 @@ class Config:
     # Least time between two keyframe requests sent to the publisher.
     keyframe_interval_s: float = 0.5
     log_level: str = "INFO"
+    log_format: str = "text"  # or "json": one object a line (server/logs.py)
     # The Ed25519 key that signs ledger checkpoints, kept outside data_dir.
     # None: ~/.lecture-relay/ledger-ed25519.pem
     ledger_key: Path | None = None
@@ -219,6 +220,12 @@ def host_addresses(items: tuple[str, ...]) -> tuple[str, ...]:
     return () if tuple(i.strip().lower() for i in items) == ("none",) else items
 
 
+def _log_format(text: str) -> str:
+    if text.strip().lower() not in ("text", "json"):
+        raise ValueError("text or json")
+    return text.strip().lower()
+
+
 def _host_addresses(text: str) -> tuple[str, ...]:
     return host_addresses(_csv(text))
 
@@ -253,6 +260,7 @@ ENV: tuple[tuple[str, str, Callable[[str], object], bool], ...] = (
     ("LR_REPLAY_RETENTION_DAYS", "replay_retention_days", float, False),
     ("LR_YEARLY_TARGET_HOURS", "yearly_target_hours", float, False),
     ("LR_LOG_LEVEL", "log_level", str, False),
+    ("LR_LOG_FORMAT", "log_format", _log_format, False),
     ("LR_KEYFRAME_INTERVAL", "keyframe_interval_s", float, False),
     ("LR_LAYER_DOWN_LOSS", "layer_down_loss", float, False),
     ("LR_LAYER_UP_AFTER", "layer_up_after_s", float, False),
@@ -273,14 +281,20 @@ ENV: tuple[tuple[str, str, Callable[[str], object], bool], ...] = (
 )
 
 
+class ConfigError(ValueError):
+    """A setting the relay cannot take: names the variable and why (the CLI prints it)."""
+
+
 def config_from_env(env: dict[str, str] | None = None) -> Config:
     env = dict(os.environ if env is None else env)
-    kwargs = {
-        name: convert(env[var])
-        for var, name, convert, skip_empty in ENV
-        if var in env and (env[var] or not skip_empty)
-    }
+    kwargs = {}
+    for var, name, convert, skip_empty in ENV:
+        if var in env and (env[var] or not skip_empty):
+            try:
+                kwargs[name] = convert(env[var])
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(f"{var}={env[var]!r}: {exc}") from None
     return Config(**kwargs)
 
 
-__all__ = ["Config", "IceServer", "Rate", "config_from_env"]
+__all__ = ["Config", "ConfigError", "IceServer", "Rate", "config_from_env"]

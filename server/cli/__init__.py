@@ -4,6 +4,7 @@ here; the commands are in serve.py (running the relay) and records.py (everythin
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from server.cli.common import data_option
@@ -22,7 +23,7 @@ from server.cli.records import (
     cmd_verify,
 )
 from server.cli.serve import cmd_ledger_writer, cmd_serve, cmd_worker
-from server.config import DEFAULT_THRESHOLD
+from server.config import DEFAULT_THRESHOLD, ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -155,4 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except ConfigError as exc:  # a bad LR_* value: say which, no traceback
+        print(f"lecture-relay: {exc}", file=sys.stderr)
+        return 2

@@ -11,6 +11,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from server.config import Config, config_from_env
+from server.logs import setup_logging
 
 if TYPE_CHECKING:
     pass
@@ -20,9 +21,7 @@ from server.cli.common import config_of
 
 def cmd_serve(args: argparse.Namespace) -> int:
     config = config_of(args)
-    logging.basicConfig(
-        level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(config, "serve")
     ssl_context = None
     if config.tls_cert:
         import ssl
@@ -120,9 +119,7 @@ def _start_writer(config: Config, redis, ledger, on_written=None):
 def cmd_ledger_writer(args: argparse.Namespace) -> int:
     """Cluster mode: write the attendance stream into this data directory's ledger."""
     config = config_of(args)
-    logging.basicConfig(
-        level=config.log_level, format="%(asctime)s %(levelname)s writer %(name)s: %(message)s"
-    )
+    setup_logging(config, "writer")
     if not config.redis_url:
         print("lecture-relay ledger-writer: set REDIS_URL", file=sys.stderr)
         return 2
@@ -169,10 +166,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from server.workers.media_worker import run_worker
 
     config = config_from_env()
-    logging.basicConfig(
-        level=config.log_level,
-        format=f"%(asctime)s %(levelname)s worker{args.index} %(name)s: %(message)s",
-    )
+    setup_logging(config, f"worker{args.index}")
     token = os.environ.get("LR_INTERNAL_TOKEN", "")
     if not token:
         print("lecture-relay worker: started by serve --workers only", file=sys.stderr)
