@@ -39,6 +39,7 @@ from server.web.errors import error_middleware
 from server.web.headers import install as install_headers
 from server.web.metrics import metrics_handler
 from server.web.openapi import openapi_handler
+from server.web.proxies import forwarded_middleware, networks
 from server.workers.pool import WorkerPool
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,12 @@ def create_app(config: Config, workers: int = 1) -> web.Application:
     if workers > 1:
         live.use_pool(WorkerPool(workers, signer.internal_token(), worker_env(config)))
 
-    middlewares = [cors_middleware_for(config.cors_origins), error_middleware]
+    # the client's own address first (behind a trusted proxy), then CORS and errors
+    middlewares = [
+        forwarded_middleware(networks(config.trusted_proxies)),
+        cors_middleware_for(config.cors_origins),
+        error_middleware,
+    ]
     app = web.Application(middlewares=middlewares, client_max_size=1024 * 1024)
     app[STATE] = state
     install_headers(app, cluster=cluster is not None, tls=config.tls_cert is not None)

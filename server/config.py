@@ -5,6 +5,7 @@ No other module reads ``os.environ``: everything is passed down from here.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -74,6 +75,8 @@ class Config:
     turn_ttl_s: int = 24 * 3600
     # Origins whose pages may call WHIP, WHEP and the session's read route (server/web/cors.py).
     cors_origins: tuple[str, ...] = ("*",)
+    # reverse proxies whose X-Forwarded-For/-Proto are believed (server/web/proxies.py)
+    trusted_proxies: tuple[str, ...] = ()
     # /metrics: with a token, only for it (or an admin's); without, only to loopback callers.
     metrics_token: str | None = None
     # Secret for signing tokens; when None, one is created in data_dir (mode 0600).
@@ -220,6 +223,16 @@ def host_addresses(items: tuple[str, ...]) -> tuple[str, ...]:
     return () if tuple(i.strip().lower() for i in items) == ("none",) else items
 
 
+def _proxies(text: str) -> tuple[str, ...]:
+    items = tuple(i for i in _csv(text) if i)
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ValueError(f"{item!r} is not an address or a network") from None
+    return items
+
+
 def _log_format(text: str) -> str:
     if text.strip().lower() not in ("text", "json"):
         raise ValueError("text or json")
@@ -244,6 +257,7 @@ ENV: tuple[tuple[str, str, Callable[[str], object], bool], ...] = (
     ("LR_TURN_TTL", "turn_ttl_s", int, False),
     ("LR_METRICS_TOKEN", "metrics_token", str, True),
     ("LR_CORS_ORIGINS", "cors_origins", _csv, False),
+    ("LR_TRUSTED_PROXIES", "trusted_proxies", _proxies, True),
     ("LR_TOKEN_TTL", "token_ttl_s", int, False),
     ("LR_TLS_CERT", "tls_cert", Path, True),
     ("LR_TLS_KEY", "tls_key", Path, True),
