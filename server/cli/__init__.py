@@ -10,12 +10,14 @@ from pathlib import Path
 from server.cli.common import data_option
 from server.cli.records import (
     cmd_audit,
+    cmd_backup,
     cmd_demo,
     cmd_doctor,
     cmd_keys_show,
     cmd_links,
     cmd_replay_build,
     cmd_replay_status,
+    cmd_restore,
     cmd_roster_import,
     cmd_session_create,
     cmd_session_list,
@@ -138,6 +140,15 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--phones", action="store_true", help="include phone numbers unmasked")
     data_option(audit)
     audit.set_defaults(func=cmd_audit)
+
+    back = sub.add_parser("backup", help="copy the records while serving, with a manifest")
+    back.add_argument("--out", required=True, help="a new or empty directory")
+    data_option(back)
+    back.set_defaults(func=cmd_backup)
+    rest = sub.add_parser("restore", help="put a backup into an empty data directory")
+    rest.add_argument("source", help="a directory made by lecture-relay backup")
+    data_option(rest)
+    rest.set_defaults(func=cmd_restore)
 
     doctor = sub.add_parser("doctor", help="check what phones and lecturers need to connect")
     doctor.add_argument("--json", action="store_true", help="print JSON (for monitoring)")
