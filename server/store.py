@@ -14,6 +14,7 @@ from pathlib import Path
 
 from server.config import DEFAULT_THRESHOLD
 from server.files import private_file
+from server.schema import upgrade
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS sessions (
@@ -119,6 +120,7 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        upgrade(self._db, "relay.sqlite3")
 
     def close(self) -> None:
         self._db.close()

@@ -36,6 +36,7 @@ from pathlib import Path
 from server.attendance.events import GENESIS, Event, canonical, chain_hash, data_json
 from server.files import private_file
 from server.histogram import Histogram
+from server.schema import upgrade
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +141,7 @@ class Writer:
     def __init__(self, path: Path) -> None:
         self._db = connect(path)
         self._db.executescript(SCHEMA)
+        upgrade(self._db, "ledger.sqlite3")
         self.last_write_s = 0.0  # how long the last append took, its fsync included
 
     def append(self, batch: list[Entry]) -> list[Appended | EventRefused | None]:

@@ -26,6 +26,7 @@ from server.cli.records import (
 )
 from server.cli.serve import cmd_ledger_writer, cmd_serve, cmd_worker
 from server.config import DEFAULT_THRESHOLD, ConfigError
+from server.schema import SchemaTooNew
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -169,6 +170,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ConfigError as exc:  # a bad LR_* value: say which, no traceback
+    except (ConfigError, SchemaTooNew) as exc:  # a bad LR_* value, a newer file: no traceback
         print(f"lecture-relay: {exc}", file=sys.stderr)
         return 2

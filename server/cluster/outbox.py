@@ -37,6 +37,7 @@ from server.attendance.writer import (
     refusal,
 )
 from server.cluster.stream import APPLIED, ENTRY, READ_COUNT, STREAM, entry_text
+from server.schema import upgrade
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ class Outbox:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = connect(path)
         self._db.executescript(SCHEMA)
+        upgrade(self._db, "outbox.sqlite3")
         self._db.execute("INSERT OR IGNORE INTO meta VALUES ('box', ?)", (secrets.token_hex(8),))
         self.box: str = self._db.execute("SELECT value FROM meta WHERE key = 'box'").fetchone()[0]
 

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from server.files import private_file
+from server.schema import upgrade
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS questions (
@@ -30,6 +31,7 @@ class QuestionBoard:
         )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SCHEMA)
+        upgrade(self._db, "relay.sqlite3")
 
     def close(self) -> None:
         self._db.close()

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from server.files import private_file
+from server.schema import upgrade
 from server.store import TOWNSHIPS
 
 SCHEMA = """
@@ -143,6 +144,7 @@ class ProgrammeStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
+        upgrade(self._db, "relay.sqlite3")
         with self._db:
             self._db.execute(
                 "INSERT OR IGNORE INTO schools VALUES ('city', '利川市委党校', 'city')"
