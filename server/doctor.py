@@ -178,6 +178,32 @@ async def _answers(host: str, port: int) -> bool:
     return True
 
 
+async def _allocation_refused(config: Config, server, host: str, port: int) -> str | None:
+    """Ask the TURN server for an allocation over TCP with the credential a page would get;
+    None when it grants one, else what went wrong."""
+    from aioice.turn import create_turn_endpoint
+
+    from server.ice import turn_credential
+
+    if server.username is not None:
+        user, password = server.username, server.credential
+    else:
+        user, password = turn_credential(config.turn_secret, "doctor", 60)
+    try:
+        transport, _ = await asyncio.wait_for(
+            create_turn_endpoint(
+                asyncio.DatagramProtocol, (host, port), user, password, transport="tcp"
+            ),
+            PROBE_TIMEOUT_S,
+        )
+    except TimeoutError:
+        return "no answer to an allocation"
+    except Exception as exc:  # noqa: BLE001 - aioice's TransactionFailed and the like
+        return str(exc) or type(exc).__name__
+    transport.close()
+    return None
+
+
 async def check_turn(config: Config) -> list[Finding]:
     """Each configured TURN server answers on TCP (the path of phones behind a UDP block),
     and has credentials: a fixed pair in its URL, or LR_TURN_SECRET for short-lived ones."""
@@ -192,7 +218,20 @@ async def check_turn(config: Config) -> list[Finding]:
             host = host.strip("[]") or hostport
             port_n = int(port) if port.isdigit() else (5349 if scheme == "turns" else 3478)
             creds = server.username is not None or config.turn_secret is not None
-            if not await _answers(host, port_n):
+            refused = None
+            if creds and scheme == "turn" and await _answers(host, port_n):
+                refused = await _allocation_refused(config, server, host, port_n)
+            if refused is not None:
+                out.append(
+                    Finding(
+                        "turn",
+                        FAIL,
+                        f"{scheme}:{host}:{port_n} refuses the relay's credential: {refused}",
+                        "LR_TURN_SECRET must be coturn's static-auth-secret (or fix the URL's"
+                        " user and password)",
+                    )
+                )
+            elif not await _answers(host, port_n):
                 out.append(
                     Finding(
                         "turn",
@@ -211,7 +250,8 @@ async def check_turn(config: Config) -> list[Finding]:
                     )
                 )
             else:
-                out.append(Finding("turn", OK, f"{scheme}:{host}:{port_n} answers on TCP"))
+                took = "takes the relay's credential" if scheme == "turn" else "answers on TCP"
+                out.append(Finding("turn", OK, f"{scheme}:{host}:{port_n} {took}"))
     if not out:
         out.append(
             Finding(
@@ -248,14 +288,63 @@ async def check_redis(config: Config) -> Finding | None:
     return Finding("redis", OK, f"Redis at {shown} answers")
 
 
+def check_clock() -> Finding:
+    """Tokens and TURN credentials expire by the clock: a machine adrift refuses links that
+    are valid, or takes ones that expired."""
+    import subprocess
+
+    try:
+        said = subprocess.run(
+            ["timedatectl", "show", "-p", "NTPSynchronized", "--value"],
+            capture_output=True, text=True, timeout=PROBE_TIMEOUT_S,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        said = ""
+    if said == "yes":
+        return Finding("clock", OK, "synchronised by NTP")
+    return Finding(
+        "clock",
+        WARN,
+        "cannot tell that the clock is synchronised" if said != "no" else "not synchronised",
+        "keep NTP on (timedatectl set-ntp true, or chrony): tokens expire by this clock",
+    )
+
+
+async def check_redis_clock(config: Config) -> Finding | None:
+    """In a cluster each node checks tokens by its own clock: Redis's tells the drift."""
+    if not config.redis_url:
+        return None
+    import time
+
+    import redis.asyncio as aioredis
+    from redis.exceptions import RedisError
+
+    client = aioredis.from_url(config.redis_url, socket_timeout=PROBE_TIMEOUT_S)
+    try:
+        seconds, micros = await asyncio.wait_for(client.time(), PROBE_TIMEOUT_S)
+    except (RedisError, OSError, TimeoutError):
+        return None  # said by check_redis
+    finally:
+        await client.aclose()
+    drift = time.time() - (seconds + micros / 1e6)
+    if abs(drift) > 5:
+        return Finding(
+            "cluster-clock",
+            FAIL,
+            f"this clock is {drift:+.1f} s from Redis's",
+            "synchronise every node and Redis's host by NTP",
+        )
+    return Finding("cluster-clock", OK, f"{drift:+.2f} s from Redis's clock")
+
+
 async def diagnose(config: Config) -> list[Finding]:
     """Every check, in the order an operator fixes things."""
     out = [check_tls(config), check_ice_hosts(config), check_udp_ports(config)]
     out += await check_turn(config)
-    redis = await check_redis(config)
-    if redis is not None:
-        out.append(redis)
-    out.append(check_disk(config))
+    for found in (await check_redis(config), await check_redis_clock(config)):
+        if found is not None:
+            out.append(found)
+    out += [check_clock(), check_disk(config)]
     out += check_file_modes(config)
     return out
 

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,42 @@ def test_redis_down_and_a_silent_turn_server_fail(doctor):
     assert code == 1 and statuses(found, "redis") == ["FAIL"], found["redis"]
     assert "secret" not in json.dumps(found["redis"])  # the URL's password is never shown
     assert statuses(found, "turn") == ["FAIL"], found["turn"]
+
+
+@pytest.fixture
+def coturn(tmp_path):
+    """coturn with a static-auth-secret, as deploy/turnserver.conf sets it, on loopback."""
+    import shutil
+
+    turn = shutil.which("turnserver")
+    if turn is None:
+        pytest.fail("coturn is not installed (scripts/test installs it)")
+    port, low = free_port(), min(free_port() // 2 * 2, 60000)
+    proc = subprocess.Popen(
+        [
+            turn, "-n", "--no-cli", "--no-tls", "--no-dtls", "--fingerprint",
+            "--use-auth-secret", "--static-auth-secret=the-right-one", "--realm=lecture-relay",
+            "--listening-ip=127.0.0.1", f"--listening-port={port}", "--relay-ip=127.0.0.1",
+            f"--min-port={low}", f"--max-port={low + 100}", f"--pidfile={tmp_path / 'turn.pid'}",
+        ],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    yield f"turn:127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_a_turn_secret_coturn_does_not_share_fails(doctor, coturn):
+    """The relay hands pages credentials made from LR_TURN_SECRET: the doctor asks coturn for
+    an allocation with one, over TCP, as a phone behind a UDP block would."""
+    deadline = time.monotonic() + 10
+    while True:  # coturn listening
+        code, found = doctor(LR_ICE_SERVERS=coturn, LR_TURN_SECRET="the-right-one")
+        if statuses(found, "turn") == ["OK"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert statuses(found, "turn") == ["OK"], found["turn"]
+    assert "takes the relay's credential" in found["turn"][0]["detail"]
+    code, found = doctor(LR_ICE_SERVERS=coturn, LR_TURN_SECRET="a-wrong-one")
+    assert code == 1 and statuses(found, "turn") == ["FAIL"], found["turn"]
+    assert "static-auth-secret" in found["turn"][0]["fix"]
