@@ -217,26 +217,14 @@ async def check_turn(config: Config) -> list[Finding]:
             host, _, port = hostport.rpartition(":")
             host = host.strip("[]") or hostport
             port_n = int(port) if port.isdigit() else (5349 if scheme == "turns" else 3478)
+            where = f"{scheme}:{host}:{port_n}"
             creds = server.username is not None or config.turn_secret is not None
-            refused = None
-            if creds and scheme == "turn" and await _answers(host, port_n):
-                refused = await _allocation_refused(config, server, host, port_n)
-            if refused is not None:
+            if not await _answers(host, port_n):
                 out.append(
                     Finding(
                         "turn",
                         FAIL,
-                        f"{scheme}:{host}:{port_n} refuses the relay's credential: {refused}",
-                        "LR_TURN_SECRET must be coturn's static-auth-secret (or fix the URL's"
-                        " user and password)",
-                    )
-                )
-            elif not await _answers(host, port_n):
-                out.append(
-                    Finding(
-                        "turn",
-                        FAIL,
-                        f"{scheme}:{host}:{port_n} does not answer on TCP",
+                        f"{where} does not answer on TCP",
                         "start coturn (docs/RUNBOOK.md) or correct LR_ICE_SERVERS",
                     )
                 )
@@ -245,13 +233,25 @@ async def check_turn(config: Config) -> list[Finding]:
                     Finding(
                         "turn",
                         FAIL,
-                        f"{scheme}:{host}:{port_n} answers, but no credential is given",
+                        f"{where} answers, but no credential is given",
                         "set LR_TURN_SECRET to coturn's static-auth-secret",
+                    )
+                )
+            elif scheme == "turn" and (
+                refused := await _allocation_refused(config, server, host, port_n)
+            ):
+                out.append(
+                    Finding(
+                        "turn",
+                        FAIL,
+                        f"{where} refuses the relay's credential: {refused}",
+                        "LR_TURN_SECRET must be coturn's static-auth-secret (or fix the URL's"
+                        " user and password)",
                     )
                 )
             else:
                 took = "takes the relay's credential" if scheme == "turn" else "answers on TCP"
-                out.append(Finding("turn", OK, f"{scheme}:{host}:{port_n} {took}"))
+                out.append(Finding("turn", OK, f"{where} {took}"))
     if not out:
         out.append(
             Finding(
@@ -264,10 +264,13 @@ async def check_turn(config: Config) -> list[Finding]:
     return out
 
 
-async def check_redis(config: Config) -> Finding | None:
-    """In cluster mode, every node needs Redis: placement, the attendance stream."""
+async def check_redis(config: Config) -> list[Finding]:
+    """In cluster mode every node needs Redis (placement, the attendance stream), and checks
+    tokens by its own clock: Redis's tells the drift. Nothing on one node."""
     if not config.redis_url:
-        return None
+        return []
+    import time
+
     import redis.asyncio as aioredis
     from redis.exceptions import RedisError
 
@@ -275,17 +278,32 @@ async def check_redis(config: Config) -> Finding | None:
     where = urlsplit(config.redis_url)
     shown = f"{where.hostname}:{where.port or 6379}"  # never the password
     try:
-        await asyncio.wait_for(client.ping(), PROBE_TIMEOUT_S)
+        seconds, micros = await asyncio.wait_for(client.time(), PROBE_TIMEOUT_S)
     except (RedisError, OSError, TimeoutError) as exc:
-        return Finding(
-            "redis",
-            FAIL,
-            f"Redis at {shown} does not answer ({type(exc).__name__})",
-            "start redis-server, or correct REDIS_URL",
-        )
+        return [
+            Finding(
+                "redis",
+                FAIL,
+                f"Redis at {shown} does not answer ({type(exc).__name__})",
+                "start redis-server, or correct REDIS_URL",
+            )
+        ]
     finally:
         await client.aclose()
-    return Finding("redis", OK, f"Redis at {shown} answers")
+    out = [Finding("redis", OK, f"Redis at {shown} answers")]
+    drift = time.time() - (seconds + micros / 1e6)
+    if abs(drift) > 5:
+        out.append(
+            Finding(
+                "cluster-clock",
+                FAIL,
+                f"this clock is {drift:+.1f} s from Redis's",
+                "synchronise every node and Redis's host by NTP",
+            )
+        )
+    else:
+        out.append(Finding("cluster-clock", OK, f"{drift:+.2f} s from Redis's clock"))
+    return out
 
 
 def check_clock() -> Finding:
@@ -310,40 +328,11 @@ def check_clock() -> Finding:
     )
 
 
-async def check_redis_clock(config: Config) -> Finding | None:
-    """In a cluster each node checks tokens by its own clock: Redis's tells the drift."""
-    if not config.redis_url:
-        return None
-    import time
-
-    import redis.asyncio as aioredis
-    from redis.exceptions import RedisError
-
-    client = aioredis.from_url(config.redis_url, socket_timeout=PROBE_TIMEOUT_S)
-    try:
-        seconds, micros = await asyncio.wait_for(client.time(), PROBE_TIMEOUT_S)
-    except (RedisError, OSError, TimeoutError):
-        return None  # said by check_redis
-    finally:
-        await client.aclose()
-    drift = time.time() - (seconds + micros / 1e6)
-    if abs(drift) > 5:
-        return Finding(
-            "cluster-clock",
-            FAIL,
-            f"this clock is {drift:+.1f} s from Redis's",
-            "synchronise every node and Redis's host by NTP",
-        )
-    return Finding("cluster-clock", OK, f"{drift:+.2f} s from Redis's clock")
-
-
 async def diagnose(config: Config) -> list[Finding]:
     """Every check, in the order an operator fixes things."""
     out = [check_tls(config), check_ice_hosts(config), check_udp_ports(config)]
     out += await check_turn(config)
-    for found in (await check_redis(config), await check_redis_clock(config)):
-        if found is not None:
-            out.append(found)
+    out += await check_redis(config)
     out += [check_clock(), check_disk(config)]
     out += check_file_modes(config)
     return out

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from server.attendance.signing import LedgerKey
+from tests.cluster_fixtures import redis_server, redis_url  # noqa: F401
 from tests.test_cli import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -149,3 +150,10 @@ def test_a_turn_secret_coturn_does_not_share_fails(doctor, coturn):
     code, found = doctor(LR_ICE_SERVERS=coturn, LR_TURN_SECRET="a-wrong-one")
     assert code == 1 and statuses(found, "turn") == ["FAIL"], found["turn"]
     assert "static-auth-secret" in found["turn"][0]["fix"]
+
+
+def test_a_running_redis_answers_and_its_clock_is_this_ones(doctor, redis_url):  # noqa: F811
+    """Cluster mode: one Redis round trip says both that it answers and how far its clock is."""
+    code, found = doctor(REDIS_URL=redis_url)
+    assert statuses(found, "redis") == ["OK"], found["redis"]
+    assert statuses(found, "cluster-clock") == ["OK"], found["cluster-clock"]
