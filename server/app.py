@@ -15,7 +15,7 @@ from server.attendance.tracker import Attendance
 from server.auth import signer_for
 from server.cluster.node import Cluster
 from server.cluster.outbox import StreamLedger
-from server.config import Config
+from server.config import Config, networks
 from server.histogram import watch_loop_lag
 from server.ice import gather_as_configured
 from server.lectures.live import LiveSessions
@@ -39,7 +39,7 @@ from server.web.errors import error_middleware
 from server.web.headers import install as install_headers
 from server.web.metrics import metrics_handler
 from server.web.openapi import openapi_handler
-from server.web.proxies import forwarded_middleware, networks
+from server.web.proxies import forwarded_middleware
 from server.workers.pool import WorkerPool
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -223,13 +223,23 @@ def host_addresses(items: tuple[str, ...]) -> tuple[str, ...]:
     return () if tuple(i.strip().lower() for i in items) == ("none",) else items
 
 
-def _proxies(text: str) -> tuple[str, ...]:
-    items = tuple(i for i in _csv(text) if i)
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def networks(items: Iterable[str]) -> tuple[Network, ...]:
+    """Addresses or CIDRs (``LR_TRUSTED_PROXIES``) as networks; ValueError names a bad one."""
+    out = []
     for item in items:
         try:
-            ipaddress.ip_network(item, strict=False)
+            out.append(ipaddress.ip_network(item.strip(), strict=False))
         except ValueError:
             raise ValueError(f"{item!r} is not an address or a network") from None
+    return tuple(out)
+
+
+def _proxies(text: str) -> tuple[str, ...]:
+    items = tuple(i for i in _csv(text) if i)
+    networks(items)  # each one an address or a network, else ValueError naming it
     return items
 
 

@@ -11,16 +11,17 @@ import logging
 import re
 
 from server.config import Config
+from server.roster import mask_phone
 
 FORMATS = ("text", "json")
 # a signed token (server/auth.py: base64url JSON . base64url HMAC), and a mainland mobile number
 TOKEN = re.compile(r"eyJ[\w-]{8,}\.[\w-]{8,}")
-PHONE = re.compile(r"(?<!\d)(1[3-9]\d)\d{4}(\d{4})(?!\d)")
+PHONE = re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)")
 
 
 def scrub(text: str) -> str:
     """``text`` with tokens and phone numbers masked (phones as the exports mask them)."""
-    return PHONE.sub(r"\1****\2", TOKEN.sub("[token]", text))
+    return PHONE.sub(lambda m: mask_phone(m.group()), TOKEN.sub("[token]", text))
 
 
 class TextFormatter(logging.Formatter):

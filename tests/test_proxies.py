@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server.config import ConfigError, config_from_env
-from server.web.proxies import client_of, networks
+from server.config import ConfigError, config_from_env, networks
+from server.web.proxies import client_of
 
 PROXIES = networks(["127.0.0.1", "10.0.0.0/24"])
 

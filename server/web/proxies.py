@@ -10,22 +10,10 @@ the scheme is ``X-Forwarded-Proto``. From any other peer both headers are ignore
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
 
 from aiohttp import web
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def networks(items: Iterable[str]) -> tuple[Network, ...]:
-    """``LR_TRUSTED_PROXIES``'s entries (an address or a CIDR each); ValueError names a bad one."""
-    out = []
-    for item in items:
-        try:
-            out.append(ipaddress.ip_network(item.strip(), strict=False))
-        except ValueError:
-            raise ValueError(f"{item!r} is not an address or a network") from None
-    return tuple(out)
+from server.config import Network
 
 
 def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
