@@ -26,6 +26,7 @@ from server.cli.records import (
 )
 from server.cli.serve import cmd_ledger_writer, cmd_serve, cmd_worker
 from server.config import DEFAULT_THRESHOLD, ConfigError
+from server.refusals import Refused
 from server.schema import SchemaTooNew
 
 
@@ -172,4 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (ConfigError, SchemaTooNew) as exc:  # a bad LR_* value, a newer file: no traceback
         print(f"lecture-relay: {exc}", file=sys.stderr)
+        return 2
+    except Refused as exc:  # what a service refused (server/refusals.py), for every command
+        print(f"lecture-relay: {exc.reason}", file=sys.stderr)
         return 2

@@ -29,7 +29,6 @@ from server.cli.common import (
 def cmd_session_create(args: argparse.Namespace) -> int:
     from server.lectures.links import session_links
     from server.lectures.service import DEFAULT_RULE, create_lecture, credit_rule
-    from server.refusals import Refused
     from server.store import Store
 
     config = config_of(args)
@@ -51,9 +50,6 @@ def cmd_session_create(args: argparse.Namespace) -> int:
                 rule=rule,
             )
             session = asyncio.run(made)
-    except Refused as exc:
-        print(f"lecture-relay: {exc.reason}", file=sys.stderr)
-        return 2
     finally:
         store.close()
     links = session_links(config, signer_of(config), session)
@@ -274,13 +270,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def cmd_backup(args: argparse.Namespace) -> int:
     """Copy the records while the relay serves (server/backup.py), with a manifest."""
     from server.backup import backup
-    from server.refusals import Refused
 
-    try:
-        manifest = backup(config_of(args), Path(args.out))
-    except Refused as exc:
-        print(f"lecture-relay: {exc.reason}", file=sys.stderr)
-        return 2
+    manifest = backup(config_of(args), Path(args.out))
     size = sum(f["bytes"] for f in manifest["files"].values())
     sessions = len(manifest["ledger_heads"])
     print(f"backed up {len(manifest['files'])} files, {size:,} bytes, {sessions} sessions' "
@@ -291,14 +282,9 @@ def cmd_backup(args: argparse.Namespace) -> int:
 def cmd_restore(args: argparse.Namespace) -> int:
     """Put a backup into an empty data directory; its ledger heads checked against it."""
     from server.backup import restore
-    from server.refusals import Refused
 
     config = config_of(args)
-    try:
-        manifest = restore(Path(args.source), config)
-    except Refused as exc:
-        print(f"lecture-relay: {exc.reason}", file=sys.stderr)
-        return 2
+    manifest = restore(Path(args.source), config)
     made, count = manifest["made_at"], len(manifest["files"])
     print(f"restored {count} files made {made} into {config.data_dir}; check a session's record")
     print("with: lecture-relay verify SESSION (the ledger key is the one kept apart)")
