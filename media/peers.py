@@ -244,6 +244,10 @@ class Viewer(_Peer):
             if kind == "video" and self.audio_only:
                 fwd.pause(dt)
 
+    async def choose_audio_only(self, audio_only: bool) -> None:
+        """The viewer's own choice (the same call as a worker's viewer's stand-in has)."""
+        self.set_audio_only(audio_only)
+
     def set_audio_only(self, audio_only: bool) -> None:
         """The viewer's own choice; without it, video follows the layer the relay chose."""
         self.audio_only = audio_only

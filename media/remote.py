@@ -16,6 +16,7 @@ from media.logtag import log_tag
 log = logging.getLogger(__name__)
 
 WorkerCall = Callable[[str, str], Awaitable[None]]  # (resource, reason) -> stop it there
+ModeCall = Callable[[str, bool], Awaitable[None]]  # (resource, audio_only) -> switch it there
 
 
 class RemoteViewer:
@@ -26,6 +27,7 @@ class RemoteViewer:
         audio_only: bool,
         on_gone: Callable[[RemoteViewer], None],
         stop_there: WorkerCall,
+        mode_there: ModeCall,
     ) -> None:
         self.id = peer_id
         self.worker = worker
@@ -40,6 +42,7 @@ class RemoteViewer:
         self.stats: dict = {"audio_only": audio_only}
         self._on_gone = on_gone
         self._stop_there = stop_there
+        self._mode_there = mode_there
 
     def report(self, rr: dict[str, int], quality: dict) -> None:
         self.rr = rr
@@ -51,6 +54,11 @@ class RemoteViewer:
 
     def receiver_highest(self) -> dict[str, int]:
         return dict(self.rr)
+
+    async def choose_audio_only(self, audio_only: bool) -> None:
+        """The viewer's own choice, carried out by the worker that holds the connection."""
+        await self._mode_there(self.id, audio_only)
+        self.audio_only = audio_only
 
     def detach(self) -> None: ...
 

@@ -17,11 +17,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiohttp import web
-
 from server.files import refuse_shared
 from server.interprocess import internal_token
-from server.web.errors import HTTPProblem
+from server.refusals import Forbidden, Unauthenticated
 
 ROLES = ("admin", "school", "lecturer", "viewer", "room", "member")
 
@@ -90,7 +88,7 @@ class TokenSigner:
         return self.issue(role, session, subject, min(ttl_s, left), via or presented.via)
 
     def verify(self, token: str, now: float | None = None) -> Claims:
-        """Return the claims, or raise HTTPProblem 401 (malformed, forged, expired)."""
+        """Return the claims, or raise Unauthenticated (malformed, forged, expired)."""
         claims = self._verified.get(token)
         if claims is None:
             claims = self._verify(token)
@@ -98,7 +96,7 @@ class TokenSigner:
                 self._verified.clear()
             self._verified[token] = claims
         if claims.expires < (time.time() if now is None else now):
-            raise HTTPProblem(401, "token expired")
+            raise Unauthenticated("token expired")
         return claims
 
     def _verify(self, token: str) -> Claims:
@@ -106,14 +104,14 @@ class TokenSigner:
             payload, mac = token.split(".")
             good = hmac.compare_digest(_unb64(mac), self._mac(payload))
         except ValueError:
-            raise HTTPProblem(401, "malformed token") from None
+            raise Unauthenticated("malformed token") from None
         if not good:
-            raise HTTPProblem(401, "invalid token signature")
+            raise Unauthenticated("invalid token signature")
         try:
             body = json.loads(_unb64(payload))
             claims = Claims(body["r"], body["s"], body["u"], int(body["e"]), body.get("v", "token"))
         except (ValueError, KeyError, TypeError):
-            raise HTTPProblem(401, "malformed token") from None
+            raise Unauthenticated("malformed token") from None
         return claims
 
     def opaque(self, text: str) -> str:
@@ -148,29 +146,11 @@ def signer_for(secret: str | None, data_dir: Path) -> TokenSigner:
     return TokenSigner(secret.encode() if secret else load_or_create_secret(data_dir))
 
 
-def bearer_token(request: web.Request) -> str | None:
-    header = request.headers.get("Authorization", "")
-    if header[:7].lower() == "bearer ":
-        return header[7:].strip() or None
-    return request.query.get("token") or None
-
-
-def require(
-    request: web.Request, signer: TokenSigner, roles: tuple[str, ...], session: str | None = None
-) -> Claims:
-    """Check the request's bearer token: 401 when missing or bad, 403 when the role or session
-    does not fit."""
-    token = bearer_token(request)
-    if token is None:
-        raise HTTPProblem(401, "missing bearer token", {"WWW-Authenticate": "Bearer"})
-    return authorize(signer.verify(token), roles, session)
-
-
 def authorize(claims: Claims, roles: tuple[str, ...], session: str | None = None) -> Claims:
-    """403 unless the claims' role is one of ``roles`` and, but for an admin, the token is
+    """Forbidden unless the claims' role is one of ``roles`` and, but for an admin, the token is
     for ``session``."""
     if claims.role not in roles:
-        raise HTTPProblem(403, f"role {claims.role} may not do this")
+        raise Forbidden(f"role {claims.role} may not do this")
     if session is not None and claims.role != "admin" and claims.session != session:
-        raise HTTPProblem(403, "token is for another session")
+        raise Forbidden("token is for another session")
     return claims

@@ -16,6 +16,14 @@ class Invalid(Refused):
     """The request itself is malformed or out of range."""
 
 
+class Unauthenticated(Refused):
+    """No credential, or one that is malformed, forged or expired."""
+
+
+class Forbidden(Refused):
+    """A good credential, but not for this: another role, another session, another township."""
+
+
 class NotFound(Refused):
     """What it names does not exist."""
 

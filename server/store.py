@@ -100,6 +100,11 @@ class Session:
         """Each room's code to its name (a report names rooms by them)."""
         return {r.code: r.name for r in self.rooms}
 
+    @property
+    def room_townships(self) -> dict[str, str]:
+        """Each room's code to its township, whose members it checks in."""
+        return {r.code: r.name for r in self.rooms}
+
 
 # What create_session makes (8 hex digits). A path or URL segment that claims to be a session
 # is checked against it before it names anything on disk.

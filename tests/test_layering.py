@@ -14,8 +14,10 @@ SERVICES = (
     "server/lectures",
     "server/attendance",
     "server/programme",
+    "server/classrooms",
     "server/cluster/node.py",
     "server/refusals.py",
+    "server/auth.py",
 )
 # the HTTP adapter: what a service may not know of
 ADAPTER = ("aiohttp.web", "server.routes", "server.web", "server.state", "server.app")

@@ -86,6 +86,22 @@ async def test_viewers_are_spread_over_workers_and_survive_a_worker_kill(tmp_pat
             # the remote viewer is known to attendance with its receiver reports
             await until(lambda: joined(http, there))
             await until(lambda: joined(http, here))
+
+            # the viewer held by the worker asks for sound only, then for the picture again
+            async def mode(audio_only: bool) -> None:
+                async with http.post(
+                    url + there.location + "/mode",
+                    json={"audio_only": audio_only},
+                    headers={"Authorization": f"Bearer {rooms[1]['token']}"},
+                ) as resp:
+                    assert resp.status == 200, await resp.text()
+
+            await mode(True)
+            frames = there.stats["video"].frames
+            await there.wait_frames("audio", there.stats["audio"].frames + 100, timeout=10)
+            assert there.stats["video"].frames <= frames + 3  # 2 s of sound, no picture
+            await mode(False)
+            await there.wait_frames("video", there.stats["video"].frames + 10, timeout=10)
             m = await metrics(http, url)
             assert m["lr_subscribers"] == 2 and m["lr_workers_up"] == 2
             admin = cli(tmp_path, "token", "admin").stdout.strip()

@@ -4,6 +4,7 @@ CLI's); what a report takes from the store beside the ledger."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import OrderedDict
@@ -127,6 +128,19 @@ def report_options(store: Store, session: Session, roster: list[Member] | None =
         "rooms": session.room_names,
         "replay_credit": store.replay_credit(session.id),
     }
+
+
+async def session_report(
+    reports: Reports, store: Store, session: Session, roster: list[Member] | None = None, **options
+) -> SessionReport:
+    """The session's report, folded on a worker thread: a long session's first report is
+    seconds of work that other sessions' heartbeats should not wait behind. ``roster``: the
+    members, when the caller has read them already (else read on a worker thread too);
+    ``options``: more of ``ReportFold.report``'s (``now_ms``)."""
+    if roster is None:
+        roster = await asyncio.to_thread(store.roster_apart)
+    options |= report_options(store, session, roster)
+    return await asyncio.to_thread(reports.report, session.id, **options)
 
 
 def report_for(store: Store, ledger: Ledger, session: Session) -> SessionReport:

@@ -11,7 +11,6 @@ from aiortc import RTCConfiguration, RTCIceServer
 from media.layers import LayerPolicy
 from media.logtag import log_tag
 from media.peers import Viewer
-from media.remote import RemoteViewer
 from media.session import MediaEvent, SessionMedia
 from server.cluster.node import Cluster
 from server.config import Config
@@ -140,12 +139,6 @@ class LiveSessions:
             return await self.pool.subscribe(index, media, offer, audio_only, identity)
         finally:
             self.pool.placed(index)
-
-    async def set_audio_only(self, media: SessionMedia, viewer: object, audio_only: bool) -> None:
-        if isinstance(viewer, RemoteViewer) and self.pool is not None:
-            await self.pool.set_mode(viewer, media.session_id, audio_only)
-        else:
-            viewer.set_audio_only(audio_only)
 
     def find(self, session_id: str) -> SessionMedia | None:
         return self.sessions.get(session_id)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from server.auth import require
 from server.ice import ice_servers_of
 from server.lectures.links import session_links
 from server.lectures.service import create_lecture, credit_rule
@@ -13,6 +12,7 @@ from server.routes.bodies import read_json
 from server.routes.fields import by_whom, known_session, text_field
 from server.state import STATE, AppState
 from server.store import TOWNSHIPS
+from server.web.bearer import require
 from server.web.errors import HTTPProblem
 from server.web.openapi import ARR_OBJ, BOOL, INT, STR, TEXT, arr, documented, obj
 

@@ -11,21 +11,23 @@ import math
 import segno
 from aiohttp import web
 
-from server.attendance.events import Checkin, Export, Headcount, Replay
+from server.attendance.events import Export, Replay
 from server.attendance.exports import CONTENT_TYPES, audit_summary, export_row, render_chunks
 from server.attendance.ledger import now_ms
 from server.attendance.report import SessionReport
 from server.attendance.report_cache import report_options
+from server.attendance.report_cache import session_report as reports_of
 from server.attendance.tracker import ReportTooSoon
 from server.attendance.verify import Verdict, verify
-from server.auth import require
-from server.lectures.replays import recordings_of
-from server.lectures.service import credit_rule, current_rule, set_credit_rule
-from server.programme.hours import credit_member, credit_session
+from server.classrooms import checkins as classrooms
+from server.lectures.ending import change_rule, end_lecture
+from server.lectures.service import credit_rule, current_rule
+from server.programme.hours import credit_member
 from server.routes.bodies import read_json
 from server.routes.fields import bounded_int, by_whom, known_session, text_field
 from server.state import STATE, AppState
 from server.store import Member, Session
+from server.web.bearer import require
 from server.web.errors import HTTPProblem
 from server.web.openapi import ARR_OBJ, BOOL, INT, NUM, OBJ, STR, TEXT, documented, obj
 
@@ -39,12 +41,13 @@ async def headcount(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
     claims = require(request, state.signer, ("room",), sid)
+    session = known_session(state, sid)
     data = await read_json(request)
     count = bounded_int(data.get("count"), 0, 10000, "count must be an integer from 0 to 10000")
-    state.limits.headcounts.take(f"{sid}/{claims.subject}")  # each is a ledger event
-    state.store.record_headcount(sid, claims.subject, count)
-    done = await state.attendance.append(sid, Headcount(claims.subject, count))
-    return web.json_response({"room": claims.subject, "count": count, "seq": done.seq})
+    room = str(claims.subject)
+    state.limits.headcounts.take(f"{sid}/{room}")  # each is a ledger event
+    seq = await classrooms.headcount(state.store, state.attendance, session, room, count)
+    return web.json_response({"room": room, "count": count, "seq": seq})
 
 
 @documented(
@@ -52,51 +55,30 @@ async def headcount(request: web.Request) -> web.Response:
     answer=obj(("member_id", "name", "seq"), member_id=STR, name=STR, seq=INT),
 )
 async def checkin(request: web.Request) -> web.Response:
-    """A room operator checks a member in: ``{"member_id": "..."}``. Only a member of the
-    room's own township: anyone else is answered as an unknown id is, without a name (the
-    check-in had been a county-wide name lookup)."""
+    """A room operator checks a member of its own township in: ``{"member_id": "..."}``."""
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
     claims = require(request, state.signer, ("room",), sid)
-    township = known_session(state, sid).room_names.get(str(claims.subject))
-    if township is None:
-        raise HTTPProblem(403, "this room is not one of the session's classrooms")
+    session = known_session(state, sid)
     data = await read_json(request)
     member_id = text_field(data, "member_id", False)
-    member = state.store.member(member_id) if member_id else None
-    if member is None or member.township != township:
-        raise HTTPProblem(404, "no such member in this township's roster")
-    done = await state.attendance.append(sid, Checkin(claims.subject, member_id))
-    return web.json_response({"member_id": member_id, "name": member.name, "seq": done.seq})
+    room = str(claims.subject)
+    member, seq = await classrooms.check_in(state.store, state.attendance, session, room, member_id)
+    return web.json_response({"member_id": member_id, "name": member.name, "seq": seq})
 
 
 @documented(answer=obj(("checkins",), checkins=ARR_OBJ))
 async def room_checkins(request: web.Request) -> web.Response:
-    """``GET /api/sessions/{id}/checkins`` (room): the members it has checked in.
-
-    Each once, in the order of their first check-in, with their names: what the room's page
-    lists again after a reload."""
+    """``GET /api/sessions/{id}/checkins`` (room): the members it has checked in."""
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
     claims = require(request, state.signer, ("room",), sid)
-    known_session(state, sid)
-    entries = await asyncio.to_thread(_checkins_of, state, sid, str(claims.subject))
-    members = list(dict.fromkeys(member for member, _ in entries))
-    names = state.store.member_names(members)
+    session = known_session(state, sid)
+    room = str(claims.subject)
+    members = await classrooms.checked_in(state.reports, state.store, session, room)
     return web.json_response(
-        {"checkins": [{"member_id": m, "name": names.get(m, "")} for m in members]}
+        {"checkins": [{"member_id": m.member_id, "name": m.name} for m in members]}
     )
-
-
-def _checkins_of(state: AppState, sid: str, room: str) -> list[tuple[str, int]]:
-    """A room's check-ins from the session's report fold, brought up to date (on a worker
-    thread: after a restart the first one folds the session from its first event)."""
-    fold = state.reports.refresh(sid)
-    with fold.lock:
-        return list(fold.checkins.get(room, ()))
-
-
-ROSTER_MATCHES = 20  # what one search shows; a narrower search finds the rest
 
 
 @documented(
@@ -104,27 +86,22 @@ ROSTER_MATCHES = 20  # what one search shows; a narrower search finds the rest
     answer=obj(("township", "members", "more"), township=STR, members=ARR_OBJ, more=BOOL),
 )
 async def roster_search(request: web.Request) -> web.Response:
-    """``GET /api/sessions/{id}/roster?q=...`` (room): find members of its township to check in.
-
-    Those whose name contains ``q`` or whose member id starts with it, for someone who does
-    not know their member id. Names and member ids only (no phone, no category), at most
-    ``ROSTER_MATCHES`` at a time, and a room sees its own township alone."""
+    """``GET /api/sessions/{id}/roster?q=...`` (room): find members of its township to check
+    in, by part of a name or a member id's start. Names and member ids only (no phone, no
+    category), and a room sees its own township alone."""
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
     claims = require(request, state.signer, ("room",), sid)
     session = known_session(state, sid)
-    township = session.room_names.get(str(claims.subject))
-    if township is None:
-        raise HTTPProblem(403, "this room is not one of the session's classrooms")
-    text = request.query.get("q", "").strip()
-    if not 1 <= len(text) <= 32:
-        raise HTTPProblem(400, "q is 1 to 32 characters: part of a name or a member id's start")
-    found = state.store.search_members(township, text, ROSTER_MATCHES + 1)
+    text = request.query.get("q", "")
+    township, found, more = classrooms.search_roster(
+        state.store, session, str(claims.subject), text
+    )
     return web.json_response(
         {
             "township": township,
-            "members": [{"member_id": m.member_id, "name": m.name} for m in found[:ROSTER_MATCHES]],
-            "more": len(found) > ROSTER_MATCHES,
+            "members": [{"member_id": m.member_id, "name": m.name} for m in found],
+            "more": more,
         }
     )
 
@@ -134,32 +111,17 @@ async def end_session(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
     claims = require(request, state.signer, ("lecturer", "admin"), sid)
-    session = known_session(state, sid)
-    if session.status == "ended":
-        raise HTTPProblem(409, "this session has already ended")
-    await state.live.end(sid)
-    receipt = await state.attendance.end_session(sid, claims.role)
-    report = await session_report(state, session)
-    credit_session(state.programme, sid, report)
-    replay = None
-    if recordings_of(state.config.media_root, sid):
-        replay = state.replays.schedule(sid).state
+    known_session(state, sid)
+    ended = await end_lecture(state, sid, claims.role)
     return web.json_response(
-        {"session_id": sid, "status": "ended", "receipt": receipt, "replay": replay}
+        {"session_id": sid, "status": "ended", "receipt": ended.receipt, "replay": ended.replay}
     )
 
 
 async def session_report(
     state: AppState, session: Session, roster: list[Member] | None = None, **options
 ) -> SessionReport:
-    """The session's report, folded on a worker thread: a long session's first report is
-    seconds of work that other sessions' heartbeats should not wait behind. ``roster``: the
-    members, when the caller has read them already (else read on a worker thread too);
-    ``options``: more of ``ReportFold.report``'s (``now_ms``)."""
-    if roster is None:
-        roster = await asyncio.to_thread(state.store.roster_apart)
-    options |= report_options(state.store, session, roster)
-    return await asyncio.to_thread(state.reports.report, session.id, **options)
+    return await reports_of(state.reports, state.store, session, roster, **options)
 
 
 @documented(
@@ -330,18 +292,17 @@ async def change_credit_rule(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
     claims = require(request, state.signer, ("admin",))
-    session = known_session(state, sid)
+    known_session(state, sid)
     data = await read_json(request)
     if not data.keys() & {"credit_threshold", "replay_credit"}:
         raise HTTPProblem(400, "give credit_threshold (0.01-1), replay_credit (boolean) or both")
     rule = credit_rule(data, current_rule(state.store, sid))
-    changed = await set_credit_rule(state.store, state.attendance, sid, rule, by_whom(claims))
+    before = current_rule(state.store, sid)
+    credited = await change_rule(state, sid, rule, by_whom(claims))
     body = {"session_id": sid, "credit_threshold": rule.threshold}
-    body |= {"replay_credit": rule.replay_credit, "changed": changed}
-    if changed and session.status == "ended":
-        report = await session_report(state, session)
-        body["credited"] = sum(1 for r in report.participants.values() if r.credited)
-        credit_session(state.programme, sid, report)
+    body |= {"replay_credit": rule.replay_credit, "changed": rule != before}
+    if credited is not None:
+        body["credited"] = credited
     return web.json_response(body)
 
 

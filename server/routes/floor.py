@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from server.auth import require
 from server.routes.bodies import read_json
 from server.routes.fields import bounded_int, known_session, text_field
 from server.routes.qa import participant_of
 from server.state import STATE, AppState
+from server.web.bearer import require
 from server.web.errors import HTTPProblem
 from server.web.openapi import ARR_OBJ, BOOL, INT, STR, TEXT, documented, obj
 

@@ -11,11 +11,13 @@ from aiohttp import web
 
 from media.session import MediaEvent
 from server.attendance.tracker import HeartbeatTooSoon
-from server.auth import Claims, authorize, require
+from server.auth import Claims, authorize
+from server.refusals import Refused
 from server.routes.bodies import read_json
 from server.routes.fields import bounded_int
 from server.state import STATE, AppState
-from server.web.errors import HTTPProblem
+from server.web.bearer import require
+from server.web.errors import HTTPProblem, status_of
 from server.web.lean_socket import GOING_AWAY, NORMAL, POLICY_VIOLATION, LeanSocket, accept
 from server.web.openapi import BOOL, INT, STR, documented, obj
 
@@ -179,9 +181,10 @@ class _HeartbeatPage:
             # looked up each time: the connection may have ended since the last one
             viewer = _own_viewer(state, self.sid, self.rid, self.claims)
             durable = _submit_heartbeat(state, self.rid, viewer, body)
-        except HTTPProblem as exc:
-            sock.send_text(json.dumps({"error": exc.reason, "status": exc.status}).encode())
-            if exc.status in (401, 403, 404):
+        except (HTTPProblem, Refused) as exc:
+            status = exc.status if isinstance(exc, HTTPProblem) else status_of(exc)
+            sock.send_text(json.dumps({"error": exc.reason, "status": status}).encode())
+            if status in (401, 403, 404):
                 sock.close(NORMAL, exc.reason)
             return
         sock.hold()

@@ -9,13 +9,13 @@ from pathlib import Path
 
 from aiohttp import web
 
-from server.auth import require
 from server.programme.imports import import_courses, import_teachers
 from server.programme.store import school_id
 from server.routes.bodies import read_body, read_json
 from server.routes.fields import sqlite_int, string_list, text_field
 from server.state import STATE, AppState
 from server.store import TOWNSHIPS
+from server.web.bearer import require
 from server.web.errors import HTTPProblem
 from server.web.openapi import ARR_OBJ, ID, INT, STR, TEXT, arr, documented, obj
 

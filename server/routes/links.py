@@ -9,11 +9,11 @@ from aiohttp import web
 
 from server.attendance.events import Export
 from server.attendance.exports import CONTENT_TYPES
-from server.auth import require
 from server.lectures.links import member_links, to_csv_bytes, to_xlsx_bytes
 from server.routes.fields import by_whom, known_session
 from server.state import STATE, AppState
 from server.store import Member
+from server.web.bearer import require
 from server.web.errors import HTTPProblem
 from server.web.openapi import STR, documented
 

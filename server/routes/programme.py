@@ -9,7 +9,7 @@ import datetime
 
 from aiohttp import web
 
-from server.auth import Claims, require
+from server.auth import Claims
 from server.lectures.links import session_links
 from server.lectures.service import create_lecture
 from server.routes.bodies import read_json
@@ -17,6 +17,7 @@ from server.routes.fields import bounded_int, by_whom, sqlite_int, string_list, 
 from server.routes.library import ADMIN, STAFF, hours_value
 from server.state import STATE, AppState
 from server.store import TOWNSHIPS
+from server.web.bearer import require
 from server.web.errors import HTTPProblem
 from server.web.openapi import ARR_OBJ, ID, INT, NUM, STR, TEXT, WHEN, arr, documented, obj
 

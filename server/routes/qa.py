@@ -6,11 +6,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from server.attendance.events import Moderation, Question
-from server.auth import require
 from server.lectures.questions import ACTIONS, MAX_TEXT
 from server.routes.bodies import read_json
 from server.routes.fields import known_session, sqlite_int, text_field
 from server.state import STATE, AppState
+from server.web.bearer import require
 from server.web.errors import HTTPProblem
 from server.web.openapi import ARR_OBJ, ID, INT, STR, TEXT, documented, obj
 

@@ -9,11 +9,11 @@ from pathlib import Path
 from aiohttp import hdrs, web
 from aiohttp.abc import AbstractStreamWriter
 
-from server.auth import require
 from server.lectures.replays import replay_paths
 from server.routes.fields import known_session, sqlite_int
 from server.state import STATE, AppState
 from server.store import is_session_id
+from server.web.bearer import require
 from server.web.errors import HTTPProblem
 from server.web.openapi import ARR_OBJ, ID, NUM, STR, documented, obj
 

@@ -13,12 +13,13 @@ from media.candidates import filter_candidates
 from media.codecs import CodecMismatch
 from media.peers import PeerRefused
 from server.attendance.tracker import Identity
-from server.auth import Claims, bearer_token, require
+from server.auth import Claims
 from server.config import IceServer
 from server.ice import ice_servers_of, public_ice_servers
 from server.routes.bodies import read_body, read_json
 from server.routes.floor import speaker_feed, speaker_of
 from server.state import STATE, AppState
+from server.web.bearer import bearer_token, require
 from server.web.errors import HTTPProblem
 from server.web.openapi import BOOL, documented, obj
 
@@ -265,7 +266,7 @@ async def viewer_mode(request: web.Request) -> web.Response:
     audio_only = (await read_json(request)).get("audio_only")
     if not isinstance(audio_only, bool):
         raise HTTPProblem(400, "audio_only must be a boolean")
-    await state.live.set_audio_only(holder, holder.viewers[rid], audio_only)
+    await holder.viewers[rid].choose_audio_only(audio_only)
     return web.json_response({"audio_only": audio_only})
 
 

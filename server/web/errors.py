@@ -9,7 +9,17 @@ import logging
 from aiohttp import web
 
 from server.attendance.writer import EventRefused, LedgerWriteError
-from server.refusals import Conflict, Gone, Invalid, NotFound, Refused, Unavailable, Unreachable
+from server.refusals import (
+    Conflict,
+    Forbidden,
+    Gone,
+    Invalid,
+    NotFound,
+    Refused,
+    Unauthenticated,
+    Unavailable,
+    Unreachable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +36,8 @@ class HTTPProblem(Exception):
 
 STATUS_OF: dict[type[Refused], int] = {
     Invalid: 400,
+    Unauthenticated: 401,
+    Forbidden: 403,
     NotFound: 404,
     Conflict: 409,
     Gone: 410,
@@ -42,6 +54,15 @@ def status_of(refusal: Refused) -> int:
     return 400
 
 
+def refusal_headers(refusal: Refused) -> dict[str, str] | None:
+    """What the status asks for beside it: how to authenticate (RFC 6750), when to retry."""
+    if isinstance(refusal, Unauthenticated):
+        return {"WWW-Authenticate": "Bearer"}
+    if isinstance(refusal, Unavailable):
+        return {"Retry-After": "5"}
+    return None
+
+
 def problem_response(status: int, reason: str, headers: dict[str, str] | None = None):
     return web.json_response({"error": reason, "status": status}, status=status, headers=headers)
 
@@ -53,8 +74,7 @@ async def error_middleware(request: web.Request, handler):
     except HTTPProblem as exc:
         return problem_response(exc.status, exc.reason, exc.headers)
     except Refused as exc:
-        retry = {"Retry-After": "5"} if isinstance(exc, Unavailable) else None
-        return problem_response(status_of(exc), exc.reason, retry)
+        return problem_response(status_of(exc), exc.reason, refusal_headers(exc))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -7,9 +7,10 @@ import ipaddress
 
 from aiohttp import web
 
-from server.auth import authorize, bearer_token
+from server.auth import authorize
 from server.histogram import Histogram
 from server.state import STATE, AppState
+from server.web.bearer import bearer_token
 from server.web.errors import HTTPProblem
 
 

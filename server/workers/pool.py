@@ -165,7 +165,12 @@ class WorkerPool:
                 path = f"/internal/viewers/{media.session_id}/{resource}?reason={reason}"
                 await self._call(handle, "DELETE", path, None, missing_ok=True)
 
-        media.add_remote(RemoteViewer(rid, index, audio_only, gone, stop_there), identity)
+        async def mode_there(resource: str, audio_only: bool) -> None:
+            path = f"/internal/viewers/{media.session_id}/{resource}/mode"
+            await self._call(handle, "POST", path, {"audio_only": audio_only})
+
+        viewer = RemoteViewer(rid, index, audio_only, gone, stop_there, mode_there)
+        media.add_remote(viewer, identity)
         return rid, answer["answer"]
 
     async def _ensure_feed(self, handle: WorkerHandle, media: SessionMedia) -> None:
@@ -186,12 +191,6 @@ class WorkerPool:
         addr = ("127.0.0.1", int(answer["port"]))
         media.add_pipe(addr)
         handle.pipe_addrs.add(addr)
-
-    async def set_mode(self, viewer: RemoteViewer, session: str, audio_only: bool) -> None:
-        handle = self.workers[viewer.worker]
-        path = f"/internal/viewers/{session}/{viewer.id}/mode"
-        await self._call(handle, "POST", path, {"audio_only": audio_only})
-        viewer.audio_only = audio_only
 
     async def close_session(self, session: str, reason: str) -> None:
         for handle in self.workers.values():
