@@ -76,7 +76,9 @@ class StandInViewer(RemoteViewer):
     "arrives" every quarter second, its receiver reports advancing with it."""
 
     def __init__(self, media, peer_id: str) -> None:
-        super().__init__(peer_id, -1, False, media.remote_gone, self._nothing_there)
+        super().__init__(
+            peer_id, -1, False, media.remote_gone, self._nothing_there, self._nothing_to_switch
+        )
         self.seq = random.randrange(60000)
 
     def advance(self) -> None:
@@ -86,6 +88,10 @@ class StandInViewer(RemoteViewer):
     @staticmethod
     async def _nothing_there(resource: str, reason: str) -> None:
         """No process serves it: nothing to stop there."""
+
+    @staticmethod
+    async def _nothing_to_switch(resource: str, audio_only: bool) -> None:
+        """No process serves it: nothing to switch there."""
 
 
 QUALITY = {"audio_only": False, "layer": "high"}
@@ -663,7 +669,7 @@ async def bench(args) -> None:
     from server.store import TOWNSHIPS, Member, Store
 
     store = Store(data / "relay.sqlite3")
-    session = store.create_session("基准测试", TOWNSHIPS)
+    session = store.create_session("基准测试")
     store.upsert_members(
         [Member(f"B{i:05d}", f"党员{i}", TOWNSHIPS[i % 15]) for i in range(args.participants)]
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 from server.config import Config
 from server.lectures.links import session_links
 from server.programme.store import ProgrammeStore, school_id
-from server.store import TOWNSHIPS, Member, Store
+from server.store import TOWNSHIPS, Classroom, Member, Store
 
 TEACHERS = [
     ("向明", "利川市委党校", "city", "city", ("党史", "理论学习")),
@@ -81,6 +81,7 @@ def seed(config: Config, members_per_township: int = 20) -> dict:
                         )
                     )
             store.upsert_members(members)
+            store.upsert_classrooms(demo_classrooms())
             programme.add_task(
                 "冬春训：学习贯彻全会精神",
                 2,
@@ -90,7 +91,9 @@ def seed(config: Config, members_per_township: int = 20) -> dict:
                 "2026-12-01",
                 "2027-02-28",
             )
-            session = store.create_session("学习贯彻党的二十届四中全会精神（示范课）")
+            session = store.create_session(
+                "学习贯彻党的二十届四中全会精神（示范课）", store.classrooms()
+            )
         links = session_links(config, signer, session)
         links["admin_token"] = signer.issue("admin", None, "组织部", config.token_ttl_s)
         links["school_token"] = signer.issue("school", None, school_id(8), config.token_ttl_s)
@@ -103,6 +106,28 @@ def seed(config: Config, members_per_township: int = 20) -> dict:
     finally:
         programme.close()
         store.close()
+
+
+# Two village teaching points (教学点) a township, and five education bases, for the demo.
+VILLAGES = (
+    "龙桥", "青龙", "白鹤", "长坪", "水井", "花园", "新华", "红岩", "石龙", "柏杨",
+    "鱼泉", "金龙", "马鞍", "双河", "清水", "大兴", "太平", "龙潭", "观音", "三元",
+    "向阳", "黄泥", "茶园", "高峰", "兴隆", "白杨", "齐心", "梨树", "新场", "凉桥",
+)  # fmt: skip
+BASES = (0, 5, 8, 10, 12)  # townships (by index) with a party-education base
+
+
+def demo_classrooms() -> list[Classroom]:
+    out = []
+    for ti, township in enumerate(TOWNSHIPS):
+        for k in range(2):
+            village = VILLAGES[ti * 2 + k]
+            out.append(
+                Classroom(f"p{ti + 1:02d}{k + 1}", f"{village}村教学点", "point", township, 40)
+            )
+        if ti in BASES:
+            out.append(Classroom(f"b{ti + 1:02d}", f"{township}党员教育基地", "base", township, 80))
+    return out
 
 
 def print_links(links: dict, base: str) -> None:
@@ -118,7 +143,8 @@ def print_links(links: dict, base: str) -> None:
     )
     print(f"  乡镇教室页 (room): {links['urls']['room_join']}  教室码:")
     for r in links["rooms"]:
-        print(f"      {r['name']:<6} {r['code']}")
+        place = r["name"] if r["kind"] == "school" else f"  {r['name']}"
+        print(f"      {place:<10} {r['code']}")
     print(f"  组织部管理 (admin):     {base}/admin?{q(links['admin_token'])}")
     print(f"  培训计划 (programme):   {base}/programme?{q(links['admin_token'])}")
     print(f"  团堡镇党校 (school):    {base}/school?{q(links['school_token'])}")

@@ -20,9 +20,42 @@ def _baseline(db: sqlite3.Connection) -> None:
     """Version 1: the tables as release 0.1.0 made them (created by their modules)."""
 
 
+def _classrooms(db: sqlite3.Connection) -> None:
+    """Version 2 (issue 28): the classroom directory, seeded with the 15 township schools; a
+    lecture's room names its classroom, its kind and its township (before, a room was one of
+    the 15 schools and named by its township). Whichever module opens the file first runs
+    this, so the rooms table may not exist yet."""
+    from server.store import TOWNSHIPS, school_id
+
+    db.execute(
+        "CREATE TABLE classrooms (id TEXT PRIMARY KEY, name TEXT NOT NULL,"
+        " kind TEXT NOT NULL, township TEXT NOT NULL, capacity INTEGER NOT NULL DEFAULT 0)"
+    )
+    db.execute("CREATE INDEX classrooms_by_township ON classrooms (township)")
+    db.executemany(
+        "INSERT INTO classrooms (id, name, kind, township) VALUES (?, ?, 'school', ?)",
+        [(school_id(t), t, t) for t in TOWNSHIPS],
+    )
+    old = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'rooms'")
+    had_rooms = old.fetchone() is not None
+    db.execute(
+        "CREATE TABLE rooms_v2 (session_id TEXT NOT NULL, code TEXT PRIMARY KEY,"
+        " name TEXT NOT NULL, township TEXT NOT NULL, classroom TEXT NOT NULL DEFAULT '',"
+        " kind TEXT NOT NULL DEFAULT 'school')"
+    )
+    if had_rooms:  # rowid order kept: a session lists its rooms in the order it was given
+        db.execute(
+            "INSERT INTO rooms_v2 (session_id, code, name, township, classroom)"
+            " SELECT session_id, code, name, name, '' FROM rooms ORDER BY rowid"
+        )
+        db.execute("DROP TABLE rooms")
+    db.execute("ALTER TABLE rooms_v2 RENAME TO rooms")
+    db.execute("CREATE INDEX rooms_by_session ON rooms (session_id)")
+
+
 # one list a file: relay.sqlite3 is shared by the store, the programme and the Q&A board
 STEPS: dict[str, Sequence[Step]] = {
-    "relay.sqlite3": (_baseline,),
+    "relay.sqlite3": (_baseline, _classrooms),
     "ledger.sqlite3": (_baseline,),
     "outbox.sqlite3": (_baseline,),
 }

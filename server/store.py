@@ -1,4 +1,5 @@
-"""SQLite storage for the embedded default: lecture sessions, their township rooms, headcounts.
+"""SQLite storage for the embedded default: lecture sessions and their rooms, the classroom
+directory, the roster, headcounts.
 
 WAL mode so readers never block the writer; the database lives in the data directory.
 """
@@ -9,6 +10,7 @@ import re
 import secrets
 import sqlite3
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,10 +73,36 @@ TOWNSHIPS = (
 )
 
 
+def school_id(township: str) -> str:
+    """The directory id of a township's school (the programme's school ids: t01-t15)."""
+    return f"t{TOWNSHIPS.index(township) + 1:02d}"
+
+
+# what a classroom is: a township's party school, a party-education base, a village teaching
+# point (教学点)
+KINDS = {"school": "乡镇党校", "base": "教育基地", "point": "教学点"}
+
+
+@dataclass(frozen=True)
+class Classroom:
+    """A place members watch together, in the county's directory."""
+
+    id: str
+    name: str
+    kind: str
+    township: str
+    capacity: int = 0
+
+
 @dataclass(frozen=True)
 class Room:
+    """A classroom's place in one lecture: its own secret code (教室码)."""
+
     code: str
     name: str
+    township: str = ""
+    classroom: str = ""  # its directory id ('' for a lecture made before the directory)
+    kind: str = "school"
 
 
 @dataclass(frozen=True)
@@ -103,7 +131,7 @@ class Session:
     @property
     def room_townships(self) -> dict[str, str]:
         """Each room's code to its township, whose members it checks in."""
-        return {r.code: r.name for r in self.rooms}
+        return {r.code: r.township for r in self.rooms}
 
 
 # What create_session makes (8 hex digits). A path or URL segment that claims to be a session
@@ -116,6 +144,8 @@ def is_session_id(text: str) -> bool:
 
 
 SELECT_MEMBERS = "SELECT member_id, name, township, phone, category FROM members"
+SELECT_CLASSROOMS = "SELECT id, name, kind, township, capacity FROM classrooms"
+SELECT_ROOMS = "SELECT code, name, township, classroom, kind FROM rooms"
 
 
 class Store:
@@ -131,24 +161,37 @@ class Store:
         self._db.close()
 
     def create_session(
-        self, title: str, rooms: tuple[str, ...] = TOWNSHIPS, video_codec: str = "H264"
+        self,
+        title: str,
+        rooms: Sequence[Classroom] | None = None,
+        video_codec: str = "H264",
     ) -> Session:
+        """A session with a room, and its code, for each of ``rooms`` (the directory's
+        township schools when None)."""
+        if rooms is None:
+            rooms = self.classrooms(kind="school")
         sid = secrets.token_hex(4)
         now = time.time()
-        made = []
+        made = [Room(self._new_code(), c.name, c.township, c.id, c.kind) for c in rooms]
         with self._db:
             self._db.execute("BEGIN")
             self._db.execute(
                 "INSERT INTO sessions (id, title, video_codec, created_at) VALUES (?, ?, ?, ?)",
                 (sid, title, video_codec, now),
             )
-            for name in rooms:
-                code = f"{secrets.randbelow(10**8):08d}"
-                self._db.execute(
-                    "INSERT INTO rooms (session_id, code, name) VALUES (?, ?, ?)", (sid, code, name)
-                )
-                made.append(Room(code, name))
+            self._db.executemany(
+                "INSERT INTO rooms (session_id, code, name, township, classroom, kind)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(sid, r.code, r.name, r.township, r.classroom, r.kind) for r in made],
+            )
         return Session(sid, title, "scheduled", video_codec, now, tuple(made))
+
+    def _new_code(self) -> str:
+        """An 8-digit room code that no room has (a code names one room of one lecture)."""
+        while True:
+            code = f"{secrets.randbelow(10**8):08d}"
+            if self._db.execute("SELECT 1 FROM rooms WHERE code = ?", (code,)).fetchone() is None:
+                return code
 
     def get_session(self, sid: str) -> Session | None:
         row = self._db.execute(
@@ -156,22 +199,20 @@ class Store:
         ).fetchone()
         if row is None:
             return None
-        rooms = tuple(
-            Room(code, name)
-            for code, name in self._db.execute(
-                "SELECT code, name FROM rooms WHERE session_id = ? ORDER BY rowid", (sid,)
-            )
-        )
-        return Session(*row, rooms=rooms)
+        rows = self._db.execute(SELECT_ROOMS + " WHERE session_id = ? ORDER BY rowid", (sid,))
+        return Session(*row, rooms=tuple(Room(*r) for r in rows))
 
     def list_sessions(self) -> list[Session]:
         ids = [r[0] for r in self._db.execute("SELECT id FROM sessions ORDER BY created_at DESC")]
         return [s for s in map(self.get_session, ids) if s is not None]
 
     def room_by_code(self, code: str) -> tuple[str, Room] | None:
-        row = self._db.execute("SELECT session_id, code, name FROM rooms WHERE code = ?", (code,))
+        row = self._db.execute(
+            "SELECT session_id, code, name, township, classroom, kind FROM rooms WHERE code = ?",
+            (code,),
+        )
         found = row.fetchone()
-        return None if found is None else (found[0], Room(found[1], found[2]))
+        return None if found is None else (found[0], Room(*found[1:]))
 
     def set_status(self, sid: str, status: str) -> None:
         column = {"live": "started_at", "ended": "ended_at"}.get(status)
@@ -186,6 +227,35 @@ class Store:
     def set_video_codec(self, sid: str, codec: str) -> None:
         with self._db:
             self._db.execute("UPDATE sessions SET video_codec = ? WHERE id = ?", (codec, sid))
+
+    # -- classroom directory ---------------------------------------------------------------
+    def upsert_classrooms(self, classrooms: Sequence[Classroom]) -> int:
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT INTO classrooms (id, name, kind, township, capacity)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET name=excluded.name,"
+                " kind=excluded.kind, township=excluded.township, capacity=excluded.capacity",
+                [(c.id, c.name, c.kind, c.township, c.capacity) for c in classrooms],
+            )
+        return len(classrooms)
+
+    def classrooms(self, township: str | None = None, kind: str | None = None) -> list[Classroom]:
+        """The directory (or a township's part, or one kind), in the county's township order
+        and, within a township, schools first, then by id."""
+        wheres, args = [], []
+        if township is not None:
+            wheres.append("township = ?")
+            args.append(township)
+        if kind is not None:
+            wheres.append("kind = ?")
+            args.append(kind)
+        where = (" WHERE " + " AND ".join(wheres)) if wheres else ""
+        found = [Classroom(*r) for r in self._db.execute(SELECT_CLASSROOMS + where, args)]
+        order = {t: i for i, t in enumerate(TOWNSHIPS)}
+        kinds = {k: i for i, k in enumerate(KINDS)}
+        found.sort(key=lambda c: (order.get(c.township, 99), kinds.get(c.kind, 9), c.id))
+        return found
 
     # -- roster --------------------------------------------------------------------------
     def upsert_members(self, members: list[Member]) -> int:

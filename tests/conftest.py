@@ -18,7 +18,6 @@ from server.app import RUNNER_OPTIONS, create_app
 from server.config import Config
 from server.lectures.links import session_links
 from server.state import STATE
-from server.store import TOWNSHIPS
 from tests.netbed import bed  # noqa: F401 - the network test bed's fixture
 
 restrict_host_addresses(("127.0.0.1",))
@@ -36,7 +35,7 @@ class Relay:
         return self.app[STATE]
 
     def new_session(self, title: str = "测试讲座", video_codec: str = "H264") -> dict:
-        session = self.state.store.create_session(title, TOWNSHIPS, video_codec)
+        session = self.state.store.create_session(title, None, video_codec)
         return session_links(self.config, self.state.signer, session)
 
     def token(self, role: str, session: str | None, subject: str | None = None, ttl: int = 600):

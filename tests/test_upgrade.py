@@ -60,6 +60,11 @@ async def test_an_earlier_release_s_data_opens_with_every_record_kept(fixture, t
         assert status == 200 and audit["participants"] >= 2, audit
         (row,) = [r for r in audit["rooms"] if r["headcount"] is not None]
         assert (row["headcount"], row["checkins"]) == (3, 1)
+        # schema 2: a room of a lecture made before the directory is its township's school
+        rooms = relay.state.store.get_session(sid).rooms
+        assert len(rooms) == 15 and all(r.township == r.name for r in rooms)
+        assert row["township"] == row["room"] and row["kind"] == "school"
+        assert len(relay.state.store.classrooms(kind="school")) == 15
         status, listed = await call(relay, "GET", "/api/teachers", admin)
         assert status == 200 and listed  # the demo's teacher pool
         assert relay.state.store.get_session(facts["demo_session"]) is not None
@@ -72,7 +77,8 @@ def test_a_file_from_a_newer_release_is_refused_clearly(tmp_path):
     db.close()
     from server.store import Store
 
-    with pytest.raises(SchemaTooNew, match="relay.sqlite3 is at schema version 2"):
+    newer = len(STEPS["relay.sqlite3"]) + 1
+    with pytest.raises(SchemaTooNew, match=f"relay.sqlite3 is at schema version {newer}"):
         Store(root / "data" / "relay.sqlite3")
     done = subprocess.run(
         [sys.executable, "-m", "server", "session", "list", "--data", str(root / "data")],

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 from server.attendance.ledger import Ledger, Row
 from server.attendance.report import ParticipantReport, SessionReport
@@ -154,16 +154,22 @@ def to_xlsx(report: SessionReport, receipt: dict | None, phones: bool = False) -
 def audit_summary(
     report: SessionReport,
     roster: list,  # server.store.Member
-    rooms: dict[str, str],
+    rooms: Sequence,  # server.store.Room
 ) -> dict:
-    """What the audit page shows: per township expected/present/credited and absentees,
-    rooms' headcounts against check-ins, viewers over time."""
+    """What the audit page shows: per township expected/present/credited and absentees, its
+    classrooms summed (connected, headcounts, check-ins) and each classroom's row (the page
+    opens a township's on demand: a lecture may have 300), viewers over time."""
     townships: dict[str, dict] = {}
+
+    def township(name: str) -> dict:
+        return townships.setdefault(
+            name,
+            {"expected": 0, "present": 0, "replayed": 0, "credited": 0, "absent": [],
+             "classrooms": 0, "classrooms_connected": 0, "headcount": 0, "checkins": 0},
+        )  # fmt: skip
+
     for m in roster:
-        t = townships.setdefault(
-            m.township,
-            {"expected": 0, "present": 0, "replayed": 0, "credited": 0, "absent": []},
-        )
+        t = township(m.township)
         t["expected"] += 1
         rep = report.participants.get(f"member:{m.member_id}")
         live = rep is not None and bool(rep.intervals or rep.watched)
@@ -174,18 +180,26 @@ def audit_summary(
         if not live:  # absent from the lecture, whether or not made up by replay since
             t["absent"].append({"member_id": m.member_id, "name": m.name, "replayed": replayed})
     room_rows = []
-    for code, name in rooms.items():
-        checked = len({m for m, _ in report.checkins.get(code, [])})
-        head = report.headcounts.get(code)
+    for room in rooms:
+        checked = len({m for m, _ in report.checkins.get(room.code, [])})
+        head = report.headcounts.get(room.code)
+        connected = f"room:{room.code}" in report.participants
         room_rows.append(
             {
-                "room": name,
+                "room": room.name,
+                "township": room.township,
+                "kind": room.kind,
                 "headcount": head,
                 "checkins": checked,
                 "flag": head is not None and checked > head,
-                "connected": f"room:{code}" in report.participants,
+                "connected": connected,
             }
         )
+        t = township(room.township)
+        t["classrooms"] += 1
+        t["classrooms_connected"] += int(connected)
+        t["headcount"] += head or 0
+        t["checkins"] += checked
     return {
         "session": report.session,
         "start": _iso(report.start_ms),

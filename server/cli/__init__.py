@@ -11,6 +11,8 @@ from server.cli.common import data_option
 from server.cli.records import (
     cmd_audit,
     cmd_backup,
+    cmd_classrooms_import,
+    cmd_classrooms_list,
     cmd_demo,
     cmd_doctor,
     cmd_keys_show,
@@ -63,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     session = sub.add_parser("session", help="lecture sessions")
     ssub = session.add_subparsers(dest="session_command", required=True)
-    create = ssub.add_parser("create", help="create a session with its 15 township rooms")
+    create = ssub.add_parser("create", help="create a session with a room per classroom")
     create.add_argument("--title", required=True)
     create.add_argument(
         "--video-codec",
@@ -82,6 +84,15 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument(
         "--no-replay-credit", action="store_true", help="replay time does not count toward credit"
     )
+    create.add_argument(
+        "--classrooms",
+        help='"schools" (default: the 15 township schools), "all", or ids, comma-separated',
+    )
+    create.add_argument(
+        "--township",
+        action="append",
+        help="every classroom of this township (repeat for more); instead of --classrooms",
+    )
     data_option(create)
     create.set_defaults(func=cmd_session_create)
     listing = ssub.add_parser("list", help="list sessions")
@@ -94,12 +105,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     roster = sub.add_parser("roster", help="the member roster")
     rsub = roster.add_subparsers(dest="roster_command", required=True)
-    imp = rsub.add_parser("import", help="import members from CSV or XLSX")
-    imp.add_argument("file")
-    imp.add_argument("--expect", type=int, default=30000, help="rows expected (progress bar)")
-    imp.add_argument("--max-errors", type=int, default=50, help="errors to print")
-    data_option(imp)
-    imp.set_defaults(func=cmd_roster_import)
+    import_parser(rsub, "members", 30000, cmd_roster_import)
+
+    rooms = sub.add_parser("classrooms", help="the classroom directory (教室)")
+    csub = rooms.add_subparsers(dest="classrooms_command", required=True)
+    import_parser(csub, "classrooms", 330, cmd_classrooms_import)
+    clist = csub.add_parser("list", help="list the directory")
+    clist.add_argument("--township", help="only this township's classrooms")
+    clist.add_argument("--json", action="store_true", help="print JSON")
+    data_option(clist)
+    clist.set_defaults(func=cmd_classrooms_list)
 
     links = sub.add_parser("links", help="personal join links for the roster's members")
     links.add_argument("session")
@@ -165,6 +180,16 @@ def build_parser() -> argparse.ArgumentParser:
     data_option(token)
     token.set_defaults(func=cmd_token)
     return parser
+
+
+def import_parser(sub, what: str, expect: int, func) -> None:
+    """``import FILE`` of a table (the roster, the classroom directory)."""
+    imp = sub.add_parser("import", help=f"import {what} from CSV or XLSX")
+    imp.add_argument("file")
+    imp.add_argument("--expect", type=int, default=expect, help="rows expected (progress bar)")
+    imp.add_argument("--max-errors", type=int, default=50, help="errors to print")
+    data_option(imp)
+    imp.set_defaults(func=func)
 
 
 def main(argv: list[str] | None = None) -> int:

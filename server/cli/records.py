@@ -27,6 +27,7 @@ from server.cli.common import (
 
 
 def cmd_session_create(args: argparse.Namespace) -> int:
+    from server.classrooms.directory import choose
     from server.lectures.links import session_links
     from server.lectures.service import DEFAULT_RULE, create_lecture, credit_rule
     from server.store import Store
@@ -36,6 +37,10 @@ def cmd_session_create(args: argparse.Namespace) -> int:
     store = Store(config.store_path)
     try:
         rule = credit_rule(wanted)
+        chosen = args.classrooms
+        if chosen not in (None, "schools", "all"):
+            chosen = [c.strip() for c in chosen.split(",") if c.strip()]
+        rooms = choose(store, chosen, args.township)
         # the ledger (and the signing key) only for a rule to record: a new lecture with the
         # default one writes nothing there
         ledger = direct_ledger(config) if rule != DEFAULT_RULE else nullcontext(NOTHING_SIGNED)
@@ -48,6 +53,7 @@ def cmd_session_create(args: argparse.Namespace) -> int:
                 video_codec=args.video_codec,
                 recorded=not args.no_record,
                 rule=rule,
+                rooms=rooms,
             )
             session = asyncio.run(made)
     finally:
@@ -61,7 +67,10 @@ def cmd_session_create(args: argparse.Namespace) -> int:
         print(f"  手机观看 (watch):    {links['urls']['watch']}")
         print(f"  教室入口 (room):     {links['urls']['room_join']}")
         for room in links["rooms"]:
-            print(f"    {room['name']}: 教室码 {room['code']}")
+            place = (
+                room["name"] if room["kind"] == "school" else f"{room['township']} {room['name']}"
+            )
+            print(f"    {place}: 教室码 {room['code']}")
     return 0
 
 
@@ -164,6 +173,36 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 def cmd_roster_import(args: argparse.Namespace) -> int:
     from server.roster import import_file
+
+    return run_import(args, import_file)
+
+
+def cmd_classrooms_import(args: argparse.Namespace) -> int:
+    from server.classrooms.directory import import_file
+
+    return run_import(args, import_file)
+
+
+def cmd_classrooms_list(args: argparse.Namespace) -> int:
+    from server.store import KINDS, Store
+
+    store = Store(config_of(args).store_path)
+    try:
+        found = store.classrooms(township=args.township)
+    finally:
+        store.close()
+    if args.json:
+        rows = [{"id": c.id, "name": c.name, "kind": c.kind, "township": c.township,
+                 "capacity": c.capacity} for c in found]  # fmt: skip
+        print(json.dumps(rows, ensure_ascii=False, indent=1))
+    else:
+        for c in found:
+            print(f"{c.id}\t{c.township}\t{KINDS.get(c.kind, c.kind)}\t{c.name}\t{c.capacity}")
+    return 0
+
+
+def run_import(args: argparse.Namespace, import_file) -> int:
+    """Import ``args.file`` into the store with a progress bar and row errors on stderr."""
     from server.store import Store
 
     config = config_of(args)

@@ -26,6 +26,8 @@ def session_links(
         rooms.append(
             {
                 "name": room.name,
+                "township": room.township,
+                "kind": room.kind,
                 "code": room.code,
                 "token": token,
                 "url": f"{base}/room?session={sid}&token={quote(token)}",

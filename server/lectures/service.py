@@ -7,13 +7,14 @@ written after the event, for the pages that list sessions."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from server.attendance.events import Event, Policy
 from server.config import DEFAULT_THRESHOLD
 from server.refusals import Invalid
-from server.store import TOWNSHIPS, Session, Store
+from server.store import Classroom, Session, Store
 
 VIDEO_CODECS = ("H264", "VP8")
 
@@ -79,19 +80,20 @@ async def create_lecture(
     title: str,
     by: str,
     *,
-    rooms: tuple[str, ...] | list[str] = TOWNSHIPS,
+    rooms: Sequence[Classroom] | None = None,
     video_codec: str = "H264",
     recorded: bool = True,
     rule: CreditRule = DEFAULT_RULE,
 ) -> Session:
-    """A new lecture with a room code per entry of ``rooms``; recorded unless told not to, its
-    credit rule in its ledger when it is not the default."""
+    """A new lecture with a room (its own code) per classroom of ``rooms``, by default the
+    township schools (server/classrooms/directory.choose picks others); recorded unless
+    told not to, its credit rule in its ledger when it is not the default."""
     codec = video_codec.upper()
     if codec not in VIDEO_CODECS:
         raise Invalid("video_codec is VP8 or H264")
     if not title.strip():
         raise Invalid("title is required")
-    session = store.create_session(title, tuple(rooms), codec)
+    session = store.create_session(title, rooms, codec)
     if not recorded:
         store.set_record(session.id, False)
     await set_credit_rule(store, record, session.id, rule, by)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from server.classrooms.directory import MAX_ROOMS, choose
 from server.ice import ice_servers_of
 from server.lectures.links import session_links
 from server.lectures.service import create_lecture, credit_rule
@@ -57,7 +58,9 @@ async def session_info(request: web.Request) -> web.Response:
         "heartbeat_interval_s": state.config.heartbeat_interval_s,
     }
     if claims.role == "room":
-        info["room"] = session.room_names.get(str(claims.subject))
+        room = next((r for r in session.rooms if r.code == claims.subject), None)
+        info["room"] = room.name if room else None
+        info["township"] = room.township if room else None
     return web.json_response(info)
 
 
@@ -78,7 +81,13 @@ async def session_stats(request: web.Request) -> web.Response:
             "viewers": len(media.viewers) if media else 0,
             "rooms_connected": len(rooms_live),
             "rooms": [
-                {"name": r.name, "connected": r.code in rooms_live, "headcount": heads.get(r.code)}
+                {
+                    "name": r.name,
+                    "township": r.township,
+                    "kind": r.kind,
+                    "connected": r.code in rooms_live,
+                    "headcount": heads.get(r.code),
+                }
                 for r in session.rooms
             ],
             "headcount_total": sum(heads.values()),
@@ -155,11 +164,20 @@ async def room_join(request: web.Request) -> web.Response:
         record=BOOL,
         credit_threshold={"type": "number", "minimum": 0.01, "maximum": 1},
         replay_credit=BOOL,
+        classrooms={
+            "oneOf": [
+                {"type": "string", "enum": ["schools", "all"]},
+                {"type": "array", "items": STR, "maxItems": MAX_ROOMS},
+            ]
+        },
+        townships={"type": "array", "items": STR, "maxItems": 15},
     ),
     ok=201,
     answer=obj(("session_id",), session_id=STR),
 )
 async def create_session(request: web.Request) -> web.Response:
+    """A lecture (admin). Its classrooms: ``townships`` (every classroom of each), else
+    ``classrooms``: "schools" (the default), "all", or a list of directory ids."""
     state: AppState = request.app[STATE]
     claims = require(request, state.signer, ("admin",))
     data = await read_json(request)
@@ -168,6 +186,7 @@ async def create_session(request: web.Request) -> web.Response:
     record = data.get("record", True)
     if not isinstance(record, bool):
         raise HTTPProblem(400, "record is a boolean")
+    rooms = choose(state.store, data.get("classrooms"), data.get("townships"))
     session = await create_lecture(
         state.store,
         state.attendance,
@@ -176,6 +195,7 @@ async def create_session(request: web.Request) -> web.Response:
         video_codec=codec,
         recorded=record,
         rule=credit_rule(data),
+        rooms=rooms,
     )
     base = f"{request.scheme}://{request.host}"
     return web.json_response(session_links(state.config, state.signer, session, base), status=201)

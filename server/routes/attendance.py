@@ -241,7 +241,7 @@ async def audit(request: web.Request) -> web.Response:
     roster = await asyncio.to_thread(state.store.roster_apart)
     # while live, as of now: the header says so, and the length counts up
     report = await session_report(state, session, roster, now_ms=now_ms())
-    body = await asyncio.to_thread(audit_summary, report, roster, session.room_names)
+    body = await asyncio.to_thread(audit_summary, report, roster, session.rooms)
     body["title"] = session.title
     receipt = state.attendance.final_receipt(sid)
     body["receipt"] = receipt

@@ -136,14 +136,30 @@ async def settings(request: web.Request) -> web.Response:
     return web.json_response(floor.as_json(_live_speakers(state, sid)))
 
 
-@documented(answer=obj(("rooms",), rooms=ARR_OBJ))
+WALL_PAGE = 24  # tiles a page: a lecture may have 300 classrooms
+
+
+@documented(
+    query={"page": INT, "township": STR},
+    answer=obj(("rooms", "page", "pages"), rooms=ARR_OBJ, page=INT, pages=INT),
+)
 async def wall(request: web.Request) -> web.Response:
-    """The lecturer's wall of rooms: each room's state, headcount, quality and whether its
-    small camera feed is live (watch it with WHEP ``?feed=wall:<code>``)."""
+    """The lecturer's wall of rooms, ``WALL_PAGE`` a page (``?page=0..``, ``?township=`` for
+    one township's): each room's state, headcount, quality and whether its small camera
+    feed is live (watch it with WHEP ``?feed=wall:<code>``)."""
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
     require(request, state.signer, CHAIRS, sid)
     session = known_session(state, sid)
+    page = request.query.get("page", "0")
+    if not (page.isascii() and page.isdigit() and len(page) <= 4):
+        raise HTTPProblem(400, "page is a whole number from 0")
+    page = int(page)
+    township = request.query.get("township")
+    chosen = [r for r in session.rooms if township in (None, "", r.township)]
+    pages = max(1, -(-len(chosen) // WALL_PAGE))
+    page = min(page, pages - 1)
+    chosen = chosen[page * WALL_PAGE : (page + 1) * WALL_PAGE]
     media = state.live.find(sid)
     heads = state.store.latest_headcounts(sid)
     quality: dict[str, dict] = {}
@@ -153,7 +169,7 @@ async def wall(request: web.Request) -> web.Response:
             if getattr(ident, "role", None) == "room":
                 quality[ident.subject] = viewer.quality()
     rooms = []
-    for room in session.rooms:
+    for room in chosen:
         feed = media.feed(f"wall:{room.code}") if media is not None else None
         q = quality.get(room.code)
         tracks = [t for t in (q.get("video"), q.get("audio")) if t] if q else []
@@ -161,6 +177,7 @@ async def wall(request: web.Request) -> web.Response:
             {
                 "code": room.code,
                 "name": room.name,
+                "township": room.township,
                 "connected": q is not None,
                 "headcount": heads.get(room.code),
                 "wall_live": bool(feed and feed.live),
@@ -168,7 +185,7 @@ async def wall(request: web.Request) -> web.Response:
                 "rtt_ms": max((t["rtt_ms"] or 0 for t in tracks), default=None),
             }
         )
-    return web.json_response({"rooms": rooms})
+    return web.json_response({"rooms": rooms, "page": page, "pages": pages})
 
 
 def add_routes(app: web.Application) -> None:

@@ -10,13 +10,14 @@ import datetime
 from aiohttp import web
 
 from server.auth import Claims
+from server.classrooms.directory import choose
 from server.lectures.links import session_links
 from server.lectures.service import create_lecture
 from server.routes.bodies import read_json
 from server.routes.fields import bounded_int, by_whom, sqlite_int, string_list, text_field
 from server.routes.library import ADMIN, STAFF, hours_value
 from server.state import STATE, AppState
-from server.store import TOWNSHIPS
+from server.store import TOWNSHIPS, Classroom
 from server.web.bearer import require
 from server.web.errors import HTTPProblem
 from server.web.openapi import ARR_OBJ, ID, INT, NUM, STR, TEXT, WHEN, arr, documented, obj
@@ -204,15 +205,19 @@ async def decide(request: web.Request) -> web.Response:
     return web.json_response({"training": prog.training(training.id).as_json(), "session": links})
 
 
-def _rooms_for(state: AppState, training) -> tuple[str, ...]:
-    """The classrooms of the audience: the task's townships, or the ordering school's."""
+def _rooms_for(state: AppState, training) -> list[Classroom]:
+    """The classrooms of the audience: every classroom of the task's townships, or of the
+    ordering school's township and the audience's."""
     if training.task_id is not None:
-        return tuple(state.programme.task(training.task_id)["townships"])
+        return choose(state.store, townships=state.programme.task(training.task_id)["townships"])
     names = training.audience.get("townships") or []
     own = next(
         (t for t in TOWNSHIPS if state.programme.school_of_township(t) == training.school_id), None
     )
-    return tuple(dict.fromkeys([*([own] if own else []), *[n for n in names if n in TOWNSHIPS]]))
+    wanted = [*([own] if own else []), *[n for n in names if n in TOWNSHIPS]]
+    if not wanted:
+        return []
+    return choose(state.store, townships=list(dict.fromkeys(wanted)))
 
 
 # -- feedback, credit, rotation ------------------------------------------------------------------

@@ -172,7 +172,7 @@ async def my_replays(request: web.Request) -> web.Response:
         raise HTTPProblem(404, "you are not in the roster")
     replays = []
     for session in state.store.list_sessions():
-        if member.township not in {r.name for r in session.rooms}:
+        if member.township not in {r.township for r in session.rooms}:
             continue
         token = state.signer.issue_under(
             claims, "member", session.id, member.member_id, REPLAY_LINK_TTL_S

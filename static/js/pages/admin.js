@@ -43,6 +43,7 @@ async function refresh() {
     const scope = $("linkscope");
     if (scope.options.length === 1) {
       for (const t of o.townships) scope.add(new Option(t, t));
+      for (const t of o.townships) $("classrooms").add(new Option(`${t}的全部教室`, `t:${t}`));
     }
     const tb = $("sessions").querySelector("tbody");
     tb.innerHTML = "";
@@ -162,14 +163,16 @@ function changeShare(s) {
 
 $("create").onsubmit = async (ev) => {
   ev.preventDefault();
+  const where = $("classrooms").value;
+  const rooms = where.startsWith("t:") ? { townships: [where.slice(2)] } : { classrooms: where };
   try {
     const r = await api("/api/sessions", { token, method: "POST", body: {
       title: $("title").value.trim(), video_codec: $("codec").value,
       record: $("record").checked, replay_credit: $("credit").checked,
-      credit_threshold: Number($("share").value) / 100,
+      credit_threshold: Number($("share").value) / 100, ...rooms,
     } });
     $("created").hidden = false;
-    $("created").textContent = `已创建：${r.title}\n主讲人：${r.urls.lecturer}\n手机观看：${r.urls.watch}\n教室码：${r.rooms.map((x) => `${x.name} ${x.code}`).join("，")}`;
+    $("created").textContent = `已创建：${r.title}\n主讲人：${r.urls.lecturer}\n手机观看：${r.urls.watch}\n${r.rooms.length} 个教室，教室码：${r.rooms.map((x) => `${x.kind === "school" ? x.name : `${x.township}${x.name}`} ${x.code}`).join("，")}`;
     refresh();
   } catch (e) { $("status").textContent = fmtError(e); $("status").className = "status error"; }
 };

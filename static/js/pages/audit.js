@@ -61,6 +61,7 @@ try {
   for (const t of a.townships) {
     const tr = document.createElement("tr");
     cell(tr, t.township); cell(tr, t.expected); cell(tr, t.present); cell(tr, t.replayed); cell(tr, t.credited);
+    cell(tr, `${t.classrooms_connected}/${t.classrooms}`); cell(tr, t.headcount); cell(tr, t.checkins);
     const td = cell(tr, "");
     if (t.absent.length) {
       const d = document.createElement("details");
@@ -72,13 +73,38 @@ try {
     } else td.textContent = "无";
     tb.appendChild(tr);
   }
+  // classrooms by township: a lecture may have 300, so past 30 each township's are shown
+  // when its row is opened
   const rb = $("rooms").querySelector("tbody");
-  for (const r of a.rooms) {
-    const tr = document.createElement("tr");
-    cell(tr, r.room); cell(tr, r.connected ? "是" : "否");
-    cell(tr, r.headcount == null ? "未报" : r.headcount);
-    cell(tr, r.flag ? `${r.checkins}（多于报到人数）` : r.checkins, r.flag ? "flag" : "");
-    rb.appendChild(tr);
+  const towns = new Map();
+  for (const r of a.rooms) { if (!towns.has(r.township)) towns.set(r.township, []); towns.get(r.township).push(r); }
+  const folded = a.rooms.length > 30;
+  const KIND = { school: "乡镇党校", base: "教育基地", point: "教学点" };
+  for (const [town, rooms] of towns) {
+    const rows = rooms.map((r) => {
+      const tr = document.createElement("tr");
+      cell(tr, r.room); cell(tr, KIND[r.kind] || r.kind); cell(tr, r.connected ? "是" : "否");
+      cell(tr, r.headcount == null ? "未报" : r.headcount);
+      cell(tr, r.flag ? `${r.checkins}（多于报到人数）` : r.checkins, r.flag ? "flag" : "");
+      tr.hidden = folded;
+      return tr;
+    });
+    if (folded) {
+      const head = document.createElement("tr");
+      head.className = "group";
+      const on = rooms.filter((r) => r.connected).length;
+      const heads = rooms.reduce((n, r) => n + (r.headcount || 0), 0);
+      const flagged = rooms.some((r) => r.flag);
+      const td = cell(head, `▸ ${town}：${rooms.length} 个教室，${on} 个已连接，报到 ${heads} 人${flagged ? "（有签到多于报到人数的教室）" : ""}`);
+      td.colSpan = 5;
+      head.onclick = () => {
+        const open = rows[0].hidden;
+        rows.forEach((tr) => (tr.hidden = !open));
+        td.textContent = (open ? "▾" : "▸") + td.textContent.slice(1);
+      };
+      rb.appendChild(head);
+    }
+    rows.forEach((tr) => rb.appendChild(tr));
   }
   if (a.receipt) {
     const r = a.receipt;

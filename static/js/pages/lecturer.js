@@ -121,11 +121,32 @@ async function refresh() {
     $("rooms").textContent = `${s.rooms_connected}/${s.rooms.length}`;
     $("heads").textContent = s.headcount_total;
     $("roomlist").innerHTML = "";
-    for (const r of s.rooms) {
-      const li = document.createElement("li");
-      li.className = r.connected ? "on" : "off";
-      li.textContent = `${r.name}${r.headcount != null ? `（${r.headcount} 人）` : ""}`;
-      $("roomlist").appendChild(li);
+    if ($("walltown").options.length === 1) {
+      for (const t of new Set(s.rooms.map((r) => r.township))) $("walltown").append(new Option(t, t));
+    }
+    if (s.rooms.length > 30) {
+      // hundreds of classrooms: one line a township (connected of all, people reported)
+      const towns = new Map();
+      for (const r of s.rooms) {
+        const t = towns.get(r.township) || { n: 0, on: 0, heads: 0 };
+        t.n += 1; t.on += r.connected ? 1 : 0; t.heads += r.headcount || 0;
+        towns.set(r.township, t);
+      }
+      for (const [town, t] of towns) {
+        const li = document.createElement("li");
+        li.className = t.on ? "on" : "off";
+        li.textContent = `${town}：${t.on}/${t.n} 个教室在线 · ${t.heads} 人`;
+        $("roomlist").appendChild(li);
+      }
+      $("roomlist").className = "rooms townlist";
+    } else {
+      for (const r of s.rooms) {
+        const li = document.createElement("li");
+        li.className = r.connected ? "on" : "off";
+        const place = r.kind === "school" ? r.name : `${r.township} ${r.name}`;
+        li.textContent = `${place}${r.headcount != null ? `（${r.headcount} 人）` : ""}`;
+        $("roomlist").appendChild(li);
+      }
     }
   } catch (e) { /* keep the last figures */ }
   try {
@@ -145,11 +166,25 @@ async function refresh() {
   } catch (e) { /* keep */ }
 }
 
-// The wall: one tile per township room, its camera (when it sends one), count and network.
+// The wall: one tile per room, its camera (when it sends one), count and network; a page of
+// 24 at a time (a lecture may have 300 classrooms), optionally one township's.
 const tiles = new Map();
+const wallAt = { page: 0, township: "" };
+function dropTile(code) {
+  const t = tiles.get(code);
+  if (t.view && t.view !== "pending") t.view.stop();
+  t.fig.remove();
+  tiles.delete(code);
+}
 async function refreshWall() {
   let w;
-  try { w = await api(`/api/sessions/${session}/wall`, { token }); } catch (e) { return; }
+  const q = `page=${wallAt.page}&township=${encodeURIComponent(wallAt.township)}`;
+  try { w = await api(`/api/sessions/${session}/wall?${q}`, { token }); } catch (e) { return; }
+  wallAt.page = w.page;
+  const shown = new Set(w.rooms.map((r) => r.code));
+  for (const code of [...tiles.keys()]) if (!shown.has(code)) dropTile(code);
+  $("wallnav").hidden = w.pages <= 1 && !wallAt.township;
+  $("wallpage").textContent = `第 ${w.page + 1}/${w.pages} 页`;
   for (const r of w.rooms) {
     let t = tiles.get(r.code);
     if (!t) {
@@ -188,6 +223,9 @@ try {
   setInterval(refresh, 3000);
   mountModeration($("modbox"), session, token);
   window.floor = mountFloor($("floorbox"), session, token, { chair: true, iceServers: state.info.ice_servers });
+  $("walltown").onchange = () => { wallAt.township = $("walltown").value; wallAt.page = 0; refreshWall(); };
+  $("wallprev").onclick = () => { wallAt.page = Math.max(0, wallAt.page - 1); refreshWall(); };
+  $("wallnext").onclick = () => { wallAt.page += 1; refreshWall(); }; // the relay keeps it in range
   refreshWall();
   setInterval(refreshWall, 3000);
 } catch (e) {

@@ -11,7 +11,8 @@ let { session, token } = params();
 async function enter() {
   const info = await api(`/api/sessions/${session}`, { token });
   $("title").textContent = info.title;
-  $("roomname").textContent = `${info.room || ""} 教室`;
+  const place = info.township && info.township !== info.room ? `${info.township} · ${info.room}` : info.room || "";
+  $("roomname").textContent = `${place} 教室`;
   document.title = `${info.room || "教室"} · ${info.title}`;
   $("join").hidden = true;
   $("classroom").hidden = false;
