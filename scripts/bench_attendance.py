@@ -35,6 +35,10 @@ The default timeline offers ~6,700 events a second once all have joined (the tar
 
 Last line:
   attendance: N participants, E events, R events/s, p99 ack X ms, report Y s, roster Z s, lost L
+
+``--checks [--answer-spread 30]``: a roll call (点名) instead, every member answering within
+its 90 s window; last line:
+  rollcall: N members, A answers, p99 ack X ms, counted C, lost L
 """
 
 from __future__ import annotations
@@ -654,28 +658,34 @@ async def run_floor(args, sid: str) -> dict:
     return floor
 
 
-async def bench(args) -> None:
+async def serve_a_lecture(args, prefix: str, title: str) -> tuple:
+    """The relay serving in this process, on a scratch data directory, with a lecture and
+    ``--participants`` members on the roster (as `session create` and `roster import` make
+    them): (the scratch directory, the URL, the stop event, the server's task, the id)."""
     from benchlib import scratch_dir  # imports aiortc: not in the load generator's processes
 
-    tmp = scratch_dir("lr-att-")
-    data = tmp / "data"
+    tmp = scratch_dir(prefix)
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
     ready, stop = asyncio.Event(), asyncio.Event()
-    server = asyncio.ensure_future(run_server(data, port, ready, stop, args))
+    server = asyncio.ensure_future(run_server(tmp / "data", port, ready, stop, args))
     await ready.wait()
-    # a session and the members' tokens, as `session create` and `links` would issue them
-    from server.auth import TokenSigner
     from server.store import TOWNSHIPS, Member, Store
 
-    store = Store(data / "relay.sqlite3")
-    session = store.create_session("基准测试")
+    store = Store(tmp / "data" / "relay.sqlite3")
+    sid = store.create_session(title).id
     store.upsert_members(
         [Member(f"B{i:05d}", f"党员{i}", TOWNSHIPS[i % 15]) for i in range(args.participants)]
     )
     store.close()
+    return tmp, f"http://127.0.0.1:{port}", stop, server, sid
+
+
+async def bench(args) -> None:
+    tmp, url, stop, server, sid = await serve_a_lecture(args, "lr-att-", "基准测试")
+    data = tmp / "data"
+    from server.auth import TokenSigner
+
     signer = TokenSigner(SECRET)
-    sid = session.id
     lecturer = signer.issue("lecturer", sid, "lecturer", 3600)
     admin = signer.issue("admin", None, "bench", 3600)
 
@@ -805,6 +815,120 @@ async def bench(args) -> None:
     )
     if errors or lost or not verdict["ok"] or not whole:
         sys.exit(1)  # a run with refused requests (or missing events) measured something else
+
+
+async def bench_checks(args) -> None:
+    """``--checks``: a roll call (点名) answered by every member within its window. Each member
+    joins and beats once, the lecturer opens a 90 s call, every member answers at a random
+    moment within ``--answer-spread`` seconds (then beats again, which vouches that media
+    reached the connection at that moment), the lecture ends. Printed: the answers' ack
+    times, how many the ledger holds and the report counts, lost ones (acked, not in it)."""
+    tmp, url, stop, server, sid = await serve_a_lecture(args, "lr-rc-", "点名基准")
+    data = tmp / "data"
+    from server.auth import TokenSigner
+
+    signer = TokenSigner(SECRET)
+    lecturer = {"Authorization": f"Bearer {signer.issue('lecturer', sid, 'lecturer', 3600)}"}
+    admin = {"Authorization": f"Bearer {signer.issue('admin', None, 'bench', 3600)}"}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{url}/bench/start/{sid}") as resp:
+            assert resp.status == 204, await resp.text()
+    spec = {"url": url, "sid": sid, "count": args.participants, "spread": args.answer_spread,
+            "nice": args.generator_nice}  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "_answers", json.dumps(spec),
+        stdout=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert (await proc.stdout.readline()) == b"joined\n"
+    async with aiohttp.ClientSession() as http:
+        t0 = time.perf_counter()
+        async with http.post(
+            f"{url}/api/sessions/{sid}/rollcalls", json={"window_s": 90}, headers=lecturer
+        ) as resp:
+            assert resp.status == 201, await resp.text()
+            call = (await resp.json())["id"]
+        proc.stdin.write(f"{call}\n".encode())
+        await proc.stdin.drain()
+        out, _ = await proc.communicate()
+        answered_s = time.perf_counter() - t0
+        result = json.loads(out)
+        async with http.post(f"{url}/api/sessions/{sid}/end", headers=lecturer) as resp:
+            assert resp.status == 200, await resp.text()
+        async with http.get(f"{url}/api/sessions/{sid}/audit", headers=admin) as resp:
+            audit = await resp.json()
+    stop.set()
+    await server
+    from server.attendance.ledger import Ledger
+
+    ledger = Ledger(data / "ledger.sqlite3")
+    answers = {r.seq: r.data["participant"] for r in ledger.rows(sid) if r.kind == "roll_answer"}
+    ledger.close()
+    acks = result["acks"]
+    lost = sum(1 for _, seq in acks if seq not in answers)
+    lat = sorted(a for a, _ in acks)
+    p50, p99 = (percentile(lat, q) * 1000 if lat else float("nan") for q in (50, 99))
+    counted = audit["rollcalls"][0]["answered"] if audit["rollcalls"] else 0
+    print(
+        f"answers: {len(acks)} acknowledged over {answered_s:.1f} s (spread {args.answer_spread} s"
+        f" of a 90 s window), p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {lat[-1] * 1000:.1f} ms;"
+        f" {len(result['errors'])} HTTP errors; in the ledger {len(answers)}, counted by the"
+        f" report {counted}",
+        flush=True,
+    )
+    print(
+        f"rollcall: {args.participants} members, {len(acks)} answers, p99 ack {p99:.1f} ms,"
+        f" counted {counted}, lost {lost}"
+    )
+    if result["errors"] or lost or counted != args.participants:
+        sys.exit(1)
+
+
+async def run_answers(spec: dict) -> None:
+    """The members of ``--checks`` (another process, niced: they stand for phones): join and
+    beat, wait for the call's id on stdin, answer it at a random moment, beat again."""
+    from server.auth import TokenSigner
+
+    os.nice(spec["nice"])
+    signer = TokenSigner(SECRET)
+    url, sid = spec["url"], spec["sid"]
+    acks: list[tuple[float, int]] = []
+    errors: list[int] = []
+    connector = aiohttp.TCPConnector(limit=200)
+    beat = {"frames_decoded": 0, "audio_playing": True, "visible": True}
+    async with aiohttp.ClientSession(connector=connector) as http:
+
+        async def join(i: int) -> tuple[dict, str]:
+            auth = {"Authorization": f"Bearer {signer.issue('member', sid, f'B{i:05d}', 3600)}"}
+            async with http.post(f"{url}/bench/join/{sid}", headers=auth) as resp:
+                location = resp.headers["Location"]
+            async with http.post(f"{url}{location}/heartbeat", json=beat, headers=auth) as resp:
+                if resp.status != 200:
+                    errors.append(resp.status)
+            return auth, location
+
+        members = await asyncio.gather(*(join(i) for i in range(spec["count"])))
+        print("joined", flush=True)
+        call = (await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)).strip()
+
+        async def answer(auth: dict, location: str) -> None:
+            await asyncio.sleep(random.uniform(0, spec["spread"]))
+            body = {"resource": location.rsplit("/", 1)[1]}
+            t0 = time.perf_counter()
+            async with http.post(
+                f"{url}/api/sessions/{sid}/rollcalls/{call}/answers", json=body, headers=auth
+            ) as resp:
+                if resp.status == 200:
+                    acks.append((time.perf_counter() - t0, (await resp.json())["seq"]))
+                else:
+                    errors.append(resp.status)
+            await asyncio.sleep(0.3)  # its next heartbeat: the relay saw media reach it then
+            again = dict(beat, frames_decoded=25)
+            async with http.post(f"{url}{location}/heartbeat", json=again, headers=auth) as resp:
+                if resp.status != 200:
+                    errors.append(resp.status)
+
+        await asyncio.gather(*(answer(auth, location) for auth, location in members))
+    print(json.dumps({"acks": acks, "errors": errors}))
 
 
 def percentile(ordered: list[float], q: float) -> float:
@@ -1029,6 +1153,9 @@ def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "_clients":
         asyncio.run(run_clients(json.loads(sys.argv[2])))
         return
+    if len(sys.argv) > 2 and sys.argv[1] == "_answers":
+        asyncio.run(run_answers(json.loads(sys.argv[2])))
+        return
     from server.config import Config
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -1086,6 +1213,17 @@ def main() -> None:
         "--timeline", action="store_true", help="print the acks' percentiles second by second"
     )
     parser.add_argument(
+        "--checks",
+        action="store_true",
+        help="a roll call (点名) answered by every member within its window, instead",
+    )
+    parser.add_argument(
+        "--answer-spread",
+        type=float,
+        default=30.0,
+        help="--checks: seconds over which the members answer (the window is 90)",
+    )
+    parser.add_argument(
         "--floor",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -1094,7 +1232,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.stay and args.heartbeats != "ws":
         parser.error("--stay needs --heartbeats ws: a member watches on their socket")
-    asyncio.run(bench(args))
+    if not 0 < args.answer_spread <= 80:
+        parser.error("--answer-spread is 0-80 s: within the 90 s window, with time to spare")
+    asyncio.run(bench_checks(args) if args.checks else bench(args))
 
 
 if __name__ == "__main__":

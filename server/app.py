@@ -32,6 +32,7 @@ from server.routes import links as link_routes
 from server.routes import programme as programme_routes
 from server.routes import qa as qa_routes
 from server.routes import replay as replay_routes
+from server.routes import rollcalls as rollcall_routes
 from server.state import STATE, AppState
 from server.store import Store
 from server.web.cors import cors_middleware_for
@@ -96,6 +97,7 @@ def create_app(config: Config, workers: int = 1) -> web.Application:
     state.cluster = cluster
     live.listeners.append(lambda event: heartbeat_routes.close_heartbeat_sockets(state, event))
     live.listeners.append(lambda event: heartbeat_routes.push_layer(state, event))
+    state.rollcalls.listeners.append(lambda call: heartbeat_routes.push_rollcall(state, call))
     if workers > 1:
         live.use_pool(WorkerPool(workers, signer.internal_token(), worker_env(config)))
 
@@ -118,6 +120,7 @@ def create_app(config: Config, workers: int = 1) -> web.Application:
     programme_routes.add_routes(app)
     qa_routes.add_routes(app)
     floor_routes.add_routes(app)
+    rollcall_routes.add_routes(app)
     internal.add_routes(app)
     pages.add_routes(app)
     app.router.add_get("/metrics", metrics_handler)
@@ -156,6 +159,8 @@ def create_app(config: Config, workers: int = 1) -> web.Application:
         ledger.start()
         if ledger.holds_record:  # an edge node has no ledger of its own
             background.append(asyncio.ensure_future(warm_reports()))
+        if ledger.holds_record:
+            state.rollcalls.begin()  # the lectures' planned roll calls
         if config.recording_retention_days > 0 or config.replay_retention_days > 0:
             background.append(asyncio.ensure_future(retention()))
 
@@ -164,6 +169,7 @@ def create_app(config: Config, workers: int = 1) -> web.Application:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
         await replays.close()
+        await state.rollcalls.close()
         await state.limits.pending.close()
         await state.live.close()
         if live.pool is not None:

@@ -20,11 +20,24 @@ def _baseline(db: sqlite3.Connection) -> None:
     """Version 1: the tables as release 0.1.0 made them (created by their modules)."""
 
 
+def _relay_baseline(db: sqlite3.Connection) -> None:
+    """Version 1 of relay.sqlite3, whose tables three modules create: all of them, whichever
+    opens the file first, so that the later steps find every table they change."""
+    from server.lectures.questions import SCHEMA as QUESTIONS
+    from server.programme.store import SCHEMA as PROGRAMME
+    from server.store import SCHEMA as STORE
+
+    for script in (STORE, PROGRAMME, QUESTIONS):
+        # statement by statement: executescript would commit the upgrade's transaction
+        for statement in script.split(";"):
+            if statement.strip():
+                db.execute(statement)
+
+
 def _classrooms(db: sqlite3.Connection) -> None:
     """Version 2 (issue 28): the classroom directory, seeded with the 15 township schools; a
     lecture's room names its classroom, its kind and its township (before, a room was one of
-    the 15 schools and named by its township). Whichever module opens the file first runs
-    this, so the rooms table may not exist yet."""
+    the 15 schools and named by its township)."""
     from server.store import TOWNSHIPS, school_id
 
     db.execute(
@@ -36,26 +49,37 @@ def _classrooms(db: sqlite3.Connection) -> None:
         "INSERT INTO classrooms (id, name, kind, township) VALUES (?, ?, 'school', ?)",
         [(school_id(t), t, t) for t in TOWNSHIPS],
     )
-    old = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'rooms'")
-    had_rooms = old.fetchone() is not None
     db.execute(
         "CREATE TABLE rooms_v2 (session_id TEXT NOT NULL, code TEXT PRIMARY KEY,"
         " name TEXT NOT NULL, township TEXT NOT NULL, classroom TEXT NOT NULL DEFAULT '',"
         " kind TEXT NOT NULL DEFAULT 'school')"
     )
-    if had_rooms:  # rowid order kept: a session lists its rooms in the order it was given
-        db.execute(
-            "INSERT INTO rooms_v2 (session_id, code, name, township, classroom)"
-            " SELECT session_id, code, name, name, '' FROM rooms ORDER BY rowid"
-        )
-        db.execute("DROP TABLE rooms")
+    # rowid order kept: a session lists its rooms in the order it was given
+    db.execute(
+        "INSERT INTO rooms_v2 (session_id, code, name, township, classroom)"
+        " SELECT session_id, code, name, name, '' FROM rooms ORDER BY rowid"
+    )
+    db.execute("DROP TABLE rooms")
     db.execute("ALTER TABLE rooms_v2 RENAME TO rooms")
     db.execute("CREATE INDEX rooms_by_session ON rooms (session_id)")
 
 
+def _rollcalls(db: sqlite3.Connection) -> None:
+    """Version 3 (issue 28): the roll-call part of a session's credit rule (a cache of its
+    newest policy event, as the threshold's columns are) and its planned roll calls."""
+    db.execute("ALTER TABLE sessions ADD COLUMN rollcalls_required INTEGER NOT NULL DEFAULT 0")
+    db.execute(
+        "ALTER TABLE sessions ADD COLUMN replay_without_rollcalls INTEGER NOT NULL DEFAULT 0"
+    )
+    db.execute(
+        "CREATE TABLE rollcall_plans (session_id TEXT NOT NULL, at_s INTEGER NOT NULL,"
+        " done INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (session_id, at_s))"
+    )
+
+
 # one list a file: relay.sqlite3 is shared by the store, the programme and the Q&A board
 STEPS: dict[str, Sequence[Step]] = {
-    "relay.sqlite3": (_baseline, _classrooms),
+    "relay.sqlite3": (_relay_baseline, _classrooms, _rollcalls),
     "ledger.sqlite3": (_baseline,),
     "outbox.sqlite3": (_baseline,),
 }

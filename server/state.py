@@ -16,6 +16,7 @@ from server.lectures.floor import FloorBoard
 from server.lectures.live import LiveSessions
 from server.lectures.questions import QuestionBoard
 from server.lectures.replays import ReplayJobs
+from server.lectures.rollcalls import RollCalls
 from server.programme.store import ProgrammeStore
 from server.store import Store
 from server.web.lean_socket import LeanSocket
@@ -48,9 +49,11 @@ class AppState:
     # Sessions' reports, kept up to date with the ledger as it is appended to.
     reports: Reports = field(init=False)
     limits: Limits = field(init=False)
+    rollcalls: RollCalls = field(init=False)
 
     def __post_init__(self) -> None:
         self.reports = Reports(self.attendance.ledger)
+        self.rollcalls = RollCalls(self.store, self.attendance)
         self.limits = Limits(self.config)
         self.attendance.ledger.follow(self.reports.follow)  # an edge's: nothing to follow
 

@@ -346,6 +346,59 @@ class Store:
         found = row.fetchone()
         return DEFAULT_THRESHOLD if found is None else float(found[0])
 
+    def rollcall_rule(self, sid: str) -> tuple[int, bool]:
+        """(roll calls required, replay earns without them): the cache of the policy event."""
+        row = self._db.execute(
+            "SELECT rollcalls_required, replay_without_rollcalls FROM sessions WHERE id = ?",
+            (sid,),
+        ).fetchone()
+        return (0, False) if row is None else (int(row[0]), bool(row[1]))
+
+    def set_rollcall_rule(self, sid: str, required: int, replay_without: bool) -> None:
+        with self._db:
+            self._db.execute(
+                "UPDATE sessions SET rollcalls_required = ?, replay_without_rollcalls = ?"
+                " WHERE id = ?",
+                (required, int(replay_without), sid),
+            )
+
+    # -- planned roll calls (点名): seconds after the lecture went live ----------------------
+    def set_rollcall_plan(self, sid: str, at_s: Sequence[int]) -> None:
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute("DELETE FROM rollcall_plans WHERE session_id = ?", (sid,))
+            self._db.executemany(
+                "INSERT OR IGNORE INTO rollcall_plans (session_id, at_s) VALUES (?, ?)",
+                [(sid, t) for t in at_s],
+            )
+
+    def rollcall_plan(self, sid: str) -> list[tuple[int, bool]]:
+        rows = self._db.execute(
+            "SELECT at_s, done FROM rollcall_plans WHERE session_id = ? ORDER BY at_s", (sid,)
+        )
+        return [(at, bool(done)) for at, done in rows]
+
+    def planned_rollcalls(self) -> dict[str, list[int]]:
+        """Every live session's roll calls still to come: session -> seconds after its start."""
+        rows = self._db.execute(
+            "SELECT p.session_id, p.at_s FROM rollcall_plans p JOIN sessions s"
+            " ON s.id = p.session_id WHERE p.done = 0 AND s.status = 'live' ORDER BY p.at_s"
+        )
+        out: dict[str, list[int]] = {}
+        for sid, at in rows:
+            out.setdefault(sid, []).append(at)
+        return out
+
+    def rollcall_done(self, sid: str, at_s: int) -> None:
+        with self._db:
+            self._db.execute(
+                "UPDATE rollcall_plans SET done = 1 WHERE session_id = ? AND at_s = ?", (sid, at_s)
+            )
+
+    def started_at(self, sid: str) -> float | None:
+        row = self._db.execute("SELECT started_at FROM sessions WHERE id = ?", (sid,)).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
     def record_headcount(self, sid: str, room_code: str, count: int) -> None:
         with self._db:
             self._db.execute(

@@ -79,11 +79,22 @@ async def one_watching(relay, who: str):
         token = relay.token("member", sid, ident)
     else:
         token = links["rooms"][int(ident)]["token"]
+    async with watching_in(relay, links, token) as watching:
+        yield watching
+
+
+@asynccontextmanager
+async def watching_in(relay, links: dict, token: str):
+    """The lecture of ``links`` going, and one viewer with ``token`` watching it, joined
+    (media reached it) and decoding; both end afterwards."""
+    sid = links["session_id"]
     pub = await lecture(relay, links)
     try:
         viewer = await watch(relay.http, relay.base_url, sid, token)
         try:
-            yield Watching(links, sid, viewer, await joined(relay, viewer))
+            rid = await joined(relay, viewer)
+            await viewer.wait_frames("video", 5, timeout=15)
+            yield Watching(links, sid, viewer, rid)
         finally:
             await viewer.stop(relay.http)
     finally:

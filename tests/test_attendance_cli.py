@@ -204,7 +204,13 @@ def test_a_session_created_from_the_cli_with_its_own_credit_rule_records_it(tmp_
         (first,) = ledger.rows(sid)
         assert (first.kind, first.data) == (
             "policy",
-            {"by": "cli", "threshold_percent": 70, "replay_credit": False},
+            {
+                "by": "cli",
+                "threshold_percent": 70,
+                "replay_credit": False,
+                "rollcalls_required": 0,
+                "replay_without_rollcalls": False,
+            },
         )
     finally:
         ledger.close()

@@ -51,6 +51,15 @@ def test_bench_attendance_runs_and_refuses_nothing():
         ), last
 
 
+def test_bench_attendance_checks_counts_every_answer():
+    lines = run_bench(
+        "scripts/bench_attendance.py", "--checks", "--participants", "40", "--answer-spread", "1"
+    )
+    assert re.fullmatch(
+        r"rollcall: 40 members, 40 answers, p99 ack [\d.]+ ms, counted 40, lost 0", lines[-1]
+    ), lines
+
+
 def test_bench_stream_runs_and_loses_nothing():
     lines = run_bench("scripts/bench_stream.py", "--edges", "2", "--rate", "300", "--seconds", "1")
     assert lines[0].startswith("direct to the ledger: ")

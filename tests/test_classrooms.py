@@ -8,8 +8,7 @@ import json
 
 from server.store import TOWNSHIPS, Member
 from tests.calls import call
-from tests.client import watch
-from tests.test_attendance import joined, lecture, next_report, report
+from tests.test_attendance import next_report, report, watching_in
 from tests.test_attendance_cli import cli
 
 
@@ -109,35 +108,25 @@ async def test_a_teaching_points_checkin_counts_in_its_townships_totals(relay, t
     status, info = await call(relay, "GET", f"/api/sessions/{sid}", point["token"])
     assert (info["room"], info["township"]) == ("第1村教学点", "团堡镇")
 
-    pub = await lecture(relay, links)
-    try:
-        v = await watch(relay.http, relay.base_url, sid, point["token"])
-        try:
-            await joined(relay, v)
-            await v.wait_frames("video", 5, timeout=15)
-            path = f"/api/sessions/{sid}/checkin"
-            status, body = await call(relay, "POST", path, point["token"], {"member_id": "TB01"})
-            assert status == 200 and body["name"] == "李四"
-            # another township's member: answered as an unknown id, nothing recorded
-            head = relay.state.attendance.ledger.head(sid)
-            status, body = await call(relay, "POST", path, point["token"], {"member_id": "MD01"})
-            assert status == 404 and "name" not in body
-            assert relay.state.attendance.ledger.head(sid) == head
-            status, _ = await call(
-                relay, "POST", f"/api/sessions/{sid}/headcount", point["token"], {"count": 12}
-            )
-            assert status == 200
-            status, found = await call(
-                relay, "GET", f"/api/sessions/{sid}/roster?q=张", point["token"]
-            )
-            assert found["township"] == "团堡镇" and found["members"] == []  # 谋道镇's 张三 unseen
-            for _ in range(2):
-                await next_report(relay, sid, v)
-                assert (await v.heartbeat(relay.http))[0] == 200
-        finally:
-            await v.stop(relay.http)
-    finally:
-        await pub.stop()
+    async with watching_in(relay, links, point["token"]) as w:
+        v = w.viewer
+        path = f"/api/sessions/{sid}/checkin"
+        status, body = await call(relay, "POST", path, point["token"], {"member_id": "TB01"})
+        assert status == 200 and body["name"] == "李四"
+        # another township's member: answered as an unknown id, nothing recorded
+        head = relay.state.attendance.ledger.head(sid)
+        status, body = await call(relay, "POST", path, point["token"], {"member_id": "MD01"})
+        assert status == 404 and "name" not in body
+        assert relay.state.attendance.ledger.head(sid) == head
+        status, _ = await call(
+            relay, "POST", f"/api/sessions/{sid}/headcount", point["token"], {"count": 12}
+        )
+        assert status == 200
+        status, found = await call(relay, "GET", f"/api/sessions/{sid}/roster?q=张", point["token"])
+        assert found["township"] == "团堡镇" and found["members"] == []  # 谋道镇's 张三 unseen
+        for _ in range(2):
+            await next_report(relay, sid, v)
+            assert (await v.heartbeat(relay.http))[0] == 200
 
     rep = report(relay, sid)
     member = rep.participants["member:TB01"]

@@ -302,9 +302,10 @@ async def test_a_changed_credit_rule_is_a_ledger_event_and_works_the_hours_out_a
     assert not (await call(relay, "PATCH", rule, admin, {"credit_threshold": 0.9}))[1]["changed"]
     policies = [r.data for r in ledger.rows(sid) if r.kind == "policy"]
     who = str(relay.state.signer.verify(admin).subject or "admin")
+    calls = {"rollcalls_required": 0, "replay_without_rollcalls": False}  # no roll call asked
     assert policies == [
-        {"by": who, "threshold_percent": 50, "replay_credit": True},
-        {"by": who, "threshold_percent": 90, "replay_credit": False},
+        {"by": who, "threshold_percent": 50, "replay_credit": True, **calls},
+        {"by": who, "threshold_percent": 90, "replay_credit": False, **calls},
     ]
     signed = max(c.seq for c in relay.state.attendance.all_checkpoints(sid))
     assert signed == max(r.seq for r in ledger.rows(sid) if r.kind == "policy")

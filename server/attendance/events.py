@@ -180,6 +180,34 @@ class Policy(Event):
     by: str
     threshold_percent: int
     replay_credit: bool
+    # roll calls (点名) a member must answer, of those held (older events have neither: 0)
+    rollcalls_required: int = 0
+    # whether, when roll calls are required, a member who missed them earns by replay
+    replay_without_rollcalls: bool = False
+
+
+@dataclass(frozen=True)
+class RollCall(Event):
+    """点名: everyone watching is asked to answer within ``window_s`` (the lecturer's or the
+    lecture's schedule's; ``by`` says whose)."""
+
+    kind: ClassVar[str] = "roll_call"
+    call: str
+    by: str
+    window_s: int
+
+
+@dataclass(frozen=True)
+class RollAnswer(Event):
+    """An answer to a roll call from ``participant`` on its connection ``peer``; a room's
+    carries its headcount then (``count``; -1 for a member). Whether it counts is the
+    report's to say: in time, and the connection receiving media at that moment."""
+
+    kind: ClassVar[str] = "roll_answer"
+    call: str
+    participant: str
+    peer: str
+    count: int = -1
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -198,6 +226,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         Question,
         Moderation,
         Policy,
+        RollCall,
+        RollAnswer,
     )
 }
 

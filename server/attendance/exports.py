@@ -32,6 +32,7 @@ COLUMNS = (
     ("total_seconds", "合计秒数"),
     ("intervals", "在线时段"),
     ("reconnects", "重连次数"),
+    ("rollcalls", "点名应答"),
     ("credited", "计入学时"),
     ("participant", "参与者"),
     ("identified_by", "身份来源"),
@@ -72,6 +73,7 @@ def export_row(rep: ParticipantReport, phones: bool = False) -> dict:
         "total_seconds": whole_seconds(rep.total_seconds),
         "intervals": [[_iso(a), _iso(b)] for a, b in rep.intervals],
         "reconnects": rep.reconnects,
+        "rollcalls": list(rep.rollcalls),  # the roll calls answered (report: those held)
         "credited": rep.credited,
         "participant": rep.participant,
         "identified_by": rep.identified_by,
@@ -91,6 +93,8 @@ def flat_rows(report: SessionReport, phones: bool = False) -> list[list]:
                 v = "; ".join(f"{a}~{b}" for a, b in v)
             elif key == "credited":
                 v = "是" if v else "否"
+            elif key == "rollcalls":  # answered of held
+                v = f"{len(v)}/{len(report.rollcalls)}" if report.rollcalls else ""
             values.append(v)
         out.append(values)
     return out
@@ -164,10 +168,15 @@ def audit_summary(
     def township(name: str) -> dict:
         return townships.setdefault(
             name,
-            {"expected": 0, "present": 0, "replayed": 0, "credited": 0, "absent": [],
+            {"expected": 0, "present": 0, "replayed": 0, "credited": 0, "absent": [], "missed": [],
              "classrooms": 0, "classrooms_connected": 0, "headcount": 0, "checkins": 0},
         )  # fmt: skip
 
+    answers: dict[str, int] = {}  # roll call -> members who answered it
+    for rep in report.participants.values():
+        if rep.participant.startswith("member:"):
+            for call in rep.rollcalls:
+                answers[call] = answers.get(call, 0) + 1
     for m in roster:
         t = township(m.township)
         t["expected"] += 1
@@ -179,6 +188,10 @@ def audit_summary(
         t["credited"] += int(rep is not None and rep.credited)
         if not live:  # absent from the lecture, whether or not made up by replay since
             t["absent"].append({"member_id": m.member_id, "name": m.name, "replayed": replayed})
+        elif report.rollcalls and rep is not None and len(rep.rollcalls) < len(report.rollcalls):
+            t["missed"].append(
+                {"member_id": m.member_id, "name": m.name, "answered": len(rep.rollcalls)}
+            )
     room_rows = []
     for room in rooms:
         checked = len({m for m, _ in report.checkins.get(room.code, [])})
@@ -217,8 +230,21 @@ def audit_summary(
         "credit_threshold": report.threshold,
         "replay_credit": report.replay_credit,
         "policy_changes": [
-            {"at": _iso(at), "by": by, "threshold_percent": pct, "replay_credit": replay}
-            for at, by, pct, replay in report.policies
+            {
+                "at": _iso(at),
+                "by": by,
+                "threshold_percent": pct,
+                "replay_credit": replay,
+                "rollcalls_required": need,
+                "replay_without_rollcalls": without,
+            }
+            for at, by, pct, replay, need, without in report.policies
+        ],  # fmt: skip
+        "rollcalls_required": report.rollcalls_required,
+        "replay_without_rollcalls": report.replay_without_rollcalls,
+        "rollcalls": [
+            {"call": call, "at": _iso(at), "answered": answers.get(call, 0)}
+            for call, at in report.rollcalls
         ],
         "replay_seconds": whole_seconds(
             sum(r.replay_seconds for r in report.participants.values())

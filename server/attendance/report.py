@@ -4,6 +4,13 @@ A span between two evidence points of a connection counts as watched only when t
 it was playing (frames decoded advanced, or audio playing) *and* the relay's receiver reports
 from that connection advanced over the same span. A member's connections count once (union);
 a member checked in at a room is credited with the room's watched time after the check-in.
+
+A roll call (点名) is answered when the answer came within its window from the participant's
+own connection, and a watched span of that connection covers the moment: a page that answers
+on a connection whose media was cut has no such span, and counts as absent. A member checked
+in at a room has the room's answers given after the check-in. When the rule requires K roll
+calls, a member who answered fewer (of those held, at most K) earns nothing by live time;
+replay then counts only where the rule says replay needs no roll call.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ class ParticipantReport:
     leave_reasons: list[str] = field(default_factory=list)
     via_room: str = ""
     replayed: list[tuple[int, int]] = field(default_factory=list)  # media ms, merged
+    rollcalls: list[str] = field(default_factory=list)  # the roll calls answered, in order
     credited: bool = False
 
     @property
@@ -77,7 +85,11 @@ class SessionReport:
     # at (its ``now_ms``, else its last event)
     closed_ms: int | None = None
     replay_credit: bool = True  # whether replay time counted toward credit
-    policies: list[tuple[int, str, int, bool]] = field(default_factory=list)  # every change
+    # every change: (at, by, percent, replay credit, roll calls required, replay without)
+    policies: list[tuple] = field(default_factory=list)
+    rollcalls: list[tuple[str, int]] = field(default_factory=list)  # (call, opened ms) held
+    rollcalls_required: int = 0  # of those held, at most this many, to be credited
+    replay_without_rollcalls: bool = False
 
     @property
     def live(self) -> bool:
@@ -111,8 +123,11 @@ REPLAY_SLACK_MS = 2_000  # a position may run this much ahead of the wall clock 
 
 # The kinds a report reads the data of; the others only move the clock (``last_ms``).
 _FOLDED = frozenset(
-    ("join", "heartbeat", "seen", "leave", "headcount", "checkin", "replay", "policy")
-)
+    (
+        "join", "heartbeat", "seen", "leave", "headcount", "checkin", "replay", "policy",
+        "roll_call", "roll_answer",
+    )
+)  # fmt: skip
 
 
 class _Conn:
@@ -236,9 +251,12 @@ class ReportFold:
         self._replay_last: dict[tuple[str, str], tuple[int, int, bool]] = {}
         self._replay_at: dict[str, int] = {}  # participant -> its last report's ms, any view
         self._replayed: dict[str, list[tuple[int, int]]] = {}
-        # ``policy`` events, (at, by, percent, replay credit): the last overrides the report's
-        # own arguments (the store's settings, which sessions older than the event had)
-        self.policies: list[tuple[int, str, int, bool]] = []
+        # ``policy`` events, (at, by, percent, replay credit, roll calls required, replay
+        # without them): the last overrides the report's own arguments (the store's
+        # settings, which sessions older than the event had)
+        self.policies: list[tuple] = []
+        self.calls: dict[str, tuple[int, int]] = {}  # roll call -> (opened ms, window ms)
+        self.answers: list[tuple[str, str, str, int, int]] = []  # call, who, peer, at, count
 
     def feed(self, rows: Iterable[tuple[int, int, str, str]]) -> ReportFold:
         """Fold in ``(seq, at_ms, kind, data JSON)`` rows, as ``Ledger.scan`` reads them."""
@@ -286,7 +304,16 @@ class ReportFold:
         elif kind == "replay":
             self._replay(at_ms, d)
         elif kind == "policy":
-            self.policies.append((at_ms, d["by"], d["threshold_percent"], bool(d["replay_credit"])))
+            self.policies.append(
+                (
+                    at_ms, d["by"], d["threshold_percent"], bool(d["replay_credit"]),
+                    d.get("rollcalls_required", 0), bool(d.get("replay_without_rollcalls")),
+                )
+            )  # fmt: skip
+        elif kind == "roll_call":
+            self.calls.setdefault(d["call"], (at_ms, d["window_s"] * 1000))
+        elif kind == "roll_answer":
+            self.answers.append((d["call"], d["participant"], d["peer"], at_ms, d["count"]))
         elif kind == "start" and self.start is None:
             self.start = at_ms
         elif kind == "end":
@@ -331,6 +358,24 @@ class ReportFold:
                     rooms.add(f"room:{code}")
         return {participant} | rooms
 
+    def answered(self, wanted: set[str] | None = None) -> dict[str, dict[str, int]]:
+        """participant -> {roll call: when} for the answers that count: within the call's
+        window, from the participant's own connection, while a watched span of it covers
+        the moment (media reached it and its page played). The first such answer a call."""
+        out: dict[str, dict[str, int]] = {}
+        for call, who, peer, at, _ in self.answers:
+            if wanted is not None and who not in wanted:
+                continue
+            opened = self.calls.get(call)
+            if opened is None or not opened[0] <= at <= opened[0] + opened[1]:
+                continue
+            conn = self.conns.get(peer)
+            if conn is None or conn.participant != who:
+                continue
+            if any(a <= at <= b for a, b in conn.watched):
+                out.setdefault(who, {}).setdefault(call, at)
+        return out
+
     def steps(self) -> list[tuple[int, int]]:
         """(ms, connections open) after each join and leave, from the connections as they
         stand: a ``node_lost`` leave that late heartbeats moved ends where they do."""
@@ -357,8 +402,9 @@ class ReportFold:
         member reading their own record needs, a small part of the whole report's work."""
         names = names or {}
         rooms = rooms or {}
+        required, replay_without = 0, False
         if self.policies:
-            _, _, percent, replay_credit = self.policies[-1]
+            _, _, percent, replay_credit, required, replay_without = self.policies[-1]
             threshold = percent / 100
         close_at = self.end or now_ms or self.last_ms
         people: dict[str, ParticipantReport] = {}
@@ -386,7 +432,9 @@ class ReportFold:
                 leave if rep.last_leave_ms is None else max(rep.last_leave_ms, leave)
             )
 
-        # members checked in at a room get the room's watched time after their check-in
+        answered = self.answered(wanted)
+        # members checked in at a room get the room's watched time (and its answers to roll
+        # calls) after their check-in
         for code, entries in self.checkins.items():
             room = people.get(f"room:{code}")
             for member, at in entries:
@@ -399,6 +447,9 @@ class ReportFold:
                     )
                     rep.identified_by = "checkin"
                 rep.via_room = rooms.get(code, code)
+                for call, at_answer in answered.get(f"room:{code}", {}).items():
+                    if at <= at_answer:
+                        answered.setdefault(f"member:{member}", {}).setdefault(call, at_answer)
                 if room is not None:
                     rep.watched.extend(intersect(merge(room.watched), at))
                     rep.intervals.extend(intersect(room.intervals, at))
@@ -429,12 +480,22 @@ class ReportFold:
             close_at,
             replay_credit,
             list(self.policies),
+            [(call, opened) for call, (opened, _) in self.calls.items()],
+            required,
+            replay_without,
         )
         length = (close_at - self.start) / 1000 if self.start is not None else 0.0
+        need = min(required, len(self.calls))
         for rep in people.values():
             rep.intervals = merge(rep.intervals)
             rep.watched = merge(rep.watched)
-            counted = rep.seconds_watched + (rep.replay_seconds if replay_credit else 0.0)
+            mine = answered.get(rep.participant, {})
+            rep.rollcalls = [call for call in self.calls if call in mine]
+            present = len(rep.rollcalls) >= need  # live time stands on the roll calls
+            replays = replay_credit and (present or replay_without)
+            counted = (rep.seconds_watched if present else 0.0) + (
+                rep.replay_seconds if replays else 0.0
+            )
             rep.credited = (
                 rep.participant.startswith("member:")
                 and length > 0

@@ -12,6 +12,7 @@ from server.attendance.tracker import Attendance
 from server.config import Config
 from server.lectures.live import LiveSessions
 from server.lectures.replays import ReplayJobs, recordings_of
+from server.lectures.rollcalls import RollCalls
 from server.lectures.service import CreditRule, set_credit_rule
 from server.programme.hours import credit_session
 from server.programme.store import ProgrammeStore
@@ -29,6 +30,7 @@ class LectureParts(Protocol):
     reports: Reports
     programme: ProgrammeStore
     replays: ReplayJobs
+    rollcalls: RollCalls
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ async def end_lecture(parts: LectureParts, sid: str, by: str) -> Ended:
     if session.status == "ended":
         raise Conflict("this session has already ended")
     await parts.live.end(sid)
+    parts.rollcalls.ended(sid)
     receipt = await parts.attendance.end_session(sid, by)
     report = await session_report(parts.reports, parts.store, session)
     credit_session(parts.programme, sid, report)

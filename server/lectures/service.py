@@ -21,10 +21,17 @@ VIDEO_CODECS = ("H264", "VP8")
 
 @dataclass(frozen=True)
 class CreditRule:
-    """The share of the lecture to watch (in hundredths, 0.01-1) and whether replay counts."""
+    """The share of the lecture to watch (in hundredths, 0.01-1), whether replay counts, how
+    many roll calls (点名) a member answers (of those held), and whether replay still earns
+    for a member who missed them."""
 
     threshold: float = DEFAULT_THRESHOLD
     replay_credit: bool = True
+    rollcalls_required: int = 0
+    replay_without_rollcalls: bool = False
+
+
+MAX_ROLLCALLS = 20  # a lecture's roll calls, planned or started
 
 
 DEFAULT_RULE = CreditRule()
@@ -52,12 +59,23 @@ def credit_rule(data: dict, current: CreditRule = DEFAULT_RULE) -> CreditRule:
     replay_credit = data.get("replay_credit", current.replay_credit)
     if not isinstance(replay_credit, bool):
         raise Invalid("replay_credit is a boolean")
-    return CreditRule(round(threshold * 100) / 100, replay_credit)
+    required = data.get("rollcalls_required", current.rollcalls_required)
+    if isinstance(required, bool) or not isinstance(required, int):
+        raise Invalid(f"rollcalls_required is a whole number from 0 to {MAX_ROLLCALLS}")
+    if not 0 <= required <= MAX_ROLLCALLS:
+        raise Invalid(f"rollcalls_required is a whole number from 0 to {MAX_ROLLCALLS}")
+    without = data.get("replay_without_rollcalls", current.replay_without_rollcalls)
+    if not isinstance(without, bool):
+        raise Invalid("replay_without_rollcalls is a boolean")
+    return CreditRule(round(threshold * 100) / 100, replay_credit, required, without)
 
 
 def current_rule(store: Store, session: str) -> CreditRule:
     """The session's rule, from the store's cache of its newest policy event."""
-    return CreditRule(store.credit_threshold(session), store.replay_credit(session))
+    required, without = store.rollcall_rule(session)
+    return CreditRule(
+        store.credit_threshold(session), store.replay_credit(session), required, without
+    )
 
 
 async def set_credit_rule(
@@ -68,9 +86,17 @@ async def set_credit_rule(
     cache. Returns whether it changed."""
     if current_rule(store, session) == rule:
         return False
-    await record.append_signed(session, Policy(by, round(rule.threshold * 100), rule.replay_credit))
+    policy = Policy(
+        by,
+        round(rule.threshold * 100),
+        rule.replay_credit,
+        rule.rollcalls_required,
+        rule.replay_without_rollcalls,
+    )
+    await record.append_signed(session, policy)
     store.set_credit_threshold(session, rule.threshold)
     store.set_replay_credit(session, rule.replay_credit)
+    store.set_rollcall_rule(session, rule.rollcalls_required, rule.replay_without_rollcalls)
     return True
 
 
@@ -84,10 +110,12 @@ async def create_lecture(
     video_codec: str = "H264",
     recorded: bool = True,
     rule: CreditRule = DEFAULT_RULE,
+    rollcalls: Sequence[int] = (),
 ) -> Session:
     """A new lecture with a room (its own code) per classroom of ``rooms``, by default the
     township schools (server/classrooms/directory.choose picks others); recorded unless
-    told not to, its credit rule in its ledger when it is not the default."""
+    told not to, its credit rule in its ledger when it is not the default; ``rollcalls``:
+    when its planned roll calls are held, in seconds after it goes live."""
     codec = video_codec.upper()
     if codec not in VIDEO_CODECS:
         raise Invalid("video_codec is VP8 or H264")
@@ -96,5 +124,7 @@ async def create_lecture(
     session = store.create_session(title, rooms, codec)
     if not recorded:
         store.set_record(session.id, False)
+    if rollcalls:
+        store.set_rollcall_plan(session.id, rollcalls)
     await set_credit_rule(store, record, session.id, rule, by)
     return session

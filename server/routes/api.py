@@ -7,6 +7,7 @@ from aiohttp import web
 from server.classrooms.directory import MAX_ROOMS, choose
 from server.ice import ice_servers_of
 from server.lectures.links import session_links
+from server.lectures.rollcalls import plan
 from server.lectures.service import create_lecture, credit_rule
 from server.retention import recording_bytes, usage
 from server.routes.bodies import read_json
@@ -171,6 +172,14 @@ async def room_join(request: web.Request) -> web.Response:
             ]
         },
         townships={"type": "array", "items": STR, "maxItems": 15},
+        rollcalls_required={"type": "integer", "minimum": 0, "maximum": 20},
+        replay_without_rollcalls=BOOL,
+        rollcall_plan=obj(
+            ("count", "from_minute", "to_minute"),
+            count={"type": "integer", "minimum": 1, "maximum": 20},
+            from_minute={"type": "integer", "minimum": 0},
+            to_minute={"type": "integer", "maximum": 600},
+        ),
     ),
     ok=201,
     answer=obj(("session_id",), session_id=STR),
@@ -187,6 +196,12 @@ async def create_session(request: web.Request) -> web.Response:
     if not isinstance(record, bool):
         raise HTTPProblem(400, "record is a boolean")
     rooms = choose(state.store, data.get("classrooms"), data.get("townships"))
+    planned = data.get("rollcall_plan")
+    if planned is not None and not isinstance(planned, dict):
+        raise HTTPProblem(400, "rollcall_plan is {count, from_minute, to_minute}")
+    times = (
+        plan(*(planned.get(k) for k in ("count", "from_minute", "to_minute"))) if planned else ()
+    )
     session = await create_lecture(
         state.store,
         state.attendance,
@@ -196,6 +211,7 @@ async def create_session(request: web.Request) -> web.Response:
         recorded=record,
         rule=credit_rule(data),
         rooms=rooms,
+        rollcalls=times,
     )
     base = f"{request.scheme}://{request.host}"
     return web.json_response(session_links(state.config, state.signer, session, base), status=201)

@@ -223,6 +223,9 @@ def lecture_terms(report: SessionReport) -> dict:
         "seconds": round(length),
         "threshold": report.threshold,
         "required_seconds": round(length * report.threshold),
+        # roll calls held so far, and how many of them a member answers to be credited
+        "rollcalls_held": len(report.rollcalls),
+        "rollcalls_required": min(report.rollcalls_required, len(report.rollcalls)),
         "replay_credit": report.replay_credit,
     }
 
@@ -275,8 +278,18 @@ async def identify(request: web.Request) -> web.Response:
     return web.json_response({"token": token, "member_id": member_id, "name": member.name})
 
 
+RULE_FIELDS = {
+    "credit_threshold", "replay_credit", "rollcalls_required", "replay_without_rollcalls"
+}  # fmt: skip
+
+
 @documented(
-    body=obj(credit_threshold=NUM, replay_credit=BOOL),
+    body=obj(
+        credit_threshold=NUM,
+        replay_credit=BOOL,
+        rollcalls_required={"type": "integer", "minimum": 0, "maximum": 20},
+        replay_without_rollcalls=BOOL,
+    ),
     answer=obj(
         ("session_id", "credit_threshold", "replay_credit", "changed"),
         session_id=STR,
@@ -294,13 +307,15 @@ async def change_credit_rule(request: web.Request) -> web.Response:
     claims = require(request, state.signer, ("admin",))
     known_session(state, sid)
     data = await read_json(request)
-    if not data.keys() & {"credit_threshold", "replay_credit"}:
-        raise HTTPProblem(400, "give credit_threshold (0.01-1), replay_credit (boolean) or both")
+    if not data.keys() & RULE_FIELDS:
+        raise HTTPProblem(400, f"give any of {', '.join(sorted(RULE_FIELDS))}")
     rule = credit_rule(data, current_rule(state.store, sid))
     before = current_rule(state.store, sid)
     credited = await change_rule(state, sid, rule, by_whom(claims))
     body = {"session_id": sid, "credit_threshold": rule.threshold}
     body |= {"replay_credit": rule.replay_credit, "changed": rule != before}
+    body |= {"rollcalls_required": rule.rollcalls_required}
+    body |= {"replay_without_rollcalls": rule.replay_without_rollcalls}
     if credited is not None:
         body["credited"] = credited
     return web.json_response(body)

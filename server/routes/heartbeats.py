@@ -10,6 +10,7 @@ import json
 from aiohttp import web
 
 from media.session import MediaEvent
+from server.attendance.ledger import now_ms
 from server.attendance.tracker import HeartbeatTooSoon
 from server.auth import Claims, authorize
 from server.refusals import Refused
@@ -22,6 +23,7 @@ from server.web.lean_socket import GOING_AWAY, NORMAL, POLICY_VIOLATION, LeanSoc
 from server.web.openapi import BOOL, INT, STR, documented, obj
 
 VIEW_ROLES = ("viewer", "room", "member", "lecturer", "admin")
+ANSWERING = ("member", "room")  # who answers a roll call: a known person, a classroom
 WS_MAX_MESSAGE = 16 * 1024
 MAX_PLAYED_MS = 3_600_000  # a heartbeat's played_ms: an hour is more than any span earns
 PLAYED_RANGE = f"played_ms must be an integer from 0 to {MAX_PLAYED_MS}"
@@ -35,7 +37,7 @@ def _viewer(state: AppState, sid: str, rid: str):
     return media, viewer
 
 
-def _own_viewer(state: AppState, sid: str, rid: str, claims: Claims):
+def own_viewer(state: AppState, sid: str, rid: str, claims: Claims):
     """The viewer connection ``rid``, when it is the caller's own."""
     media, viewer = _viewer(state, sid, rid)
     ident = media.identities.get(rid)
@@ -82,12 +84,40 @@ async def heartbeat(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     sid, rid = request.match_info["session"], request.match_info["resource"]
     claims = require(request, state.signer, VIEW_ROLES, sid)
-    viewer = _own_viewer(state, sid, rid, claims)  # 403/404 before reading the body
+    viewer = own_viewer(state, sid, rid, claims)  # 403/404 before reading the body
     body = await read_json(request)
     done = await _submit_heartbeat(state, rid, viewer, body)
     # The quality the relay chose for this connection, so that the page can say why the
     # picture went soft or away (a weak network), and that it comes back by itself.
-    return web.json_response({"seq": done.seq, "layer": viewer.quality().get("layer", "high")})
+    answer = {"seq": done.seq, "layer": viewer.quality().get("layer", "high")}
+    return web.json_response(with_rollcall(state, sid, claims, answer))
+
+
+def with_rollcall(state: AppState, sid: str, claims: Claims, answer: dict) -> dict:
+    """A heartbeat's answer, with the open roll call when this member or room has yet to
+    answer it (the page also hears it pushed when it opens: this is for one that missed
+    that, or was not connected yet)."""
+    call = state.rollcalls.calls.get(sid)
+    if call is not None and claims.role in ANSWERING:
+        who = f"{claims.role}:{claims.subject}"
+        if who not in call.answered:
+            now = now_ms()
+            if call.open_at(now):
+                answer["rollcall"] = {"id": call.id, "closes_in_s": (call.closes_ms - now) // 1000}
+    return answer
+
+
+def push_rollcall(state: AppState, call) -> None:
+    """A roll call opened: every member's and room's page of the lecture hears it now,
+    ``{"rollcall": {"id", "closes_in_s"}}``."""
+    media = state.live.find(call.session)
+    if media is None:
+        return
+    message = json.dumps({"rollcall": {"id": call.id, "closes_in_s": call.window_s}}).encode()
+    for rid, ident in list(media.identities.items()):
+        if getattr(ident, "role", None) in ANSWERING:
+            for sock in state.heartbeat_sockets.get(rid, ()):
+                sock.send_text(message)
 
 
 async def heartbeat_socket(request: web.Request) -> web.StreamResponse:
@@ -103,7 +133,7 @@ async def heartbeat_socket(request: web.Request) -> web.StreamResponse:
     claims: Claims | None = None
     if request.headers.get("Authorization"):
         claims = require(request, state.signer, VIEW_ROLES, sid)
-        _own_viewer(state, sid, rid, claims)
+        own_viewer(state, sid, rid, claims)
     else:
         _viewer(state, sid, rid)  # an unknown connection is a plain 404
     # No WebSocket pings: the page's own heartbeats come every few seconds, and the socket
@@ -174,12 +204,12 @@ class _HeartbeatPage:
                 if not isinstance(token, str):
                     raise HTTPProblem(401, 'the first message must be {"token": ...}')
                 claims = authorize(state.signer.verify(token), VIEW_ROLES, self.sid)
-                _own_viewer(state, self.sid, self.rid, claims)
+                own_viewer(state, self.sid, self.rid, claims)
                 self.claims = claims
                 sock.send_text(b'{"ok": true}')
                 return
             # looked up each time: the connection may have ended since the last one
-            viewer = _own_viewer(state, self.sid, self.rid, self.claims)
+            viewer = own_viewer(state, self.sid, self.rid, self.claims)
             durable = _submit_heartbeat(state, self.rid, viewer, body)
         except (HTTPProblem, Refused) as exc:
             status = exc.status if isinstance(exc, HTTPProblem) else status_of(exc)
@@ -195,8 +225,9 @@ class _HeartbeatPage:
             sock.send_text(b'{"error": "the ledger could not record it", "status": 503}')
         else:
             self.state.metrics.socket_heartbeats += 1
-            layer = viewer.quality().get("layer", "high")
-            sock.send_text(json.dumps({"seq": done.result().seq, "layer": layer}).encode())
+            answer = {"seq": done.result().seq, "layer": viewer.quality().get("layer", "high")}
+            answer = with_rollcall(self.state, self.sid, self.claims, answer)
+            sock.send_text(json.dumps(answer).encode())
         sock.release()
 
 

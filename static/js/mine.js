@@ -16,6 +16,7 @@ export function mountMine(container, session, token, { onForget = null, heartbea
   container.innerHTML = `<div class="card" id="mine">
     <div><b id="minewho">我的本场学习</b></div>
     <div id="minetime" class="status">正在读取学习记录……</div>
+    <div id="minecalls" class="status" hidden></div>
     <div id="minehint" class="hint"></div>
     <div class="row" id="minelinks"><a id="minehours" href="/me?token=${encodeURIComponent(token)}">我的学时与回放</a></div>
   </div>`;
@@ -40,6 +41,12 @@ export function mountMine(container, session, token, { onForget = null, heartbea
     nothingYet = !(counted > 0);
     const replay = t.replay_credit && me.replay_seconds > 0 ? `（含回放 ${minutes(me.replay_seconds)}）` : "";
     const pct = Math.round(t.threshold * 100);
+    // 点名: the member's own answers, as the relay counted them (in time, while watching)
+    if (t.rollcalls_held) {
+      $("minecalls").hidden = false;
+      $("minecalls").textContent = `点名：已应答 ${(me.rollcalls || []).length}/${t.rollcalls_held} 次`
+        + (t.rollcalls_required ? `（须应答 ${t.rollcalls_required} 次方计入学时）` : "");
+    }
     const line = $("minetime");
     if (!t.ended) {
       line.textContent = t.started ? `本场已计学习时长：${minutes(counted)}${replay}` : "讲座尚未开始";

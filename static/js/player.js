@@ -3,8 +3,8 @@
 import { api, watch, connectionDead, inboundBytes, fmtError, RelayError } from "/static/js/relay.js";
 
 export class Player {
-  constructor(video, { session, token, iceServers = [], heartbeatS = 10, onStatus = () => {}, onSoundBlocked = () => {}, onEnded = () => {} }) {
-    Object.assign(this, { video, session, token, iceServers, heartbeatS, onStatus, onSoundBlocked, onEnded });
+  constructor(video, { session, token, iceServers = [], heartbeatS = 10, onStatus = () => {}, onSoundBlocked = () => {}, onEnded = () => {}, onRollCall = () => {} }) {
+    Object.assign(this, { video, session, token, iceServers, heartbeatS, onStatus, onSoundBlocked, onEnded, onRollCall });
     this.view = null;
     this.audioOnly = false;
     this.layer = "high";
@@ -67,7 +67,9 @@ export class Player {
       });
       if (res.ok) {
         this.beatAnswered(view, sent);
-        this.showLayer((await res.json()).layer);
+        const answer = await res.json();
+        this.showLayer(answer.layer);
+        if (answer.rollcall) this.onRollCall(answer.rollcall, this.resource(view));
       }
     } catch (e) { /* the next one will do */ }
   }
@@ -117,11 +119,16 @@ export class Player {
           ws.sentPlayed = 0;
         }
         if (answer.layer) this.showLayer(answer.layer);
+        // a roll call (点名): pushed when it opens, repeated in answers until answered
+        if (answer.rollcall) this.onRollCall(answer.rollcall, this.resource(view));
         if ([401, 403, 404].includes(answer.status)) this._noBeatsFor = view; // POSTs it is
       } catch (e) { /* ignore */ }
     };
     this._beats = ws;
   }
+
+  // The connection's WHEP resource id: a roll call is answered on it.
+  resource(view) { return view && view.location ? view.location.split("/").pop() : null; }
 
   // The relay moves a viewer on a weak network to the lecturer's low copy, then to sound
   // only, and back up when the network recovers; say so, so nobody thinks it is broken.

@@ -165,11 +165,14 @@ $("create").onsubmit = async (ev) => {
   ev.preventDefault();
   const where = $("classrooms").value;
   const rooms = where.startsWith("t:") ? { townships: [where.slice(2)] } : { classrooms: where };
+  const planned = Number($("rcplan").value) || 0;
+  const calls = { rollcalls_required: Number($("rcneed").value) || 0 };
+  if (planned > 0) calls.rollcall_plan = { count: planned, from_minute: 5, to_minute: 85 };
   try {
     const r = await api("/api/sessions", { token, method: "POST", body: {
       title: $("title").value.trim(), video_codec: $("codec").value,
       record: $("record").checked, replay_credit: $("credit").checked,
-      credit_threshold: Number($("share").value) / 100, ...rooms,
+      credit_threshold: Number($("share").value) / 100, ...rooms, ...calls,
     } });
     $("created").hidden = false;
     $("created").textContent = `已创建：${r.title}\n主讲人：${r.urls.lecturer}\n手机观看：${r.urls.watch}\n${r.rooms.length} 个教室，教室码：${r.rooms.map((x) => `${x.kind === "school" ? x.name : `${x.township}${x.name}`} ${x.code}`).join("，")}`;

@@ -56,6 +56,12 @@ try {
   // connections whose page sends no heartbeat of ours (a standard WHEP player): the rule
   $("relayonly").textContent = "无页面心跳的播放器（第三方 WHEP）只有中继证据：其时长单列为“无页面证据秒数”，不计入学时"
     + (a.relay_only_participants ? `（本场 ${a.relay_only_participants} 人）。` : "。");
+  if (a.rollcalls.length) { // 点名: each call and how many members answered it
+    $("rollcalls").hidden = false;
+    $("rollcalls").textContent = `点名 ${a.rollcalls.length} 次`
+      + (a.rollcalls_required ? `，须应答 ${Math.min(a.rollcalls_required, a.rollcalls.length)} 次方计入学时` : "")
+      + "：" + a.rollcalls.map((c) => `${c.at.slice(11, 16)} 应答 ${c.answered} 人`).join("；");
+  }
   drawChart(a.concurrency);
   const tb = $("townships").querySelector("tbody");
   for (const t of a.townships) {
@@ -71,6 +77,14 @@ try {
       d.appendChild(document.createTextNode(t.absent.map((m) => `${m.member_id} ${m.name}${m.replayed ? "（已回放补学）" : ""}`).join("、")));
       td.appendChild(d);
     } else td.textContent = "无";
+    const miss = cell(tr, "");
+    if (t.missed && t.missed.length) {
+      const d = document.createElement("details");
+      const s = document.createElement("summary");
+      s.textContent = `${t.missed.length} 人`;
+      d.append(s, document.createTextNode(t.missed.map((m) => `${m.member_id} ${m.name}（应答 ${m.answered}/${a.rollcalls.length}）`).join("、")));
+      miss.appendChild(d);
+    } else miss.textContent = a.rollcalls.length ? "无" : "—";
     tb.appendChild(tr);
   }
   // classrooms by township: a lecture may have 300, so past 30 each township's are shown

@@ -215,6 +215,27 @@ async function refreshWall() {
   }
 }
 
+// Roll call (点名): start one; the answers' count rises as members tap 到 and rooms answer.
+async function refreshRollCall() {
+  let r;
+  try { r = await api(`/api/sessions/${session}/rollcalls`, { token }); } catch (e) { return; }
+  const plan = r.plan && r.plan.planned ? `（随机点名：已安排 ${r.plan.planned} 次，余 ${r.plan.to_come} 次）` : "";
+  if (r.open) {
+    $("rcstatus").textContent = `点名中：已应答 ${r.open.answers}（党员 ${r.open.members} · 教室 ${r.open.rooms}），剩余 ${r.open.closes_in_s} 秒${plan}`;
+    $("rcstart").disabled = true;
+  } else {
+    const last = r.held && r.held[r.held.length - 1];
+    $("rcstatus").textContent = (last ? `上次点名：应答 ${last.answers}（党员 ${last.members} · 教室 ${last.rooms}）` : "") + plan;
+    $("rcstart").disabled = false;
+  }
+}
+$("rcstart").onclick = async () => {
+  try {
+    await api(`/api/sessions/${session}/rollcalls`, { token, method: "POST", body: { window_s: Number($("rcwindow").value) } });
+    refreshRollCall();
+  } catch (e) { status(fmtError(e), "error"); }
+};
+
 try {
   state.info = await api(`/api/sessions/${session}`, { token });
   $("title").textContent = state.info.title;
@@ -228,6 +249,8 @@ try {
   $("wallnext").onclick = () => { wallAt.page += 1; refreshWall(); }; // the relay keeps it in range
   refreshWall();
   setInterval(refreshWall, 3000);
+  refreshRollCall();
+  setInterval(refreshRollCall, 2000);
 } catch (e) {
   status(fmtError(e), "error");
   document.querySelectorAll("button").forEach((b) => (b.disabled = true));

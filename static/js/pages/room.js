@@ -3,6 +3,7 @@ import { Player } from "/static/js/player.js";
 import { mountFeedback } from "/static/js/feedback.js";
 import { mountAsk } from "/static/js/qa.js";
 import { mountFloor } from "/static/js/floor.js";
+import { mountRollCall } from "/static/js/rollcall.js";
 
 const $ = (id) => document.getElementById(id);
 const status = (text, cls = "") => { $("status").textContent = text; $("status").className = `status ${cls}`; };
@@ -16,9 +17,10 @@ async function enter() {
   document.title = `${info.room || "教室"} · ${info.title}`;
   $("join").hidden = true;
   $("classroom").hidden = false;
+  const onRollCall = mountRollCall(session, token, { room: true, headcount: lastHeadcount });
   const player = new Player($("video"), {
     session, token, iceServers: info.ice_servers, heartbeatS: info.heartbeat_interval_s, onStatus: status,
-    onSoundBlocked: () => ($("sound").hidden = false),
+    onSoundBlocked: () => ($("sound").hidden = false), onRollCall,
   });
   window.relayState = player;
   mountFeedback($("fbbox"), session, token);
@@ -55,6 +57,12 @@ $("full").onclick = () => {
 document.addEventListener("fullscreenchange", () => {
   if (!document.fullscreenElement) document.body.classList.remove("fullscreen");
 });
+
+// the number last reported (or typed): a roll call's answer starts from it
+const lastHeadcount = () => {
+  const n = parseInt($("count").value, 10);
+  return n >= 0 ? n : null;
+};
 
 $("report").onclick = async () => {
   const count = parseInt($("count").value, 10);

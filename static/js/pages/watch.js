@@ -4,6 +4,7 @@ import { mountFeedback } from "/static/js/feedback.js";
 import { mountAsk } from "/static/js/qa.js";
 import { mountFloor } from "/static/js/floor.js";
 import { mountMine } from "/static/js/mine.js";
+import { mountRollCall } from "/static/js/rollcall.js";
 
 const { session } = params();
 let { token } = params();
@@ -74,6 +75,8 @@ try {
   const player = new Player($("video"), {
     session, token, iceServers: info.ice_servers, heartbeatS: info.heartbeat_interval_s,
     onStatus: status,
+    // 点名 reaches an identified member; the open link's anonymous viewer has no record
+    onRollCall: role === "member" ? mountRollCall(session, token) : () => {},
     onSoundBlocked: () => ($("sound").hidden = false),
     onEnded: () => {
       // the lecture is over: no more playback controls or raised hands; its feedback form
