@@ -138,9 +138,11 @@ class Bed:
         handover_at: float | None = None,
         trace: str = "",
         recover_at: float | None = None,
+        rollcall: tuple[float, str] | None = None,
     ) -> subprocess.Popen:
         """Headless Chromium on ``url`` in the phone namespace (tests/netbed_phone.py); the
-        link recovers ``recover_at`` seconds after its first frame, when given."""
+        link recovers ``recover_at`` seconds after its first frame, when given; ``rollcall``:
+        (seconds after the first frame, the lecturer's token) for a roll call it answers."""
         args = [sys.executable, str(ROOT / "tests" / "netbed_phone.py"), url, str(seconds)]
         if trace:
             args += ["--trace", trace]
@@ -148,6 +150,8 @@ class Bed:
             args += ["--recover-at", str(recover_at), "--bed-pid", str(self.proc.pid)]
         if handover_at is not None:
             args += ["--handover-at", str(handover_at), "--bed", self.id]
+        if rollcall is not None:
+            args += ["--rollcall-at", str(rollcall[0]), "--lecturer", rollcall[1]]
         return self.popen(self.phone, *args)
 
     def peer(self, ns: str, mode: str, sid: str, token: str, seconds: float) -> subprocess.Popen:

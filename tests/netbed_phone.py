@@ -3,13 +3,16 @@ phone's namespace (tests/netbed.py starts it there with ``ip netns exec``):
 
     python tests/netbed_phone.py WATCH_URL SECONDS [--handover-at S --bed ID]
                                  [--recover-at S --bed-pid PID]
+                                 [--rollcall-at S --lecturer TOKEN]
 
 Four times a second it reads the page's own getStats (video frames decoded, audio samples
 played rather than concealed, freeze time), the layer the page shows and when its last
 heartbeat was answered. With ``--handover-at`` the phone's address changes that many
 seconds after its first frame (scripts/netbed.py's hand_over: Wi-Fi to 4G); with
 ``--recover-at`` the link recovers that long after the first frame (SIGUSR1 to the bed's
-process). Prints one JSON line when done: the samples, summed up, and what its own record
+process). With ``--rollcall-at`` the lecturer (its token) starts a roll call that long after
+the first frame, over the phone's own link, and the phone taps 到 as soon as the page shows
+it. Prints one JSON line when done: the samples, summed up, and what its own record
 (``/api/sessions/{id}/me``, with its member token) credits.
 """
 
@@ -173,6 +176,8 @@ async def run(
     trace: str | None,
     recover_at: float | None = None,
     bed_pid: int | None = None,
+    rollcall_at: float | None = None,
+    lecturer: str | None = None,
 ) -> dict:
     from playwright.async_api import async_playwright
 
@@ -181,11 +186,13 @@ async def run(
     query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
     async with async_playwright() as pw:
         browser = await launch(pw, hosts=(urllib.parse.urlsplit(url).hostname,))
-        page = await browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
+        page = await browser.new_page(
+            viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
+        )
         opened = int(time.time() * 1000)
         await page.goto(url)
         samples: list[dict] = []
-        handover_ms = recovered_ms = None
+        handover_ms = recovered_ms = called_ms = asked_ms = answered_ms = None
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             s = await page.evaluate(READ)
@@ -202,6 +209,19 @@ async def run(
                 if since_first >= recover_at * 1000:
                     os.kill(bed_pid, signal.SIGUSR1)  # the bed's clean profile from now on
                     recovered_ms = int(time.time() * 1000)
+            if rollcall_at is not None and called_ms is None and since_first is not None:
+                if since_first >= rollcall_at * 1000:
+                    called_ms = int(time.time() * 1000)
+                    await page.evaluate(CALL, [query["session"][0], lecturer])
+            if called_ms is not None and answered_ms is None:
+                here = page.locator(".rollcall:not([hidden]) button.here")
+                if await here.count():
+                    asked_ms = asked_ms or int(time.time() * 1000)
+                    if await here.is_enabled():
+                        await here.tap()
+                text = await page.evaluate(ANSWERED)
+                if "已应答" in text:
+                    answered_ms = int(time.time() * 1000)
             await asyncio.sleep(SAMPLE_S)
         # the phone leaves (its last heartbeat already answered or never to be), then reads
         # its record
@@ -224,7 +244,23 @@ async def run(
     out["played_to_last_beat_s"] = summarize(upto, opened, None)["played_s"] if upto else 0
     out["credited_s"] = record.get("seconds_watched")
     out["intervals"] = record.get("intervals")
+    if called_ms is not None:  # from the call to the 到 on screen, and to the relay's yes
+        out["rollcall_shown_s"] = None if asked_ms is None else (asked_ms - called_ms) / 1000
+        out["rollcall_answered_s"] = (
+            None if answered_ms is None else (answered_ms - called_ms) / 1000
+        )
+        out["rollcalls"] = record.get("rollcalls")
     return out
+
+
+# The lecturer starts a roll call (from the phone's namespace: its link, the relay's origin).
+CALL = """async ([session, token]) => {
+  const r = await fetch(`/api/sessions/${session}/rollcalls`, {method: "POST",
+    headers: {Authorization: `Bearer ${token}`, "Content-Type": "application/json"},
+    body: JSON.stringify({window_s: 60})});
+  return r.status;
+}"""
+ANSWERED = "() => document.querySelector('.rollcall .rc-time')?.textContent || ''"
 
 
 def main() -> None:
@@ -236,6 +272,8 @@ def main() -> None:
     parser.add_argument("--recover-at", type=float, help="seconds after the first frame")
     parser.add_argument("--bed-pid", type=int, help="the bed's process (scripts/netbed.py up)")
     parser.add_argument("--trace", help="write every sample here, as JSON")
+    parser.add_argument("--rollcall-at", type=float, help="seconds after the first frame")
+    parser.add_argument("--lecturer", help="the lecturer's token (--rollcall-at)")
     args = parser.parse_args()
     got = asyncio.run(
         run(
@@ -246,6 +284,8 @@ def main() -> None:
             args.trace,
             args.recover_at,
             args.bed_pid,
+            args.rollcall_at,
+            args.lecturer,
         )  # fmt: skip
     )
     print(json.dumps(got), flush=True)

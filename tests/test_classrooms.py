@@ -79,6 +79,13 @@ async def test_a_lecture_with_300_classrooms_from_an_import(relay, tmp_path):
         )
         assert status == 400 and reason in body["error"], body
 
+    # the directory as the admin page reads it; nobody else reads it
+    status, listed = await call(relay, "GET", "/api/classrooms?township=团堡镇", admin(relay))
+    assert status == 200 and len(listed["classrooms"]) == 20
+    assert {c["kind"] for c in listed["classrooms"]} == {"school", "base", "point"}
+    status, _ = await call(relay, "GET", "/api/classrooms", lecturer)
+    assert status == 403
+
     # the default stays the 15 township schools
     status, made = await call(relay, "POST", "/api/sessions", admin(relay), {"title": "默认"})
     assert [r["name"] for r in made["rooms"]] == list(TOWNSHIPS)

@@ -61,12 +61,17 @@ def test_a_weak_phone_keeps_its_sound(bed):
 @pytest.mark.netbed_profile("4g")
 def test_a_chromium_phone_on_4g_plays_and_its_record_is_what_it_played(bed):
     """Real Chromium on the watch page, in the phone's namespace, with a member's link. The
-    seconds its record credits are those its own getStats played, never more."""
+    seconds its record credits are those its own getStats played, never more. A roll call
+    (点名) 8 s in reaches it over the 4G link; its 到 is answered and counted."""
     bed.start_relay()
     links = bed.session()
     sid = links["session_id"]
     bed.peer(bed.srv, "publish", sid, links["lecturer_token"], 60)
-    got = result_of(bed.browser_phone(bed.member_url(sid), 25), 120)
+    phone = bed.browser_phone(bed.member_url(sid), 25, rollcall=(8, links["lecturer_token"]))
+    got = result_of(phone, 120)
+    assert got["rollcall_shown_s"] is not None and got["rollcall_shown_s"] < 3, got
+    assert got["rollcall_answered_s"] is not None and got["rollcall_answered_s"] < 5, got
+    assert got["rollcalls"] and len(got["rollcalls"]) == 1, got  # counted by the relay
     assert got["first_frame_s"] is not None and got["first_frame_s"] < 5, got
     assert got["video_share"] >= 0.9 and got["sound_share"] >= 0.9, got
     played = got["played_to_last_beat_s"]

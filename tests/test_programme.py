@@ -270,6 +270,7 @@ async def test_credited_attendance_adds_class_hours_and_the_rotation_shows_who_i
     status, rot = await call(relay, "GET", "/api/rotation", admin)
     row = next(r for r in rot["townships"] if r["township"] == "团堡镇")
     assert row["members"] == 2 and row["met"] == 0  # 2 hours of a 12-hour target
+    assert row["classrooms"] == 1  # its school (the directory has no teaching point here)
     assert {b["member_id"]: b["hours"] for b in row["behind"]} == {"C1": 2, "C2": 0}
 
 

@@ -217,6 +217,30 @@ async def create_session(request: web.Request) -> web.Response:
     return web.json_response(session_links(state.config, state.signer, session, base), status=201)
 
 
+@documented(query={"township": STR}, answer=obj(("classrooms",), classrooms=ARR_OBJ))
+async def classroom_directory(request: web.Request) -> web.Response:
+    """``GET /api/classrooms[?township=T]`` (admin): the directory, for choosing a lecture's
+    classrooms (import it with ``lecture-relay classrooms import``)."""
+    state: AppState = request.app[STATE]
+    require(request, state.signer, ("admin",))
+    township = request.query.get("township") or None
+    found = state.store.classrooms(township=township)
+    return web.json_response(
+        {
+            "classrooms": [
+                {
+                    "id": c.id,
+                    "name": c.name,
+                    "kind": c.kind,
+                    "township": c.township,
+                    "capacity": c.capacity,
+                }
+                for c in found
+            ]  # fmt: skip
+        }
+    )
+
+
 @documented(answer=obj(("storage", "sessions"), sessions=ARR_OBJ, townships=arr(STR)))
 async def admin_overview(request: web.Request) -> web.Response:
     """Sessions with their state, replay jobs and disk use, for the admin page."""
@@ -312,4 +336,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/sessions/{session}/quality", session_quality)
     app.router.add_post("/api/rooms/join", room_join)
     app.router.add_get("/api/admin/overview", admin_overview)
+    app.router.add_get("/api/classrooms", classroom_directory)
     app.router.add_get("/api/admin/cluster", admin_cluster)

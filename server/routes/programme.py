@@ -310,12 +310,15 @@ async def member_credits(request: web.Request) -> web.Response:
     answer=obj(("year", "target_hours", "townships"), year=INT, townships=ARR_OBJ),
 )
 async def rotation(request: web.Request) -> web.Response:
-    """Per township: members who met the year's target, and who is behind."""
+    """Per township: its classrooms, members who met the year's target, and who is behind."""
     state: AppState = request.app[STATE]
     require(request, state.signer, ADMIN)
     year = sqlite_int(request.query.get("year", datetime.date.today().year), "year")
     target = state.config.yearly_target_hours
     hours = state.programme.hours_by_member(year)
+    classrooms: dict[str, int] = {}  # the township's school, bases and teaching points
+    for c in state.store.classrooms():
+        classrooms[c.township] = classrooms.get(c.township, 0) + 1
     out = []
     for township in TOWNSHIPS:
         members = state.store.members(township)
@@ -328,6 +331,7 @@ async def rotation(request: web.Request) -> web.Response:
         out.append(
             {
                 "township": township,
+                "classrooms": classrooms.get(township, 0),
                 "members": len(members),
                 "met": len(met),
                 "share": round(len(met) / len(members), 3) if members else None,

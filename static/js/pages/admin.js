@@ -43,7 +43,10 @@ async function refresh() {
     const scope = $("linkscope");
     if (scope.options.length === 1) {
       for (const t of o.townships) scope.add(new Option(t, t));
-      for (const t of o.townships) $("classrooms").add(new Option(`${t}的全部教室`, `t:${t}`));
+      const dir = await api("/api/classrooms", { token }).catch(() => ({ classrooms: [] }));
+      const per = (t) => dir.classrooms.filter((c) => c.township === t).length;
+      $("classrooms").options[1].text = `全部教室（${dir.classrooms.length} 个，含教育基地、教学点）`;
+      for (const t of o.townships) $("classrooms").add(new Option(`${t}的全部教室（${per(t)} 个）`, `t:${t}`));
     }
     const tb = $("sessions").querySelector("tbody");
     tb.innerHTML = "";

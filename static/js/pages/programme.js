@@ -68,7 +68,7 @@ async function loadWork() {
   }
   const rot = await api("/api/rotation", { token });
   const ro = $("rotation").querySelector("tbody"); ro.innerHTML = "";
-  for (const r of rot.townships) row(ro, [r.township, r.members, r.met, r.share == null ? "—" : `${Math.round(r.share * 100)}%`, r.behind.length]);
+  for (const r of rot.townships) row(ro, [r.township, r.classrooms, r.members, r.met, r.share == null ? "—" : `${Math.round(r.share * 100)}%`, r.behind.length]);
 }
 
 $("task").onsubmit = async (ev) => {
