@@ -18,6 +18,7 @@ from server.attendance.events import (
     Replay,
     RollAnswer,
     RollCall,
+    Seen,
     Start,
 )
 from server.attendance.ledger import Ledger
@@ -71,6 +72,11 @@ def lecture_with_a_call(required: int, replay_without: bool = False) -> list:
     events.append((RollAnswer("c1", "member:D", "pD"), call + 10_000))  # its media was cut
     events.append((RollAnswer("c1", "member:E", "pA"), call + 12_000))  # on A's connection
     events.append((RollAnswer("c1", "room:R1", "pR", 7), call + 20_000))  # for F too
+    # G's page has not sent its first heartbeat yet: the relay's own evidence covers it
+    events.append((Join("member:G", "pG", "token", "127.0.0.1", False), call - 3_000))
+    events += [(Seen("pG", ms // 10, ms // 10), call - 3_000 + ms) for ms in (1_000, 2_000, 3_000)]
+    events.append((RollAnswer("c1", "member:G", "pG"), call + 2_500))
+    events += watching("pG", call + 3_000, T + 600_000)
     events.append((End("lecturer"), T + 600_000))
     return events
 
@@ -84,9 +90,10 @@ def test_only_an_answer_in_time_on_a_receiving_connection_counts(tmp_path):
     assert answered["member:D"] == []  # the page answered, the relay saw no media reach it
     assert answered["member:E"] == []  # not its own connection
     assert answered["member:F"] == ["c1"]  # checked in at the room that answered
+    assert answered["member:G"] == ["c1"]  # before its first heartbeat, on the relay's word
     assert rep.rollcalls == [("c1", T + 300_000)] and rep.rollcalls_required == 1
     credited = {p for p, r in rep.participants.items() if r.credited}
-    assert credited == {"member:A", "member:F"}
+    assert credited == {"member:A", "member:F"}  # G joined late: too little of the lecture
 
 
 def test_the_rule_k_of_n_and_replay_decide_credit(tmp_path):

@@ -6,8 +6,9 @@ from that connection advanced over the same span. A member's connections count o
 a member checked in at a room is credited with the room's watched time after the check-in.
 
 A roll call (点名) is answered when the answer came within its window from the participant's
-own connection, and a watched span of that connection covers the moment: a page that answers
-on a connection whose media was cut has no such span, and counts as absent. A member checked
+own connection, and that connection's evidence covers the moment (a watched span, or the
+relay's own ``seen`` before its page's first heartbeat): a page that answers on a connection
+whose media was cut has no such span, and counts as absent. A member checked
 in at a room has the room's answers given after the check-in. When the rule requires K roll
 calls, a member who answered fewer (of those held, at most K) earns nothing by live time;
 replay then counts only where the rule says replay needs no roll call.
@@ -360,8 +361,9 @@ class ReportFold:
 
     def answered(self, wanted: set[str] | None = None) -> dict[str, dict[str, int]]:
         """participant -> {roll call: when} for the answers that count: within the call's
-        window, from the participant's own connection, while a watched span of it covers
-        the moment (media reached it and its page played). The first such answer a call."""
+        window, from the participant's own connection, at a moment media reached it (a
+        watched span of it, or the relay's own evidence before the page's first heartbeat).
+        The first such answer a call."""
         out: dict[str, dict[str, int]] = {}
         for call, who, peer, at, _ in self.answers:
             if wanted is not None and who not in wanted:
@@ -372,7 +374,11 @@ class ReportFold:
             conn = self.conns.get(peer)
             if conn is None or conn.participant != who:
                 continue
-            if any(a <= at <= b for a, b in conn.watched):
+            # media reached it then: a span its page and the relay vouch for, or (before its
+            # page's first heartbeat) one the relay's own evidence alone does
+            if any(a <= at <= b for a, b in conn.watched) or any(
+                a <= at <= b for a, b in conn.relay_only
+            ):
                 out.setdefault(who, {}).setdefault(call, at)
         return out
 
