@@ -33,6 +33,7 @@ from aiortc.rtp import (
     unpack_remb_fci,
 )
 
+from media import native
 from media.rtp import RtpHeaderError, parse_header
 
 _ORIGINAL_HOST_ADDRESSES = aioice.ice.get_host_addresses
@@ -69,6 +70,23 @@ def bound_server_candidates(seconds: float | None) -> None:
         )
 
 
+def native_srtp(dtls):
+    """The native loop's outbound SRTP context of a connected DTLS transport: its keying
+    material exported again as aiortc's _setup_srtp does (RFC 5764 4.2), kept on the
+    transport so that every send path of the connection shares it."""
+    made = getattr(dtls, "_lr_native_srtp", None)
+    if made is not None:
+        return made
+    selected = dtls._ssl.get_selected_srtp_profile()
+    profile = next(p for p in dtls._srtp_profiles if p.openssl_profile == selected)
+    view = dtls._ssl.export_keying_material(
+        b"EXTRACTOR-dtls_srtp", 2 * (profile.key_length + profile.salt_length)
+    )
+    key = profile.get_key_and_salt(view, 1 if dtls._role == "server" else 0)
+    made = dtls._lr_native_srtp = native.srtp(key, profile.libsrtp_profile)
+    return made
+
+
 class SendPath:
     """Synchronous send of SRTP/SRTCP for one connected DTLS transport."""
 
@@ -77,8 +95,15 @@ class SendPath:
         self._queue: deque[tuple[bytes, tuple]] = deque(maxlen=512)
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
-        self.protect: Callable[[bytes], bytes] = dtls._tx_srtp.protect
+        # With the native loop, this connection's RTP is protected by its SRTP context (the
+        # same key as aiortc's, derived again) on every path it has: one context a
+        # connection, or the rollover counters of two would part after 65,536 packets.
+        self.srtp = native_srtp(dtls) if native.enabled() else None
+        self.protect: Callable[[bytes], bytes] = (
+            self.srtp.protect if self.srtp is not None else dtls._tx_srtp.protect
+        )
         self.protect_rtcp: Callable[[bytes], bytes] = dtls._tx_srtp.protect_rtcp
+        self.fd = -1  # the plain UDP socket the native loop sends on, when there is one
         pair = dtls.transport._connection._nominated.get(1)
         if pair is None:
             raise ConnectionError("no nominated ICE pair")
@@ -95,6 +120,8 @@ class SendPath:
             self.sendto: Callable[[bytes, tuple], None] = (
                 sock.sendto if self.direct else proto.transport.sendto
             )
+            if self.direct and self.srtp is not None:
+                self.fd = sock.fileno()
         else:
             self._send_data: Callable[[bytes, tuple], Awaitable[None]] = proto.send_data
             self.sendto = self._enqueue

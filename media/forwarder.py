@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from media import native
 from media.cache import PacketCache
 from media.keyframes import KeyframeRequester
 from media.rtp import HEADER, build_extensions
@@ -70,9 +71,10 @@ class Downtrack:
         "protect",
         "sendto",
         "addr",
-        "packets",
-        "octets",
-        "errors",
+        "native",
+        "_packets",
+        "_octets",
+        "_errors",
         "paused",
         "rr",
         "sr_lsr",
@@ -99,9 +101,11 @@ class Downtrack:
         self.protect: Callable[[bytes], bytes] | None = None
         self.sendto: Callable[[bytes, tuple], None] | None = None
         self.addr: tuple | None = None
-        self.packets = 0
-        self.octets = 0
-        self.errors = 0
+        # the native loop's copy of this downtrack (media/native.py), when it sends it
+        self.native = None
+        self._packets = 0
+        self._octets = 0
+        self._errors = 0
         self.paused = False
         # Latest receiver report: (highest seq, fraction lost /256, cumulative lost, jitter, at)
         self.rr: tuple[int, int, int, int, float] | None = None
@@ -126,10 +130,42 @@ class Downtrack:
         self.resend_at = 0.0
         self.resends_refused = 0
 
-    def bind(self, protect: Callable[[bytes], bytes], sendto: Callable, addr: tuple) -> None:
+    def bind(
+        self,
+        protect: Callable[[bytes], bytes],
+        sendto: Callable,
+        addr: tuple,
+        srtp: object | None = None,
+        fd: int = -1,
+    ) -> None:
+        """Send through ``protect`` and ``sendto`` to ``addr``; with the native loop's SRTP
+        context ``srtp`` (the one ``protect`` is) and the socket ``fd``, the fan-out sends
+        it natively. Bound again when ICE moves to another pair."""
         self.protect = protect
         self.sendto = sendto
         self.addr = addr
+        if srtp is None or fd < 0 or not native.enabled():
+            self.native = None
+        elif self.native is None:
+            t = native.track(srtp, fd, addr)
+            t.b0, t.pt, t.ssrc, t.ext = self.b0, self.pt, self.ssrc, self.ext
+            t.seq_off, t.ts_off = self.seq_off, self.ts_off
+            self.native = t
+        else:
+            self.native.retarget(fd, addr[0], addr[1])
+
+    # what was sent, by either loop
+    @property
+    def packets(self) -> int:
+        return self._packets + (self.native.packets if self.native is not None else 0)
+
+    @property
+    def octets(self) -> int:
+        return self._octets + (self.native.octets if self.native is not None else 0)
+
+    @property
+    def errors(self) -> int:
+        return self._errors + (self.native.errors if self.native is not None else 0)
 
     def build(self, rseq: int, marker: int, rts: int, payload: bytes) -> bytes:
         b1 = (0x80 if marker else 0) | self.pt
@@ -155,6 +191,9 @@ class Forwarder:
         self.keyframes = keyframes or KeyframeRequester(lambda: None)
         self.cache = PacketCache(cache_size)
         self._active: list[Downtrack] = []
+        # the active ones split by the loop that sends them (regroup() after any change)
+        self._native: list = []  # their native copies
+        self._python: list[Downtrack] = []
         self._waiting: list[Downtrack] = []
         self._all: set[Downtrack] = set()
         # Sender-report anchor in relay timestamp space: (rts, monotonic time it was true)
@@ -183,12 +222,14 @@ class Forwarder:
         self._all.discard(dt)
         if dt in self._active:
             self._active.remove(dt)
+            self.regroup()
         if dt in self._waiting:
             self._waiting.remove(dt)
 
     def pause(self, dt: Downtrack) -> None:
         if dt in self._active:
             self._active.remove(dt)
+            self.regroup()
             m = self.mapper
             dt.next_seq = (m.last_rseq or 0) + dt.seq_off + 1
             dt.resume_ts = (m.last_rts + dt.ts_off) & 0xFFFFFFFF
@@ -215,6 +256,11 @@ class Forwarder:
             self._waiting.append(dt)
             if self.is_keyframe is not None:
                 self.keyframes.request()
+
+    def regroup(self) -> None:
+        """Split the active downtracks by the loop that sends them (a bind can change it)."""
+        self._native = [dt.native for dt in self._active if dt.native is not None]
+        self._python = [dt for dt in self._active if dt.native is None]
 
     @property
     def viewers(self) -> int:
@@ -248,9 +294,12 @@ class Forwarder:
         active = self._active
         if not active:
             return
+        if self._native:  # every viewer on a plain UDP socket: one call for all of them
+            sent = native.fanout(self._native, marker, rseq, rts, payload)
+            self.send_errors += len(self._native) - sent
         b1 = 0x80 if marker else 0
         pack = HEADER.pack
-        for dt in active:
+        for dt in self._python:
             try:
                 dt.sendto(
                     dt.protect(
@@ -266,10 +315,10 @@ class Forwarder:
                     ),
                     dt.addr,
                 )
-                dt.packets += 1
-                dt.octets += plen
+                dt._packets += 1
+                dt._octets += plen
             except Exception:  # noqa: BLE001 - one viewer's failure never stops the others
-                dt.errors += 1
+                dt._errors += 1
                 self.send_errors += 1
         n = len(active)
         self.packets_out += n
@@ -290,8 +339,11 @@ class Forwarder:
                 away = max(int((now - dt.resume_at) * rate), 1)
                 dt.ts_off = (dt.resume_ts + away - rts) & 0xFFFFFFFF
                 dt.resume_ts = None
+            if dt.native is not None:
+                dt.native.seq_off, dt.native.ts_off = dt.seq_off, dt.ts_off
             self._active.append(dt)
         self._waiting.clear()
+        self.regroup()
 
     # -- feedback from viewers -------------------------------------------------------------
     def retransmit(self, dt: Downtrack, out_seqs: list[int]) -> int:
@@ -323,7 +375,7 @@ class Forwarder:
                 dt.sendto(dt.protect(dt.build(rseq, marker, rts, payload)), dt.addr)
                 sent += 1
             except Exception:  # noqa: BLE001
-                dt.errors += 1
+                dt._errors += 1
                 self.send_errors += 1
         dt.resend_budget = budget - answered
         self.retransmits += sent
@@ -358,3 +410,4 @@ class Forwarder:
                 dt.next_seq = ((self.mapper.last_rseq or 0) + dt.seq_off + 1) & 0xFFFF
             self._waiting.extend(self._active)
             self._active.clear()
+            self.regroup()

@@ -239,7 +239,7 @@ class Viewer(_Peer):
     def _on_connected(self) -> None:
         path = self.path
         for kind, (fwd, dt) in self.tracks.items():
-            dt.bind(path.protect, path.sendto, path.addr)
+            dt.bind(path.protect, path.sendto, path.addr, path.srtp, path.fd)
             fwd.add(dt)
             if kind == "video" and self.audio_only:
                 fwd.pause(dt)
@@ -342,8 +342,9 @@ class Viewer(_Peer):
         if path.moved():  # checked once a second: a phone's new address gets media from now
             path.close()
             path = self.path = SendPath(self._dtls())
-            for _, dt in self.tracks.values():
-                dt.bind(path.protect, path.sendto, path.addr)
+            for fwd, dt in self.tracks.values():
+                dt.bind(path.protect, path.sendto, path.addr, path.srtp, path.fd)
+                fwd.regroup()  # the new pair may be relayed: the Python loop sends it then
         ntp = current_ntp_time()
         cname = self.cname.encode()
         for fwd, dt in self.tracks.values():
@@ -356,4 +357,4 @@ class Viewer(_Peer):
             try:
                 path.send_rtcp(report + sdes_cname(dt.ssrc, cname))
             except Exception:  # noqa: BLE001 - a dead viewer is reaped by its state change
-                dt.errors += 1
+                dt._errors += 1

@@ -8,7 +8,9 @@ load through aiortc's MediaRelay (which re-encodes per viewer), and the machine'
     .venv/bin/python scripts/bench_fanout.py --hostile [--viewers 20] [--window 5]
 
 Last line:
-    fanout: N viewers, X us/pkt, Y viewers/core at 1 Mbit/s, Zx MediaRelay, Wx floor, D% delivered
+    fanout: N viewers, X us/pkt, Y viewers/core at 1 Mbit/s, Zx MediaRelay, Wx floor,
+        Px paced floor, D% delivered, path native|python
+With the native loop built, the Python loop is measured first in the same run (``--fastpath``).
 With ``--hostile``, the relay alone twice (no floor, no MediaRelay): plain, then with one more
 viewer sending malformed RTCP (tests.sources.hostile_feedback) 20 rounds a second:
     hostile: N viewers + 1 hostile, X us/pkt against Y plain (Zx), D% delivered
@@ -37,6 +39,9 @@ import aiohttp  # noqa: E402
 from benchlib import PacketCounter, cpu_seconds, scratch_dir  # noqa: E402
 
 from media.fastpath import restrict_host_addresses  # noqa: E402
+from media.native import BUILT  # noqa: E402
+
+FASTPATH = "native"  # the relay's loop for the runs (--fastpath)
 from tests.client import publish, watch  # noqa: E402
 from tests.sources import clip_tracks, hostile_feedback  # noqa: E402
 
@@ -276,8 +281,10 @@ async def scrape(url: str) -> dict[str, float]:
     out: dict[str, float] = {}
     for line in text.splitlines():
         m = re.match(r"^(\w+)(\{[^}]*\})? ([\d.e+]+)$", line)
-        if m:
+        if m:  # each series summed under its name, and kept apart with its labels
             out[m.group(1)] = out.get(m.group(1), 0) + float(m.group(3))
+            if m.group(2):
+                out[m.group(1) + m.group(2)] = float(m.group(3))
     return out
 
 
@@ -318,7 +325,9 @@ def collect(viewers: list[subprocess.Popen]) -> int:
     return total
 
 
-async def bench_relay(args, children: Children, record: bool = True, hostile: bool = False) -> dict:
+async def bench_relay(
+    args, children: Children, record: bool = True, hostile: bool = False, fastpath: str = ""
+) -> dict:
     data = scratch_dir("lr-bench-")
     port = free_port()
     env = dict(
@@ -328,6 +337,7 @@ async def bench_relay(args, children: Children, record: bool = True, hostile: bo
         LR_ICE_HOSTS="127.0.0.1",
         LR_ICE_PEER_NETWORKS="127.0.0.0/8",
         LR_LOG_LEVEL="WARNING",
+        LR_FASTPATH=fastpath or FASTPATH,
     )
     cli = [str(ROOT / ".venv/bin/lecture-relay")]
     create = [*cli, "session", "create", "--title", "bench", "--video-codec", "VP8", "--json"]
@@ -371,6 +381,7 @@ async def bench_relay(args, children: Children, record: bool = True, hostile: bo
     await wait_for(all_flowing, 60, "all viewers to connect")
     await asyncio.sleep(args.warmup)
     m0, c0, t0 = await scrape(url), cpu_seconds(server.pid), time.monotonic()
+    path = "native" if m0.get('lr_fastpath{path="native"}') == 1 else "python"
     await asyncio.sleep(args.window)
     m1, c1, t1 = await scrape(url), cpu_seconds(server.pid), time.monotonic()
     # delivery: what the viewers decrypted against what the relay sent them, over the run
@@ -392,6 +403,7 @@ async def bench_relay(args, children: Children, record: bool = True, hostile: bo
         "mbps_per_viewer": bits / (t1 - t0) / joined / 1e6,
         "resent": m1.get("lr_nack_retransmits_total", 0) - m0.get("lr_nack_retransmits_total", 0),
         "delivered": received / max(min(sent, sent_before), 1),
+        "path": path,
     }
 
 
@@ -456,13 +468,34 @@ async def orchestrate(args) -> None:
         f"{paced:.1f} us/pkt",
         flush=True,
     )
+    python = None
+    if args.fastpath == "both":  # the fallback first, then the native loop, in this run
+        children = Children()
+        try:
+            python = await bench_relay(args, children, record=False, fastpath="python")
+        finally:
+            children.stop()
+        print(
+            f"python loop (recording off): {python['us_per_pkt']:.1f} us/egress pkt, "
+            f"{python['delivered'] * 100:.1f}% delivered",
+            flush=True,
+        )
     if args.recording in ("off", "both"):
         children = Children()
         try:
             off = await bench_relay(args, children, record=False)
         finally:
             children.stop()
-        print(f"recording off: {off['us_per_pkt']:.1f} us/egress pkt", flush=True)
+        print(
+            f"recording off: {off['us_per_pkt']:.1f} us/egress pkt ({off['path']} loop)",
+            flush=True,
+        )
+        if python is not None:
+            print(
+                f"{off['path']} loop against the python loop (recording off): "
+                f"{off['us_per_pkt'] / python['us_per_pkt']:.2f}x CPU per egress packet",
+                flush=True,
+            )
     children = Children()
     try:
         ours = await bench_relay(args, children, record=args.recording != "off")
@@ -498,7 +531,8 @@ async def orchestrate(args) -> None:
         f"fanout: {args.viewers} viewers, {ours['us_per_pkt']:.1f} us/pkt, "
         f"{per_core:.0f} viewers/core at 1 Mbit/s, "
         f"{per_core / base['viewers_per_core']:.0f}x MediaRelay, "
-        f"{ours['us_per_pkt'] / floor:.2f}x floor, {ours['delivered'] * 100:.1f}% delivered"
+        f"{ours['us_per_pkt'] / floor:.2f}x floor, {ours['us_per_pkt'] / paced:.2f}x paced "
+        f"floor, {ours['delivered'] * 100:.1f}% delivered, path {ours['path']}"
     )
 
 
@@ -529,11 +563,21 @@ def main() -> None:
         help="measure the relay with the live recorder on, off, or both (the summary: on)",
     )
     parser.add_argument(
+        "--fastpath",
+        choices=["native", "python", "both"],
+        default="both" if BUILT else "python",
+        help="the relay's fan-out loop (LR_FASTPATH); both: the python loop measured first, "
+        "in the same run (the default where the native one is built)",
+    )
+    parser.add_argument(
         "--hostile",
         action="store_true",
         help="the relay plain, then with one viewer sending malformed RTCP; their ratio last",
     )
-    asyncio.run(orchestrate(parser.parse_args()))
+    args = parser.parse_args()
+    global FASTPATH
+    FASTPATH = "python" if args.fastpath == "python" else "native"
+    asyncio.run(orchestrate(args))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import sys
 
 from aiohttp import web
 
+from media import native
 from server.attendance.ledger import Ledger
 from server.attendance.signing import CheckpointLog, LedgerKey
 from server.attendance.sink import AttendanceSink
@@ -56,6 +57,8 @@ def create_app(config: Config, workers: int = 1) -> web.Application:
     """The relay; with ``workers`` > 1 it also answers its media workers (started by
     ``start_workers`` once the app listens)."""
     gather_as_configured(config)
+    # the fan-out loop, chosen once (LR_FASTPATH; Python when the native one was not built)
+    log.info("fan-out: the %s loop", native.use(config.fastpath))
     store = Store(config.store_path)
     live = LiveSessions(config, store)
     signer = signer_for(config.secret, config.data_dir)
@@ -198,6 +201,7 @@ def worker_env(config: Config) -> dict[str, str]:
         "LR_LAYER_DOWN_LOSS": str(config.layer_down_loss),
         "LR_LAYER_UP_AFTER": str(config.layer_up_after_s),
         "LR_LOG_LEVEL": config.log_level,
+        "LR_FASTPATH": config.fastpath,
         "LR_ICE_SERVERS": ",".join(s.as_url() for s in config.ice_servers),
         "LR_ICE_PEER_NETWORKS": ",".join(config.ice_peer_networks or ()),
         "LR_TURN_SECRET": config.turn_secret or "",

@@ -99,6 +99,8 @@ class Config:
     keyframe_interval_s: float = 0.5
     log_level: str = "INFO"
     log_format: str = "text"  # or "json": one object a line (server/logs.py)
+    # the fan-out loop: "native" (media/_fanout.c, when built) or "python" (media/native.py)
+    fastpath: str = "native"
     # The Ed25519 key that signs ledger checkpoints, kept outside data_dir.
     # None: ~/.lecture-relay/ledger-ed25519.pem
     ledger_key: Path | None = None
@@ -249,6 +251,12 @@ def _log_format(text: str) -> str:
     return text.strip().lower()
 
 
+def _fastpath(text: str) -> str:
+    if text.strip().lower() not in ("native", "python"):
+        raise ValueError("native or python")
+    return text.strip().lower()
+
+
 def _host_addresses(text: str) -> tuple[str, ...]:
     return host_addresses(_csv(text))
 
@@ -285,6 +293,7 @@ ENV: tuple[tuple[str, str, Callable[[str], object], bool], ...] = (
     ("LR_YEARLY_TARGET_HOURS", "yearly_target_hours", float, False),
     ("LR_LOG_LEVEL", "log_level", str, False),
     ("LR_LOG_FORMAT", "log_format", _log_format, False),
+    ("LR_FASTPATH", "fastpath", _fastpath, False),
     ("LR_KEYFRAME_INTERVAL", "keyframe_interval_s", float, False),
     ("LR_LAYER_DOWN_LOSS", "layer_down_loss", float, False),
     ("LR_LAYER_UP_AFTER", "layer_up_after_s", float, False),

@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from media import native
 from media.fastpath import restrict_host_addresses
 from server.app import RUNNER_OPTIONS, create_app
 from server.config import Config
@@ -47,6 +48,22 @@ async def relay(tmp_path, request):
     """A relay; ``@pytest.mark.relay_config(name=value)`` overrides its settings."""
     marker = request.node.get_closest_marker("relay_config")
     async with running_relay(tmp_path, **(marker.kwargs if marker else {})) as started:
+        yield started
+
+
+# The fan-out loops a relay can forward on (media/native.py): the native one where it was
+# built, and the Python one it falls back to.
+FASTPATHS = ("native", "python") if native.BUILT else ("python",)
+
+
+@pytest.fixture(params=FASTPATHS)
+async def relay_on_each_path(tmp_path, request):
+    """The relay fixture, once on each fan-out loop (a module's forwarding tests take it as
+    their ``relay``)."""
+    marker = request.node.get_closest_marker("relay_config")
+    settings = {**(marker.kwargs if marker else {}), "fastpath": request.param}
+    async with running_relay(tmp_path, **settings) as started:
+        assert native.path() == request.param
         yield started
 
 

@@ -8,10 +8,17 @@ import asyncio
 import pytest
 from aiortc import RTCConfiguration
 
+from media import native
 from media.session import QUIET_TICKS, REPORT_INTERVAL_S, SessionMedia
 from tests.client import publish, watch
 from tests.sources import PatternVideoTrack, ToneAudioTrack
 from tests.waiting import until
+
+
+@pytest.fixture
+def relay(relay_on_each_path):
+    """Each test of this module on the native fan-out loop and on the Python one."""
+    return relay_on_each_path
 
 
 async def start_lecture(relay, links, codec="VP8", width=320, height=240):
@@ -59,6 +66,11 @@ async def test_viewers_decode_the_lecture_in_its_codec(relay, codec):
         media = relay.state.live.find(links["session_id"])
         assert media.video_codec == codec
         assert media.video.packets_out > 0 and media.audio.packets_out > 0
+        # on the loop the relay was started with: the native one sends each of them
+        downtracks = [dt for viewer in media.viewers.values() for _, dt in viewer.tracks.values()]
+        assert len(downtracks) == 6
+        assert all((dt.native is not None) == (native.path() == "native") for dt in downtracks)
+        assert all(dt.packets > 0 for dt in downtracks)
         # the relay's sender reports reach every viewer (what lip sync rests on)
         for v in viewers:
             await until(lambda v=v: sender_reports_seen(v), timeout=5)

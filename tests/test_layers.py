@@ -20,6 +20,12 @@ from tests.test_workers import metrics
 from tests.waiting import until
 
 
+@pytest.fixture
+def relay(relay_on_each_path):
+    """Each test of this module on the native fan-out loop and on the Python one."""
+    return relay_on_each_path
+
+
 class LossyLink:
     def __init__(self, pc) -> None:
         self.on = False

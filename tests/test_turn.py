@@ -19,6 +19,7 @@ import time
 import aiohttp
 import pytest
 
+from media import native
 from server.config import IceServer
 from tests.client import publish, watch
 from tests.conftest import running_relay
@@ -79,6 +80,9 @@ async def test_a_viewer_reached_only_through_turn_gets_the_lecture(tmp_path, tur
                 await viewing.wait_frames("audio", 20, timeout=10)
                 m = await metrics(http, url)
                 assert m["lr_viewers_relayed"] == 1 and m["lr_subscribers"] == 1
+                # a relayed pair has no socket of its own: the Python loop sends it, beside the
+                # native one where that is built (the process forwards on it)
+                assert m['lr_fastpath{path="native"}'] == int(native.BUILT)
                 # the answer named no host candidate: only the TURN server's relayed ones
                 assert "typ host" not in viewing.pc.remoteDescription.sdp
                 assert "typ relay" in viewing.pc.remoteDescription.sdp

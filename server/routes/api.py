@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from media import native
 from server.classrooms.directory import MAX_ROOMS, choose
 from server.ice import ice_servers_of
 from server.lectures.links import session_links
@@ -268,6 +269,7 @@ async def admin_overview(request: web.Request) -> web.Response:
             }
         )
     body = {"storage": usage(media_dir).as_json(), "sessions": sessions}
+    body["fastpath"] = native.path()  # the fan-out loop: native or python
     body["townships"] = list(TOWNSHIPS)  # what personal links can be asked for by
     return web.json_response(body)
 

@@ -7,6 +7,7 @@ import ipaddress
 
 from aiohttp import web
 
+from media import native
 from server.auth import authorize
 from server.histogram import Histogram
 from server.state import STATE, AppState
@@ -43,6 +44,13 @@ def render(state: AppState) -> str:
         state.loop_lag,
     )
     metric("lr_sessions", "gauge", "Sessions with media state in this process.", [("", len(media))])
+    metric(
+        "lr_fastpath",
+        "gauge",
+        "The fan-out loop this process forwards on (1 for the one in use): native "
+        "(media/_fanout.c) or python (LR_FASTPATH, or the native one not built).",
+        [(f'{{path="{p}"}}', int(native.path() == p)) for p in ("native", "python")],
+    )
     metric(
         "lr_publishers",
         "gauge",

@@ -18,6 +18,7 @@ import signal
 import aiohttp
 from aiohttp import web
 
+from media import native
 from media.codecs import CodecMismatch
 from media.peers import PeerRefused, Viewer
 from media.session import MediaEvent, SessionMedia
@@ -240,6 +241,7 @@ async def run_worker(index: int, config: Config, primary_url: str, token: str) -
     """Serve on 127.0.0.1 (a free port), register with the primary, run until told to stop."""
     _die_with_parent()
     gather_as_configured(config)
+    native.use(config.fastpath)
     worker = MediaWorker(index, config, primary_url, token)
     runner = web.AppRunner(build_app(worker), access_log=None)
     await runner.setup()

@@ -40,6 +40,7 @@ async function refresh() {
     $("recs").textContent = `${o.storage.recordings} 个 · ${gb(o.storage.recordings_bytes)}`;
     $("reps").textContent = `${o.storage.replays} 个 · ${gb(o.storage.replays_bytes)}`;
     $("free").textContent = gb(o.storage.free_bytes);
+    $("fastpath").textContent = o.fastpath || "-";
     const scope = $("linkscope");
     if (scope.options.length === 1) {
       for (const t of o.townships) scope.add(new Option(t, t));
