@@ -57,8 +57,9 @@ def create_app(config: Config, workers: int = 1) -> web.Application:
     """The relay; with ``workers`` > 1 it also answers its media workers (started by
     ``start_workers`` once the app listens)."""
     gather_as_configured(config)
-    # the fan-out loop, chosen once (LR_FASTPATH; Python when the native one was not built)
-    log.info("fan-out: the %s loop", native.use(config.fastpath))
+    # the fan-out loop, chosen once (LR_FASTPATH; Python when the native one was not built);
+    # `serve` names it in its banner
+    native.use(config.fastpath)
     store = Store(config.store_path)
     live = LiveSessions(config, store)
     signer = signer_for(config.secret, config.data_dir)

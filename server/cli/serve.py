@@ -10,6 +10,7 @@ import resource
 import sys
 from typing import TYPE_CHECKING
 
+from media import native
 from server.config import Config, config_from_env
 from server.logs import setup_logging
 
@@ -97,7 +98,8 @@ async def _serve(config: Config, ssl_context, workers: int) -> None:
         pacer = asyncio.ensure_future(pace_gc(config.gc_pace_s))
         mode = f", cluster node {cluster.id}" if cluster is not None else ""
         print(
-            f"Lecture Relay listening on {config.base_url} ({workers} worker(s){mode})",
+            f"Lecture Relay listening on {config.base_url} ({workers} worker(s){mode}, "
+            f"{native.path()} fan-out)",
             flush=True,
         )
         await stop.wait()
