@@ -34,6 +34,11 @@ class Claims:
     # their id and name on the session's open link, checked against the roster).
     via: str = "token"
 
+    @property
+    def participant(self) -> str:
+        """``role:subject``, as attendance names a member or a room (``member:M1``)."""
+        return f"{self.role}:{self.subject}"
+
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()

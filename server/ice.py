@@ -72,7 +72,7 @@ def ice_servers_of(config: Config, signer, claims) -> list[IceServer]:
     """``ice_servers_for`` an authenticated caller: its TURN name is opaque (a member id or
     a room code stays out of the TURN server's logs), and each open-link phone's is its own."""
     if claims.subject:
-        who = signer.opaque(f"{claims.role}:{claims.subject}")
+        who = signer.opaque(claims.participant)
     else:
         who = secrets.token_hex(8)
     return ice_servers_for(config, f"{claims.role}-{who}")

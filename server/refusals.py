@@ -42,3 +42,16 @@ class Unavailable(Refused):
 
 class Unreachable(Refused):
     """Another node it needs answered wrongly or not at all."""
+
+
+def whole_number(value: object, low: int, high: int | None, reason: str) -> int:
+    """``value`` when it is an integer (not a boolean) within [low, high], else Invalid with
+    ``reason``: the one check for counts, windows and limits a request gives."""
+    if (
+        not isinstance(value, int)
+        or isinstance(value, bool)
+        or value < low
+        or (high is not None and value > high)
+    ):
+        raise Invalid(reason)
+    return value

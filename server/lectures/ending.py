@@ -16,7 +16,7 @@ from server.lectures.rollcalls import RollCalls
 from server.lectures.service import CreditRule, set_credit_rule
 from server.programme.hours import credit_session
 from server.programme.store import ProgrammeStore
-from server.refusals import Conflict, NotFound
+from server.refusals import Conflict
 from server.store import Session, Store
 
 
@@ -39,18 +39,11 @@ class Ended:
     replay: str | None  # the replay job's state, when there is a recording to make it from
 
 
-def _session(parts: LectureParts, sid: str) -> Session:
-    session = parts.store.get_session(sid)
-    if session is None:
-        raise NotFound("no such session")
-    return session
-
-
-async def end_lecture(parts: LectureParts, sid: str, by: str) -> Ended:
+async def end_lecture(parts: LectureParts, session: Session, by: str) -> Ended:
     """Close every connection, write the end event and sign the final receipt, credit the
     members' hours from the report, and queue the replay. The media goes first, so that no
     heartbeat lands after the end event it would contradict."""
-    session = _session(parts, sid)
+    sid = session.id
     if session.status == "ended":
         raise Conflict("this session has already ended")
     await parts.live.end(sid)
@@ -64,15 +57,16 @@ async def end_lecture(parts: LectureParts, sid: str, by: str) -> Ended:
     return Ended(receipt, replay)
 
 
-async def change_rule(parts: LectureParts, sid: str, rule: CreditRule, by: str) -> int | None:
+async def change_rule(
+    parts: LectureParts, session: Session, rule: CreditRule, by: str
+) -> int | None:
     """Make ``rule`` the session's (a ledger event). After the lecture, its members' hours
     are worked out again: returns how many are credited now; None when nothing changed or
     the lecture has not ended."""
-    session = _session(parts, sid)
-    if not await set_credit_rule(parts.store, parts.attendance, sid, rule, by):
+    if not await set_credit_rule(parts.store, parts.attendance, session.id, rule, by):
         return None
     if session.status != "ended":
         return None
     report = await session_report(parts.reports, parts.store, session)
-    credit_session(parts.programme, sid, report)
+    credit_session(parts.programme, session.id, report)
     return sum(1 for r in report.participants.values() if r.credited)

@@ -18,13 +18,14 @@ import asyncio
 import logging
 import random
 import secrets
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from server.attendance.events import Event, RollAnswer, RollCall
 from server.attendance.ledger import now_ms
-from server.refusals import Conflict, Gone, Invalid, NotFound
+from server.refusals import Conflict, Gone, Invalid, NotFound, whole_number
 from server.store import Store
 
 log = logging.getLogger(__name__)
@@ -55,13 +56,16 @@ class Call:
     def open_at(self, ms: int) -> bool:
         return ms <= self.closes_ms
 
+    def closes_in_s(self, now: int) -> int:
+        return max(0, round((self.closes_ms - now) / 1000))
+
     def as_json(self, now: int | None = None) -> dict:
         now = now_ms() if now is None else now
         members = sum(1 for p in self.answered if p.startswith("member:"))
         return {
             "id": self.id,
             "window_s": self.window_s,
-            "closes_in_s": max(0, round((self.closes_ms - now) / 1000)),
+            "closes_in_s": self.closes_in_s(now),
             "open": self.open_at(now),
             "answers": len(self.answered),
             "members": members,
@@ -73,8 +77,9 @@ def plan(count: object, from_minute: object, to_minute: object, rng=random) -> l
     """``count`` roll calls at random whole seconds between ``from_minute`` and ``to_minute``
     after the lecture goes live, at least a window apart where the span allows."""
     for value in (count, from_minute, to_minute):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise Invalid("a roll-call plan is whole numbers: count, from_minute, to_minute")
+        whole_number(
+            value, 0, None, "a roll-call plan is whole numbers: count, from_minute, to_minute"
+        )
     if not 1 <= count <= MAX_PLANNED:
         raise Invalid(f"a plan has 1 to {MAX_PLANNED} roll calls")
     if not 0 <= from_minute < to_minute <= 600:
@@ -97,35 +102,33 @@ class RollCalls:
     def __init__(self, store: Store, record: Record) -> None:
         self.store = store
         self.record = record
-        self.calls: dict[str, Call] = {}  # session -> its newest call (open or closed)
         self.held: dict[str, list[Call]] = {}  # session -> every call this run held
         self.listeners: list[Callable[[Call], None]] = []  # told when a call opens
         self._task: asyncio.Task | None = None
 
     async def start(self, session: str, by: str, window_s: int = DEFAULT_WINDOW_S) -> Call:
         """Open a roll call now; Conflict while another is open."""
-        if isinstance(window_s, bool) or not isinstance(window_s, int):
-            raise Invalid(f"window_s is whole seconds, {WINDOWS_S[0]} to {WINDOWS_S[1]}")
-        if not WINDOWS_S[0] <= window_s <= WINDOWS_S[1]:
-            raise Invalid(f"window_s is whole seconds, {WINDOWS_S[0]} to {WINDOWS_S[1]}")
-        current = self.calls.get(session)
-        if current is not None and current.open_at(now_ms()):
+        whole_number(
+            window_s, *WINDOWS_S, f"window_s is whole seconds, {WINDOWS_S[0]} to {WINDOWS_S[1]}"
+        )
+        if self.current(session) is not None:
             raise Conflict("a roll call is open: wait for it to close")
         if len(self.held.get(session, ())) >= MAX_PLANNED * 2:
             raise Conflict("this lecture has held as many roll calls as it may")
         call_id = secrets.token_hex(4)
         done = await self.record.append(session, RollCall(call_id, by, window_s))
         call = Call(call_id, session, done.at_ms, window_s, by)  # type: ignore[attr-defined]
-        self.calls[session] = call
         self.held.setdefault(session, []).append(call)
         for listener in self.listeners:
             listener(call)
         return call
 
-    def current(self, session: str) -> Call | None:
-        """The session's open call, if one is."""
-        call = self.calls.get(session)
-        return call if call is not None and call.open_at(now_ms()) else None
+    def current(self, session: str, now: int | None = None) -> Call | None:
+        """The session's open call, if one is (only its newest can be)."""
+        held = self.held.get(session)
+        if not held or not held[-1].open_at(now_ms() if now is None else now):
+            return None
+        return held[-1]
 
     async def answer(
         self, session: str, call_id: str, participant: str, peer: str, count: int = -1
@@ -147,7 +150,6 @@ class RollCalls:
 
     def ended(self, session: str) -> None:
         """The lecture ended: its calls are closed and forgotten."""
-        self.calls.pop(session, None)
         self.held.pop(session, None)
 
     # -- the plans ---------------------------------------------------------------------------
@@ -170,8 +172,6 @@ class RollCalls:
     async def run_due(self, now_s: float | None = None) -> list[Call]:
         """Start each live lecture's planned call that is due (one a lecture at a time:
         another waits for the open one to close)."""
-        import time
-
         now_s = time.time() if now_s is None else now_s
         started = []
         for session, due in self.store.planned_rollcalls().items():

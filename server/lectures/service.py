@@ -13,7 +13,7 @@ from typing import Protocol
 
 from server.attendance.events import Event, Policy
 from server.config import DEFAULT_THRESHOLD
-from server.refusals import Invalid
+from server.refusals import Invalid, whole_number
 from server.store import Classroom, Session, Store
 
 VIDEO_CODECS = ("H264", "VP8")
@@ -59,11 +59,12 @@ def credit_rule(data: dict, current: CreditRule = DEFAULT_RULE) -> CreditRule:
     replay_credit = data.get("replay_credit", current.replay_credit)
     if not isinstance(replay_credit, bool):
         raise Invalid("replay_credit is a boolean")
-    required = data.get("rollcalls_required", current.rollcalls_required)
-    if isinstance(required, bool) or not isinstance(required, int):
-        raise Invalid(f"rollcalls_required is a whole number from 0 to {MAX_ROLLCALLS}")
-    if not 0 <= required <= MAX_ROLLCALLS:
-        raise Invalid(f"rollcalls_required is a whole number from 0 to {MAX_ROLLCALLS}")
+    required = whole_number(
+        data.get("rollcalls_required", current.rollcalls_required),
+        0,
+        MAX_ROLLCALLS,
+        f"rollcalls_required is a whole number from 0 to {MAX_ROLLCALLS}",
+    )
     without = data.get("replay_without_rollcalls", current.replay_without_rollcalls)
     if not isinstance(without, bool):
         raise Invalid("replay_without_rollcalls is a boolean")

@@ -111,8 +111,7 @@ async def end_session(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
     claims = require(request, state.signer, ("lecturer", "admin"), sid)
-    known_session(state, sid)
-    ended = await end_lecture(state, sid, claims.role)
+    ended = await end_lecture(state, known_session(state, sid), claims.role)
     return web.json_response(
         {"session_id": sid, "status": "ended", "receipt": ended.receipt, "replay": ended.replay}
     )
@@ -305,13 +304,13 @@ async def change_credit_rule(request: web.Request) -> web.Response:
     state: AppState = request.app[STATE]
     sid = request.match_info["session"]
     claims = require(request, state.signer, ("admin",))
-    known_session(state, sid)
+    session = known_session(state, sid)
     data = await read_json(request)
     if not data.keys() & RULE_FIELDS:
         raise HTTPProblem(400, f"give any of {', '.join(sorted(RULE_FIELDS))}")
-    rule = credit_rule(data, current_rule(state.store, sid))
     before = current_rule(state.store, sid)
-    credited = await change_rule(state, sid, rule, by_whom(claims))
+    rule = credit_rule(data, before)
+    credited = await change_rule(state, session, rule, by_whom(claims))
     body = {"session_id": sid, "credit_threshold": rule.threshold}
     body |= {"replay_credit": rule.replay_credit, "changed": rule != before}
     body |= {"rollcalls_required": rule.rollcalls_required}

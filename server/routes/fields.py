@@ -7,21 +7,16 @@ from __future__ import annotations
 import re
 
 from server.auth import Claims
+from server.refusals import whole_number
 from server.state import AppState
 from server.store import Session
 from server.web.errors import HTTPProblem
 
 
 def bounded_int(value: object, low: int, high: int | None, reason: str) -> int:
-    """A JSON integer (not a boolean) within [low, high], else 400 with ``reason``."""
-    if (
-        not isinstance(value, int)
-        or isinstance(value, bool)
-        or value < low
-        or (high is not None and value > high)
-    ):
-        raise HTTPProblem(400, reason)
-    return value
+    """A JSON integer (not a boolean) within [low, high], else 400 with ``reason`` (the
+    services' own check, refusals.whole_number, answered as every Invalid is)."""
+    return whole_number(value, low, high, reason)
 
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # what SQLite stores as an INTEGER

@@ -46,12 +46,18 @@ def own_viewer(state: AppState, sid: str, rid: str, claims: Claims):
     return viewer
 
 
+def media_reached(state: AppState, rid: str) -> None:
+    """409 until the relay has seen media reach connection ``rid`` (its join): what a page
+    says of it before then vouches for nothing."""
+    if rid not in state.attendance.peers:
+        raise HTTPProblem(409, "media has not reached this connection yet")
+
+
 def _submit_heartbeat(state: AppState, rid: str, viewer, body) -> asyncio.Future:
     """One heartbeat from a page on its own connection ``viewer``, with the relay's own
     evidence, handed to the ledger; the future resolves once it is durable. Shared by the
     POST route and the WebSocket."""
-    if rid not in state.attendance.peers:
-        raise HTTPProblem(409, "media has not reached this connection yet")
+    media_reached(state, rid)
     if not isinstance(body, dict):
         raise HTTPProblem(400, "a heartbeat must be a JSON object")
     frames = body.get("frames_decoded")
@@ -97,13 +103,11 @@ def with_rollcall(state: AppState, sid: str, claims: Claims, answer: dict) -> di
     """A heartbeat's answer, with the open roll call when this member or room has yet to
     answer it (the page also hears it pushed when it opens: this is for one that missed
     that, or was not connected yet)."""
-    call = state.rollcalls.calls.get(sid)
-    if call is not None and claims.role in ANSWERING:
-        who = f"{claims.role}:{claims.subject}"
-        if who not in call.answered:
-            now = now_ms()
-            if call.open_at(now):
-                answer["rollcall"] = {"id": call.id, "closes_in_s": (call.closes_ms - now) // 1000}
+    if claims.role in ANSWERING:
+        now = now_ms()
+        call = state.rollcalls.current(sid, now)
+        if call is not None and claims.participant not in call.answered:
+            answer["rollcall"] = {"id": call.id, "closes_in_s": call.closes_in_s(now)}
     return answer
 
 

@@ -251,7 +251,7 @@ async def feedback(request: web.Request) -> web.Response:
             )
         right = sum(1 for q, a in zip(course.quiz, answers, strict=True) if q["answer"] == a)
         score = right / len(course.quiz)
-    who = f"{claims.role}:{claims.subject}" if claims.subject else f"viewer:{request.remote}"
+    who = claims.participant if claims.subject else f"viewer:{request.remote}"
     state.limits.feedback.take(f"{sid}/{who}")
     try:
         state.programme.add_feedback(sid, who, rating, comment, score)

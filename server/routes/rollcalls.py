@@ -10,10 +10,9 @@ from server.lectures.rollcalls import DEFAULT_WINDOW_S, WINDOWS_S, plan_summary
 from server.refusals import Conflict
 from server.routes.bodies import read_json
 from server.routes.fields import bounded_int, by_whom, known_session, text_field
-from server.routes.heartbeats import ANSWERING, VIEW_ROLES, own_viewer
+from server.routes.heartbeats import ANSWERING, VIEW_ROLES, media_reached, own_viewer
 from server.state import STATE, AppState
 from server.web.bearer import require
-from server.web.errors import HTTPProblem
 from server.web.openapi import ARR_OBJ, BOOL, INT, OBJ, STR, documented, obj
 
 CHAIRS = ("lecturer", "admin")
@@ -71,10 +70,9 @@ async def listing(request: web.Request) -> web.Response:
         )
     mine = None
     if call is not None:
-        who = f"{claims.role}:{claims.subject}"
         shown = call.as_json()
         mine = {k: shown[k] for k in ("id", "window_s", "closes_in_s", "open")}
-        mine["answered"] = who in call.answered
+        mine["answered"] = claims.participant in call.answered
     return web.json_response({"open": mine})
 
 
@@ -94,15 +92,13 @@ async def answer(request: web.Request) -> web.Response:
     data = await read_json(request)
     rid = text_field(data, "resource")
     own_viewer(state, sid, rid, claims)
-    if rid not in state.attendance.peers:
-        raise HTTPProblem(409, "media has not reached this connection yet")
+    media_reached(state, rid)
     count = -1
     if claims.role == "room":
         count = bounded_int(
             data.get("count"), 0, 10000, "a room answers with count, its people now (0-10000)"
         )
-    who = f"{claims.role}:{claims.subject}"
-    seq, again = await state.rollcalls.answer(sid, call_id, who, rid, count)
+    seq, again = await state.rollcalls.answer(sid, call_id, claims.participant, rid, count)
     return web.json_response({"call": call_id, "seq": seq, "again": again})
 
 
